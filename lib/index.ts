@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './logging.js';
+export * from './config.js';
+export * from './version.js';
