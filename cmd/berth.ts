@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/**
+ * The `berth` entry point. It only dispatches: `berth controller ...` runs the
+ * controller, `berth agent ...` runs a node agent, anything else is the CLI.
+ * Each program is imported lazily so the CLI does not pay for the libraries of
+ * the servers (and the servers do not load each other).
+ */
+const argv = process.argv.slice(2);
+const verb = argv[0];
+
+async function dispatch(): Promise<number> {
+  if (verb === 'controller') {
+    const { runController } = await import('../controller/main.js');
+    return runController(argv.slice(1));
+  }
+  if (verb === 'agent') {
+    const { runAgent } = await import('../agent/main.js');
+    return runAgent(argv.slice(1));
+  }
+  const { runCli } = await import('../cli/main.js');
+  return runCli(argv);
+}
+
+dispatch().then(
+  (code) => {
+    if (typeof code === 'number') process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`berth: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
