@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './logging.js';
 export * from './config.js';
 export * from './version.js';
+export * from './reference.js';
