@@ -3,3 +3,4 @@ export * from './logging.js';
 export * from './config.js';
 export * from './version.js';
 export * from './reference.js';
+export * from './quantity.js';
