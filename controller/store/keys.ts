@@ -1,0 +1,56 @@
+/**
+ * The etcd key layout (documented in docs/internals.md; change both together).
+ *
+ *   <prefix>workloads/<name>                     Workload (protobuf)
+ *   <prefix>revisions/<name>/<revision, 12 digits> WorkloadRevision (protobuf)
+ *   <prefix>nodes/<name>                         Node (protobuf)
+ *   <prefix>election/leader                      controller id (UTF-8), attached to the leader's lease
+ *
+ * The prefix is "/berth/v1/" in production; tests may use another one. Names
+ * are DNS labels (no "/"), so "<kind>/<name>" never matches a longer name as a
+ * prefix when the trailing "/" is kept.
+ */
+export const DEFAULT_PREFIX = '/berth/v1/';
+const REVISION_DIGITS = 12;
+
+export class KeyLayout {
+  constructor(readonly prefix: string = DEFAULT_PREFIX) {}
+
+  workloads(): string {
+    return `${this.prefix}workloads/`;
+  }
+  workload(name: string): string {
+    return `${this.workloads()}${name}`;
+  }
+  revisions(name: string): string {
+    return `${this.prefix}revisions/${name}/`;
+  }
+  revision(name: string, revision: number): string {
+    return `${this.revisions(name)}${String(revision).padStart(REVISION_DIGITS, '0')}`;
+  }
+  nodes(): string {
+    return `${this.prefix}nodes/`;
+  }
+  node(name: string): string {
+    return `${this.nodes()}${name}`;
+  }
+  leader(): string {
+    return `${this.prefix}election/leader`;
+  }
+  /** The name at the end of a workload or node key. */
+  nameOf(key: string, kindPrefix: string): string {
+    return key.startsWith(kindPrefix) ? key.slice(kindPrefix.length) : key;
+  }
+}
+
+/** The smallest key greater than every key starting with `prefix` (etcd's range_end). */
+export function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if ((b[i] as number) < 0xff) {
+      b[i] = (b[i] as number) + 1;
+      return b.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

@@ -1,0 +1,155 @@
+/**
+ * The controller's desired-state store.
+ *
+ * Vocabulary
+ * - workload: a named, labelled WorkloadSpec the user applied. Its `status.revision`
+ *   is the spec revision: 1 when created, +1 each time the spec changes (apply with
+ *   a different canonical spec, or scale). Label-only changes keep the revision.
+ * - revision record: a WorkloadRevision kept for each spec revision; the last
+ *   REVISIONS_KEPT per workload are kept, older ones are deleted in the same write.
+ * - node record: what an agent registered (NodeSpec) plus the status the leader
+ *   last persisted (NodeStatus). Live heartbeat state is not stored here; see
+ *   controller/nodes/.
+ * - write: every mutating call is atomic. An apply of many documents either
+ *   writes all of them or none (one etcd transaction guarded by the mod revision
+ *   of every key it read; conflicting writers are retried a few times and then
+ *   fail with ConflictError).
+ *
+ * Lifecycle
+ * A store is built by main.ts (etcd) or a test (memory), used by any number of
+ * concurrent callers, and closed once with close(); calls after close() fail.
+ * Every method takes `{ signal }` and fails with CancelledError when it fires.
+ *
+ * Errors: NotFoundError for unknown names, InvalidArgumentError for values out of
+ * range, ConflictError when optimistic concurrency gives up, UnavailableError when
+ * the backing store cannot be reached.
+ */
+import type { Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
+
+export type { Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec };
+
+/** How many revision records each workload keeps. */
+export const REVISIONS_KEPT = 10;
+/** Largest replica count a workload may ask for. */
+export const MAX_REPLICAS = 10000;
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/** One validated workload document, ready to store. */
+export interface WorkloadDocument {
+  name: string;
+  labels: Record<string, string>;
+  /** The spec with every default filled in (lib/workload's output). */
+  spec: WorkloadSpec;
+}
+
+export type ApplyAction = 'created' | 'configured' | 'unchanged';
+
+export interface ApplyOutcome {
+  name: string;
+  action: ApplyAction;
+  /** The spec revision in force after the apply. */
+  revision: number;
+  workload: Workload;
+}
+
+export interface ApplyOptions extends CallOptions {
+  /** Compute the outcome without writing anything. */
+  dryRun?: boolean;
+  /** Recorded as the cause of new revisions; "apply" by default. */
+  cause?: string;
+}
+
+export interface DeleteOptions extends CallOptions {
+  /** Skip names that do not exist instead of failing the whole call. */
+  ignoreNotFound?: boolean;
+}
+
+/** A change seen by watchWorkloads. */
+export interface WorkloadChange {
+  type: 'added' | 'modified' | 'deleted';
+  /** For 'deleted', the last stored value. */
+  workload: Workload;
+}
+
+/** label=value pairs that must all match; an empty selector matches everything. */
+export type LabelSelector = Record<string, string>;
+
+export interface WorkloadReader {
+  getWorkload(name: string, opts?: CallOptions): Promise<Workload>;
+  listWorkloads(selector?: LabelSelector, opts?: CallOptions): Promise<Workload[]>;
+  /** Revision records of one workload, oldest first. */
+  workloadHistory(name: string, opts?: CallOptions): Promise<WorkloadRevision[]>;
+}
+
+export interface WorkloadWriter {
+  /** Applies every document or none; outcomes are in document order. */
+  applyWorkloads(docs: readonly WorkloadDocument[], opts?: ApplyOptions): Promise<ApplyOutcome[]>;
+  /** Deletes workloads and their revision records in one write; returns the names deleted. */
+  deleteWorkloads(names: readonly string[], opts?: DeleteOptions): Promise<string[]>;
+  /** Sets replicas; a different count makes a new revision with cause "scale". */
+  scaleWorkload(name: string, replicas: number, opts?: CallOptions): Promise<Workload>;
+}
+
+export interface WorkloadWatcher {
+  /**
+   * Yields every current workload as 'added', then each change, until the
+   * signal fires (the iteration then ends without error) or the store fails.
+   */
+  watchWorkloads(opts?: CallOptions): AsyncIterable<WorkloadChange>;
+}
+
+export type WorkloadStore = WorkloadReader & WorkloadWriter & WorkloadWatcher;
+
+export interface NodeStore {
+  /**
+   * Creates or refreshes a node record from what its agent reports. The cordon
+   * flag and persisted status of an existing record are kept.
+   */
+  registerNode(spec: NodeSpec, opts?: CallOptions): Promise<Node>;
+  getNode(name: string, opts?: CallOptions): Promise<Node>;
+  listNodes(opts?: CallOptions): Promise<Node[]>;
+  setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node>;
+  /** Replaces the persisted status (the leader calls this on transitions). */
+  setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node>;
+}
+
+export interface Closable {
+  close(): Promise<void>;
+}
+
+/** Everything the controller keeps about the desired state of the cluster. */
+export type DesiredStore = WorkloadStore & NodeStore & Closable;
+
+/**
+ * One period during which this controller is the leader. `signal` aborts when
+ * the term ends (lease lost, resigned, stopped); work started for the term
+ * (reconcile loops) must stop then.
+ */
+export interface LeadershipTerm {
+  readonly controllerId: string;
+  readonly startedUnixMs: number;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Leader election among controllers.
+ *
+ * Lifecycle: start() begins campaigning in the background; the controller may
+ * become leader, lose it and win again any number of times; stop() resigns (the
+ * next controller takes over at once) and ends campaigning.
+ */
+export interface LeaderElection {
+  readonly controllerId: string;
+  start(): void;
+  isLeader(): boolean;
+  /** The id of the current leader as last seen, or undefined when none is known. */
+  leaderId(): string | undefined;
+  /** The current term when leader. */
+  currentTerm(): LeadershipTerm | undefined;
+  /** Calls `fn` at the start of each term (and at once if a term is in progress); returns an unsubscribe function. */
+  onTerm(fn: (term: LeadershipTerm) => void): () => void;
+  stop(): Promise<void>;
+}
