@@ -3,7 +3,8 @@
  * memory.test.ts and etcd.test.ts run it against each implementation.
  */
 import assert from 'node:assert/strict';
-import { ErrorCode, isCode } from '../../../lib/index.js';
+import type { ErrorCode} from '../../../lib/index.js';
+import { isCode } from '../../../lib/index.js';
 import { NodeSpec, NodeState, WorkloadSpec } from '../../../proto/gen/berth/v1/types.js';
 import type { DesiredStore, WorkloadChange, WorkloadDocument } from '../../../controller/store/index.js';
 
