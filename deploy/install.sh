@@ -23,7 +23,7 @@ for arg in "$@"; do
 done
 
 require_root "deploy/install.sh"
-cd "$BERTH_ROOT"
+cd "$BERTH_REPO"
 
 # ---------------------------------------------------------------- Debian packages
 # What each is for:
@@ -90,6 +90,14 @@ if ((${#missing[@]} > 0)); then
   rm -f /tmp/berth-apt-install.log
   mapfile -t still < <(missing_packages)
   ((${#still[@]} == 0)) || die "these Debian packages are still not installed: ${still[*]}"
+fi
+
+# The demo and test images are built from Debian packages fetched with
+# `apt-get download`, which needs the package lists even when nothing above
+# was missing (a fresh image may ship with empty lists).
+if [[ -z "$(apt-cache policy cowsay 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" {print $2}')" ]]; then
+  step "fetching Debian package lists (apt-get update)"
+  run_quiet "apt-get update" apt-get update -q
 fi
 
 # ---------------------------------------------------------------- Node.js

@@ -1,9 +1,17 @@
 # shellcheck shell=bash
 # Helpers shared by deploy/install.sh, deploy/quickstart.sh and deploy/test.sh.
-# Source it; it defines functions and BERTH_ROOT (the repository root) only.
+# Source it; it defines functions and BERTH_REPO (the repository root) only.
 
-BERTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export BERTH_ROOT
+# shellcheck disable=SC2034  # used by the scripts that source this file
+BERTH_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# nats-server lives in /usr/sbin, which some root shells (su without -, CI
+# runners) leave off PATH.
+case ":$PATH:" in
+  *:/usr/sbin:*) ;;
+  *) PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;;
+esac
+export PATH
 
 # Messages go to stderr so that command output (berth get ...) stays clean.
 say()  { printf '%s\n' "$*" >&2; }

@@ -15,6 +15,7 @@
 #   NATS       127.0.0.1:24222 (monitor 28222) BERTH_QS_NATS_PORT, BERTH_QS_NATS_MONITOR_PORT
 #   registry   127.0.0.1:25000               BERTH_QS_REGISTRY_PORT
 #   controller 127.0.0.1:7070                BERTH_QS_CONTROLLER_PORT
+#   agent API  127.0.0.1:7071                BERTH_QS_AGENT_PORT
 # The agent's node name is the host name (BERTH_QS_NODE to override).
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
@@ -27,6 +28,7 @@ NATS_PORT="${BERTH_QS_NATS_PORT:-24222}"
 NATS_MONITOR_PORT="${BERTH_QS_NATS_MONITOR_PORT:-28222}"
 REGISTRY_PORT="${BERTH_QS_REGISTRY_PORT:-25000}"
 CONTROLLER_PORT="${BERTH_QS_CONTROLLER_PORT:-7070}"
+AGENT_PORT="${BERTH_QS_AGENT_PORT:-7071}"
 NODE="${BERTH_QS_NODE:-$(hostname -s 2>/dev/null | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9-\n' '-')}"
 NODE="${NODE:-node1}"
 WAIT_SECONDS="${BERTH_QS_WAIT_SECONDS:-60}"
@@ -36,12 +38,12 @@ ETCD_URL="http://127.0.0.1:${ETCD_PORT}"
 NATS_URL="nats://127.0.0.1:${NATS_PORT}"
 REGISTRY="127.0.0.1:${REGISTRY_PORT}"
 CONTROLLER="127.0.0.1:${CONTROLLER_PORT}"
-BERTH_JS="$BERTH_ROOT/dist/cmd/berth.js"
+BERTH_JS="$BERTH_REPO/dist/cmd/berth.js"
 
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 berth() { BERTH_CONTROLLER="$CONTROLLER" node "$BERTH_JS" "$@"; }
 
@@ -66,7 +68,7 @@ service_port() {
     nats) printf '%s %s' "$NATS_PORT" "$NATS_MONITOR_PORT" ;;
     registry) printf '%s' "$REGISTRY_PORT" ;;
     controller) printf '%s' "$CONTROLLER_PORT" ;;
-    agent) printf '' ;;
+    agent) printf '%s' "$AGENT_PORT" ;;
   esac
 }
 
@@ -177,7 +179,7 @@ start_service() {
     agent)
       mkdir -p "$STATE/agent"
       launch agent node "$BERTH_JS" agent --controller "$CONTROLLER" --nats "$NATS_URL" \
-        --node "$NODE" --root "$STATE/agent"
+        --node "$NODE" --root "$STATE/agent" --listen "127.0.0.1:${AGENT_PORT}"
       wait_ready agent node_ready
       ;;
   esac
@@ -213,12 +215,12 @@ seed_images() {
   step "pushing demo images to ${REGISTRY}: ${missing[*]}"
   local joined
   joined="$(IFS=','; printf '%s' "${missing[*]}")"
-  run_quiet "seeding demo images" node "$BERTH_ROOT/dist/test/harness/seed.js" --registry "$REGISTRY" --images "$joined"
+  run_quiet "seeding demo images" node "$BERTH_REPO/dist/test/harness/seed.js" --registry "$REGISTRY" --images "$joined"
 }
 
 cmd_up() {
   require_root "deploy/quickstart.sh"
-  "$BERTH_ROOT/deploy/install.sh"
+  "$BERTH_REPO/deploy/install.sh"
   [[ -f "$BERTH_JS" ]] || die "the build did not produce $BERTH_JS"
   mkdir -p "$STATE/run" "$STATE/logs"
 
@@ -239,7 +241,7 @@ cmd_up() {
 
   seed_images
   step "berth apply -f examples/hello.yaml"
-  berth apply -f "$BERTH_ROOT/examples/hello.yaml"
+  berth apply -f "$BERTH_REPO/examples/hello.yaml"
   echo
   step "berth get nodes"
   berth get nodes
@@ -248,7 +250,7 @@ cmd_up() {
   berth get workloads
   cat <<EOF
 
-The cluster is up (state and logs in $STATE). Next, from $BERTH_ROOT:
+The cluster is up (state and logs in $STATE). Next, from $BERTH_REPO:
   export BERTH_CONTROLLER=$CONTROLLER
   npx berth get workloads            # or: node $BERTH_JS get workloads
   npx berth apply -f examples/hello.yaml

@@ -17,11 +17,15 @@ case "${1:-}" in
 esac
 
 require_root "deploy/test.sh"
-cd "$BERTH_ROOT"
+cd "$BERTH_REPO"
 started=$SECONDS
 
+# Tests must not pick up settings meant for a real cluster (BERTH_CONTROLLER,
+# BERTH_NATS, BERTH_ROOT, ...); BERTH_TEST_* settings are for the tests.
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^BERTH_' | grep -v '^BERTH_TEST_' || true)
+
 # `npm test` builds, so only install here.
-"$BERTH_ROOT/deploy/install.sh" --no-build
+"$BERTH_REPO/deploy/install.sh" --no-build
 
 mocha_args=("$@")
 [[ -t 1 ]] && mocha_args=(--color "${mocha_args[@]}")
