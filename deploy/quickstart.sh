@@ -32,7 +32,7 @@ AGENT_PORT="${BERTH_QS_AGENT_PORT:-7071}"
 NODE="${BERTH_QS_NODE:-$(hostname -s 2>/dev/null | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9-\n' '-')}"
 NODE="${NODE:-node1}"
 WAIT_SECONDS="${BERTH_QS_WAIT_SECONDS:-60}"
-DEMO_IMAGES="${BERTH_QS_IMAGES:-busybox}"
+DEMO_IMAGES="${BERTH_QS_IMAGES:-busybox,whalesay}"
 
 ETCD_URL="http://127.0.0.1:${ETCD_PORT}"
 NATS_URL="nats://127.0.0.1:${NATS_PORT}"
@@ -187,15 +187,9 @@ start_service() {
 
 # The agent is ready once the controller lists its node as Ready.
 node_ready() {
-  berth get nodes -o json 2>/dev/null | node -e '
-    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
-      const want = process.argv[1];
-      let v; try { v = JSON.parse(s); } catch { process.exit(1); }
-      const list = Array.isArray(v) ? v : (v.nodes ?? v.items ?? []);
-      const n = list.find((x) => (x.name ?? x.metadata?.name) === want);
-      const st = String(n?.status ?? n?.state ?? n?.status?.state ?? "");
-      process.exit(n && /^ready$/i.test(st) ? 0 : 1);
-    });' "$NODE"
+  local st
+  st="$(berth get nodes "$NODE" 2>/dev/null | awk -v n="$NODE" 'NR > 1 && $1 == n {print $2}')"
+  [[ "$st" == Ready* ]]
 }
 
 image_present() {
