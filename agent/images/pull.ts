@@ -1,0 +1,347 @@
+/**
+ * Pull orchestration: reference -> manifest -> config -> layers -> record.
+ *
+ * Each missing layer is downloaded, verified and unpacked in one streaming
+ * pass: registry bytes are hashed and written to the content store's ingest
+ * file while the same bytes go through gunzip into the tar applier, which
+ * writes the layer snapshot and hashes the uncompressed stream (the diff ID).
+ * Only when the blob digest, its size and the diff ID all match are the blob
+ * and the snapshot committed (renamed into place); on any failure both are
+ * deleted, so a rejected image leaves nothing half-unpacked behind.
+ *
+ * Up to `concurrency` layers (default 3) are fetched at once. Work is
+ * single-flight per chain ID (and per blob digest in the content store), so
+ * two pulls of the same layer at the same time download and unpack it once.
+ * Layers whose snapshot already exists are reported as "already exists" and
+ * not fetched.
+ */
+import { once } from 'node:events';
+import { createGunzip } from 'node:zlib';
+import { CancelledError, ErrorCode, BerthError, messageOf } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logging.js';
+import { formatImageReference, parseImageReference } from '../../lib/reference.js';
+import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
+import type { ContentStore, Descriptor } from '../content/index.js';
+import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';
+import type { NodeMaker } from '../sys/fsops.js';
+import { ManifestError, PullError } from './errors.js';
+import { chainIds, nodePlatform, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from './manifest.js';
+import { isIndex, isManifest, layerCompression, type LayerCompression } from './mediatypes.js';
+import type { ImageRecord, ImageRecordStore, LayerRecord } from './records.js';
+import type { RegistryClient } from './registry.js';
+
+export interface PullOptions {
+  onProgress?: (layers: LayerProgress[]) => void;
+  signal?: AbortSignal;
+}
+
+export interface PullerOptions {
+  client: RegistryClient;
+  content: ContentStore;
+  snapshotter: Snapshotter;
+  nodeMaker: NodeMaker;
+  records: ImageRecordStore;
+  logger: Logger;
+  /** Registry for short names such as `busybox`. */
+  defaultRegistry?: string;
+  /** Layers fetched at once; default 3. */
+  concurrency?: number;
+  /** Largest uncompressed size of one layer; default 32 GiB. */
+  maxLayerSize?: number;
+  /** Largest image config; default 8 MiB. */
+  maxConfigSize?: number;
+  platform?: Platform;
+  /** Smallest interval between two byte-count progress reports; default 100 ms. */
+  progressIntervalMs?: number;
+}
+
+interface LayerJob {
+  image: string;
+  desc: Descriptor;
+  compression: LayerCompression;
+  diffId: string;
+  chainId: string;
+  parent: string | undefined;
+}
+
+export class ImagePuller {
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: PullerOptions) {
+    this.log = opts.logger.child({ component: 'images' });
+  }
+
+  /** Pulls an image and records it; returns the record. */
+  async pull(ref: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    const parsed = parseImageReference(ref, { defaultRegistry: this.opts.defaultRegistry });
+    if (parsed.tag === undefined && parsed.digest === undefined) parsed.tag = 'latest';
+    const image = formatImageReference(parsed);
+    const { registry, repository } = parsed;
+    const signal = opts.signal;
+    const client = this.opts.client;
+    const content = this.opts.content;
+
+    // Manifest (through an index when the reference names one).
+    const first = await client.getManifest(registry, repository, parsed.digest ?? (parsed.tag as string), { signal });
+    if (parsed.digest !== undefined && first.digest !== parsed.digest) {
+      throw new ManifestError(image, `manifest of "${image}" has digest "${first.digest}", expected "${parsed.digest}"`, { digest: parsed.digest });
+    }
+    let manifestBytes = first.bytes;
+    let manifestDigest = first.digest;
+    let manifestType = first.mediaType;
+    let indexDigest: string | undefined;
+    if (isIndex(first.mediaType)) {
+      indexDigest = first.digest;
+      const entry = selectPlatform(image, parseIndex(image, first.bytes, first.digest), this.opts.platform ?? nodePlatform(), first.digest);
+      if (!isManifest(entry.mediaType)) {
+        throw new ManifestError(image, `index of "${image}" points to "${entry.digest}" of media type "${entry.mediaType}" (expected an image manifest)`, { digest: entry.digest });
+      }
+      const m = await client.getManifest(registry, repository, entry.digest, { signal });
+      if (m.digest !== entry.digest || m.bytes.length !== entry.size) {
+        throw new ManifestError(image, `manifest "${entry.digest}" of "${image}" does not match its index entry (got digest "${m.digest}", ${m.bytes.length} bytes; expected ${entry.size} bytes)`, { digest: entry.digest });
+      }
+      manifestBytes = m.bytes;
+      manifestDigest = m.digest;
+      manifestType = m.mediaType || entry.mediaType;
+    }
+    if (!isManifest(manifestType)) {
+      throw new ManifestError(image, `manifest of "${image}" has unknown media type "${manifestType}" (expected an OCI or Docker schema 2 manifest or index)`, { digest: manifestDigest });
+    }
+    const manifest = parseManifest(image, manifestBytes, manifestDigest);
+    const compressions = manifest.layers.map((l) => {
+      const c = layerCompression(l.mediaType);
+      if (typeof c === 'object') throw new ManifestError(image, `failed to pull "${image}": layer "${l.digest}": ${c.problem}`, { digest: l.digest });
+      return c;
+    });
+
+    // Config.
+    let configBytes: Buffer;
+    if (await content.info(manifest.config.digest)) configBytes = await content.readBytes(manifest.config.digest);
+    else {
+      const limit = this.opts.maxConfigSize ?? 8 * 1024 * 1024;
+      if (manifest.config.size > limit) throw new ManifestError(image, `config of "${image}" is ${manifest.config.size} bytes (expected at most ${limit})`, { digest: manifest.config.digest });
+      configBytes = await client.blobBytes(registry, repository, manifest.config.digest, manifest.config.size, { signal });
+      try {
+        await content.putBytes(manifest.config, configBytes);
+      } catch (err) {
+        throw new ManifestError(image, `failed to pull config of "${image}": ${messageOf(err)}`, { digest: manifest.config.digest, cause: err });
+      }
+    }
+    const config = parseConfig(image, configBytes, manifest.config.digest);
+    if (config.diffIds.length !== manifest.layers.length) {
+      throw new ManifestError(image, `config of "${image}" lists ${config.diffIds.length} diff IDs for ${manifest.layers.length} layers`, { digest: manifest.config.digest });
+    }
+    const chains = chainIds(config.diffIds);
+    const jobs: LayerJob[] = manifest.layers.map((desc, i) => ({
+      image,
+      desc,
+      compression: compressions[i] as LayerCompression,
+      diffId: config.diffIds[i] as string,
+      chainId: chains[i] as string,
+      parent: i > 0 ? chains[i - 1] : undefined,
+    }));
+
+    // Layers.
+    const progress: LayerProgress[] = jobs.map((j) => ({ digest: j.desc.digest, phase: LayerPhase.LAYER_PHASE_WAITING, doneBytes: 0, totalBytes: j.desc.size }));
+    const report = this.reporter(progress, opts.onProgress);
+    report(true);
+    const concurrency = Math.max(1, this.opts.concurrency ?? 3);
+    let next = 0;
+    let failure: unknown;
+    const inner = new AbortController();
+    const onAbort = (): void => inner.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const worker = async (): Promise<void> => {
+      while (failure === undefined && next < jobs.length) {
+        const i = next++;
+        const job = jobs[i] as LayerJob;
+        const p = progress[i] as LayerProgress;
+        try {
+          await this.ensureLayer(image, registry, repository, job, p, report, inner.signal);
+        } catch (err) {
+          if (failure === undefined) failure = err;
+          inner.abort();
+        }
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (failure !== undefined) {
+      if (signal?.aborted) throw new CancelledError(`pull of "${image}" cancelled`, { cause: failure });
+      if (failure instanceof BerthError) throw failure;
+      throw new PullError(image, ErrorCode.Internal, `failed to pull "${image}": ${messageOf(failure)}`, { cause: failure });
+    }
+    report(true);
+
+    // Manifest (and index) blobs, then the record.
+    await content.putBytes({ mediaType: manifestType, digest: manifestDigest, size: manifestBytes.length }, manifestBytes);
+    if (indexDigest !== undefined) await content.putBytes({ mediaType: first.mediaType, digest: indexDigest, size: first.bytes.length }, first.bytes);
+    const layers: LayerRecord[] = jobs.map((j) => ({ digest: j.desc.digest, mediaType: j.desc.mediaType, size: j.desc.size, diffId: j.diffId, chainId: j.chainId }));
+    const record: ImageRecord = {
+      reference: image,
+      registry,
+      repository,
+      ...(parsed.tag !== undefined ? { tag: parsed.tag } : {}),
+      digest: manifestDigest,
+      ...(indexDigest !== undefined ? { indexDigest } : {}),
+      mediaType: manifestType,
+      configDigest: manifest.config.digest,
+      architecture: config.architecture,
+      os: config.os,
+      config: config.config,
+      layers,
+      chainId: chains[chains.length - 1] ?? '',
+      size: manifestBytes.length + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0),
+      created: config.created ?? '',
+      pulledAt: new Date().toISOString(),
+    };
+    await this.opts.records.put(record);
+    this.log.info('image pulled', { image, digest: manifestDigest, layers: layers.length });
+    return record;
+  }
+
+  private reporter(progress: LayerProgress[], cb: PullOptions['onProgress']): (force: boolean) => void {
+    let last = 0;
+    const interval = this.opts.progressIntervalMs ?? 100;
+    return (force: boolean) => {
+      if (!cb) return;
+      const now = Date.now();
+      if (!force && now - last < interval) return;
+      last = now;
+      try {
+        cb(progress.map((p) => ({ ...p })));
+      } catch (err) {
+        this.log.warn('progress callback failed', { error: messageOf(err) });
+      }
+    };
+  }
+
+  /** Makes sure the snapshot of one layer exists, single-flight per chain ID. */
+  private async ensureLayer(image: string, registry: string, repository: string, job: LayerJob, p: LayerProgress, report: (force: boolean) => void, signal: AbortSignal): Promise<void> {
+    const setPhase = (phase: LayerPhase): void => {
+      p.phase = phase;
+      report(true);
+    };
+    for (;;) {
+      const running = this.inflight.get(job.chainId);
+      if (running === undefined) break;
+      await running.catch(() => undefined);
+    }
+    if (await this.opts.snapshotter.stat(job.chainId)) {
+      p.doneBytes = p.totalBytes;
+      setPhase(LayerPhase.LAYER_PHASE_ALREADY_EXISTS);
+      return;
+    }
+    const work = this.fetchAndUnpack(image, registry, repository, job, p, report, setPhase, signal);
+    this.inflight.set(job.chainId, work);
+    try {
+      await work;
+    } finally {
+      this.inflight.delete(job.chainId);
+    }
+    setPhase(LayerPhase.LAYER_PHASE_DONE);
+  }
+
+  private async fetchAndUnpack(image: string, registry: string, repository: string, job: LayerJob, p: LayerProgress, report: (force: boolean) => void, setPhase: (phase: LayerPhase) => void, signal: AbortSignal): Promise<void> {
+    const { content, snapshotter, client } = this.opts;
+    const prepared = await snapshotter.prepareLayer(job.chainId, job.parent);
+    const applier = new LayerApplier({
+      dir: prepared.dir,
+      nodeMaker: this.opts.nodeMaker,
+      maxSize: this.opts.maxLayerSize ?? 32 * 1024 ** 3,
+      image,
+      digest: job.desc.digest,
+    });
+    try {
+      const outcome = await content.ingest(job.desc, async (writer) => {
+        setPhase(LayerPhase.LAYER_PHASE_DOWNLOADING);
+        const source = client.blob(registry, repository, job.desc.digest, { signal });
+        await this.unpackStream(source, job, applier, (chunk) => {
+          writer.write(chunk);
+          p.doneBytes = writer.offset;
+          report(false);
+        });
+        setPhase(LayerPhase.LAYER_PHASE_VERIFYING);
+      });
+      if (outcome !== 'written') {
+        // Another pull stored the blob meanwhile (or it was already here): unpack the local copy.
+        setPhase(LayerPhase.LAYER_PHASE_EXTRACTING);
+        const stream = await content.readStream(job.desc.digest);
+        let done = 0;
+        await this.unpackStream(stream as AsyncIterable<Buffer>, job, applier, (chunk) => {
+          done += chunk.length;
+          p.doneBytes = done;
+          report(false);
+        });
+        if (done !== job.desc.size) throw new LayerRejectedError(`local blob is ${done} bytes, expected ${job.desc.size}`, { image, digest: job.desc.digest });
+      }
+      setPhase(LayerPhase.LAYER_PHASE_EXTRACTING);
+      const result = await applier.finish();
+      if (result.diffId !== job.diffId) {
+        throw new LayerRejectedError(`uncompressed content has digest "${result.diffId}", but the image config says "${job.diffId}"`, { image, digest: job.desc.digest });
+      }
+      await prepared.commit();
+    } catch (err) {
+      applier.abort();
+      await prepared.abort();
+      if (signal.aborted && !(err instanceof LayerRejectedError)) throw new CancelledError(`pull of "${image}" cancelled`, { cause: err });
+      if (err instanceof BerthError) {
+        if (err.message.includes(job.desc.digest) && err.message.includes(image)) throw err;
+        throw new PullError(image, err.code, `failed to pull layer "${job.desc.digest}" of "${image}": ${err.message}`, { digest: job.desc.digest, cause: err });
+      }
+      throw new PullError(image, ErrorCode.Internal, `failed to pull layer "${job.desc.digest}" of "${image}": ${messageOf(err)}`, { digest: job.desc.digest, cause: err });
+    }
+  }
+
+  /**
+   * Streams compressed bytes through `onCompressed` (hash + store) and, via
+   * gunzip when compressed, into the applier, with backpressure.
+   */
+  private async unpackStream(source: AsyncIterable<Buffer>, job: LayerJob, applier: LayerApplier, onCompressed: (chunk: Buffer) => void): Promise<void> {
+    if (job.compression === 'none') {
+      for await (const chunk of source) {
+        onCompressed(chunk);
+        applier.write(chunk);
+      }
+      return;
+    }
+    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    let failed: unknown;
+    gunzip.on('data', (d: Buffer) => {
+      if (failed !== undefined) return;
+      try {
+        applier.write(d);
+      } catch (err) {
+        failed = err;
+        gunzip.destroy(err as Error);
+      }
+    });
+    const ended = once(gunzip, 'end');
+    ended.catch(() => undefined);
+    try {
+      for await (const chunk of source) {
+        if (failed !== undefined) break;
+        onCompressed(chunk);
+        if (!gunzip.write(chunk)) await once(gunzip, 'drain');
+      }
+      if (failed === undefined) {
+        gunzip.end();
+        await ended;
+      }
+    } catch (err) {
+      if (failed === undefined) failed = err;
+    } finally {
+      gunzip.destroy();
+    }
+    if (failed !== undefined) {
+      if (failed instanceof BerthError) throw failed;
+      const e = failed as NodeJS.ErrnoException;
+      if (e.code?.startsWith('Z_')) throw new LayerRejectedError(`invalid gzip stream: ${e.message}`, { image: job.image, digest: job.desc.digest });
+      throw failed;
+    }
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * Applies one layer (an uncompressed tar stream) to an empty directory,
+ * safely. The layer is applied on its own, not on top of its parents: the
+ * result is an overlayfs lower directory, so whiteouts become character
+ * devices 0:0 and opaque directories get `trusted.overlay.opaque=y`.
+ *
+ * Everything in the tar is treated as hostile. Refused with LayerRejectedError
+ * naming the entry:
+ * - absolute names and names with a `..` component (entry names and hard-link
+ *   targets);
+ * - an entry whose parent is a symlink or a non-directory (writing through a
+ *   symlink) — the tree is new and only this layer writes to it, so the map of
+ *   entries seen so far says exactly what every parent is;
+ * - hard links whose target is not an earlier non-directory entry of this layer;
+ * - whiteouts named `.wh.`, `.wh..` or `.wh...` (escaping their directory);
+ * - unknown entry types (sparse files, volume headers, ...);
+ * - a second entry for the same path;
+ * - more decompressed bytes than `maxSize` (decompression bombs).
+ * Symlink targets are not checked: they are resolved inside the container.
+ *
+ * Order of work: regular files, directories and symlinks are written as their
+ * data streams in; device nodes, FIFOs and whiteouts go to the fsops helper at
+ * the end (and hard links to them after that); then xattrs (after chown, which
+ * clears security.capability); then directory modes, owners and mtimes,
+ * deepest first, so no later write disturbs them.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import {
+  closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync,
+  chmodSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { FsOpsSession, NodeMaker } from '../sys/fsops.js';
+import { LayerRejectedError } from './errors.js';
+import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar.js';
+
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+export interface ApplyOptions {
+  /** Absolute path of an existing, empty directory. */
+  dir: string;
+  nodeMaker: NodeMaker;
+  /** Largest number of uncompressed tar bytes accepted. */
+  maxSize: number;
+  /** For error messages. */
+  image?: string;
+  digest?: string;
+}
+
+export interface ApplyResult {
+  /** sha256 of the uncompressed tar stream (the layer's diff ID). */
+  diffId: string;
+  /** Uncompressed tar bytes. */
+  size: number;
+  entries: number;
+}
+
+type Kind = 'file' | 'dir' | 'implicit-dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'whiteout';
+
+interface Meta {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+}
+
+interface Deferred {
+  kind: 'node' | 'fifo' | 'whiteout' | 'link';
+  path: string;
+  entry?: TarEntry;
+  target?: string;
+}
+
+/** Allowed xattr namespaces; trusted.overlay.* is ours to set and never taken from a layer. */
+function xattrAllowed(name: string): boolean {
+  if (name.startsWith('trusted.overlay.')) return false;
+  return name.startsWith('user.') || name.startsWith('security.') || name.startsWith('trusted.') || name.startsWith('system.posix_acl_');
+}
+
+export class LayerApplier implements TarHandler {
+  private readonly reader = new TarReader(this);
+  private readonly hash: Hash = createHash('sha256');
+  private size = 0;
+  private entries = 0;
+  private readonly seen = new Map<string, Kind>();
+  private readonly dirs: Meta[] = [];
+  private readonly deferred: Deferred[] = [];
+  private readonly xattrs: { path: string; name: string; value: Buffer }[] = [];
+  private readonly opaque: string[] = [];
+  private readonly nodeMeta: Meta[] = [];
+  private fd: number | undefined;
+  private fileMeta: Meta | undefined;
+  private entryName = '';
+  private failed: Error | undefined;
+
+  constructor(private readonly opts: ApplyOptions) {}
+
+  private reject(problem: string, entry: string | undefined = this.entryName, code?: 'resource_exhausted'): LayerRejectedError {
+    return new LayerRejectedError(problem, { image: this.opts.image, digest: this.opts.digest, entry: entry === '' ? undefined : entry }, code ? { code } : {});
+  }
+
+  /** Feeds uncompressed tar bytes. Throws LayerRejectedError on the first problem. */
+  write(chunk: Buffer): void {
+    if (this.failed) throw this.failed;
+    try {
+      this.size += chunk.length;
+      if (this.size > this.opts.maxSize) {
+        throw this.reject(`decompressed size exceeds the limit of ${this.opts.maxSize} bytes`, undefined, 'resource_exhausted');
+      }
+      this.hash.update(chunk);
+      this.reader.push(chunk);
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  private fail(err: unknown): Error {
+    this.closeFile();
+    let out: Error;
+    if (err instanceof LayerRejectedError) out = err;
+    else if (err instanceof TarFormatError) out = this.reject(`malformed tar: ${err.message}`, this.reader.current);
+    else {
+      const e = err as NodeJS.ErrnoException;
+      out = this.reject(`${e.message ?? String(err)}`);
+    }
+    this.failed = out;
+    return out;
+  }
+
+  private closeFile(): void {
+    if (this.fd !== undefined) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        // already failing
+      }
+      this.fd = undefined;
+    }
+  }
+
+  /** Cleans a tar name into a relative path; '' is the layer root. */
+  private clean(raw: string, what: string): string {
+    if (raw.includes('\0')) throw this.reject(`${what} contains a NUL byte`);
+    if (raw.startsWith('/')) throw this.reject(`${what} ${JSON.stringify(raw)} is absolute (expected a path relative to the layer root)`);
+    const parts: string[] = [];
+    for (const c of raw.split('/')) {
+      if (c === '' || c === '.') continue;
+      if (c === '..') throw this.reject(`${what} ${JSON.stringify(raw)} contains ".." (expected a path inside the layer root)`);
+      parts.push(c);
+    }
+    return parts.join('/');
+  }
+
+  private abs(rel: string): string {
+    return rel === '' ? this.opts.dir : join(this.opts.dir, rel);
+  }
+
+  /** Checks every parent of rel; creates missing ones as 0755 directories. */
+  private ensureParents(rel: string): void {
+    const parts = rel.split('/');
+    let p = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      p = p === '' ? (parts[i] as string) : `${p}/${parts[i] as string}`;
+      const kind = this.seen.get(p);
+      if (kind === undefined) {
+        mkdirSync(this.abs(p), 0o755);
+        chmodSync(this.abs(p), 0o755);
+        this.seen.set(p, 'implicit-dir');
+      } else if (kind === 'symlink') {
+        throw this.reject(`parent "${p}" is a symlink in this layer (writing through a symlink is not allowed)`);
+      } else if (kind !== 'dir' && kind !== 'implicit-dir') {
+        throw this.reject(`parent "${p}" is not a directory in this layer`);
+      }
+    }
+  }
+
+  private claim(rel: string, kind: Kind): void {
+    const before = this.seen.get(rel);
+    if (before !== undefined) {
+      if (kind === 'dir' && before === 'implicit-dir') {
+        this.seen.set(rel, 'dir');
+        return;
+      }
+      throw this.reject(`duplicate entry for "${rel}" (an earlier entry already wrote it)`);
+    }
+    this.seen.set(rel, kind);
+  }
+
+  entry(e: TarEntry): void {
+    this.entries++;
+    this.entryName = e.name;
+    if (e.type === 'unknown') {
+      throw this.reject(`unsupported entry type ${JSON.stringify(e.typeFlag)} (expected a file, directory, link, device or fifo)`);
+    }
+    const rel = this.clean(e.name, 'name');
+    const meta: Meta = { path: rel, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+    if (rel === '') {
+      if (e.type !== 'dir') throw this.reject('the layer root can only be a directory');
+      if (this.seen.has('')) throw this.reject('duplicate entry for the layer root');
+      this.seen.set('', 'dir');
+      this.dirs.push(meta);
+      this.addXattrs(rel, e);
+      return;
+    }
+    this.ensureParents(rel);
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? '' : rel.slice(0, slash);
+    const base = slash < 0 ? rel : rel.slice(slash + 1);
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      if (base === OPAQUE) {
+        if (this.opaque.includes(parent)) throw this.reject(`duplicate opaque marker for "${parent || '/'}"`);
+        this.opaque.push(parent);
+        return;
+      }
+      if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return; // other aufs metadata: ignored
+      const target = base.slice(WHITEOUT_PREFIX.length);
+      if (target === '' || target === '.' || target === '..') {
+        throw this.reject(`whiteout ${JSON.stringify(base)} does not name a file in its directory`);
+      }
+      const hidden = parent === '' ? target : `${parent}/${target}`;
+      this.claim(hidden, 'whiteout');
+      this.deferred.push({ kind: 'whiteout', path: hidden });
+      return;
+    }
+
+    switch (e.type) {
+      case 'dir': {
+        const implicit = this.seen.get(rel) === 'implicit-dir';
+        this.claim(rel, 'dir');
+        if (!implicit) mkdirSync(this.abs(rel), 0o700);
+        this.dirs.push(meta);
+        break;
+      }
+      case 'file': {
+        this.claim(rel, 'file');
+        this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        this.fileMeta = meta;
+        break;
+      }
+      case 'symlink': {
+        this.claim(rel, 'symlink');
+        symlinkSync(e.linkname, this.abs(rel));
+        lchownSync(this.abs(rel), e.uid, e.gid);
+        lutimesSync(this.abs(rel), e.mtime, e.mtime);
+        break;
+      }
+      case 'hardlink': {
+        const target = this.clean(e.linkname, 'hard link target');
+        const kind = this.seen.get(target);
+        if (kind === undefined || kind === 'whiteout') {
+          throw this.reject(`hard link target ${JSON.stringify(e.linkname)} is not an earlier entry of this layer`);
+        }
+        if (kind === 'dir' || kind === 'implicit-dir') throw this.reject(`hard link target ${JSON.stringify(e.linkname)} is a directory`);
+        this.claim(rel, 'hardlink');
+        if (kind === 'char' || kind === 'block' || kind === 'fifo' || this.deferred.some((d) => d.path === target)) {
+          this.deferred.push({ kind: 'link', path: rel, target });
+        } else {
+          linkSync(this.abs(target), this.abs(rel));
+        }
+        break;
+      }
+      case 'char':
+      case 'block':
+      case 'fifo': {
+        this.claim(rel, e.type);
+        this.deferred.push({ kind: e.type === 'fifo' ? 'fifo' : 'node', path: rel, entry: e });
+        this.nodeMeta.push(meta);
+        break;
+      }
+    }
+    this.addXattrs(rel, e);
+  }
+
+  private addXattrs(rel: string, e: TarEntry): void {
+    for (const [name, value] of e.xattrs) {
+      if (!xattrAllowed(name)) continue;
+      this.xattrs.push({ path: rel, name, value });
+    }
+  }
+
+  data(chunk: Buffer): void {
+    if (this.fd === undefined) return; // data of an entry we do not write (whiteout with a body)
+    let off = 0;
+    while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off);
+  }
+
+  entryEnd(): void {
+    if (this.fd !== undefined && this.fileMeta !== undefined) {
+      const m = this.fileMeta;
+      fchownSync(this.fd, m.uid, m.gid);
+      fchmodSync(this.fd, m.mode);
+      futimesSync(this.fd, m.mtime, m.mtime);
+      closeSync(this.fd);
+      this.fd = undefined;
+      this.fileMeta = undefined;
+    }
+    this.entryName = '';
+  }
+
+  /** Ends the stream and finishes special files, xattrs and directory metadata. */
+  async finish(): Promise<ApplyResult> {
+    if (this.failed) throw this.failed;
+    try {
+      this.reader.end();
+    } catch (err) {
+      throw this.fail(err);
+    }
+    const needHelper = this.deferred.some((d) => d.kind !== 'link') || this.xattrs.length > 0 || this.opaque.length > 0;
+    let session: FsOpsSession | undefined;
+    try {
+      if (needHelper) session = this.opts.nodeMaker.open(this.opts.dir);
+      for (const d of this.deferred) {
+        this.entryName = d.path;
+        if (d.kind === 'whiteout') await session!.mknod(d.path, S_IFCHR, 0, 0);
+        else if (d.kind === 'fifo') await session!.mkfifo(d.path, d.entry!.mode);
+        else if (d.kind === 'node') {
+          const e = d.entry!;
+          await session!.mknod(d.path, (e.type === 'block' ? S_IFBLK : S_IFCHR) | (e.mode & 0o777), e.devmajor, e.devminor);
+        }
+      }
+      for (const m of this.nodeMeta) {
+        this.entryName = m.path;
+        lchownSync(this.abs(m.path), m.uid, m.gid);
+        chmodSync(this.abs(m.path), m.mode);
+        lutimesSync(this.abs(m.path), m.mtime, m.mtime);
+      }
+      for (const d of this.deferred) {
+        if (d.kind !== 'link') continue;
+        this.entryName = d.path;
+        linkSync(this.abs(d.target!), this.abs(d.path));
+      }
+      for (const x of this.xattrs) {
+        this.entryName = x.path;
+        await session!.lsetxattr(x.path, x.name, x.value);
+      }
+      for (const p of this.opaque) {
+        this.entryName = p === '' ? '.' : p;
+        await session!.lsetxattr(p === '' ? '.' : p, 'trusted.overlay.opaque', Buffer.from('y'));
+      }
+      // Deepest first, so setting a child's mtime never disturbs its parent's.
+      const dirs = [...this.dirs].sort((a, b) => depth(b.path) - depth(a.path));
+      for (const m of dirs) {
+        this.entryName = m.path;
+        const p = this.abs(m.path);
+        lchownSync(p, m.uid, m.gid);
+        chmodSync(p, m.mode);
+        lutimesSync(p, m.mtime, m.mtime);
+      }
+      if (session !== undefined) {
+        const s = session;
+        session = undefined;
+        await s.close();
+      }
+    } catch (err) {
+      if (session !== undefined) await session.close().catch(() => undefined);
+      throw this.fail(err);
+    }
+    return { diffId: `sha256:${this.hash.digest('hex')}`, size: this.size, entries: this.entries };
+  }
+
+  /** Releases an open file after a failure elsewhere in the pipeline. */
+  abort(): void {
+    this.closeFile();
+  }
+}
+
+function depth(p: string): number {
+  if (p === '') return 0;
+  let n = 1;
+  for (const c of p) if (c === '/') n++;
+  return n;
+}

@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './tar.js';
+export * from './apply.js';
+export * from './snapshotter.js';
