@@ -4,3 +4,4 @@ export * from './config.js';
 export * from './version.js';
 export * from './reference.js';
 export * from './quantity.js';
+export * from './unreachable.js';

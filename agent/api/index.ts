@@ -1,0 +1,2 @@
+/** agent/api: the agent's gRPC server. */
+export * from './server.js';

@@ -1,0 +1,99 @@
+/**
+ * The controller API as the verbs use it: promise-returning calls with a
+ * deadline, and errors turned into BerthErrors with one-line messages.
+ * grpc-js and the generated clients are imported here, on the first call,
+ * so that `berth --help` and usage errors never load them.
+ */
+import type { ServiceError } from '@grpc/grpc-js';
+import type {
+  ApplyRequest,
+  ApplyResponse,
+  DeleteWorkloadsRequest,
+  DeleteWorkloadsResponse,
+  HistoryResponse,
+  ListNodesResponse,
+  ListWorkloadsResponse,
+  ScaleRequest,
+  VersionResponse,
+} from '../proto/gen/berth/v1/controller.js';
+import type { Workload } from '../proto/gen/berth/v1/types.js';
+import { BerthError, ErrorCode, UnavailableError, fromGrpcError } from '../lib/errors.js';
+import { connectFailureReason, isConnectFailure } from '../lib/unreachable.js';
+import type { CliContext } from './context.js';
+
+/** The controller calls the CLI makes. */
+export interface ControllerApi {
+  apply(req: ApplyRequest): Promise<ApplyResponse>;
+  getWorkload(name: string): Promise<Workload>;
+  listWorkloads(selector: Record<string, string>): Promise<ListWorkloadsResponse>;
+  deleteWorkloads(req: DeleteWorkloadsRequest): Promise<DeleteWorkloadsResponse>;
+  scale(req: ScaleRequest): Promise<Workload>;
+  history(name: string): Promise<HistoryResponse>;
+  listNodes(): Promise<ListNodesResponse>;
+  version(): Promise<VersionResponse>;
+  close(): void;
+}
+
+/** Turns a grpc-js error into a BerthError whose message is fit for "error: ..." */
+export function cliError(err: unknown, ctx: Pick<CliContext, 'controller' | 'timeoutMs'>): BerthError {
+  const e = err as Partial<ServiceError>;
+  const details = typeof e.details === 'string' ? e.details : typeof e.message === 'string' ? e.message : String(err);
+  if (e.code === 14 && isConnectFailure(details)) {
+    return new UnavailableError(`failed to reach the controller at ${ctx.controller}: ${connectFailureReason(details)}`, { cause: err });
+  }
+  if (e.code === 4) {
+    return new BerthError(ErrorCode.DeadlineExceeded, `the controller at ${ctx.controller} did not answer within ${Math.round(ctx.timeoutMs / 1000)} s`, { cause: err });
+  }
+  return fromGrpcError(err);
+}
+
+/** Connects lazily (grpc-js only dials on the first call). Call close() when done. */
+export async function openControllerApi(ctx: CliContext): Promise<ControllerApi> {
+  const started = Date.now();
+  const grpc = await import('@grpc/grpc-js');
+  const gen = await import('../proto/gen/berth/v1/controller.js');
+  ctx.trace(`loaded gRPC client in ${Date.now() - started} ms`);
+  const creds = grpc.credentials.createInsecure();
+  const options = { 'grpc.enable_retries': 0 };
+  const workloads = new gen.WorkloadServiceClient(ctx.controller, creds, options);
+  const nodes = new gen.NodeServiceClient(ctx.controller, creds, options);
+  const system = new gen.SystemServiceClient(ctx.controller, creds, options);
+
+  type Callback<Res> = (err: ServiceError | null, res: Res) => void;
+  function call<Res>(what: string, invoke: (md: InstanceType<typeof grpc.Metadata>, opts: { deadline: number }, cb: Callback<Res>) => unknown): Promise<Res> {
+    const t0 = Date.now();
+    return new Promise<Res>((resolve, reject) => {
+      invoke(new grpc.Metadata(), { deadline: Date.now() + ctx.timeoutMs }, (err, res) => {
+        ctx.trace(`${what} to ${ctx.controller}: ${err ? `error code ${err.code}` : 'ok'} in ${Date.now() - t0} ms`);
+        if (err) reject(cliError(err, ctx));
+        else resolve(res);
+      });
+    });
+  }
+
+  return {
+    apply: (req) => call('WorkloadService.Apply', (md, o, cb) => workloads.apply(req, md, o, cb)),
+    getWorkload: (name) => call('WorkloadService.Get', (md, o, cb) => workloads.get({ name }, md, o, cb)),
+    listWorkloads: (selector) => call('WorkloadService.List', (md, o, cb) => workloads.list({ selector }, md, o, cb)),
+    deleteWorkloads: (req) => call('WorkloadService.Delete', (md, o, cb) => workloads.delete(req, md, o, cb)),
+    scale: (req) => call('WorkloadService.Scale', (md, o, cb) => workloads.scale(req, md, o, cb)),
+    history: (name) => call('WorkloadService.History', (md, o, cb) => workloads.history({ name }, md, o, cb)),
+    listNodes: () => call('NodeService.List', (md, o, cb) => nodes.list({}, md, o, cb)),
+    version: () => call('SystemService.Version', (md, o, cb) => system.version({}, md, o, cb)),
+    close() {
+      workloads.close();
+      nodes.close();
+      system.close();
+    },
+  };
+}
+
+/** Runs `fn` with an open API and closes it afterwards. */
+export async function withController<T>(ctx: CliContext, fn: (api: ControllerApi) => Promise<T>): Promise<T> {
+  const api = await openControllerApi(ctx);
+  try {
+    return await fn(api);
+  } finally {
+    api.close();
+  }
+}
