@@ -190,6 +190,7 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
   };
   const index = new Map<string, number>();
   const derived: boolean[] = new Array<boolean>(size);
+  let anyDerived = false;
   for (let i = 0; i < size; i++) {
     const n = nodes[i] as NodeSnapshot;
     const field = `snapshot.nodes[${i}]`;
@@ -209,12 +210,15 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
       derived[i] = false;
     } else {
       derived[i] = true;
+      anyDerived = true;
     }
   }
   const replicas = snapshot.replicas;
   for (let j = 0; j < replicas.length; j++) {
     const r = replicas[j];
     if (r === undefined || r.node === undefined) continue;
+    // When every node states its allocation, only this workload's replicas matter.
+    if (!anyDerived && r.workload !== workload) continue;
     const i = index.get(r.node);
     // A replica on a node the snapshot does not list holds nothing here.
     if (i === undefined) continue;

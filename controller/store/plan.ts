@@ -4,7 +4,7 @@
  * memory.ts read the current values, call these, and write the result atomically.
  */
 import { randomUUID } from 'node:crypto';
-import { InvalidArgumentError, NotFoundError } from '../../lib/index.js';
+import { InvalidArgumentError, NotFoundError, canonicalWorkloadSpec } from '../../lib/index.js';
 import { Node, NodeSpec, NodeState, NodeStatus, Workload, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
 import type { WorkloadRevision } from '../../proto/gen/berth/v1/types.js';
 import { MAX_REPLICAS, REVISIONS_KEPT, type ApplyOutcome, type LabelSelector, type WorkloadDocument } from './types.js';
@@ -43,9 +43,9 @@ function sortKeys(value: unknown): unknown {
   return value;
 }
 
-/** A string that is equal for two specs exactly when they are the same desired state. */
+/** A string that is equal for two specs exactly when they are the same revision (lib/workload's canonical form). */
 export function canonicalSpec(spec: WorkloadSpec | undefined): string {
-  return JSON.stringify(sortKeys(WorkloadSpec.toJSON(spec ? copyMessage(WorkloadSpec, spec) : WorkloadSpec.decode(new Uint8Array()))));
+  return canonicalWorkloadSpec(spec ?? WorkloadSpec.decode(new Uint8Array()));
 }
 
 export function canonicalLabels(labels: Record<string, string> | undefined): string {

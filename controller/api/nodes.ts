@@ -1,0 +1,55 @@
+/** NodeService: agents register their node; clients list nodes with live status. */
+import { InvalidArgumentError, type Logger } from '../../lib/index.js';
+import type { ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse } from '../../proto/gen/berth/v1/controller.js';
+import type { NodeSpec } from '../../proto/gen/berth/v1/types.js';
+import { HEARTBEAT_INTERVAL_MS, type Membership } from '../nodes/index.js';
+import { unary } from './call.js';
+import { checkHostPort, checkLabels, checkName, checkNonNegative, checkText } from './validate.js';
+
+export interface NodeServiceDeps {
+  membership: Membership;
+  defaultRegistry?: string;
+  clusterId?: string;
+  logger: Logger;
+}
+
+/** Checks what an agent reports about its node. */
+export function checkNodeSpec(spec: NodeSpec | undefined): NodeSpec {
+  if (!spec) throw new InvalidArgumentError('node: expected the node to register, got nothing', { field: 'node' });
+  const capacity = spec.capacity ?? { cpuMillis: 0, memoryBytes: 0, pids: 0 };
+  return {
+    name: checkName('node.name', spec.name, 'node'),
+    labels: checkLabels('node.labels', spec.labels),
+    address: checkHostPort('node.address', spec.address),
+    capacity: {
+      cpuMillis: checkNonNegative('node.capacity.cpu_millis', capacity.cpuMillis),
+      memoryBytes: checkNonNegative('node.capacity.memory_bytes', capacity.memoryBytes),
+      pids: checkNonNegative('node.capacity.pids', capacity.pids),
+    },
+    // Cordoning is the operator's decision; an agent cannot set or clear it.
+    cordoned: false,
+    agentVersion: checkText('node.agent_version', spec.agentVersion, 64),
+    os: checkText('node.os', spec.os, 64),
+    arch: checkText('node.arch', spec.arch, 64),
+    kernel: checkText('node.kernel', spec.kernel, 256),
+    cgroupVersion: checkText('node.cgroup_version', spec.cgroupVersion, 16),
+  };
+}
+
+export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
+  const { membership, logger } = deps;
+  return {
+    list: unary(logger, 'NodeList', async (_req: ListNodesRequest, { signal }): Promise<ListNodesResponse> => {
+      return { nodes: await membership.list({ signal }) };
+    }),
+    register: unary(logger, 'Register', async (req: RegisterNodeRequest, { signal }): Promise<RegisterNodeResponse> => {
+      const node = await membership.register(checkNodeSpec(req.node), { signal });
+      return {
+        node,
+        heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+        clusterId: deps.clusterId ?? '',
+        defaultRegistry: deps.defaultRegistry ?? '',
+      };
+    }),
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * The controller's gRPC server: the only place in controller/ that imports
+ * @grpc/grpc-js. It serves WorkloadService, NodeService and SystemService;
+ * ContainerService is not registered yet, so its calls get UNIMPLEMENTED.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
+import { NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
+import type { Membership } from '../nodes/index.js';
+import type { LeaderElection, WorkloadStore } from '../store/index.js';
+import { nodeService } from './nodes.js';
+import { systemService } from './system.js';
+import { workloadService } from './workloads.js';
+
+/** Largest request accepted (a 1 MiB workload file plus framing). */
+export const MAX_RECEIVE_BYTES = 2 * 1024 * 1024;
+
+export interface ApiServerOptions {
+  /** HOST:PORT; port 0 picks a free port. */
+  listen: string;
+  store: WorkloadStore;
+  election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
+  membership: Membership;
+  defaultRegistry?: string;
+  clusterId?: string;
+  logger: Logger;
+}
+
+export interface ApiServer {
+  /** The bound HOST:PORT. */
+  readonly address: string;
+  /** Stops accepting calls, ends watches, waits up to graceMs for calls in flight, then cuts the rest. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const logger = opts.logger.child({ component: 'api' });
+  const stopping = new AbortController();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(WorkloadServiceService, workloadService({
+    store: opts.store, logger, stopping: stopping.signal, ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+  }));
+  server.addService(NodeServiceService, nodeService({
+    membership: opts.membership, logger,
+    ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    ...(opts.clusterId ? { clusterId: opts.clusterId } : {}),
+  }));
+  server.addService(SystemServiceService, systemService({ election: opts.election, logger }));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) reject(new UnavailableError(`failed to listen on "${opts.listen}": ${messageOf(err)}`, { cause: err }));
+      else resolve(p);
+    });
+  });
+  const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+  logger.info('api listening', { listen: address });
+
+  let stopped: Promise<void> | undefined;
+  return {
+    address,
+    stop(graceMs = 5000) {
+      stopped ??= new Promise<void>((resolve) => {
+        stopping.abort();
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,72 @@
+/** Test helpers for the controller: promise wrappers over the generated gRPC clients, and manifests. */
+import * as grpc from '@grpc/grpc-js';
+import {
+  ContainerServiceClient, NodeServiceClient, SystemServiceClient, WorkloadServiceClient,
+} from '../../proto/gen/berth/v1/controller.js';
+
+type Unary<Req, Res> = (
+  req: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  cb: (err: grpc.ServiceError | null, res: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Calls a generated unary method as a promise, with a 10 s deadline. */
+export function call<Req, Res>(client: grpc.Client, method: Unary<Req, Res>, req: Req): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+export interface Clients {
+  workloads: WorkloadServiceClient;
+  nodes: NodeServiceClient;
+  system: SystemServiceClient;
+  containers: ContainerServiceClient;
+  close(): void;
+}
+
+export function connectClients(address: string): Clients {
+  const creds = grpc.credentials.createInsecure();
+  const c: Clients = {
+    workloads: new WorkloadServiceClient(address, creds),
+    nodes: new NodeServiceClient(address, creds),
+    system: new SystemServiceClient(address, creds),
+    containers: new ContainerServiceClient(address, creds),
+    close() {
+      c.workloads.close();
+      c.nodes.close();
+      c.system.close();
+      c.containers.close();
+    },
+  };
+  return c;
+}
+
+/** A one-document workload file. */
+export function manifest(name: string, opts: { replicas?: number; image?: string; labels?: Record<string, string>; extra?: string } = {}): string {
+  const labels = Object.entries(opts.labels ?? { app: name }).map(([k, v]) => `    ${k}: ${v}`).join('\n');
+  return [
+    'apiVersion: berth/v1',
+    'kind: Workload',
+    'metadata:',
+    `  name: ${name}`,
+    '  labels:',
+    labels,
+    'spec:',
+    `  replicas: ${opts.replicas ?? 1}`,
+    `  image: ${opts.image ?? 'busybox:latest'}`,
+    ...(opts.extra ? [opts.extra] : []),
+    '',
+  ].join('\n');
+}
+
+/** Asserts a gRPC error's status code and message. */
+export function grpcError(code: grpc.status, pattern: RegExp): (err: unknown) => boolean {
+  return (err: unknown) => {
+    const e = err as grpc.ServiceError;
+    if (e.code !== code) throw new Error(`expected status ${grpc.status[code]}, got ${grpc.status[e.code] ?? String(e.code)}: ${e.details ?? String(err)}`);
+    if (!pattern.test(e.details)) throw new Error(`expected details matching ${String(pattern)}, got "${e.details}"`);
+    return true;
+  };
+}
