@@ -5,3 +5,4 @@ export * from './version.js';
 export * from './reference.js';
 export * from './quantity.js';
 export * from './unreachable.js';
+export * from './workload/index.js';

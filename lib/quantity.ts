@@ -59,6 +59,7 @@ function shown(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return `"${String(value)}"`;
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
   return `a ${typeof value}`;
 }
 
