@@ -93,6 +93,12 @@ function ownerAlive(pid: number, start: string): boolean {
 }
 
 const live = new Map<string, TestHosts>();
+const made = new Set<string>();
+
+/** Run ids of every host set this process made (cleaned up or not); the leak check uses them to tell this run's links and namespaces from other runs'. */
+export function madeRunIds(): ReadonlySet<string> {
+  return made;
+}
 
 /** Host sets made by this process and not yet cleaned up (the root hooks clean these). */
 export function liveHostSets(): TestHosts[] {
@@ -330,6 +336,7 @@ export async function makeHosts(n: number, opts: MakeHostsOptions = {}): Promise
     runId = BigInt(`0x${randomBytes(5).toString('hex')}`).toString(36).padStart(8, '0').slice(-6);
   } while (live.has(runId));
   claiming.add(runId);
+  made.add(runId);
   let state: HostsState;
   try {
     const k = await claimSubnet(runId);

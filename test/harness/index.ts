@@ -4,3 +4,4 @@ export * from './exec.js';
 export * from './images.js';
 export * from './registry-images.js';
 export * from './hosts.js';
+export * from './leaks.js';
