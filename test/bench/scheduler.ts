@@ -14,11 +14,16 @@
  *              also pays for rebuilding its working state from the snapshot.
  * - small:     the same with 1,000 workloads of replicas/1000 each (many
  *              small evaluations, e.g. re-placing after a node loss).
+ * - small+alloc: the same, with nodes stating `allocated` (so a call need
+ *              not sum other workloads' replicas).
+ * - removals:  chooseRemovals of half the replicas of one workload spread
+ *              over all nodes (the figure is removals/s; it includes placing
+ *              the replicas first).
  * Prints one line per case and a JSON summary. The target (issue 5) is
  * at least 5,000 placements/s with 1,000 nodes and 10,000 replicas.
  */
 import { performance } from 'node:perf_hooks';
-import { schedule, withPlacements } from '../../controller/scheduler/index.js';
+import { chooseRemovals, schedule, withPlacements } from '../../controller/scheduler/index.js';
 import type { ClusterSnapshot, NodeSnapshot, PlacementRequest } from '../../controller/scheduler/index.js';
 
 const GiB = 1024 * 1024 * 1024;
@@ -38,7 +43,7 @@ const nodeCount = arg('nodes', 1000);
 const replicaCount = arg('replicas', 10000);
 const runs = arg('runs', 5);
 
-function makeCluster(n: number): ClusterSnapshot {
+function makeCluster(n: number, explicitAllocated: boolean): ClusterSnapshot {
   const nodes: NodeSnapshot[] = [];
   for (let i = 0; i < n; i++) {
     nodes.push({
@@ -47,6 +52,7 @@ function makeCluster(n: number): ClusterSnapshot {
       ready: i % 50 !== 7, // a few NotReady nodes
       cordoned: i % 97 === 3, // and a few cordoned ones
       capacity: { cpuMillis: 16000, memoryBytes: 64 * GiB, pids: 10000 },
+      ...(explicitAllocated ? { allocated: { cpuMillis: 0, memoryBytes: 0, pids: 0 } } : {}),
     });
   }
   return { nodes, replicas: [] };
@@ -83,7 +89,8 @@ function runCase(name: string, fn: () => number): CaseResult {
   };
 }
 
-const base = makeCluster(nodeCount);
+const base = makeCluster(nodeCount, false);
+const baseAllocated = makeCluster(nodeCount, true);
 const resources = { cpuMillis: 100, memoryBytes: 256 * 1024 * 1024, pids: 20 };
 
 const single = (spread: boolean) => (): number => {
@@ -91,9 +98,9 @@ const single = (spread: boolean) => (): number => {
   return schedule(base, req, { evalId: `bench-${spread ? 's' : 'b'}` }).placements.length;
 };
 
-const manyWorkloads = (workloads: number) => (): number => {
+const manyWorkloads = (workloads: number, start: ClusterSnapshot) => (): number => {
   const per = Math.max(1, Math.floor(replicaCount / workloads));
-  let snap = base;
+  let snap = start;
   let placed = 0;
   for (let w = 0; w < workloads; w++) {
     const req: PlacementRequest = {
@@ -112,11 +119,20 @@ const manyWorkloads = (workloads: number) => (): number => {
   return placed;
 };
 
+/** Not placements: replicas chosen for removal per second (scale 10,000 -> 5,000 of one workload). */
+const removals = (): number => {
+  const req: PlacementRequest = { workload: 'web', replicas: replicaCount, resources };
+  const snap = withPlacements(base, req, schedule(base, req, { evalId: 'bench-r' }), { createdAt: 1 });
+  return chooseRemovals(snap, { workload: 'web', count: Math.floor(replicaCount / 2) }).length;
+};
+
 const results = [
   runCase('spread', single(true)),
   runCase('binpack', single(false)),
-  runCase('selectors', manyWorkloads(100)),
-  runCase('small', manyWorkloads(1000)),
+  runCase('selectors', manyWorkloads(100, base)),
+  runCase('small', manyWorkloads(1000, base)),
+  runCase('small+alloc', manyWorkloads(1000, baseAllocated)),
+  runCase('removals', removals),
 ];
 for (const r of results) {
   process.stdout.write(

@@ -35,6 +35,20 @@ describe('schedule', () => {
     assert.deepEqual(plan.placements.slice(0, 2).map((p) => p.node), ['c', 'b']);
   });
 
+  it('uses stated allocations instead of summing replicas when every node states one', () => {
+    const snap = cluster(
+      [node('a', { allocated: res(0, 0, 0) }), node('b', { allocated: res(3900, 0, 0) })],
+      [
+        // Counted for spread, but their resources are already inside `allocated`.
+        { workload: 'web', replica: 'x1', node: 'a', resources: res(4000, 0, 0) },
+        { workload: 'other', replica: 'o1', node: 'a', resources: res(4000, 0, 0) },
+      ],
+    );
+    const plan = schedule(snap, { ...web, replicas: 3, resources: res(100, 0, 0) }, { evalId: 'e' });
+    // b takes one (count 0 vs 1) and is then full; a takes the rest.
+    assert.deepEqual(plan.placements.map((p) => p.node), ['b', 'a', 'a']);
+  });
+
   it('prefers the least allocated node when replica counts are equal under spread', () => {
     const snap = cluster([
       node('a', { allocated: res(3000, 6 * GiB, 0) }),
