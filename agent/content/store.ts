@@ -45,6 +45,8 @@ export interface ContentWriter {
   readonly offset: number;
   /** Appends bytes; throws ContentMismatchError once more than the expected size arrived. */
   write(chunk: Buffer): void;
+  /** Checks size and digest (throws ContentMismatchError) without committing. */
+  verify(): void;
   /** Checks size and digest and moves the blob into place. */
   commit(): Promise<void>;
   /** Deletes the partial blob. Safe to call more than once or after commit. */
@@ -131,18 +133,24 @@ class FileWriter implements ContentWriter {
     }
   }
 
-  async commit(): Promise<void> {
-    this.closeFd();
+  private actual: string | undefined;
+
+  verify(): void {
     if (this.offset !== this.desc.size) {
       throw new ContentMismatchError(
         this.desc.digest,
         `blob "${this.desc.digest}" is truncated: got ${this.offset} bytes, expected ${this.desc.size}`,
       );
     }
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    if (actual !== this.desc.digest) {
-      throw new ContentMismatchError(this.desc.digest, `blob digest mismatch: expected "${this.desc.digest}", got "${actual}"`);
+    this.actual ??= `sha256:${this.hash.digest('hex')}`;
+    if (this.actual !== this.desc.digest) {
+      throw new ContentMismatchError(this.desc.digest, `blob digest mismatch: expected "${this.desc.digest}", got "${this.actual}"`);
     }
+  }
+
+  async commit(): Promise<void> {
+    this.closeFd();
+    this.verify();
     await rename(this.tmpPath, this.finalPath);
     this.done = true;
   }

@@ -256,7 +256,16 @@ export class ImagePuller {
       image,
       digest: job.desc.digest,
     });
+    const finishUnpack = async (): Promise<void> => {
+      setPhase(LayerPhase.LAYER_PHASE_EXTRACTING);
+      const result = await applier.finish();
+      if (result.diffId !== job.diffId) {
+        throw new LayerRejectedError(`uncompressed content has digest "${result.diffId}", but the image config says "${job.diffId}"`, { image, digest: job.desc.digest });
+      }
+    };
     try {
+      // The blob is committed (digest and size checked) only after the unpack
+      // finished and its diff ID matched; the snapshot only after both.
       const outcome = await content.ingest(job.desc, async (writer) => {
         setPhase(LayerPhase.LAYER_PHASE_DOWNLOADING);
         const source = client.blob(registry, repository, job.desc.digest, { signal });
@@ -266,6 +275,8 @@ export class ImagePuller {
           report(false);
         });
         setPhase(LayerPhase.LAYER_PHASE_VERIFYING);
+        writer.verify();
+        await finishUnpack();
       });
       if (outcome !== 'written') {
         // Another pull stored the blob meanwhile (or it was already here): unpack the local copy.
@@ -278,11 +289,7 @@ export class ImagePuller {
           report(false);
         });
         if (done !== job.desc.size) throw new LayerRejectedError(`local blob is ${done} bytes, expected ${job.desc.size}`, { image, digest: job.desc.digest });
-      }
-      setPhase(LayerPhase.LAYER_PHASE_EXTRACTING);
-      const result = await applier.finish();
-      if (result.diffId !== job.diffId) {
-        throw new LayerRejectedError(`uncompressed content has digest "${result.diffId}", but the image config says "${job.diffId}"`, { image, digest: job.desc.digest });
+        await finishUnpack();
       }
       await prepared.commit();
     } catch (err) {
