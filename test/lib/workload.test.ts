@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
 import {
   canonicalWorkload,
   canonicalWorkloadSpec,
@@ -569,5 +570,32 @@ describe('lib/workload', () => {
       assert.notEqual(canonicalWorkload(a), canonicalWorkload({ ...a, metadata: { ...a.metadata, name: 'other' } }));
       assert.equal(canonicalWorkload({ ...a, metadata: { ...a.metadata, uid: 'u', createdUnixMs: 5 } }), canonicalWorkload(a));
     });
+  });
+});
+
+describe('lib/workload documentation and examples', () => {
+  const root = new URL('../../../', import.meta.url);
+
+  it('accepts every YAML example in docs/workload-file.md', async () => {
+    const text = await readFile(new URL('docs/workload-file.md', root), 'utf8');
+    const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+    assert.ok(blocks.length >= 3, `found ${blocks.length} yaml blocks`);
+    let workloads = 0;
+    for (const block of blocks) {
+      // Fragments (no apiVersion) are shown inside a spec; wrap them.
+      const file = block.includes('apiVersion:') ? block : `apiVersion: berth/v1\nkind: Workload\nmetadata: { name: x }\nspec:\n  image: x\n${block.replace(/^/gm, '  ')}`;
+      workloads += validateWorkloadFile(file, { defaultRegistry: REG, source: 'docs/workload-file.md' }).length;
+    }
+    assert.ok(workloads >= 4);
+  });
+
+  it('accepts every file in examples/ when it is a workload file', async () => {
+    const dir = new URL('examples/', root);
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.yaml') || n.endsWith('.yml'));
+    for (const name of names) {
+      const text = await readFile(new URL(name, dir), 'utf8');
+      if (!text.includes('kind: Workload')) continue;
+      assert.ok(validateWorkloadFile(text, { defaultRegistry: REG, source: name }).length >= 1);
+    }
   });
 });
