@@ -15,28 +15,42 @@ import { suggest } from './suggest.js';
 /** Most problems kept for one file; a hostile file cannot make the error huge. */
 export const MAX_PROBLEMS = 100;
 
-/** Collects problems for one document (into a list shared by the whole file). */
-export class Reporter {
-  /** Problems reported after the list was full. */
-  static dropped = new WeakMap<WorkloadProblem[], number>();
+/** The problems of one file: the first MAX_PROBLEMS are kept, the rest only counted. */
+export class ProblemList {
+  readonly kept: WorkloadProblem[] = [];
+  dropped = 0;
 
+  /** All problems found so far, kept or not. */
+  get count(): number {
+    return this.kept.length + this.dropped;
+  }
+
+  add(problem: WorkloadProblem): void {
+    if (this.kept.length >= MAX_PROBLEMS) this.dropped++;
+    else this.kept.push(problem);
+  }
+}
+
+/** Reports problems of one document into the file's ProblemList. */
+export class Reporter {
   constructor(
     private readonly lineCounter: LineCounter,
     private readonly document: number | undefined,
-    readonly problems: WorkloadProblem[],
+    private readonly list: ProblemList,
   ) {}
 
-  /** True once MAX_PROBLEMS have been kept; callers may skip costly hints. */
-  get full(): boolean {
-    return this.problems.length >= MAX_PROBLEMS;
+  /** Problems found so far in the whole file; compare before and after reading a part. */
+  get count(): number {
+    return this.list.count;
   }
 
-  /** Records a problem at `path`; `at` is the node (or offset) whose line is shown. */
+  /** True once no more problems are kept; callers may skip costly hints. */
+  get full(): boolean {
+    return this.list.kept.length >= MAX_PROBLEMS;
+  }
+
+  /** Records a problem at `path`; `at` is the node whose line is added to the message. */
   report(path: string, at: unknown, message: string): void {
-    if (this.full) {
-      Reporter.dropped.set(this.problems, (Reporter.dropped.get(this.problems) ?? 0) + 1);
-      return;
-    }
     const problem: WorkloadProblem = { path: path === '' ? '(document)' : path, message };
     if (this.document !== undefined) problem.document = this.document;
     const offset = offsetOf(at);
@@ -48,19 +62,20 @@ export class Reporter {
         problem.message = `${message} (line ${pos.line})`;
       }
     }
-    this.problems.push(problem);
+    this.list.add(problem);
   }
-}
 
-/** Adds a problem found by the YAML parser, with its line and column in the message. */
-export function reportYamlError(r: Reporter, offset: number, lineCounter: LineCounter, message: string): void {
-  const pos = lineCounter.linePos(offset);
-  const where = pos.line > 0 ? ` at line ${pos.line}, column ${pos.col}` : '';
-  r.report('(yaml)', undefined, `invalid YAML${where}: ${message}`);
-  const last = r.problems[r.problems.length - 1];
-  if (last !== undefined && last.path === '(yaml)' && pos.line > 0 && !r.full) {
-    last.line = pos.line;
-    last.column = pos.col;
+  /** Records an error from the YAML parser at `offset`, with line and column in the message. */
+  reportYaml(offset: number, message: string): void {
+    const pos = this.lineCounter.linePos(offset);
+    const problem: WorkloadProblem = { path: '(yaml)', message: `invalid YAML: ${message}` };
+    if (this.document !== undefined) problem.document = this.document;
+    if (pos.line > 0) {
+      problem.line = pos.line;
+      problem.column = pos.col;
+      problem.message = `invalid YAML at line ${pos.line}, column ${pos.col}: ${message}`;
+    }
+    this.list.add(problem);
   }
 }
 

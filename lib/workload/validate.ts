@@ -34,8 +34,8 @@ import {
   readStringList,
   readStringMap,
   readWhole,
+  ProblemList,
   Reporter,
-  reportYamlError,
   type FieldEntry,
 } from './reader.js';
 import {
@@ -118,7 +118,7 @@ interface DocumentResult {
 /** Reads one non-empty document. */
 function readDocument(ctx: Context, root: unknown): DocumentResult {
   const { r } = ctx;
-  const before = r.problems.length;
+  const before = r.count;
   const top = readFields(r, root, '', TOP_FIELDS, `a mapping with ${TOP_FIELDS.join(', ')}`);
   if (top === undefined) return {};
 
@@ -155,7 +155,7 @@ function readDocument(ctx: Context, root: unknown): DocumentResult {
     result.metadata = metadata;
     result.nameNode = nameNode;
   }
-  if (r.problems.length === before && metadata !== undefined && spec !== undefined) result.workload = { metadata, spec };
+  if (r.count === before && metadata !== undefined && spec !== undefined) result.workload = { metadata, spec };
   return result;
 }
 
@@ -195,7 +195,7 @@ function readLabelMap(r: Reporter, node: unknown, path: string): Record<string, 
 
 function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
   const { r } = ctx;
-  const before = r.problems.length;
+  const before = r.count;
   const fields = readFields(r, node, 'spec', SPEC_FIELDS, 'a mapping with at least image');
   if (fields === undefined) return undefined;
 
@@ -258,7 +258,7 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
       : readUpdate(r, updateNode);
 
   if (
-    r.problems.length > before ||
+    r.count > before ||
     replicas === undefined ||
     image === undefined ||
     command === undefined ||
@@ -322,7 +322,7 @@ function readPorts(r: Reporter, node: unknown): PortSpec[] | undefined {
       ok = false;
       return;
     }
-    const before = r.problems.length;
+    const before = r.count;
     let name = '';
     const nameNode = field(fields, 'name');
     if (nameNode !== undefined) {
@@ -357,7 +357,7 @@ function readPorts(r: Reporter, node: unknown): PortSpec[] | undefined {
       if (other !== undefined) r.report(`${path}.publish`, publishNode, `duplicate published port ${key} (also used by ${other})`);
       else published.set(key, path);
     }
-    if (r.problems.length > before || container === undefined || publish === undefined || protocol === undefined) {
+    if (r.count > before || container === undefined || publish === undefined || protocol === undefined) {
       ok = false;
       return;
     }
@@ -380,7 +380,7 @@ function readRestart(r: Reporter, node: unknown): RestartSpec | undefined {
 function readHealth(r: Reporter, node: unknown): HealthSpec | undefined {
   const fields = readFields(r, node, 'spec.health', HEALTH_FIELDS, 'a mapping with one of http, tcp or exec');
   if (fields === undefined) return undefined;
-  const before = r.problems.length;
+  const before = r.count;
   const out: HealthSpec = {
     exec: [],
     intervalSeconds: WORKLOAD_DEFAULTS.healthIntervalSeconds,
@@ -445,7 +445,7 @@ function readHealth(r: Reporter, node: unknown): HealthSpec | undefined {
     const n = readWhole(r, v, `spec.health.${name}`, min, max, name === 'failureThreshold' ? 'a whole number' : 'a whole number of seconds');
     if (n !== undefined) out[name] = n;
   }
-  return r.problems.length > before ? undefined : out;
+  return r.count > before ? undefined : out;
 }
 
 function readPlacement(r: Reporter, node: unknown): PlacementSpec | undefined {
@@ -530,8 +530,8 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
   }
   if (scan.depth > L.maxNesting) {
     // Positions come from a fresh count, since the documents were not built.
-    const upTo = text.slice(0, scan.depthOffset);
-    const line = upTo.split('\n').length;
+    let line = 1;
+    for (let i = text.indexOf('\n'); i >= 0 && i < scan.depthOffset; i = text.indexOf('\n', i + 1)) line++;
     fail([fileProblem(`mappings and lists are nested more than ${L.maxNesting} levels deep (line ${line})`, { line })]);
   }
 
@@ -546,7 +546,7 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
   });
   const documents: Document.Parsed[] = Array.isArray(parsed) ? parsed : [];
   const several = documents.length > 1;
-  const problems: WorkloadProblem[] = [];
+  const problems = new ProblemList();
   const out: ValidatedWorkload[] = [];
   const names = new Map<string, number>();
   const ctx = (index: number): Context => ({
@@ -558,7 +558,7 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
     const { r } = ctx(index);
     const yamlProblems = [...doc.errors, ...doc.warnings];
     if (yamlProblems.length > 0) {
-      for (const e of yamlProblems) reportYamlError(r, e.pos[0], lineCounter, e.message);
+      for (const e of yamlProblems) r.reportYaml(e.pos[0], e.message);
       return;
     }
     if (isUnset(doc.contents)) return; // an empty document (`---` alone or only comments)
@@ -575,13 +575,13 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
     if (result.workload !== undefined) out.push({ document: index, ...result.workload });
   });
 
-  if (problems.length === 0 && out.length === 0) {
+  if (problems.count === 0 && out.length === 0) {
     fail([fileProblem(`the file has no workloads (expected at least one document with apiVersion: ${WORKLOAD_API_VERSION} and kind: ${WORKLOAD_KIND})`)]);
   }
-  if (problems.length > 0) {
-    const dropped = Reporter.dropped.get(problems) ?? 0;
-    if (dropped > 0) problems.push(fileProblem(`${dropped} more problems not shown (fix the ones above first)`));
-    fail(problems);
+  if (problems.count > 0) {
+    const list = [...problems.kept];
+    if (problems.dropped > 0) list.push(fileProblem(`${problems.dropped} more problems not shown (fix the ones above first)`));
+    fail(list);
   }
   return out;
 }

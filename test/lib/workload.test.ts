@@ -416,6 +416,14 @@ describe('lib/workload', () => {
       for (const text of ['- '.repeat(5000) + 'x\n', '['.repeat(5000) + ']'.repeat(5000) + '\n', '{a: '.repeat(5000) + '1' + '}'.repeat(5000) + '\n']) {
         assertOneProblem(text, '(file)', /^mappings and lists are nested more than 64 levels deep \(line 1\)$/);
       }
+      const later = withSpec('image: busybox') + 'extra:\n  - ' + '['.repeat(100) + ']'.repeat(100) + '\n';
+      const p = assertOneProblem(later, '(file)', /^mappings and lists are nested more than 64 levels deep \(line 8\)$/);
+      assert.equal(p.line, 8);
+    });
+
+    it('accepts nesting up to the limit when a file is deep but not hostile', () => {
+      const deep = '['.repeat(60) + ']'.repeat(60);
+      assertOneProblem(withSpec('image: busybox', `args: ${deep}`), 'spec.args[0]', /^expected a string, got a list/);
     });
 
     it('caps the number of problems reported when a file has very many', () => {
