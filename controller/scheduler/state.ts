@@ -61,10 +61,22 @@ function fail(workload: string | undefined, field: string, expected: string, got
 }
 
 function wholeNumber(workload: string | undefined, field: string, v: unknown, opts: { infinite?: boolean } = {}): number {
-  if (typeof v === 'number' && v >= 0 && (Number.isSafeInteger(v) || (opts.infinite === true && v === Infinity))) return v;
+  if (isWhole(v, opts.infinite === true)) return v as number;
   return fail(workload, field, opts.infinite === true ? 'a whole number >= 0 or Infinity' : 'a whole number >= 0', v);
 }
 
+function isWhole(v: unknown, infinite: boolean): boolean {
+  return typeof v === 'number' && v >= 0 && (Number.isSafeInteger(v) || (infinite && v === Infinity));
+}
+
+/** The fast form of amounts(): true when `r` is valid. */
+function isAmounts(r: unknown, infinite: boolean): r is ResourceAmounts {
+  if (typeof r !== 'object' || r === null) return false;
+  const o = r as ResourceAmounts;
+  return isWhole(o.cpuMillis, infinite) && isWhole(o.memoryBytes, infinite) && isWhole(o.pids, infinite);
+}
+
+/** Validates resource amounts; throws naming the first bad field. */
 function amounts(workload: string | undefined, field: string, r: unknown, opts: { infinite?: boolean } = {}): ResourceAmounts {
   if (typeof r !== 'object' || r === null) return fail(workload, field, 'an object with cpuMillis, memoryBytes and pids', r);
   const o = r as Record<string, unknown>;
@@ -191,19 +203,22 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
   const index = new Map<string, number>();
   const derived: boolean[] = new Array<boolean>(size);
   let anyDerived = false;
+  // Fast checks first; field paths are only spelled out (by the slow
+  // validators, which throw) when something is wrong.
   for (let i = 0; i < size; i++) {
     const n = nodes[i] as NodeSnapshot;
-    const field = `snapshot.nodes[${i}]`;
-    if (typeof n !== 'object' || n === null) fail(workload, field, 'a node', n);
-    if (typeof n.name !== 'string' || n.name === '') fail(workload, `${field}.name`, 'a non-empty node name', n.name);
-    if (index.has(n.name)) fail(workload, `${field}.name`, 'a node name not used by an earlier node', n.name);
+    if (typeof n !== 'object' || n === null) fail(workload, `snapshot.nodes[${i}]`, 'a node', n);
+    if (typeof n.name !== 'string' || n.name === '') fail(workload, `snapshot.nodes[${i}].name`, 'a non-empty node name', n.name);
+    if (index.has(n.name)) fail(workload, `snapshot.nodes[${i}].name`, 'a node name not used by an earlier node', n.name);
     index.set(n.name, i);
-    const cap = amounts(workload, `${field}.capacity`, n.capacity, { infinite: true });
+    const cap = n.capacity;
+    if (!isAmounts(cap, true)) amounts(workload, `snapshot.nodes[${i}].capacity`, cap, { infinite: true });
     state.capCpu[i] = cap.cpuMillis;
     state.capMem[i] = cap.memoryBytes;
     state.capPids[i] = cap.pids;
-    if (n.allocated !== undefined) {
-      const a = amounts(workload, `${field}.allocated`, n.allocated);
+    const a = n.allocated;
+    if (a !== undefined) {
+      if (!isAmounts(a, false)) amounts(workload, `snapshot.nodes[${i}].allocated`, a);
       state.usedCpu[i] = a.cpuMillis;
       state.usedMem[i] = a.memoryBytes;
       state.usedPids[i] = a.pids;
@@ -225,10 +240,10 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
     if (r.workload === workload) state.count[i] = (state.count[i] as number) + 1;
     if (derived[i] === true) {
       const res = r.resources;
-      if (typeof res !== 'object' || res === null) fail(workload, `snapshot.replicas[${j}].resources`, 'resource amounts', res);
-      state.usedCpu[i] = (state.usedCpu[i] as number) + wholeNumber(workload, `snapshot.replicas[${j}].resources.cpuMillis`, res.cpuMillis);
-      state.usedMem[i] = (state.usedMem[i] as number) + wholeNumber(workload, `snapshot.replicas[${j}].resources.memoryBytes`, res.memoryBytes);
-      state.usedPids[i] = (state.usedPids[i] as number) + wholeNumber(workload, `snapshot.replicas[${j}].resources.pids`, res.pids);
+      if (!isAmounts(res, false)) amounts(workload, `snapshot.replicas[${j}].resources`, res);
+      state.usedCpu[i] = (state.usedCpu[i] as number) + res.cpuMillis;
+      state.usedMem[i] = (state.usedMem[i] as number) + res.memoryBytes;
+      state.usedPids[i] = (state.usedPids[i] as number) + res.pids;
     }
   }
   // Tie-break key: a hash of (evalId, name). A node's key depends only on
