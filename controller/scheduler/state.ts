@@ -49,7 +49,8 @@ export interface WorkingState {
 function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
-  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 function fail(workload: string | undefined, field: string, expected: string, got: unknown): never {
@@ -92,6 +93,9 @@ export function compileRequest(snapshot: ClusterSnapshot, request: PlacementRequ
   if (typeof request !== 'object' || request === null) fail(undefined, 'request', 'an object', request);
   const workload = request.workload;
   if (typeof workload !== 'string' || workload === '') fail(undefined, 'request.workload', 'a non-empty string', workload);
+  if (typeof snapshot !== 'object' || snapshot === null || !Array.isArray(snapshot.nodes) || !Array.isArray(snapshot.replicas)) {
+    fail(workload, 'snapshot', 'an object with nodes and replicas lists', snapshot);
+  }
 
   let replicaIds: string[];
   if (typeof request.replicas === 'number') {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { SchedulerInputError, schedule, withPlacements } from '../../../controller/scheduler/index.js';
-import type { PlacementRequest } from '../../../controller/scheduler/index.js';
+import type { ClusterSnapshot, PlacementRequest } from '../../../controller/scheduler/index.js';
 import { GiB, MiB, cluster, node, perNode, res, shape } from './fixtures.js';
 
 const web: PlacementRequest = { workload: 'web', replicas: 6, resources: res(250, 256 * MiB, 20) };
@@ -185,6 +185,7 @@ describe('schedule input validation', () => {
     { name: 'non-string selector value', run: () => schedule(snap, { ...web, placement: { nodeSelector: { zone: 3 as unknown as string } } }, { evalId: 'e' }), field: 'request.placement.nodeSelector.zone', message: /a string label value, got 3/ },
     { name: 'empty requiredNodes', run: () => schedule(snap, { ...web, requiredNodes: [] }, { evalId: 'e' }), field: 'request.requiredNodes', message: /a non-empty list of node names/ },
     { name: 'empty evalId', run: () => schedule(snap, web, { evalId: '' }), field: 'opts.evalId', message: /a non-empty evaluation id/ },
+    { name: 'a snapshot without replicas', run: () => schedule({ nodes: [] } as unknown as ClusterSnapshot, web, { evalId: 'e' }), field: 'snapshot', message: /expected an object with nodes and replicas lists, got an object/ },
     { name: 'duplicate node names', run: () => schedule(cluster([node('a'), node('a')]), web, { evalId: 'e' }), field: 'snapshot.nodes[1].name', message: /a node name not used by an earlier node, got "a"/ },
     { name: 'NaN capacity', run: () => schedule(cluster([node('a', { capacity: res(NaN, 1) })]), web, { evalId: 'e' }), field: 'snapshot.nodes[0].capacity.cpuMillis', message: /a whole number >= 0 or Infinity, got NaN/ },
     { name: 'infinite allocation', run: () => schedule(cluster([node('a', { allocated: res(Infinity, 0) })]), web, { evalId: 'e' }), field: 'snapshot.nodes[0].allocated.cpuMillis', message: /got Infinity/ },
