@@ -165,7 +165,7 @@ export class ImageService {
     const repos = (await this.opts.client.catalog(registry, { signal: opts.signal })).filter((r) => r.includes(term));
     const out: SearchResult[] = [];
     for (const repository of repos.slice(0, 100)) {
-      out.push({ registry, repository, tags: await this.opts.client.tags(registry, repository, { signal: opts.signal }) });
+      out.push({ registry, repository, tags: (await this.opts.client.tags(registry, repository, { signal: opts.signal })).sort() });
     }
     return out;
   }
