@@ -22,7 +22,7 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
   const { store, logger } = deps;
   return {
     apply: unary(logger, 'Apply', async (req: ApplyRequest, { signal }): Promise<ApplyResponse> => {
-      const source = checkText('source', req.source);
+      const source = checkText('source', req.source, 1024);
       const bytes = Buffer.byteLength(req.manifest, 'utf8');
       if (bytes > MAX_MANIFEST_BYTES) {
         throw new InvalidArgumentError(`manifest: expected at most ${MAX_MANIFEST_BYTES} bytes, got ${bytes}`, { field: 'manifest' });

@@ -50,6 +50,7 @@ export class EtcdElection implements LeaderElection {
   private knownLeader: string | undefined;
   private readonly listeners = new Set<(t: LeadershipTerm) => void>();
   private loop: Promise<void> | undefined;
+  private lastError: string | undefined;
 
   constructor(private readonly store: EtcdStore, opts: EtcdElectionOptions) {
     this.controllerId = opts.controllerId;
@@ -109,6 +110,7 @@ export class EtcdElection implements LeaderElection {
               failure: [{ request_range: { key } }],
             }),
           );
+          this.lastError = undefined;
           if (res.succeeded) {
             await this.lead(() => lost || Date.now() - lastOk >= STEP_DOWN_AFTER_MS);
             break;
@@ -122,7 +124,13 @@ export class EtcdElection implements LeaderElection {
           await sleep(POLL_MS, stop);
         }
       } catch (err) {
-        if (!stop.aborted) this.logger.warn('election attempt failed; retrying', { error: messageOf(err) });
+        // Log the first failure of a streak at warn and repeats at debug, so an etcd outage is one line, not four a second.
+        const message = messageOf(err);
+        if (!stop.aborted) {
+          if (message !== this.lastError) this.logger.warn('election attempt failed; retrying', { error: message });
+          else this.logger.debug('election attempt failed; retrying', { error: message });
+        }
+        this.lastError = message;
         this.knownLeader = undefined;
         await sleep(POLL_MS * 2, stop);
       } finally {

@@ -37,11 +37,11 @@ describe('controller process', () => {
     await Promise.all([etcd?.stop(), nats?.stop()]);
   });
 
-  async function startController(id: string): Promise<Controller> {
+  async function startController(id: string, etcdUrl = etcd.url): Promise<Controller> {
     const proc = startProcess({
       name: `controller-${id}`,
       command: process.execPath,
-      args: () => [berth, 'controller', '--etcd', etcd.url, '--nats', nats.url, '--listen', '127.0.0.1:0', '--id', id, '--default-registry', '127.0.0.1:5000', '--log-level', 'debug'],
+      args: () => [berth, 'controller', '--etcd', etcdUrl, '--nats', nats.url, '--listen', '127.0.0.1:0', '--id', id, '--default-registry', '127.0.0.1:5000', '--log-level', 'debug'],
     });
     let out = '';
     proc.child.stdout?.on('data', (b: Buffer) => {
@@ -104,6 +104,37 @@ describe('controller process', () => {
     assert.equal(await exited, 0);
     await waitFor('the other controller to lead', async () => (await version(others[0] as Controller)).leader, 3000, 50);
     assert.match(tailLog(leader.proc, 50), /controller stopped/);
+  });
+
+  it('exits 2 with one clear line for a bad flag value', async () => {
+    const proc = startProcess({
+      name: 'controller-bad',
+      command: process.execPath,
+      args: () => [berth, 'controller', '--listen', 'nowhere'],
+    });
+    try {
+      const code = await new Promise<number | null>((resolve) => proc.child.once('exit', (c) => resolve(c)));
+      assert.equal(code, 2);
+      assert.match(tailLog(proc), /^berth controller: --listen: expected HOST:PORT such as 127\.0\.0\.1:7070, got "nowhere"$/m);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('serves, and answers UNAVAILABLE naming etcd, while etcd cannot be reached', async () => {
+    const c = await startController('lonely', 'http://127.0.0.1:1');
+    await assert.rejects(
+      call(c.clients.workloads, c.clients.workloads.list, { selector: {} }),
+      (err: unknown) => {
+        const e = err as { code: number; details: string };
+        assert.equal(e.code, 14);
+        assert.match(e.details, /^failed to reach etcd at "http:\/\/127\.0\.0\.1:1"/);
+        return true;
+      },
+    );
+    const v = await version(c);
+    assert.equal(v.leader, false);
+    assert.equal(v.leaderId, '');
   });
 
   describe('nodes', () => {
