@@ -183,11 +183,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     registrar.close();
     await publisher?.close();
     await server?.close();
+    // stderr is synchronous for files and pipes on Linux, so nothing is lost by returning now.
     logger.info('stopped');
-    await new Promise<void>((resolve) => {
-      logger.on('finish', () => resolve());
-      logger.end();
-      setTimeout(resolve, 500).unref();
-    });
   }
 }

@@ -83,5 +83,7 @@ Examples:
 Examples:
   berth delete workload web
   berth delete workloads web db`)
-    .action(run((ctx, _cmd: Command, opts: DeleteOptions, args) => runDelete(ctx, { ...opts, filename: [] }, args[0] as string[])));
+    // --ignore-not-found after the names is parsed by the parent "delete" command; optsWithGlobals merges both.
+    .action(run((ctx, cmd: Command, _opts: DeleteOptions, args) =>
+      runDelete(ctx, { ignoreNotFound: Boolean(cmd.optsWithGlobals<DeleteOptions>().ignoreNotFound), filename: [] }, args[0] as string[])));
 };

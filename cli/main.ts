@@ -24,7 +24,11 @@ import { versionVerb } from './version.js';
 import { serverVerbs } from './servers.js';
 
 function describeError(err: unknown, debug: boolean): string {
-  if (!debug) return `error: ${err instanceof Error ? err.message : String(err)}\n`;
+  if (!debug) {
+    // Validation reports one problem per line; each line gets the prefix.
+    const message = err instanceof Error ? err.message : String(err);
+    return message.split('\n').map((line) => `error: ${line}`).join('\n') + '\n';
+  }
   const parts: string[] = [];
   let cur: unknown = err;
   for (let depth = 0; cur !== undefined && depth < 5; depth++) {

@@ -1,0 +1,87 @@
+/**
+ * A real Berth control plane for end-to-end tests: etcd, NATS and one
+ * controller process (the built `berth controller`), plus helpers to start
+ * agents. Everything is stopped by PID in stop().
+ */
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { freePort, makeTempDir, startEtcd, startNats, startProcess, tailLog, waitFor, type ManagedProcess, type Service } from '../harness/index.js';
+import { BERTH_JS, berth, cleanEnv, type CliResult } from './helpers.js';
+
+export interface TestCluster {
+  etcd: Service;
+  nats: Service;
+  controller: ManagedProcess | undefined;
+  /** host:port of the controller's API. */
+  address: string;
+  agents: ManagedProcess[];
+  /** Runs the CLI against this cluster. */
+  cli(args: string[], options?: { stdin?: string }): Promise<CliResult>;
+  startController(): Promise<ManagedProcess>;
+  startAgent(node: string, extra?: string[]): ManagedProcess;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(options: { controller?: boolean } = {}): Promise<TestCluster> {
+  const etcd = await startEtcd();
+  let nats: Service;
+  try {
+    nats = await startNats();
+  } catch (err) {
+    await etcd.stop();
+    throw err;
+  }
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const roots: string[] = [];
+  const cluster: TestCluster = {
+    etcd,
+    nats,
+    controller: undefined,
+    address,
+    agents: [],
+    cli: (args, o = {}) => berth(args, { env: cleanEnv({ BERTH_CONTROLLER: address }), stdin: o.stdin }),
+    async startController() {
+      const proc = startProcess({
+        name: 'controller',
+        command: process.execPath,
+        args: () => [BERTH_JS, 'controller', '--etcd', etcd.url, '--nats', nats.url, '--listen', address, '--default-registry', '127.0.0.1:5000'],
+        env: cleanEnv(),
+      });
+      cluster.controller = proc;
+      await waitFor('the controller to listen', () => {
+        if (proc.exited()) throw new Error(`controller exited early:\n${tailLog(proc)}`);
+        return tailLog(proc, 200).includes(`listening on ${address}`);
+      }, 20_000);
+      return proc;
+    },
+    startAgent(node, extra = []) {
+      const root = makeTempDir(`agent-${node}`);
+      roots.push(root);
+      const proc = startProcess({
+        name: `agent-${node}`,
+        command: process.execPath,
+        args: () => [BERTH_JS, 'agent', '--controller', address, '--nats', nats.url, '--node', node, '--root', join(root, 'state'), '--listen', '127.0.0.1:0', ...extra],
+        env: cleanEnv(),
+      });
+      cluster.agents.push(proc);
+      return proc;
+    },
+    async stop() {
+      await Promise.all(cluster.agents.map((a) => a.stop()));
+      await cluster.controller?.stop();
+      await nats.stop();
+      await etcd.stop();
+      for (const r of roots) rmSync(r, { recursive: true, force: true });
+    },
+  };
+  if (options.controller !== false) {
+    try {
+      await cluster.startController();
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+  return cluster;
+}
