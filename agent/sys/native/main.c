@@ -689,15 +689,20 @@ static void mask_paths(void)
 	}
 }
 
-static void set_caps(void)
+/* Bounding set: drop everything not listed (needs CAP_SETPCAP: before setuid). */
+static void drop_bounding(void)
 {
-	/* Bounding set: drop everything not listed. */
 	for (int c = 0; c < 64; c++) {
 		if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) < 0)
 			break; /* past the kernel's last capability */
 		if (!(spec.cap_bnd & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
 			fail("drop capability %d from the bounding set", c);
 	}
+}
+
+/* Effective, permitted, inheritable, then ambient (after setuid, with keepcaps). */
+static void set_caps(void)
+{
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct data[2] = {
 		{ (uint32_t)spec.cap_eff, (uint32_t)spec.cap_prm, (uint32_t)spec.cap_inh },
@@ -819,6 +824,8 @@ static void init_main(int sock, int in, int out, int err)
 	}
 
 	/* User and capabilities: keep permitted caps across setuid, then cut them. */
+	if (spec.have_caps)
+		drop_bounding();
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		fail("set keepcaps");
 	if (setgroups((size_t)spec.ngroups, spec.groups) < 0)
@@ -1094,14 +1101,30 @@ static int shim_main(int foreground)
 	write_state_file("init.pid", line);
 	snprintf(line, sizeof line, "%d\n", getpid());
 	write_state_file("shim.pid", line);
-	report("ok %d %d\n", pid, getpid());
-
 	int started = 0, exec_pending = 0, status = -1, exited = 0;
 	char exec_error[480] = "";
 	if (spec.autostart) {
+		/* Start at once and report only once exec succeeded (or failed). */
 		send_msg(sv[0], MSG_START, 0, NULL);
-		started = exec_pending = 1;
+		started = 1;
+		while ((n = recv(sv[0], &m, sizeof m, 0)) < 0 && errno == EINTR)
+			;
+		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR) {
+			m.text[sizeof m.text - 1] = 0;
+			int st;
+			waitpid(pid, &st, 0);
+			write_exit(st, m.text);
+			report("error %s\n", m.text);
+			unlink(path);
+			if (foreground)
+				fprintf(stderr, "berth-helper: %s\n", m.text);
+			return foreground ? 127 : 1;
+		}
+		iso_time(line, sizeof line);
+		strcat(line, "\n");
+		write_state_file("started", line);
 	}
+	report("ok %d %d\n", pid, getpid());
 	if (!foreground) {
 		streams[0].fd = out[0];
 		streams[0].name = "stdout";

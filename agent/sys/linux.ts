@@ -1,0 +1,211 @@
+/**
+ * The real Sys: runs berth-helper, reads /proc, writes cgroupfs.
+ */
+import { spawn } from 'node:child_process';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { CancelledError, messageOf } from '../../lib/errors.js';
+import { CgroupError, ContainerSetupError, ShimUnavailableError } from './errors.js';
+import type { CgroupMountInfo, CreatedContainer, Sys } from './index.js';
+import { encodeInitSpec, type InitSpec } from './spec.js';
+
+/** Where `make -C agent/sys/native` puts the helper, seen from dist/agent/sys or .build-x/agent/sys. */
+export function defaultHelperPath(): string {
+  const fromEnv = process.env['BERTH_HELPER'];
+  if (fromEnv) return fromEnv;
+  return fileURLToPath(new URL('../../../agent/sys/native/build/berth-helper', import.meta.url));
+}
+
+export interface LinuxSysOptions {
+  helperPath?: string;
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+export class LinuxSys implements Sys {
+  readonly helperPath: string;
+
+  constructor(options: LinuxSysOptions = {}) {
+    this.helperPath = options.helperPath ?? defaultHelperPath();
+  }
+
+  createContainer(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {
+    const blob = encodeInitSpec(spec);
+    return new Promise((resolve, reject) => {
+      if (opts.signal?.aborted) return reject(new CancelledError());
+      const child = spawn(this.helperPath, ['shim'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d; });
+      const specPipe = child.stdio[3] as NodeJS.WritableStream;
+      specPipe.on('error', () => { /* the helper reports why it stopped reading */ });
+      specPipe.end(blob);
+      child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
+      child.on('close', (code) => {
+        const line = out.trim();
+        const ok = /^ok (\d+) (\d+)$/.exec(line);
+        if (code === 0 && ok) {
+          const initPid = Number(ok[1]);
+          void this.processStartTime(initPid).then((t) =>
+            resolve({ initPid, initStartTime: t ?? 0, shimPid: Number(ok[2]) }));
+          return;
+        }
+        const detail = line.startsWith('error ') ? line.slice(6) : (err.trim() || line || `helper exited with status ${code}`);
+        reject(new ContainerSetupError(detail.replace(/^berth-helper: /, '')));
+      });
+    });
+  }
+
+  runContainer(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const blob = encodeInitSpec({ ...spec, autostart: true, log: undefined });
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.helperPath, ['run'], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], signal: opts.signal });
+      const specPipe = child.stdio[3] as NodeJS.WritableStream;
+      specPipe.on('error', () => { /* reported by the helper */ });
+      specPipe.end(blob);
+      child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
+      child.on('close', (code, sig) => resolve(code ?? 128 + (sig ? signalNumber(sig) : 0)));
+    });
+  }
+
+  async sendControl(stateDir: string, command: 'start'): Promise<void> {
+    let fh;
+    try {
+      fh = await open(`${stateDir}/control`, fsc.O_WRONLY | fsc.O_NONBLOCK);
+    } catch (e) {
+      const code = errnoOf(e);
+      if (code === 'ENXIO' || code === 'ENOENT') throw new ShimUnavailableError(stateDir, { cause: e });
+      throw e;
+    }
+    try {
+      await fh.write(`${command}\n`);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  kill(pid: number, signal: NodeJS.Signals | number): boolean {
+    try {
+      process.kill(pid, signal);
+      return true;
+    } catch (e) {
+      if (errnoOf(e) === 'ESRCH') return false;
+      throw e;
+    }
+  }
+
+  async processStartTime(pid: number): Promise<number | undefined> {
+    let text: string;
+    try {
+      text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); starttime is field 22.
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    const t = Number(fields[19]);
+    return Number.isFinite(t) ? t : undefined;
+  }
+
+  async rlimit(type: string): Promise<{ soft: number; hard: number }> {
+    const names: Record<string, string> = {
+      RLIMIT_NOFILE: 'Max open files', RLIMIT_NPROC: 'Max processes', RLIMIT_CORE: 'Max core file size',
+      RLIMIT_STACK: 'Max stack size', RLIMIT_MEMLOCK: 'Max locked memory', RLIMIT_AS: 'Max address space',
+      RLIMIT_CPU: 'Max cpu time', RLIMIT_FSIZE: 'Max file size', RLIMIT_DATA: 'Max data size',
+      RLIMIT_RSS: 'Max resident set', RLIMIT_LOCKS: 'Max file locks', RLIMIT_SIGPENDING: 'Max pending signals',
+      RLIMIT_MSGQUEUE: 'Max msgqueue size', RLIMIT_NICE: 'Max nice priority', RLIMIT_RTPRIO: 'Max realtime priority',
+      RLIMIT_RTTIME: 'Max realtime timeout',
+    };
+    const label = names[type];
+    const text = await readFile('/proc/self/limits', 'utf8');
+    const line = label ? text.split('\n').find((l) => l.startsWith(label)) : undefined;
+    if (!line) return { soft: Infinity, hard: Infinity };
+    const [soft, hard] = line.slice(26).trim().split(/\s+/);
+    const num = (v: string | undefined): number => (v === undefined || v === 'unlimited' ? Infinity : Number(v));
+    return { soft: num(soft), hard: num(hard) };
+  }
+
+  async cgroupMounts(): Promise<CgroupMountInfo[]> {
+    const text = await readFile('/proc/self/mounts', 'utf8');
+    const result: CgroupMountInfo[] = [];
+    for (const line of text.split('\n')) {
+      const [, mountPoint, type, options] = line.split(' ');
+      if (!mountPoint || !options) continue;
+      if (type === 'cgroup') {
+        const known = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma', 'misc'];
+        result.push({ mountPoint, version: 1, controllers: options.split(',').filter((o) => known.includes(o)) });
+      } else if (type === 'cgroup2') {
+        const controllers = ((await this.cgroupRead(`${mountPoint}/cgroup.controllers`)) ?? '').trim().split(/\s+/).filter(Boolean);
+        result.push({ mountPoint, version: 2, controllers });
+      }
+    }
+    return result;
+  }
+
+  async selfCgroups(): Promise<Map<string, string>> {
+    const text = await readFile('/proc/self/cgroup', 'utf8');
+    const map = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const m = /^\d+:([^:]*):(.*)$/.exec(line);
+      if (m) map.set(m[1] ?? '', m[2] ?? '/');
+    }
+    return map;
+  }
+
+  async cgroupMkdir(path: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await mkdir(path, { recursive: true });
+        return;
+      } catch (e) {
+        // A parent removed by a concurrent cleanup between our mkdirs: try again.
+        if (errnoOf(e) === 'ENOENT' && attempt < 3) continue;
+        throw new CgroupError(`failed to create cgroup "${path}": ${messageOf(e)}`, path, { cause: e });
+      }
+    }
+  }
+
+  async cgroupRmdir(path: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+    for (;;) {
+      try {
+        await rmdir(path);
+        return;
+      } catch (e) {
+        const code = errnoOf(e);
+        if (code === 'ENOENT') return;
+        if (code !== 'EBUSY' || Date.now() > deadline) {
+          throw new CgroupError(`failed to remove cgroup "${path}": ${messageOf(e)}`, path, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  async cgroupWrite(path: string, value: string): Promise<void> {
+    try {
+      await writeFile(path, value);
+    } catch (e) {
+      throw new CgroupError(`failed to write "${value}" to "${path}": ${messageOf(e)}`, path, { cause: e });
+    }
+  }
+
+  async cgroupRead(path: string): Promise<string | undefined> {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw new CgroupError(`failed to read "${path}": ${messageOf(e)}`, path, { cause: e });
+    }
+  }
+}
+
+function signalNumber(sig: NodeJS.Signals): number {
+  return osConstants.signals[sig] ?? 0;
+}
