@@ -3,13 +3,14 @@ import { InvalidArgumentError, type Logger } from '../../lib/index.js';
 import type { ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse } from '../../proto/gen/berth/v1/controller.js';
 import type { NodeSpec } from '../../proto/gen/berth/v1/types.js';
 import { HEARTBEAT_INTERVAL_MS, type Membership } from '../nodes/index.js';
+import type { ClusterStore } from '../store/index.js';
 import { unary } from './call.js';
 import { checkHostPort, checkLabels, checkName, checkNonNegative, checkText } from './validate.js';
 
 export interface NodeServiceDeps {
   membership: Membership;
+  cluster: ClusterStore;
   defaultRegistry?: string;
-  clusterId?: string;
   logger: Logger;
 }
 
@@ -47,7 +48,7 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
       return {
         node,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-        clusterId: deps.clusterId ?? '',
+        clusterId: await deps.cluster.clusterId({ signal }),
         defaultRegistry: deps.defaultRegistry ?? '',
       };
     }),

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
 import { NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
 import type { Membership } from '../nodes/index.js';
-import type { LeaderElection, WorkloadStore } from '../store/index.js';
+import type { ClusterStore, LeaderElection, WorkloadStore } from '../store/index.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
 import { workloadService } from './workloads.js';
@@ -18,11 +18,10 @@ export const MAX_RECEIVE_BYTES = 2 * 1024 * 1024;
 export interface ApiServerOptions {
   /** HOST:PORT; port 0 picks a free port. */
   listen: string;
-  store: WorkloadStore;
+  store: WorkloadStore & ClusterStore;
   election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
   membership: Membership;
   defaultRegistry?: string;
-  clusterId?: string;
   logger: Logger;
 }
 
@@ -44,9 +43,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     store: opts.store, logger, stopping: stopping.signal, ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(NodeServiceService, nodeService({
-    membership: opts.membership, logger,
+    membership: opts.membership, cluster: opts.store, logger,
     ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
-    ...(opts.clusterId ? { clusterId: opts.clusterId } : {}),
   }));
   server.addService(SystemServiceService, systemService({ election: opts.election, logger }));
 

@@ -6,6 +6,7 @@
  * the decision was based on; on a conflict the read-decide-write cycle runs
  * again, up to CONFLICT_ATTEMPTS times, then fails with ConflictError.
  */
+import { randomUUID } from 'node:crypto';
 import { Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp, type ITxnResponse, type Watcher } from 'etcd3';
 import { BerthError, CancelledError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf, silentLogger, type Logger } from '../../lib/index.js';
 import { Node, Workload, WorkloadRevision } from '../../proto/gen/berth/v1/types.js';
@@ -54,6 +55,7 @@ export class EtcdStore implements DesiredStore {
   private readonly beforeCommit: ((attempt: number) => Promise<void>) | undefined;
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
+  private cachedClusterId: string | undefined;
 
   constructor(opts: EtcdStoreOptions) {
     if (opts.endpoints.length === 0) throw new InternalError('failed to create the etcd store: no endpoints given');
@@ -115,8 +117,8 @@ export class EtcdStore implements DesiredStore {
     await this.call('reach etcd', opts, () => this.client.kv.range({ key: Buffer.from(this.keys.leader()), count_only: true }));
   }
 
-  private async txn(what: string, opts: CallOptions | undefined, compare: ICompare[], success: IRequestOp[]): Promise<ITxnResponse> {
-    return this.call(what, opts, () => this.client.kv.txn({ compare, success, failure: [] }));
+  private async txn(what: string, opts: CallOptions | undefined, compare: ICompare[], success: IRequestOp[], failure: IRequestOp[] = []): Promise<ITxnResponse> {
+    return this.call(what, opts, () => this.client.kv.txn({ compare, success, failure }));
   }
 
   /** Reads several keys at one etcd revision. */
@@ -323,6 +325,20 @@ export class EtcdStore implements DesiredStore {
       if (!old) throw new NotFoundError('node', name);
       return { ...old, status: { ...status } };
     });
+  }
+
+  async clusterId(opts?: CallOptions): Promise<string> {
+    if (this.cachedClusterId) return this.cachedClusterId;
+    const key = Buffer.from(this.keys.clusterId());
+    const res = await this.txn('read the cluster id', opts,
+      [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      [{ request_put: { key, value: Buffer.from(randomUUID()) } }, { request_range: { key } }],
+      [{ request_range: { key } }],
+    );
+    const id = res.responses[res.succeeded ? 1 : 0]?.response_range?.kvs[0]?.value.toString();
+    if (!id) throw new InternalError('failed to read the cluster id: the key is empty');
+    this.cachedClusterId = id;
+    return id;
   }
 
   async close(): Promise<void> {

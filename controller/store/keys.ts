@@ -5,6 +5,7 @@
  *   <prefix>revisions/<name>/<revision, 12 digits> WorkloadRevision (protobuf)
  *   <prefix>nodes/<name>                         Node (protobuf)
  *   <prefix>election/leader                      controller id (UTF-8), attached to the leader's lease
+ *   <prefix>cluster/id                           cluster id (UTF-8), written once
  *
  * The prefix is "/berth/v1/" in production; tests may use another one. Names
  * are DNS labels (no "/"), so "<kind>/<name>" never matches a longer name as a
@@ -33,6 +34,9 @@ export class KeyLayout {
   }
   node(name: string): string {
     return `${this.nodes()}${name}`;
+  }
+  clusterId(): string {
+    return `${this.prefix}cluster/id`;
   }
   leader(): string {
     return `${this.prefix}election/leader`;

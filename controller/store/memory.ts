@@ -3,6 +3,7 @@
  * suite in test/controller/store/ proves it). For tests and for tools that do
  * not need persistence. Writes are synchronous, so every call is atomic.
  */
+import { randomUUID } from 'node:crypto';
 import { CancelledError, NotFoundError, UnavailableError } from '../../lib/index.js';
 import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
@@ -19,6 +20,7 @@ export class MemoryStore implements DesiredStore {
   private readonly nodes = new Map<string, Node>();
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
+  private readonly id = randomUUID();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -137,6 +139,11 @@ export class MemoryStore implements DesiredStore {
     n.status = { ...status };
     this.nodes.set(name, n);
     return cloneNode(n);
+  }
+
+  async clusterId(opts?: CallOptions): Promise<string> {
+    this.check(opts);
+    return this.id;
   }
 
   async close(): Promise<void> {

@@ -116,12 +116,18 @@ export interface NodeStore {
   setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node>;
 }
 
+/** Facts about the cluster as a whole. */
+export interface ClusterStore {
+  /** A random id made the first time any controller asks, then the same forever (told to agents at registration). */
+  clusterId(opts?: CallOptions): Promise<string>;
+}
+
 export interface Closable {
   close(): Promise<void>;
 }
 
 /** Everything the controller keeps about the desired state of the cluster. */
-export type DesiredStore = WorkloadStore & NodeStore & Closable;
+export type DesiredStore = WorkloadStore & NodeStore & ClusterStore & Closable;
 
 /**
  * One period during which this controller is the leader. `signal` aborts when

@@ -163,6 +163,7 @@ describe('controller API', () => {
       const res = await call(c.nodes, c.nodes.register, { node: spec });
       assert.equal(res.heartbeatIntervalMs, 1000);
       assert.equal(res.defaultRegistry, '127.0.0.1:5000');
+      assert.equal(res.clusterId, await store.clusterId());
       assert.equal(res.node?.spec?.name, 'n1');
       const list = await call(c.nodes, c.nodes.list, {});
       assert.deepEqual(list.nodes.map((n) => [n.spec?.name, n.status?.state]), [['n1', 2]]);

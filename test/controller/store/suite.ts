@@ -199,6 +199,15 @@ export function storeSuite(make: () => Promise<StoreFixture>, destroy: (f: Store
     });
   });
 
+  describe('clusterId', () => {
+    it('returns one id to every store on the same data', async () => {
+      const a = await f.store.clusterId();
+      assert.match(a, /^[0-9a-f-]{36}$/);
+      assert.equal(await f.other.clusterId(), a);
+      assert.equal(await f.store.clusterId(), a);
+    });
+  });
+
   describe('nodes', () => {
     it('registers a node as NotReady and keeps cordon and status across re-registration', async () => {
       const n = await f.store.registerNode(nodeSpec('n1'));
