@@ -15,8 +15,8 @@
  *    remaining replicas are unplaced with that summary (all replicas of a
  *    request are identical, so they share it).
  *
- * Cost: O(n log n) to build (the tie-break order) plus O(log n) per placed
- * replica, for n nodes.
+ * Cost: O(n + r) to build (n nodes, r existing replicas in the snapshot)
+ * plus O(log n) per placed replica.
  */
 import { countReasons, formatSummary } from './reasons.js';
 import type { RejectReason } from './reasons.js';

@@ -179,6 +179,50 @@ export function compileRequest(snapshot: ClusterSnapshot, request: PlacementRequ
 }
 
 /**
+ * Node name -> index, an open-addressing table keyed by the tie-break hashes
+ * already computed for each node (cheaper than a Map built per evaluation).
+ */
+class NameTable {
+  private readonly slots: Int32Array; // node index + 1; 0 = empty
+  private readonly mask: number;
+
+  constructor(
+    private readonly nodes: readonly NodeSnapshot[],
+    private readonly tie: Float64Array,
+    private readonly hash: (name: string) => number,
+  ) {
+    let cap = 2;
+    while (cap < nodes.length * 2) cap *= 2;
+    this.slots = new Int32Array(cap);
+    this.mask = cap - 1;
+  }
+
+  /** Adds node i (its tie must be set); false when its name is there already. */
+  add(i: number): boolean {
+    const h = this.tie[i] as number;
+    const name = (this.nodes[i] as NodeSnapshot).name;
+    let s = h & this.mask;
+    for (let j = this.slots[s] as number; j !== 0; j = this.slots[s] as number) {
+      if (this.tie[j - 1] === h && (this.nodes[j - 1] as NodeSnapshot).name === name) return false;
+      s = (s + 1) & this.mask;
+    }
+    this.slots[s] = i + 1;
+    return true;
+  }
+
+  /** The index of the node named `name`, or -1. */
+  find(name: string): number {
+    const h = this.hash(name);
+    let s = h & this.mask;
+    for (let j = this.slots[s] as number; j !== 0; j = this.slots[s] as number) {
+      if (this.tie[j - 1] === h && (this.nodes[j - 1] as NodeSnapshot).name === name) return j - 1;
+      s = (s + 1) & this.mask;
+    }
+    return -1;
+  }
+}
+
+/**
  * Builds the working state for `workload`: capacities, allocations (given,
  * or summed from snapshot.replicas), this workload's replica count per node,
  * and each node's tie-break key under `evalId`.
@@ -204,7 +248,8 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
     k1: new Float64Array(size),
     k2: new Float64Array(size),
   };
-  const index = new Map<string, number>();
+  const hash = seededHasher(evalId);
+  const index = new NameTable(nodes, state.tie, hash);
   const derived: boolean[] = new Array<boolean>(size);
   let anyDerived = false;
   // Fast checks first; field paths are only spelled out (by the slow
@@ -213,8 +258,11 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
     const n = nodes[i] as NodeSnapshot;
     if (typeof n !== 'object' || n === null) fail(workload, `snapshot.nodes[${i}]`, 'a node', n);
     if (typeof n.name !== 'string' || n.name === '') fail(workload, `snapshot.nodes[${i}].name`, 'a non-empty node name', n.name);
-    if (index.has(n.name)) fail(workload, `snapshot.nodes[${i}].name`, 'a node name not used by an earlier node', n.name);
-    index.set(n.name, i);
+    // Tie-break key: a hash of (evalId, name). A node's key depends only on
+    // its own name, so adding a node does not reshuffle the others; equal
+    // keys (astronomically rare) are settled by the name (see compareTie).
+    state.tie[i] = hash(n.name);
+    if (!index.add(i)) fail(workload, `snapshot.nodes[${i}].name`, 'a node name not used by an earlier node', n.name);
     const cap = n.capacity;
     if (!isAmounts(cap, true)) amounts(workload, `snapshot.nodes[${i}].capacity`, cap, { infinite: true });
     state.capCpu[i] = cap.cpuMillis;
@@ -236,11 +284,12 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
   for (let j = 0; j < replicas.length; j++) {
     const r = replicas[j];
     if (r === undefined || r.node === undefined) continue;
+    if (typeof r.node !== 'string') fail(workload, `snapshot.replicas[${j}].node`, 'a node name, or no node for a pending replica', r.node);
     // When every node states its allocation, only this workload's replicas matter.
     if (!anyDerived && r.workload !== workload) continue;
-    const i = index.get(r.node);
+    const i = index.find(r.node);
     // A replica on a node the snapshot does not list holds nothing here.
-    if (i === undefined) continue;
+    if (i < 0) continue;
     if (r.workload === workload) state.count[i] = (state.count[i] as number) + 1;
     if (derived[i] === true) {
       const res = r.resources;
@@ -250,11 +299,6 @@ export function buildState(snapshot: ClusterSnapshot, workload: string, evalId: 
       state.usedPids[i] = (state.usedPids[i] as number) + res.pids;
     }
   }
-  // Tie-break key: a hash of (evalId, name). A node's key depends only on
-  // its own name, so adding a node does not reshuffle the others; equal keys
-  // (astronomically rare) are settled by the name (see compareTie).
-  const hash = seededHasher(evalId);
-  for (let i = 0; i < size; i++) state.tie[i] = hash((nodes[i] as NodeSnapshot).name);
   return state;
 }
 
