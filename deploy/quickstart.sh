@@ -17,6 +17,7 @@
 #   controller 127.0.0.1:7070                BERTH_QS_CONTROLLER_PORT
 #   agent API  127.0.0.1:7071                BERTH_QS_AGENT_PORT
 # The agent's node name is the host name (BERTH_QS_NODE to override).
+# Demo images pushed to the registry: BERTH_QS_IMAGES (default busybox,whalesay).
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,7 +44,7 @@ BERTH_JS="$BERTH_REPO/dist/cmd/berth.js"
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 berth() { BERTH_CONTROLLER="$CONTROLLER" node "$BERTH_JS" "$@"; }
 
@@ -214,8 +215,10 @@ seed_images() {
 
 cmd_up() {
   require_root "deploy/quickstart.sh"
-  "$BERTH_REPO/deploy/install.sh"
-  [[ -f "$BERTH_JS" ]] || die "the build did not produce $BERTH_JS"
+  # BERTH_QS_SKIP_INSTALL=1: the checkout is already installed and built (the
+  # quickstart's own test runs it from inside the test suite).
+  if [[ "${BERTH_QS_SKIP_INSTALL:-0}" != 1 ]]; then "$BERTH_REPO/deploy/install.sh"; fi
+  [[ -f "$BERTH_JS" ]] || die "$BERTH_JS is missing: build Berth first (deploy/install.sh)"
   mkdir -p "$STATE/run" "$STATE/logs"
 
   local name pid started=0
