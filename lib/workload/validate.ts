@@ -8,7 +8,9 @@
  * problem was found the whole file is refused with one ValidationError;
  * otherwise every document comes back validated and fully defaulted.
  */
-import { isAlias, isMap, isScalar, LineCounter, Parser, parseAllDocuments, type Document } from 'yaml';
+import { Composer, isAlias, isMap, isScalar, LineCounter, Parser, type CST, type Document } from 'yaml';
+
+type Token = CST.Token;
 import { ValidationError } from '../errors.js';
 import { checkCpu, checkMemory, checkPids } from '../quantity.js';
 import { normalizeImageReference } from '../reference.js';
@@ -477,12 +479,15 @@ function readUpdate(r: Reporter, node: unknown): UpdateSpec | undefined {
   return { maxSurge, maxUnavailable };
 }
 
-/** Counts documents and measures nesting from the token tree, without recursion. */
-function scanTokens(text: string): { documents: number; depth: number; depthOffset: number } {
+/**
+ * Counts documents and measures nesting in the token tree (built by yaml's
+ * Parser, which does not recurse), without recursing ourselves.
+ */
+function scanTokens(tokens: readonly Token[]): { documents: number; depth: number; depthOffset: number } {
   let documents = 0;
   let depth = 0;
   let depthOffset = 0;
-  for (const token of new Parser().parse(text)) {
+  for (const token of tokens) {
     if (token.type !== 'document') continue;
     documents++;
     const stack: Array<[unknown, number]> = [[token.value, 0]];
@@ -523,8 +528,11 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > L.maxFileBytes) fail([fileProblem(`the file is ${bytes} bytes (expected at most ${L.maxFileBytes} bytes)`)]);
 
+  // Tokens first (no recursion), so hostile nesting is refused before the
+  // recursive composer ever sees it; then the documents from the same tokens.
   const lineCounter = new LineCounter();
-  const scan = scanTokens(text);
+  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+  const scan = scanTokens(tokens);
   if (scan.documents > L.maxDocuments) {
     fail([fileProblem(`the file has ${scan.documents} or more documents (expected at most ${L.maxDocuments})`)]);
   }
@@ -535,16 +543,8 @@ export function validateWorkloadFile(text: string, opts: ValidateWorkloadFileOpt
     fail([fileProblem(`mappings and lists are nested more than ${L.maxNesting} levels deep (line ${line})`, { line })]);
   }
 
-  const parsed = parseAllDocuments(text, {
-    lineCounter,
-    schema: 'core',
-    version: '1.2',
-    merge: false,
-    uniqueKeys: true,
-    prettyErrors: false,
-    strict: true,
-  });
-  const documents: Document.Parsed[] = Array.isArray(parsed) ? parsed : [];
+  const composer = new Composer({ schema: 'core', version: '1.2', merge: false, uniqueKeys: true, strict: true });
+  const documents: Document.Parsed[] = Array.from(composer.compose(tokens));
   const several = documents.length > 1;
   const problems = new ProblemList();
   const out: ValidatedWorkload[] = [];

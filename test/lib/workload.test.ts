@@ -433,6 +433,34 @@ describe('lib/workload', () => {
       assert.deepEqual(problems[100], { path: '(file)', message: '400 more problems not shown (fix the ones above first)' });
     });
 
+    it('throws only ValidationError with a path and message when the input is mangled at random', () => {
+      let seed = 20261127;
+      const random = (): number => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed / 0x7fffffff;
+      };
+      const alphabet = ' \n-:[]{}",\'#&*!|>?%@`0123456789abcxyz.~\t\\\u0000é';
+      let refused = 0;
+      for (let i = 0; i < 1000; i++) {
+        let text = FULL;
+        const edits = 1 + Math.floor(random() * 4);
+        for (let j = 0; j < edits; j++) {
+          const pos = Math.floor(random() * text.length);
+          const ch = alphabet[Math.floor(random() * alphabet.length)] ?? ' ';
+          const op = random();
+          text = op < 0.33 ? text.slice(0, pos) + text.slice(pos + 1) : op < 0.66 ? text.slice(0, pos) + ch + text.slice(pos) : text.slice(0, pos) + ch + text.slice(pos + 1);
+        }
+        try {
+          validateWorkloadFile(text, { defaultRegistry: REG });
+        } catch (err) {
+          assert.ok(err instanceof ValidationError, `input ${JSON.stringify(text)} threw ${String(err)}`);
+          for (const p of err.problems) assert.ok(p.path !== '' && p.message !== '', JSON.stringify(p));
+          refused++;
+        }
+      }
+      assert.ok(refused > 300, `only ${refused} of 1000 mangled files were refused`);
+    });
+
     it('refuses non-string input when called from untyped code', () => {
       assertOneProblem(42 as unknown as string, '(file)', 'expected the file contents as text, got number');
     });
