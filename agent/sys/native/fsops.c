@@ -27,7 +27,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-int berth_fsops_main(int argc, char **argv);
+#include "helper.h"
 
 #define FIELD_MAX 8192
 

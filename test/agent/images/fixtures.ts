@@ -219,7 +219,14 @@ export function fsopsHelperPath(): string {
   const buildDir = join(here, '..', '..', '..');
   const repo = join(buildDir, '..');
   const helper = join(repo, 'agent', 'sys', 'native', 'build', 'berth-helper');
-  if (existsSync(helper) && process.env.BERTH_FSOPS_STANDALONE !== '1') return helper;
+  if (existsSync(helper) && process.env.BERTH_FSOPS_STANDALONE !== '1') {
+    try {
+      execFileSync(helper, ['fsops', '/'], { input: '', stdio: ['pipe', 'ignore', 'ignore'] });
+      return helper;
+    } catch {
+      // built without fsops.c (or stale): use the standalone build below
+    }
+  }
   const out = join(buildDir, 'native', 'fsops-standalone');
   mkdirSync(dirname(out), { recursive: true });
   execFileSync('cc', ['-O2', '-Wall', '-DBERTH_FSOPS_STANDALONE', '-o', out, join(repo, 'agent', 'sys', 'native', 'fsops.c')]);
