@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
@@ -57,6 +57,25 @@ describe('agent/main (berth agent)', () => {
     const p = agent(['--node', 'Bad_Name', '--root', root]);
     assert.equal(await exitCode(p), 2);
     assert.match(readFileSync(p.logFile, 'utf8'), /--node: expected a node name of 1-63 lowercase letters/);
+  });
+
+  it('exits 2 naming the file and key when the config file has an unknown setting', async () => {
+    const cfg = join(root, '..', 'agent.yaml');
+    writeFileSync(cfg, 'node: node-1\ncontroler: 127.0.0.1:7070\n');
+    const p = agent(['--config', cfg, '--root', root]);
+    assert.equal(await exitCode(p), 2);
+    assert.match(readFileSync(p.logFile, 'utf8'), /agent\.yaml": unknown setting "controler"; expected one of .*controller/);
+  });
+
+  it('takes settings from the config file when no flag or environment variable sets them', async () => {
+    const cfg = join(root, '..', 'agent.yaml');
+    writeFileSync(cfg, `node: from-file\nroot: ${root}\nlisten: 127.0.0.1:0\ncontroller: 127.0.0.1:${await freePort()}\nnats: nats://127.0.0.1:1\n`);
+    const p = agent(['--config', cfg]);
+    await waitFor('a registration attempt', () => logLines(p).some((l) => l['message'] === 'registration failed; retrying'), 15_000);
+    assert.equal(logLines(p)[0]?.['node'], 'from-file');
+    assert.equal(statSync(root).mode & 0o777, 0o700);
+    p.child.kill('SIGINT');
+    assert.equal(await exitCode(p), 0);
   });
 
   it('creates its root 0700, serves UNIMPLEMENTED for unimplemented methods, retries registration and exits 0 on SIGTERM while the controller is down', async () => {
