@@ -441,7 +441,7 @@ describe('lib/workload', () => {
       };
       const alphabet = ' \n-:[]{}",\'#&*!|>?%@`0123456789abcxyz.~\t\\\u0000é';
       let refused = 0;
-      for (let i = 0; i < 1000; i++) {
+      for (let i = 0; i < 600; i++) {
         let text = FULL;
         const edits = 1 + Math.floor(random() * 4);
         for (let j = 0; j < edits; j++) {
@@ -458,7 +458,7 @@ describe('lib/workload', () => {
           refused++;
         }
       }
-      assert.ok(refused > 300, `only ${refused} of 1000 mangled files were refused`);
+      assert.ok(refused > 200, `only ${refused} of 600 mangled files were refused`);
     });
 
     it('refuses non-string input when called from untyped code', () => {
