@@ -24,6 +24,7 @@
  * Prints one line per case and a JSON summary. The target (issue 5) is
  * at least 5,000 placements/s with 1,000 nodes and 10,000 replicas.
  */
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { chooseRemovals, schedule, withPlacements } from '../../controller/scheduler/index.js';
 import type { ClusterSnapshot, NodeSnapshot, PlacementRequest } from '../../controller/scheduler/index.js';
@@ -66,6 +67,8 @@ interface CaseResult {
   replicas: number;
   placed: number;
   elapsedMs: number;
+  /** CPU time of this process during the run (less sensitive than elapsed to other load on the machine). */
+  cpuMs: number;
   /** Per second of `placed` (for the removals case: replicas chosen for removal). */
   placementsPerSec: number;
   /** Multi-workload cases: counting only the time inside schedule(), not withPlacements(). */
@@ -77,15 +80,19 @@ let inSchedule = 0;
 
 interface Sample {
   ms: number;
+  cpuMs: number;
   placed: number;
   scheduleMs: number;
 }
 
 function time(fn: () => number): Sample {
   inSchedule = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const placed = fn();
-  return { ms: performance.now() - t0, placed, scheduleMs: inSchedule };
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000, placed, scheduleMs: inSchedule };
 }
 
 function runCase(name: string, fn: () => number): CaseResult {
@@ -100,6 +107,7 @@ function runCase(name: string, fn: () => number): CaseResult {
     replicas: replicaCount,
     placed: mid.placed,
     elapsedMs: Math.round(mid.ms * 100) / 100,
+    cpuMs: Math.round(mid.cpuMs * 100) / 100,
     placementsPerSec: Math.round(mid.placed / (mid.ms / 1000)),
     ...(mid.scheduleMs > 0 ? { scheduleOnlyPerSec: Math.round(mid.placed / (mid.scheduleMs / 1000)) } : {}),
   };
@@ -155,9 +163,9 @@ const results = [
 for (const r of results) {
   process.stdout.write(
     r.name === 'removals'
-      ? `${r.name.padEnd(12)} nodes=${r.nodes} replicas=${r.replicas} removed=${r.placed} elapsed=${r.elapsedMs.toFixed(1)}ms removals/s=${r.placementsPerSec}\n`
-      : `${r.name.padEnd(12)} nodes=${r.nodes} replicas=${r.replicas} placed=${r.placed} elapsed=${r.elapsedMs.toFixed(1)}ms placements/s=${r.placementsPerSec}` +
+      ? `${r.name.padEnd(12)} nodes=${r.nodes} replicas=${r.replicas} removed=${r.placed} elapsed=${r.elapsedMs.toFixed(1)}ms cpu=${r.cpuMs.toFixed(1)}ms removals/s=${r.placementsPerSec}\n`
+      : `${r.name.padEnd(12)} nodes=${r.nodes} replicas=${r.replicas} placed=${r.placed} elapsed=${r.elapsedMs.toFixed(1)}ms cpu=${r.cpuMs.toFixed(1)}ms placements/s=${r.placementsPerSec}` +
         (r.scheduleOnlyPerSec === undefined ? '\n' : ` (inside schedule() only: ${r.scheduleOnlyPerSec}/s)\n`),
   );
 }
-process.stdout.write(`${JSON.stringify({ benchmark: 'scheduler', runs, results })}\n`);
+process.stdout.write(`${JSON.stringify({ benchmark: 'scheduler', runs, loadavg: os.loadavg()[0], cpus: os.cpus().length, results })}\n`);
