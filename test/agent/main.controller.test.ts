@@ -63,6 +63,14 @@ describe('agent/main with a controller (berth agent + berth get nodes)', () => {
     await waitFor('node-1 to be NotReady', async () => (await state('node-1')) === 'NODE_STATE_NOT_READY', 8_000, 200);
   });
 
+  it('exits 1 with the controller\'s reason when the controller rejects the node', async () => {
+    const agent = cluster.startAgent('node-4', ['--labels', 'bad key!=x']);
+    assert.equal(await exitCode(agent), 1);
+    const log = readLog(agent);
+    assert.match(log, /error: failed to register node "node-4": .*node\.labels/);
+    assert.equal(await state('node-4'), undefined);
+  });
+
   it('keeps retrying while the controller is down and registers once it is up', async () => {
     await cluster.controller?.stop();
     const agent = cluster.startAgent('node-2');
