@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { run } from './exec.js';
-import { GUARD_TABLE, guardInstalled, makeHosts, runIn, tryRunIn, type TestHosts } from './index.js';
+import { GUARD_TABLE, guardInstalled, madeRunIds, makeHosts, makeTempDir, runIn, tryRunIn, type TestHosts } from './index.js';
 
 async function netnsNames(): Promise<string[]> {
   const { stdout } = await run('ip', ['netns', 'list']);
@@ -83,5 +84,52 @@ describe('test harness hosts', function () {
   it('rejects a bad host count or guard range before creating anything', async () => {
     await assert.rejects(makeHosts(0), /n: expected a whole number from 1 to 200, got 0/);
     await assert.rejects(makeHosts(1, { guardRanges: ['10.244.0.0'] }), /guardRanges\[0\]: expected an IPv4 CIDR/);
+  });
+
+  describe('when the guard cannot be installed', () => {
+    let dir: string | undefined;
+    const path = process.env.PATH;
+    afterEach(() => {
+      process.env.PATH = path;
+      if (dir) rmSync(dir, { recursive: true, force: true });
+      dir = undefined;
+    });
+
+    // A stand-in `nft` first on PATH; `realNft` is the real binary for what the script passes on.
+    async function withNft(script: (realNft: string) => string): Promise<{ err: unknown; runId: string | undefined }> {
+      const realNft = (await run('sh', ['-c', 'command -v nft'])).stdout.trim();
+      dir = makeTempDir('fake-nft');
+      writeFileSync(join(dir, 'nft'), script(realNft));
+      chmodSync(join(dir, 'nft'), 0o755);
+      const before = new Set(madeRunIds());
+      process.env.PATH = `${dir}:${path ?? ''}`;
+      let err: unknown;
+      try {
+        hosts = await makeHosts(2);
+      } catch (e) {
+        err = e;
+      } finally {
+        process.env.PATH = path;
+      }
+      return { err, runId: [...madeRunIds()].find((id) => !before.has(id)) };
+    }
+
+    async function assertNothingMade(runId: string | undefined): Promise<void> {
+      assert.ok(runId);
+      assert.deepEqual((await netnsNames()).filter((n) => n.includes(runId)), []);
+      assert.deepEqual((await linkNames()).filter((n) => n.includes(runId)), []);
+    }
+
+    it('fails setup and makes no namespace or address when nft rejects the rules', async () => {
+      const { err, runId } = await withNft(() => '#!/bin/sh\necho "Error: simulated failure" >&2\nexit 1\n');
+      assert.match(String(err), /failed to make 2 test hosts: failed to install the egress guard .*simulated failure/);
+      await assertNothingMade(runId);
+    });
+
+    it('fails setup when nft reports success but the guard chains are not there', async () => {
+      const { err, runId } = await withNft((real) => `#!/bin/sh\nif [ "$1" = "-f" ]; then cat >/dev/null; exit 0; fi\nexec ${real} "$@"\n`);
+      assert.match(String(err), /failed to install the egress guard: chains f_\w+\/p_\w+ .* missing or incomplete/);
+      await assertNothingMade(runId);
+    });
   });
 });

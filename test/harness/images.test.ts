@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { run, tryRun } from './exec.js';
 import {
   buildImage, LAYERED_IMAGE_FACTS, makeTempDir, MEDIA_TYPES, pushTestImage, startRegistry, startRegistryWithImages,
-  TEST_IMAGE_CONFIG, TEST_IMAGE_NAMES, type RegistryService, type TestImageName,
+  TEST_IMAGE_CONFIG, TEST_IMAGE_NAMES, unpackTestImage, type RegistryService, type TestImageName,
 } from './index.js';
 
 interface Manifest {
@@ -37,11 +37,9 @@ async function getBlob(registry: RegistryService, name: string, digest: string):
 
 /** Unpacks a built image with umoci (the reference OCI unpacker) into a temp bundle; returns the rootfs path. */
 async function unpack(name: TestImageName, dirs: string[]): Promise<string> {
-  const built = await buildImage(name);
   const dir = makeTempDir(`unpack-${name}`);
   dirs.push(dir);
-  await run('umoci', ['unpack', '--image', `${built.layout}:latest`, join(dir, 'bundle')]);
-  return join(dir, 'bundle', 'rootfs');
+  return unpackTestImage(name, join(dir, 'bundle'));
 }
 
 function chroot(rootfs: string, args: string[]) {

@@ -540,3 +540,14 @@ export async function pushTestImage(registryHost: string, name: string, opts: Pu
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+/**
+ * Unpacks a test image with umoci (the reference unpacker) into `bundleDir`
+ * (which must not exist yet) and returns the rootfs path: a known-good tree
+ * to compare Berth's own layer applier against. The caller removes bundleDir.
+ */
+export async function unpackTestImage(name: string, bundleDir: string, opts: BuildOptions = {}): Promise<string> {
+  const built = await buildImage(name, opts);
+  await run('umoci', ['unpack', '--image', `${built.layout}:${built.tag}`, bundleDir], { signal: opts.signal });
+  return join(bundleDir, 'rootfs');
+}
