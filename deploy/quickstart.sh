@@ -73,6 +73,17 @@ service_port() {
   esac
 }
 
+# alive PID: the process exists and is not a zombie. Services outlive this
+# script, so their parent is PID 1, which may be slow to reap them (there may
+# be no real init, e.g. in a container or VM sandbox).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
+
 # running NAME: prints the pid and succeeds when the service is alive.
 running() {
   local f pid cmdline
@@ -80,7 +91,7 @@ running() {
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f" 2>/dev/null || true)"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   cmdline="$(tr -d '\0' <"/proc/$pid/cmdline" 2>/dev/null || true)"
   [[ "$cmdline" == *"$(cmd_marker "$1")"* ]] || return 1
   printf '%s' "$pid"
@@ -114,9 +125,11 @@ launch() {
 # process died, print the log tail and fail.
 wait_ready() {
   local name="$1"; shift
-  local deadline=$((SECONDS + WAIT_SECONDS))
+  local deadline=$((SECONDS + WAIT_SECONDS)) pid
+  pid="$(cat "$(pid_file "$name")")"
   while ((SECONDS < deadline)); do
-    if ! running "$name" >/dev/null; then
+    # Only liveness here: until exec completes, the command line is still bash's.
+    if ! alive "$pid"; then
       say "error: $name exited while starting; last lines of $(log_file "$name"):"
       tail -n 30 "$(log_file "$name")" >&2
       rm -f "$(pid_file "$name")"
@@ -127,7 +140,7 @@ wait_ready() {
   done
   say "error: $name did not become ready within ${WAIT_SECONDS}s; last lines of $(log_file "$name"):"
   tail -n 30 "$(log_file "$name")" >&2
-  die "$name is still running (pid $(cat "$(pid_file "$name")")); see the log above, then: $0 down"
+  die "$name is still running (pid $pid); see the log above, then: $0 down"
 }
 
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -285,14 +298,14 @@ stop_service() {
   say "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 40; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.25
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     say "$name did not stop within 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 20; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.25
     done
   fi
