@@ -6,11 +6,26 @@ import type { Verb } from './verb.js';
 export interface ApplyOptions {
   filename: string[];
   dryRun?: boolean;
+  /** false with --no-validate: skip the local check and leave validation to the controller. */
+  validate?: boolean;
 }
+
+/**
+ * Registry used only for the local check of images without a host: the
+ * client does not know the cluster's default registry, and the normalized
+ * specs are thrown away; the controller validates again with the real one.
+ */
+const LOCAL_CHECK_REGISTRY = 'default-registry.invalid';
 
 export async function runApply(ctx: CliContext, opts: ApplyOptions): Promise<number> {
   const { readInputFiles } = await import('./files.js');
   const files = await readInputFiles(opts.filename, ctx.io);
+  if (opts.validate !== false) {
+    // Every file is checked before anything is sent, so a bad second file
+    // does not leave the first one applied.
+    const { validateWorkloadFile } = await import('../lib/workload/index.js');
+    for (const f of files) validateWorkloadFile(f.text, { source: f.source, defaultRegistry: LOCAL_CHECK_REGISTRY });
+  }
   const { withController } = await import('./client.js');
   await withController(ctx, async (api) => {
     // One call per file: each file is applied all or nothing by the controller.
@@ -29,6 +44,7 @@ export const applyVerb: Verb = (program, run) => {
     .description('Create or update the workloads of one or more workload files. Each file is validated and applied as a whole: when one document is wrong, nothing from that file is applied. Prints "created", "configured" or "unchanged" per workload.')
     .requiredOption('-f, --filename <file...>', 'workload file(s) to apply; "-" reads standard input')
     .option('--dry-run', 'validate and show what would change, without changing anything')
+    .option('--no-validate', 'skip the local check of the files (the controller still validates them)')
     .addHelpText('after', `
 Examples:
   berth apply -f examples/hello.yaml

@@ -82,12 +82,15 @@ describe('cli end to end (real etcd, NATS and controller)', () => {
 
   it('applies nothing and names the document and field when one field of a file is bad', async () => {
     const path = file('bad.yaml', workload('good') + '---\n' + workload('bad', { extra: '  resources: { memory: 64Mx }' }));
-    const r = await cluster.cli(['apply', '-f', path]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /^error: .*bad\.yaml: document 2: spec\.resources\.memory: /);
-    assert.doesNotMatch(r.stderr, /\n\s+at /);
-    assert.equal(r.stdout, '');
-    assert.deepEqual(await listNames(), []);
+    // Checked by the CLI first, and (with --no-validate) by the controller alone.
+    for (const args of [['apply', '-f', path], ['apply', '--no-validate', '-f', path]]) {
+      const r = await cluster.cli(args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, /^error: .*bad\.yaml: document 2: spec\.resources\.memory: /);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.equal(r.stdout, '');
+      assert.deepEqual(await listNames(), []);
+    }
   });
 
   it('changes nothing when --dry-run is given', async () => {

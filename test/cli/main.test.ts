@@ -101,6 +101,26 @@ describe('cli/main', () => {
     assert.match(r.stderr, /w\.yaml: document 1: metadata\.name: expected a workload name/);
   });
 
+  it('rejects a bad workload file locally, naming the document and field, without calling the controller', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'apiVersion: berth/v1\nkind: Workload\nmetadata: { name: web }\nspec: { image: busybox, replicaz: 2 }\n');
+    const r = await cliInProcess(['--controller', `127.0.0.1:${await freePort()}`, 'apply', '-f', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^error: .*bad\.yaml: spec\.replicaz: unknown field "replicaz" \(did you mean "replicas"\?\)/);
+    assert.doesNotMatch(r.stderr, /failed to reach/);
+  });
+
+  it('checks every file before sending any when given several -f', async () => {
+    const good = join(dir, 'good.yaml');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(good, 'apiVersion: berth/v1\nkind: Workload\nmetadata: { name: web }\nspec: { image: busybox }\n');
+    writeFileSync(bad, 'apiVersion: berth/v1\nkind: Workload\nmetadata: { name: db }\nspec: { image: busybox, replicas: -1 }\n');
+    const r = await cliInProcess(['--controller', `127.0.0.1:${await freePort()}`, 'apply', '-f', good, '-f', bad]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /bad\.yaml: spec\.replicas: /);
+    assert.doesNotMatch(r.stderr, /failed to reach/);
+  });
+
   describe('when the controller is down', () => {
     let address = '';
     beforeEach(async () => {
@@ -123,7 +143,7 @@ describe('cli/main', () => {
     });
 
     it('sends apply input read from standard input and fails only on the connection', async () => {
-      const r = await cliInProcess(['--controller', address, 'apply', '-f', '-'], { stdin: 'apiVersion: berth/v1\n' });
+      const r = await cliInProcess(['--controller', address, 'apply', '-f', '-'], { stdin: 'apiVersion: berth/v1\nkind: Workload\nmetadata: { name: web }\nspec: { image: busybox }\n' });
       assert.equal(r.code, 1);
       assert.match(r.stderr, /connection refused/);
     });
