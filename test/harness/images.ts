@@ -480,10 +480,21 @@ function describeBuilt(name: TestImageName, layout: string): BuiltImage {
   return { name, layout, tag: 'latest', manifestDigest: layoutManifest(layout).digest };
 }
 
+/** Removes build temp dirs that crashed runs left in the cache (older than an hour, so never a live build's). */
+async function pruneStaleTemps(parent: string): Promise<void> {
+  const cutoff = Date.now() - 3600_000;
+  for (const e of await readdir(parent).catch(() => [] as string[])) {
+    if (!e.startsWith('.build-')) continue;
+    const st = await stat(join(parent, e)).catch(() => undefined);
+    if (st && st.mtimeMs < cutoff) await rm(join(parent, e), { recursive: true, force: true });
+  }
+}
+
 async function buildInto(name: TestImageName, dir: string, opts: BuildOptions): Promise<BuiltImage> {
   if (existsSync(join(dir, '.complete'))) return describeBuilt(name, dir);
   const parent = dirname(dir);
   await mkdir(parent, { recursive: true });
+  await pruneStaleTemps(parent);
   const tmp = await mkdtemp(join(parent, `.build-${name}-`));
   try {
     const out = join(tmp, 'layout');
