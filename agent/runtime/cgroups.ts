@@ -71,7 +71,7 @@ const UNLIMITED_V1 = 9223372036854771712;
 
 /** Converts v1 cpu shares to a v2 weight (the mapping runc and crun use). */
 export function sharesToWeight(shares: number): number {
-  return Math.round(1 + ((shares - 2) * 9999) / 262142);
+  return 1 + Math.floor(((shares - 2) * 9999) / 262142);
 }
 
 function checkResources(r: Resources): void {

@@ -113,6 +113,7 @@ struct mount_entry {
 };
 
 struct rlimit_entry {
+	const char *name;
 	int resource;
 	rlim_t soft, hard;
 };
@@ -254,6 +255,7 @@ static void read_spec(int fd)
 			if (spec.nrlimits == 16) die("spec: too many rlimits");
 			const char *name = NEXT("rlimit name");
 			struct rlimit_entry *r = &spec.rlimits[spec.nrlimits++];
+			r->name = name;
 			r->resource = -1;
 			for (size_t i = 0; i < sizeof rlimit_names / sizeof rlimit_names[0]; i++)
 				if (!strcmp(rlimit_names[i].name, name))
@@ -410,14 +412,17 @@ static void fail(const char *fmt, ...)
 static int force_walk; /* BERTH_HELPER_NO_OPENAT2=1: use the component walk (tests) */
 
 /*
- * Portable fallback of openat2(RESOLVE_IN_ROOT): walks `path` one component
- * at a time relative to rootfd, expanding symlinks itself so that "/" and
- * ".." never leave the root. With nosymlinks any symlink is an error (ELOOP).
+ * Resolves `path` inside the root the way openat2(RESOLVE_IN_ROOT) does,
+ * expanding symlinks itself so that "/" and ".." never leave the root, and
+ * writes the result (relative to the root, no symlinks) to `out`. Components
+ * after the first missing one are taken literally, so the result also names
+ * where a missing path has to be created. With nosymlinks any symlink is an
+ * error (ELOOP).
  */
-static int walk_in_root(int rootfd, const char *path, int flags, int nosymlinks)
+static int canonical_in_root(int rootfd, const char *path, int nosymlinks, char *out, size_t size)
 {
 	char resolved[PATH_MAX] = "", rest[PATH_MAX], next[PATH_MAX];
-	int links = 0;
+	int links = 0, missing = 0;
 	if (snprintf(rest, sizeof rest, "%s", path) >= (int)sizeof rest)
 		return errno = ENAMETOOLONG, -1;
 	char *p = rest;
@@ -448,9 +453,12 @@ static int walk_in_root(int rootfd, const char *path, int flags, int nosymlinks)
 		if (snprintf(cand, sizeof cand, "%s%s%s", resolved, resolved[0] ? "/" : "", comp) >= (int)sizeof cand)
 			return errno = ENAMETOOLONG, -1;
 		struct stat st;
-		if (fstatat(rootfd, cand, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return -1;
-		if (S_ISLNK(st.st_mode)) {
+		if (!missing && fstatat(rootfd, cand, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				return -1;
+			missing = 1;
+		}
+		if (!missing && S_ISLNK(st.st_mode)) {
 			if (nosymlinks || ++links > 40)
 				return errno = ELOOP, -1;
 			char target[PATH_MAX];
@@ -468,7 +476,18 @@ static int walk_in_root(int rootfd, const char *path, int flags, int nosymlinks)
 		}
 		memcpy(resolved, cand, sizeof resolved);
 	}
-	return openat(rootfd, resolved[0] ? resolved : ".", flags | O_NOFOLLOW | O_CLOEXEC);
+	if (snprintf(out, size, "%s", resolved[0] ? resolved : ".") >= (int)size)
+		return errno = ENAMETOOLONG, -1;
+	return 0;
+}
+
+/* Portable fallback of openat2(RESOLVE_IN_ROOT). */
+static int walk_in_root(int rootfd, const char *path, int flags, int nosymlinks)
+{
+	char resolved[PATH_MAX];
+	if (canonical_in_root(rootfd, path, nosymlinks, resolved, sizeof resolved) < 0)
+		return -1;
+	return openat(rootfd, resolved, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
 /* Opens `path` (absolute, inside the container) with every symlink and ".."
@@ -492,45 +511,53 @@ static int open_in_root(int rootfd, const char *path, int flags, int nosymlinks)
 }
 
 /* Like open_in_root(O_PATH), creating missing components (directories, the
- * last one a file when as_file) inside the root. */
+ * last one a file when as_file) where they resolve inside the root: a missing
+ * /data/sub with /data -> /srv is created as <rootfs>/srv/sub. Each step is
+ * opened with O_NOFOLLOW, so a symlink swapped in meanwhile makes it fail. */
 static int mkpath_in_root(int rootfd, const char *path, int as_file, int nosymlinks)
 {
 	int fd = open_in_root(rootfd, path, O_PATH, nosymlinks);
 	if (fd >= 0 || errno != ENOENT)
 		return fd;
-	char parent[PATH_MAX];
-	if (snprintf(parent, sizeof parent, "%s", path) >= (int)sizeof parent)
-		return errno = ENAMETOOLONG, -1;
-	size_t len = strlen(parent);
-	while (len > 1 && parent[len - 1] == '/')
-		parent[--len] = 0;
-	char *slash = strrchr(parent, '/');
-	if (!slash)
-		return errno = EINVAL, -1;
-	char *last = slash + 1;
-	if (!*last || !strcmp(last, ".") || !strcmp(last, ".."))
-		return errno = EINVAL, -1;
-	char name[NAME_MAX + 1];
-	snprintf(name, sizeof name, "%s", last);
-	if (slash == parent)
-		parent[1] = 0;
-	else
-		*slash = 0;
-	int pfd = mkpath_in_root(rootfd, parent, 0, nosymlinks);
-	if (pfd < 0)
+	char canon[PATH_MAX];
+	if (canonical_in_root(rootfd, path, nosymlinks, canon, sizeof canon) < 0)
 		return -1;
-	int rc;
-	if (as_file) {
-		rc = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-		if (rc >= 0)
-			close(rc);
-	} else {
-		rc = mkdirat(pfd, name, 0755);
+	int dir = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	if (dir < 0)
+		return -1;
+	char *save = NULL;
+	char *comp = strtok_r(canon, "/", &save);
+	while (comp) {
+		char *next = strtok_r(NULL, "/", &save);
+		int last = next == NULL;
+		if (!strcmp(comp, ".")) {
+			comp = next;
+			continue;
+		}
+		int flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (last && as_file ? 0 : O_DIRECTORY);
+		int child = openat(dir, comp, flags);
+		if (child < 0 && errno == ENOENT) {
+			int rc;
+			if (last && as_file) {
+				rc = openat(dir, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+				if (rc >= 0)
+					close(rc);
+			} else {
+				rc = mkdirat(dir, comp, 0755);
+			}
+			if (rc < 0 && errno != EEXIST) {
+				close(dir);
+				return -1;
+			}
+			child = openat(dir, comp, flags);
+		}
+		close(dir);
+		if (child < 0)
+			return -1;
+		dir = child;
+		comp = next;
 	}
-	close(pfd);
-	if (rc < 0 && errno != EEXIST)
-		return -1;
-	return open_in_root(rootfd, path, O_PATH, nosymlinks);
+	return dir;
 }
 
 static void fd_path(char *buf, size_t size, int fd)
@@ -819,7 +846,7 @@ static void init_main(int sock, int in, int out, int err)
 	for (int i = 0; i < spec.nrlimits; i++) {
 		struct rlimit rl = { spec.rlimits[i].soft, spec.rlimits[i].hard };
 		if (setrlimit(spec.rlimits[i].resource, &rl) < 0)
-			fail("setrlimit %d to %llu:%llu", spec.rlimits[i].resource, (unsigned long long)rl.rlim_cur,
+			fail("setrlimit %s to %llu:%llu", spec.rlimits[i].name, (unsigned long long)rl.rlim_cur,
 			     (unsigned long long)rl.rlim_max);
 	}
 
