@@ -168,8 +168,31 @@ export class EtcdElection implements LeaderElection {
       }
     }
     const stop = this.stopper.signal;
-    while (!stop.aborted && !lostIt()) await sleep(100, stop);
-    this.endTerm(stop.aborted ? 'resigned' : 'lease not renewed in time');
+    const key = Buffer.from(this.store.keys.leader());
+    let nextCheck = Date.now() + POLL_MS * 2;
+    let checking = false;
+    let taken: string | undefined;
+    let reason = 'lease not renewed in time';
+    while (!stop.aborted && !lostIt() && taken === undefined) {
+      await sleep(100, stop);
+      if (checking || Date.now() < nextCheck || stop.aborted) continue;
+      nextCheck = Date.now() + POLL_MS * 2;
+      checking = true;
+      // The key is ours while our lease lives; if someone removed or replaced it, another
+      // controller may win, so stop acting. Checked in the background so a slow etcd never
+      // delays the keepalive rule above.
+      this.store
+        .call('check the leader key', { signal: stop }, () => this.store.client.kv.range({ key }))
+        .then((r) => {
+          const holder = r.kvs[0]?.value.toString() ?? '';
+          if (holder !== this.controllerId) taken = holder === '' ? 'leader key removed' : `leader key taken by "${holder}"`;
+        }, () => undefined)
+        .finally(() => {
+          checking = false;
+        });
+    }
+    if (taken !== undefined) reason = taken;
+    this.endTerm(stop.aborted ? 'resigned' : reason);
   }
 
   private endTerm(reason: string): void {

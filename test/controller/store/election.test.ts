@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
 import { EtcdElection, EtcdStore, type LeadershipTerm } from '../../../controller/store/index.js';
 import { startEtcd, waitFor, type Service } from '../../harness/index.js';
 
@@ -47,6 +48,23 @@ describe('EtcdElection', () => {
     await waitFor('the follower to lead after the leader resigned', () => follower.isLeader(), 2000);
     assert.equal(follower.leaderId(), follower.controllerId);
     assert.equal(terms.length, 2);
+  });
+
+  it('steps down when its leader key is removed behind its back', async () => {
+    const prefix = `/test-${randomBytes(4).toString('hex')}/`;
+    const a = candidate('a', prefix);
+    a.start();
+    await waitFor('a to lead', () => a.isLeader(), 10000);
+    const term = a.currentTerm();
+    assert.ok(term);
+    const raw = new Etcd3({ hosts: etcd.url });
+    try {
+      await raw.delete().key(`${prefix}election/leader`);
+    } finally {
+      raw.close();
+    }
+    await waitFor('a to step down', () => term.signal.aborted, 3000, 50);
+    await waitFor('a to lead again with a new term', () => a.isLeader() && a.currentTerm() !== term, 10000);
   });
 
   it('steps down within the lease TTL when etcd stops answering', async () => {
