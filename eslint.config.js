@@ -7,7 +7,7 @@ const spawnAndMount = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'proto/gen/**', 'coverage/**', 'agent/sys/native/**'] },
+  { ignores: ['dist/**', '.build-*/**', 'node_modules/**', 'proto/gen/**', 'coverage/**', 'agent/sys/native/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
