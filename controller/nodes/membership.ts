@@ -53,6 +53,7 @@ export class Membership {
   private readonly logged = new Map<string, NodeState>();
   private timers: NodeJS.Timeout[] = [];
   private checking = false;
+  private refreshFailing = false;
   private stopped = false;
 
   constructor(private readonly opts: MembershipOptions) {
@@ -66,10 +67,8 @@ export class Membership {
   /** Starts the loops, then resolves once heartbeats are being received (NATS connected and subscribed). */
   async start(): Promise<void> {
     this.timers.push(setInterval(() => void this.check(), this.opts.checkIntervalMs ?? CHECK_INTERVAL_MS));
-    this.timers.push(setInterval(() => {
-      this.refresh().catch((err: unknown) => this.logger.warn('failed to read node records', { error: messageOf(err) }));
-    }, this.opts.refreshIntervalMs ?? REFRESH_INTERVAL_MS));
-    await this.refresh().catch((err: unknown) => this.logger.warn('failed to read node records', { error: messageOf(err) }));
+    this.timers.push(setInterval(() => void this.refreshLogged(), this.opts.refreshIntervalMs ?? REFRESH_INTERVAL_MS));
+    await this.refreshLogged();
     await this.opts.heartbeats.start((node, hb) => this.observe(node, hb));
   }
 
@@ -113,6 +112,18 @@ export class Membership {
         containers: live.lastHeartbeatUnixMs ? live.containers : persisted.containers,
       },
     };
+  }
+
+  /** Refreshes; the first failure of a streak is a warning, repeats are debug lines. */
+  private async refreshLogged(): Promise<void> {
+    try {
+      await this.refresh();
+      this.refreshFailing = false;
+    } catch (err) {
+      if (this.refreshFailing) this.logger.debug('failed to read node records', { error: messageOf(err) });
+      else this.logger.warn('failed to read node records', { error: messageOf(err) });
+      this.refreshFailing = true;
+    }
   }
 
   private async refresh(): Promise<void> {

@@ -50,26 +50,45 @@ export class NatsHeartbeats implements HeartbeatSource {
   private nc: NatsConnection | undefined;
   private readonly logger: Logger;
   private stopped = false;
+  private wake: (() => void) | undefined;
   dropped = 0;
 
   constructor(private readonly opts: NatsHeartbeatsOptions) {
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'heartbeats' });
   }
 
+  /**
+   * Connects (retrying every second until stop() while NATS is unreachable) and
+   * subscribes. Resolves once heartbeats can arrive, or when stopped first.
+   */
   async start(onHeartbeat: (node: string, hb: Heartbeat) => void): Promise<void> {
-    try {
-      this.nc = await connect({
-        servers: this.opts.servers,
-        name: this.opts.name ?? 'berth-controller',
-        reconnect: true,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 500,
-        waitOnFirstConnect: true,
-        timeout: 5000,
-      });
-    } catch (err) {
-      throw new UnavailableError(`failed to reach NATS at ${this.opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
+    let failures = 0;
+    while (!this.stopped && !this.nc) {
+      try {
+        // No waitOnFirstConnect: its retries cannot be cancelled, which would keep a stopped process alive.
+        this.nc = await connect({
+          servers: this.opts.servers,
+          name: this.opts.name ?? 'berth-controller',
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          timeout: 3000,
+        });
+      } catch (err) {
+        const e = new UnavailableError(`failed to reach NATS at ${this.opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
+        if (failures++ === 0) this.logger.warn('NATS not reachable yet; retrying', { error: e.message });
+        else this.logger.debug('NATS not reachable yet; retrying', { error: e.message });
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 1000);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
     }
+    if (!this.nc) return;
     const nc = this.nc;
     if (this.stopped) {
       this.nc = undefined;
@@ -99,6 +118,7 @@ export class NatsHeartbeats implements HeartbeatSource {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wake?.();
     const nc = this.nc;
     this.nc = undefined;
     if (!nc) return;

@@ -97,7 +97,7 @@ export class EtcdElection implements LeaderElection {
         });
         lease.on('lost', (err: unknown) => {
           lost = true;
-          this.logger.warn('election lease lost', { error: messageOf(err) });
+          this.logger.debug('election lease lost', { error: messageOf(err) });
         });
         const leaseId = await this.store.call('grant the election lease', { signal: stop }, () => lease!.grant());
         lastOk = Date.now();

@@ -137,6 +137,27 @@ describe('controller process', () => {
     assert.equal(v.leaderId, '');
   });
 
+  it('stops with exit 0 on SIGTERM while neither etcd nor NATS can be reached', async () => {
+    const proc = startProcess({
+      name: 'controller-offline',
+      command: process.execPath,
+      args: () => [berth, 'controller', '--etcd', 'http://127.0.0.1:1', '--nats', 'nats://127.0.0.1:1', '--listen', '127.0.0.1:0'],
+    });
+    try {
+      let out = '';
+      proc.child.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      await waitFor('the offline controller to listen', () => /^listening on /m.test(out), 20000);
+      const exited = new Promise<number | null>((resolve) => proc.child.once('exit', (c) => resolve(c)));
+      proc.child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running after 8 s'), 8000))]);
+      assert.equal(code, 0);
+    } finally {
+      await proc.stop();
+    }
+  });
+
   describe('nodes', () => {
     let nc: NatsConnection | undefined;
     afterEach(async () => {
