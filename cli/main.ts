@@ -77,6 +77,11 @@ Run "berth <command> --help" for the options and examples of a command.`);
 }
 
 export async function runCli(argv: string[], io: CliIO = processIO): Promise<number> {
+  // `berth get workloads | head -1`: a closed pipe ends the output quietly, like other CLI tools.
+  io.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   let exitCode = 0;
   let debug = argv.includes('--debug');
   const run: Runner = (handler) => async (...commanderArgs: unknown[]) => {

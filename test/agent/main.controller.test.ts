@@ -43,6 +43,9 @@ describe('agent/main with a controller (berth agent + berth get nodes)', () => {
     assert.ok((n?.spec.capacity.cpuMillis ?? 0) >= 1000);
     assert.ok((n?.spec.capacity.memoryBytes ?? 0) > 0);
     assert.ok(['v1', 'v2', 'hybrid'].includes(n?.spec.cgroupVersion ?? ''));
+    cluster.startAgent('node-2', ['--address', 'node-2.example:7071']);
+    await waitFor('node-2 to be Ready', async () => (await state('node-2')) === 'NODE_STATE_READY', 15_000, 200);
+    assert.equal((await nodes()).find((x) => x.spec.name === 'node-2')?.spec.address, 'node-2.example:7071');
     const table = await cluster.cli(['get', 'nodes']);
     assert.match(table.stdout, /^node-1\s+Ready\s+127\.0\.0\.1:\d+\s+\d+\s+[\d.]+[KMGT]i\s+disk=ssd,zone=a\s+\d+s\s+\S+$/m);
   });
