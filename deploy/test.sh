@@ -39,7 +39,7 @@ npm test --silent -- "${mocha_args[@]}" </dev/null 2>&1 | tee "$out" || rc=$?
 
 # Mocha's spec reporter ends with "N passing", "N pending", "N failing".
 plain="$(sed 's/\x1b\[[0-9;]*m//g' "$out")"
-count() { grep -E "^[[:space:]]*[0-9]+ $1" <<<"$plain" | tail -n 1 | awk '{print $1}'; }
+count() { { grep -E "^[[:space:]]*[0-9]+ $1" <<<"$plain" || true; } | tail -n 1 | awk '{print $1}'; }
 passing="$(count passing)"
 failing="$(count failing)"
 pending="$(count pending)"
