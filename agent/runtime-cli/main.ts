@@ -106,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
   switch (verb) {
     case 'create': {
       const p = parse(args, { '--bundle': 'bundle', '-b': 'bundle', '--pid-file': 'pidFile', '--console-socket': 'console' }, { '--no-pivot': 'x', '--no-new-keyring': 'x' });
-      if (p.flags.has('console')) throw new UsageError('--console-socket: terminals are not supported yet');
+      if (p.flags.has('console')) throw new UsageError('--console-socket is not supported: a terminal container is reached through its attach socket (<root>/<id>/attach)');
       const id = one(p, 'container id');
       const bundle = (p.flags.get('bundle') as string | undefined) ?? process.cwd();
       const pidFile = p.flags.get('pidFile') as string | undefined;

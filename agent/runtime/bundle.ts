@@ -34,6 +34,8 @@ export interface RunOptions {
   user?: string;
   hostname?: string;
   tty?: boolean;
+  /** Initial terminal size with tty. */
+  consoleSize?: { rows: number; cols: number };
   readonlyRootfs?: boolean;
   resources?: { memoryBytes?: number; cpus?: number; cpuShares?: number; pidsLimit?: number };
   /** NOFILE soft/hard; default 1024/min(1048576, host hard). */
@@ -167,6 +169,7 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
     ociVersion: '1.0.2',
     process: {
       terminal: options.tty === true,
+      ...(options.tty && options.consoleSize ? { consoleSize: { height: options.consoleSize.rows, width: options.consoleSize.cols } } : {}),
       user,
       args: merged.args,
       env: merged.env,

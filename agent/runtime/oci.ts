@@ -29,6 +29,7 @@ export interface OciCapabilities {
 
 export interface OciProcess {
   terminal?: boolean;
+  consoleSize?: { height: number; width: number };
   user: OciUser;
   args: string[];
   env?: string[];
@@ -154,6 +155,7 @@ export interface ResolvedConfig {
   env: string[];
   noNewPrivileges: boolean;
   terminal: boolean;
+  consoleSize?: { rows: number; cols: number };
   capabilities: InitCapabilities;
   rlimits: InitRlimit[];
   mounts: InitMount[];
@@ -208,6 +210,7 @@ export function resolveConfig(
   let gid = 0;
   let additionalGids: number[] = [];
   let terminal = false;
+  let consoleSize: { rows: number; cols: number } | undefined;
   let noNewPrivileges = false;
   const caps: InitCapabilities = { bounding: 0n, effective: 0n, permitted: 0n, inheritable: 0n, ambient: 0n };
   const rlimits: InitRlimit[] = [];
@@ -251,7 +254,14 @@ export function resolveConfig(
     }
     if (proc['terminal'] !== undefined && typeof proc['terminal'] !== 'boolean') bad('process.terminal', 'expected true or false');
     terminal = proc['terminal'] === true;
-    if (terminal) bad('process.terminal', 'terminals are not supported by berth-runtime yet');
+    const cs = proc['consoleSize'];
+    if (cs !== undefined) {
+      if (!isObject(cs) || !isUint(cs['height']) || !isUint(cs['width']) || cs['height'] > 65535 || cs['width'] > 65535) {
+        bad('process.consoleSize', `expected {"height": N, "width": N} up to 65535, got ${describe(cs)}`);
+      } else if (cs['height'] > 0 && cs['width'] > 0) {
+        consoleSize = { rows: cs['height'], cols: cs['width'] };
+      }
+    }
     noNewPrivileges = proc['noNewPrivileges'] === true;
     const c = proc['capabilities'];
     if (c !== undefined) {
@@ -434,7 +444,7 @@ export function resolveConfig(
   if (problems.length > 0) throw new ValidationError(problems, { source: 'config.json' });
   return {
     rootfs, rootfsReadonly, ...(hostname !== undefined ? { hostname } : {}), cwd, uid, gid, additionalGids, args, env,
-    noNewPrivileges, terminal, capabilities: caps, rlimits, mounts, maskedPaths, readonlyPaths, joinNamespaces,
+    noNewPrivileges, terminal, ...(consoleSize ? { consoleSize } : {}), capabilities: caps, rlimits, mounts, maskedPaths, readonlyPaths, joinNamespaces,
     resources, annotations,
   };
 }

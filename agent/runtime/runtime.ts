@@ -19,6 +19,7 @@
  */
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { watch } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { AlreadyExistsError, InvalidArgumentError, messageOf } from '../../lib/errors.js';
@@ -445,6 +446,39 @@ export class Runtime {
   async stats(id: string): Promise<CgroupStats & { readAt: number }> {
     const s = await this.load(id);
     return { ...(await this.cgroups.stats(s.cgroup)), readAt: Date.now() };
+  }
+
+  /**
+   * Connects to the terminal of a container made with `process.terminal`:
+   * what is written goes to its pty, what it prints comes back (also logged).
+   * The socket ends when the container exits.
+   */
+  async attach(id: string): Promise<Socket> {
+    const info = await this.state(id);
+    if (info.status !== 'created' && info.status !== 'running') {
+      throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": it is ${info.status}`);
+    }
+    const path = join(info.stateDir, 'attach');
+    if (!(await stat(path).catch(() => undefined))) {
+      throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": it has no terminal`);
+    }
+    return new Promise((resolve, reject) => {
+      const sock = connect(path);
+      sock.once('connect', () => resolve(sock));
+      sock.once('error', (e) => reject(new ContainerStateError(id, info.status, `failed to attach to container "${id}": ${e.message}`, { cause: e })));
+    });
+  }
+
+  /** Sets the window size of a container's terminal. */
+  async resize(id: string, rows: number, cols: number): Promise<void> {
+    for (const [name, v] of [['rows', rows], ['cols', cols]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > 65535) throw new InvalidArgumentError(`${name}: expected 1..65535, got ${v}`, { field: name });
+    }
+    const info = await this.state(id);
+    if (info.status !== 'created' && info.status !== 'running') {
+      throw new ContainerStateError(id, info.status, `failed to resize the terminal of container "${id}": it is ${info.status}`);
+    }
+    await this.sys.sendControl(info.stateDir, `resize ${rows} ${cols}`);
   }
 
   /** The container's log entries (see logs.ts); follow ends when the container stopped. */

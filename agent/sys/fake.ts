@@ -5,7 +5,7 @@
  * Containers "created" here are only records; nothing runs.
  */
 import { ContainerSetupError, ShimUnavailableError } from './errors.js';
-import type { CgroupMountInfo, CreatedContainer, Sys } from './index.js';
+import type { CgroupMountInfo, CreatedContainer, ShimCommand, Sys } from './index.js';
 import type { InitSpec } from './spec.js';
 
 export interface FakeCall {
@@ -64,7 +64,7 @@ export class FakeSys implements Sys {
     return 0;
   }
 
-  async sendControl(stateDir: string, command: 'start'): Promise<void> {
+  async sendControl(stateDir: string, command: ShimCommand): Promise<void> {
     this.record('sendControl', [stateDir, command]);
     if (!this.specs.some((s) => s.stateDir === stateDir)) throw new ShimUnavailableError(stateDir);
   }

@@ -25,6 +25,8 @@ export * from './errors.js';
 export * from './overlay.js';
 export * from './fsops.js';
 
+export type ShimCommand = 'start' | `resize ${number} ${number}`;
+
 export interface CreatedContainer {
   /** Host pid of the container's init (pid 1 inside). */
   initPid: number;
@@ -49,9 +51,10 @@ export interface ContainerProcessOps {
   runContainer(spec: InitSpec, opts?: { signal?: AbortSignal }): Promise<number>;
   /**
    * Sends a command to the shim of the container in `stateDir` through its
-   * control FIFO. Rejects with ShimUnavailableError when no shim listens.
+   * control FIFO: "start", or "resize ROWS COLS" for a terminal. Rejects with
+   * ShimUnavailableError when no shim listens.
    */
-  sendControl(stateDir: string, command: 'start'): Promise<void>;
+  sendControl(stateDir: string, command: ShimCommand): Promise<void>;
 }
 
 export interface ProcessOps {

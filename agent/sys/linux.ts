@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CancelledError, messageOf } from '../../lib/errors.js';
 import { CgroupError, ContainerSetupError, ShimUnavailableError } from './errors.js';
-import type { CgroupMountInfo, CreatedContainer, Sys } from './index.js';
+import type { CgroupMountInfo, CreatedContainer, ShimCommand, Sys } from './index.js';
 import { encodeInitSpec, type InitSpec } from './spec.js';
 
 /** Where `make -C agent/sys/native` puts the helper, seen from dist/agent/sys or .build-x/agent/sys. */
@@ -73,7 +73,7 @@ export class LinuxSys implements Sys {
     });
   }
 
-  async sendControl(stateDir: string, command: 'start'): Promise<void> {
+  async sendControl(stateDir: string, command: ShimCommand): Promise<void> {
     let fh;
     try {
       fh = await open(`${stateDir}/control`, fsc.O_WRONLY | fsc.O_NONBLOCK);

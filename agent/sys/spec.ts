@@ -42,7 +42,10 @@ export interface InitSpec {
   args: string[];
   env: string[];
   noNewPrivileges: boolean;
+  /** Give the process a pty from the container's devpts (the shim keeps the master). */
   terminal: boolean;
+  /** Initial window size of the pty. */
+  consoleSize?: { rows: number; cols: number };
   /** Exec at once instead of waiting for `start`. */
   autostart: boolean;
   capabilities?: InitCapabilities;
@@ -88,6 +91,7 @@ export function encodeInitSpec(spec: InitSpec): Buffer {
   spec.env.forEach((e, i) => put(`env[${i}]`, 'env', e));
   if (spec.noNewPrivileges) put('noNewPrivileges', 'no-new-privileges');
   if (spec.terminal) put('terminal', 'terminal');
+  if (spec.consoleSize) put('consoleSize', 'winsize', int('consoleSize.rows', spec.consoleSize.rows), int('consoleSize.cols', spec.consoleSize.cols));
   if (spec.autostart) put('autostart', 'autostart');
   if (spec.capabilities) {
     const c = spec.capabilities;

@@ -14,6 +14,8 @@
  *   run      the same supervisor in the foreground: the container shares the
  *            caller's stdio, signals are forwarded, and the helper exits with
  *            the container's status (code, or 128+signal). For `berth-runtime run`.
+ *            With a terminal, the caller's tty is put in raw mode and relayed,
+ *            and its window size follows SIGWINCH.
  *   exec     join a running container (setns + cgroup) and exec a process;
  *            see exec_main().
  *   fsops    filesystem operations for image unpacking (fsops.c, helper.h).
@@ -32,6 +34,7 @@
  * HANDSHAKE S <-> C (socketpair AF_UNIX SOCK_SEQPACKET, one struct msg each)
  *   C -> S  MSG_READY   setup done, the process is about to be exec'd on START
  *   C -> S  MSG_ERROR   setup failed; text says which stage and why; C exits 1
+ *   C -> S  MSG_PTY     (terminal only, before READY) the pty master, as SCM_RIGHTS
  *   S -> C  MSG_START   exec now
  *   C's end is close-on-exec: S seeing end-of-file after START (without an
  *   error) means execve succeeded.
@@ -40,7 +43,10 @@
  *   init.pid    "<pid> <starttime>\n": host pid of C and field 22 of
  *               /proc/<pid>/stat, so a reused pid is never signalled.
  *   shim.pid    "<pid>\n"
- *   control     a FIFO S reads commands from: "start\n".
+ *   control     a FIFO S reads commands from: "start\n", "resize ROWS COLS\n".
+ *   attach      (terminal only) a unix stream socket: what a client sends goes
+ *               to the pty, what the container prints goes to every client (a
+ *               client that cannot keep up is dropped); closed at exit.
  *   started     written when execve succeeded: "<RFC 3339 time>\n".
  *   exit.json   {"exitCode":N,"signal":N,"oomKilled":B,"finishedAt":"...","error":"..."}
  *   shim.log    S's own diagnostics (stderr).
@@ -51,7 +57,8 @@
  *     <RFC 3339 UTC time with nanoseconds> <stdout|stderr> <F|P> <content>\n
  *   F = the content ends a line (its newline is not stored), P = partial
  *   (a line longer than 16 KiB is cut into P records ended by an F record).
- *   A last line without newline at end of stream is stored as F.
+ *   A last line without newline at end of stream is stored as F. With a
+ *   terminal everything is "stdout" and a "\r" before the newline is dropped.
  *   The shim rotates: when the file would exceed max bytes it is renamed to
  *   <log>.1 (.1 to .2, ...), keeping <files> files in all.
  *
@@ -60,6 +67,7 @@
  *   records: a keyword followed by a fixed number of arguments:
  *     state DIR | rootfs PATH | rootfs-readonly | hostname NAME | cwd PATH
  *     user UID GID | group GID | arg S | env S | no-new-privileges | terminal
+ *     winsize ROWS COLS
  *     caps BOUNDING EFFECTIVE PERMITTED INHERITABLE AMBIENT   (hex masks)
  *     rlimit NAME SOFT HARD        (NAME like RLIMIT_NOFILE; decimal)
  *     mount DEST TYPE SOURCE FLAGS DATA   (FLAGS: decimal MS_* bits)
@@ -83,7 +91,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <termios.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -93,6 +103,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -126,6 +137,7 @@ struct ns_entry {
 struct spec {
 	const char *state_dir, *rootfs, *hostname, *cwd, *log_path, *oom_file;
 	int rootfs_readonly, no_new_privs, terminal, autostart;
+	unsigned short rows, cols;
 	long long log_max;
 	int log_files;
 	uid_t uid;
@@ -244,6 +256,10 @@ static void read_spec(int fd)
 		} else if (!strcmp(k, "no-new-privileges")) spec.no_new_privs = 1;
 		else if (!strcmp(k, "terminal")) spec.terminal = 1;
 		else if (!strcmp(k, "autostart")) spec.autostart = 1;
+		else if (!strcmp(k, "winsize")) {
+			spec.rows = (unsigned short)parse_num(NEXT("rows"), 10, "rows");
+			spec.cols = (unsigned short)parse_num(NEXT("cols"), 10, "cols");
+		}
 		else if (!strcmp(k, "caps")) {
 			spec.have_caps = 1;
 			spec.cap_bnd = parse_num(NEXT("caps"), 16, "caps");
@@ -372,7 +388,7 @@ static unsigned long long proc_start_time(pid_t pid)
 
 /* ---------- the S <-> C handshake ---------- */
 
-enum msg_type { MSG_READY = 1, MSG_ERROR = 2, MSG_START = 3 };
+enum msg_type { MSG_READY = 1, MSG_ERROR = 2, MSG_START = 3, MSG_PTY = 4 };
 
 struct msg {
 	uint32_t type;
@@ -389,6 +405,46 @@ static void send_msg(int fd, uint32_t type, int err, const char *text)
 		snprintf(m.text, sizeof m.text, "%s", text);
 	while (send(fd, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
+}
+
+/* Sends a message carrying one fd (SCM_RIGHTS). */
+static int send_fd(int sock, uint32_t type, int fd)
+{
+	struct msg m = { .type = type };
+	struct iovec iov = { &m, sizeof m };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* Receives one message; *fd gets a passed fd or -1. */
+static ssize_t recv_msg(int sock, struct msg *m, int *fd, int flags)
+{
+	struct iovec iov = { m, sizeof *m };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	ssize_t n;
+	*fd = -1;
+	while ((n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof *fd);
+	if (n > 0)
+		m->text[sizeof m->text - 1] = 0;
+	return n;
 }
 
 /* Reports a setup failure of container init to the shim and exits. */
@@ -728,6 +784,44 @@ static void drop_bounding(void)
 }
 
 /* Effective, permitted, inheritable, then ambient (after setuid, with keepcaps). */
+/* A pty from the container's own devpts: the master goes to the shim, the
+ * slave becomes stdio and controlling terminal (and /dev/console). */
+static void setup_terminal(void)
+{
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		fail("open /dev/ptmx");
+	int unlock = 0, n = -1;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0)
+		fail("unlock pty");
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		fail("open pty slave");
+	if (spec.rows && spec.cols) {
+		struct winsize ws = { .ws_row = spec.rows, .ws_col = spec.cols };
+		if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+			fail("set window size");
+	}
+	if (fchown(slave, spec.uid, spec.gid) < 0)
+		fail("chown pty");
+	char pts[64];
+	snprintf(pts, sizeof pts, "/dev/pts/%d", n);
+	int c = open("/dev/console", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (c >= 0) {
+		close(c);
+		if (mount(pts, "/dev/console", NULL, MS_BIND, NULL) < 0)
+			fail("bind %s to /dev/console", pts);
+	}
+	if (send_fd(init_sock, MSG_PTY, master) < 0)
+		fail("send the pty to the shim");
+	close(master);
+	if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+		fail("make the pty the controlling terminal");
+	if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+		fail("pty as stdio");
+	close(slave);
+}
+
 static void set_caps(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
@@ -839,6 +933,8 @@ static void init_main(int sock, int in, int out, int err)
 	close(rootfd);
 
 	mask_paths();
+	if (spec.terminal)
+		setup_terminal();
 	if (spec.rootfs_readonly &&
 	    mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | statfs_lock_flags("/"), NULL) < 0)
 		fail("remount / read-only");
@@ -916,6 +1012,10 @@ static struct stream streams[2];
 static int log_fd = -1;
 static long long log_size;
 
+#define MAX_CLIENTS 8
+static int clients[MAX_CLIENTS]; /* attached sockets (terminal only); 0 = free slot */
+static int raw_out = -1;         /* foreground terminal: the caller's stdout */
+
 static void log_open(void)
 {
 	log_fd = open(spec.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -961,7 +1061,25 @@ static void log_record(struct stream *s, const char *text, size_t len, char tag)
 		log_size += (long long)total;
 }
 
-/* Reads what is available on a stream; returns 0 at end of stream. */
+/* Copies terminal output to the caller (foreground) or the attached clients. */
+static void forward_raw(const char *data, size_t len)
+{
+	if (raw_out >= 0) {
+		write_all(raw_out, data, len);
+		return;
+	}
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		/* A client that cannot keep up is dropped rather than stalling the shim. */
+		if (clients[i] > 0 && send(clients[i], data, len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)len) {
+			close(clients[i]);
+			clients[i] = 0;
+		}
+	}
+}
+
+/* Reads what is available on a stream; returns 0 at end of stream (EIO on a
+ * pty master means every slave is closed). Terminal output also goes raw to
+ * the caller or clients; complete lines go to the log. */
 static int stream_read(struct stream *s)
 {
 	ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
@@ -973,10 +1091,15 @@ static int stream_read(struct stream *s)
 		s->len = 0;
 		return 0;
 	}
+	if (spec.terminal)
+		forward_raw(s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
 	char *start = s->buf, *nl;
 	while ((nl = memchr(start, '\n', s->len - (size_t)(start - s->buf)))) {
-		log_record(s, start, (size_t)(nl - start), 'F');
+		size_t len = (size_t)(nl - start);
+		if (spec.terminal && len > 0 && start[len - 1] == '\r')
+			len--;
+		log_record(s, start, len, 'F');
 		start = nl + 1;
 	}
 	s->len -= (size_t)(start - s->buf);
@@ -1054,17 +1177,42 @@ static void report(const char *fmt, ...)
 	report_fd = -1;
 }
 
+/* Handles one line from the control FIFO. */
+static void control_command(const char *cmd, int sock, int *started, int *exec_pending, int master)
+{
+	unsigned rows, cols;
+	if (!strncmp(cmd, "start", 5) && !*started) {
+		send_msg(sock, MSG_START, 0, NULL);
+		*started = *exec_pending = 1;
+	} else if (sscanf(cmd, "resize %u %u", &rows, &cols) == 2 && master >= 0) {
+		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+		ioctl(master, TIOCSWINSZ, &ws);
+	}
+}
+
+static struct termios saved_tty;
+static int tty_saved;
+
+static void restore_tty(void)
+{
+	if (tty_saved)
+		tcsetattr(0, TCSAFLUSH, &saved_tty);
+}
+
 static int shim_main(int foreground)
 {
 	int sv[2], out[2] = { -1, -1 }, err[2] = { -1, -1 }, in = 0;
-	char path[PATH_MAX];
+	char path[PATH_MAX], attach_path[PATH_MAX];
+	int listener = -1;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die("socketpair: %s", strerror(errno));
 	if (!foreground) {
 		in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (in < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+		if (in < 0 || (!spec.terminal && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)))
 			die("stdio pipes: %s", strerror(errno));
+		if (spec.terminal)
+			out[1] = err[1] = in;
 	}
 	snprintf(path, sizeof path, "%s/control", spec.state_dir);
 	unlink(path);
@@ -1073,6 +1221,18 @@ static int shim_main(int foreground)
 	int control = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (control < 0)
 		die("open %s: %s", path, strerror(errno));
+	if (spec.terminal && !foreground) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		int len = snprintf(attach_path, sizeof attach_path, "%s/attach", spec.state_dir);
+		if (len >= (int)sizeof addr.sun_path)
+			die("attach socket path \"%s\" is longer than %zu bytes", attach_path, sizeof addr.sun_path - 1);
+		memcpy(addr.sun_path, attach_path, (size_t)len + 1);
+		unlink(attach_path);
+		listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listener, 4) < 0)
+			die("attach socket %s: %s", attach_path, strerror(errno));
+		chmod(attach_path, 0600);
+	}
 
 	sigset_t mask, old;
 	sigemptyset(&mask);
@@ -1101,77 +1261,101 @@ static int shim_main(int foreground)
 	}
 	close(sv[1]);
 	if (!foreground) {
-		close(out[1]);
-		close(err[1]);
+		if (!spec.terminal) {
+			close(out[1]);
+			close(err[1]);
+		}
 		close(in);
 	}
 
-	/* Stage 1: wait for READY or ERROR. */
+	/* Stage 1: the pty (terminal only), then READY or ERROR. */
 	struct msg m;
 	ssize_t n;
-	while ((n = recv(sv[0], &m, sizeof m, 0)) < 0 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof m || m.type != MSG_READY) {
-		const char *why = n == (ssize_t)sizeof m && m.type == MSG_ERROR ? m.text : "container init exited during setup";
-		m.text[sizeof m.text - 1] = 0;
-		int status;
-		waitpid(pid, &status, 0);
-		write_exit(-1, why);
-		report("error %s\n", why);
-		unlink(path);
-		if (foreground)
-			fprintf(stderr, "berth-helper: %s\n", why);
-		return foreground ? 127 : 1;
-	}
+	int master = -1, passed;
+	while ((n = recv_msg(sv[0], &m, &passed, 0)) == (ssize_t)sizeof m && m.type == MSG_PTY)
+		master = passed;
+	const char *setup_error = NULL;
+	if (n != (ssize_t)sizeof m || m.type != MSG_READY)
+		setup_error = n == (ssize_t)sizeof m && m.type == MSG_ERROR ? m.text : "container init exited during setup";
+
 	char line[128];
-	snprintf(line, sizeof line, "%d %llu\n", pid, proc_start_time(pid));
-	write_state_file("init.pid", line);
-	snprintf(line, sizeof line, "%d\n", getpid());
-	write_state_file("shim.pid", line);
 	int started = 0, exec_pending = 0, status = -1, exited = 0;
 	char exec_error[480] = "";
-	if (spec.autostart) {
+	if (!setup_error) {
+		snprintf(line, sizeof line, "%d %llu\n", pid, proc_start_time(pid));
+		write_state_file("init.pid", line);
+		snprintf(line, sizeof line, "%d\n", getpid());
+		write_state_file("shim.pid", line);
+	}
+	if (!setup_error && spec.autostart) {
 		/* Start at once and report only once exec succeeded (or failed). */
 		send_msg(sv[0], MSG_START, 0, NULL);
 		started = 1;
-		while ((n = recv(sv[0], &m, sizeof m, 0)) < 0 && errno == EINTR)
-			;
-		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR) {
-			m.text[sizeof m.text - 1] = 0;
-			int st;
-			waitpid(pid, &st, 0);
-			write_exit(st, m.text);
-			report("error %s\n", m.text);
-			unlink(path);
-			if (foreground)
-				fprintf(stderr, "berth-helper: %s\n", m.text);
-			return foreground ? 127 : 1;
-		}
+		n = recv_msg(sv[0], &m, &passed, 0);
+		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR)
+			setup_error = m.text;
+	}
+	if (setup_error) {
+		int st = -1;
+		waitpid(pid, &st, 0);
+		write_exit(st, setup_error);
+		report("error %s\n", setup_error);
+		unlink(path);
+		if (listener >= 0)
+			unlink(attach_path);
+		if (foreground)
+			fprintf(stderr, "berth-helper: %s\n", setup_error);
+		return foreground ? 127 : 1;
+	}
+	if (started) {
 		iso_time(line, sizeof line);
 		strcat(line, "\n");
 		write_state_file("started", line);
 	}
 	report("ok %d %d\n", pid, getpid());
-	if (!foreground) {
+
+	streams[0].name = "stdout";
+	streams[1].name = "stderr";
+	streams[0].fd = streams[1].fd = -1;
+	int in_fd = -1; /* foreground terminal: the caller's stdin */
+	if (spec.terminal && master >= 0) {
+		fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+		streams[0].fd = master;
+		if (foreground) {
+			raw_out = 1;
+			in_fd = 0;
+			if (isatty(0) && tcgetattr(0, &saved_tty) == 0) {
+				struct termios raw = saved_tty;
+				cfmakeraw(&raw);
+				tty_saved = tcsetattr(0, TCSANOW, &raw) == 0;
+				atexit(restore_tty);
+				struct winsize ws;
+				if (ioctl(0, TIOCGWINSZ, &ws) == 0)
+					ioctl(master, TIOCSWINSZ, &ws);
+			}
+		}
+	} else if (!foreground) {
 		streams[0].fd = out[0];
-		streams[0].name = "stdout";
 		streams[1].fd = err[0];
-		streams[1].name = "stderr";
-		if (spec.log_path)
-			log_open();
-	} else {
-		streams[0].fd = streams[1].fd = -1;
 	}
+	if (!foreground && spec.log_path)
+		log_open();
 
 	struct timespec exit_at = { 0, 0 };
 	for (;;) {
-		struct pollfd pfd[5] = {
+		struct pollfd pfd[8 + MAX_CLIENTS] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = control, .events = POLLIN },
 			{ .fd = exec_pending ? sv[0] : -1, .events = POLLIN },
 			{ .fd = streams[0].fd, .events = POLLIN },
 			{ .fd = streams[1].fd, .events = POLLIN },
+			{ .fd = exited ? -1 : listener, .events = POLLIN },
+			{ .fd = exited ? -1 : in_fd, .events = POLLIN },
 		};
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			pfd[8 + i].fd = clients[i] > 0 && !exited ? clients[i] : -1;
+			pfd[8 + i].events = POLLIN;
+		}
 		int timeout = -1;
 		if (exited) {
 			if (streams[0].fd < 0 && streams[1].fd < 0)
@@ -1184,7 +1368,7 @@ static int shim_main(int foreground)
 				break;
 			timeout = (int)(2000 - ms);
 		}
-		int r = poll(pfd, 5, timeout);
+		int r = poll(pfd, 8 + MAX_CLIENTS, timeout);
 		if (r < 0 && errno != EINTR)
 			die("poll: %s", strerror(errno));
 		if (r <= 0)
@@ -1194,10 +1378,49 @@ static int shim_main(int foreground)
 				close(streams[i].fd);
 				streams[i].fd = -1;
 			}
+		/* Commands first: a resize sent before input applies before the input. */
+		if (pfd[1].revents) {
+			char cmd[64];
+			n = read(control, cmd, sizeof cmd - 1);
+			if (n > 0) {
+				cmd[n] = 0;
+				for (char *c = strtok(cmd, "\n"); c; c = strtok(NULL, "\n"))
+					control_command(c, sv[0], &started, &exec_pending, master);
+			}
+		}
+		if (pfd[5].revents) {
+			int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+			int slot = -1;
+			for (int i = 0; i < MAX_CLIENTS && c >= 0 && slot < 0; i++)
+				if (clients[i] <= 0)
+					slot = i;
+			if (slot >= 0)
+				clients[slot] = c;
+			else if (c >= 0)
+				close(c);
+		}
+		char buf[4096];
+		if (pfd[6].revents) {
+			n = read(in_fd, buf, sizeof buf);
+			if (n > 0 && master >= 0)
+				write_all(master, buf, (size_t)n);
+			else if (n <= 0)
+				in_fd = -1;
+		}
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			if (!pfd[8 + i].revents)
+				continue;
+			n = recv(clients[i], buf, sizeof buf, MSG_DONTWAIT);
+			if (n > 0 && master >= 0)
+				write_all(master, buf, (size_t)n);
+			else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				close(clients[i]);
+				clients[i] = 0;
+			}
+		}
 		if (pfd[2].revents) {
-			n = recv(sv[0], &m, sizeof m, MSG_DONTWAIT);
+			n = recv_msg(sv[0], &m, &passed, MSG_DONTWAIT);
 			if (n == (ssize_t)sizeof m && m.type == MSG_ERROR) {
-				m.text[sizeof m.text - 1] = 0;
 				snprintf(exec_error, sizeof exec_error, "%s", m.text);
 				if (foreground)
 					fprintf(stderr, "berth-helper: %s\n", m.text);
@@ -1210,20 +1433,15 @@ static int shim_main(int foreground)
 				exec_pending = 0;
 			}
 		}
-		if (pfd[1].revents) {
-			char cmd[64];
-			n = read(control, cmd, sizeof cmd - 1);
-			if (n > 0) {
-				cmd[n] = 0;
-				if (!strncmp(cmd, "start", 5) && !started) {
-					send_msg(sv[0], MSG_START, 0, NULL);
-					started = exec_pending = 1;
-				}
-			}
-		}
 		if (pfd[0].revents) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+				if ((int)si.ssi_signo == SIGWINCH && raw_out >= 0 && master >= 0) {
+					struct winsize ws;
+					if (ioctl(0, TIOCGWINSZ, &ws) == 0)
+						ioctl(master, TIOCSWINSZ, &ws);
+					continue;
+				}
 				if ((int)si.ssi_signo != SIGCHLD) {
 					kill(pid, (int)si.ssi_signo);
 					continue;
@@ -1237,20 +1455,20 @@ static int shim_main(int foreground)
 						clock_gettime(CLOCK_MONOTONIC, &exit_at);
 					}
 			}
-			if (exited && !exec_pending && !started) {
-				/* died before start: nothing more will come */
-			}
 		}
 	}
 	if (exec_pending) {
-		/* exec outcome unknown only if the child died at once; the error, if any, is in the socket */
-		n = recv(sv[0], &m, sizeof m, MSG_DONTWAIT);
-		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR) {
-			m.text[sizeof m.text - 1] = 0;
+		/* the exec error, if any, is still in the socket */
+		n = recv_msg(sv[0], &m, &passed, MSG_DONTWAIT);
+		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR)
 			snprintf(exec_error, sizeof exec_error, "%s", m.text);
-		}
 	}
 	unlink(path);
+	if (listener >= 0)
+		unlink(attach_path);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (clients[i] > 0)
+			close(clients[i]); /* EOF tells attached clients the container ended */
 	write_exit(status, exec_error[0] ? exec_error : (started ? NULL : "container exited before it was started"));
 	if (status >= 0 && WIFEXITED(status))
 		return WEXITSTATUS(status);
