@@ -28,7 +28,8 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep '^BERTH_' | grep 
 "$BERTH_REPO/deploy/install.sh" --no-build
 
 mocha_args=("$@")
-[[ -t 1 ]] && mocha_args=(--color "${mocha_args[@]}")
+# Colours on a terminal only (mocha turns them on whenever CI is set).
+if [[ -t 1 ]]; then mocha_args=(--color "${mocha_args[@]}"); else mocha_args=(--no-color "${mocha_args[@]}"); fi
 
 out="$(mktemp "${TMPDIR:-/tmp}/berth-test.XXXXXX.log")"
 trap 'rm -f "$out"' EXIT
