@@ -59,6 +59,15 @@ describe('agent/main with a controller (berth agent + berth get nodes)', () => {
     await waitFor('node-1 to be NotReady', async () => (await state('node-1')) === 'NODE_STATE_NOT_READY', 8_000, 200);
   });
 
+  it('exits 0 on SIGTERM while NATS is down', async () => {
+    const agent = cluster.startAgent('node-5');
+    await waitFor('node-5 to be Ready', async () => (await state('node-5')) === 'NODE_STATE_READY', 15_000, 200);
+    await cluster.nats.stop();
+    await waitFor('the agent to notice', () => /heartbeats paused/.test(readLog(agent)), 10_000, 100);
+    agent.child.kill('SIGTERM');
+    assert.equal(await exitCode(agent), 0);
+  });
+
   it('is NotReady within 5 s after kill -9', async () => {
     const agent = cluster.startAgent('node-1');
     await waitFor('node-1 to be Ready', async () => (await state('node-1')) === 'NODE_STATE_READY', 15_000, 200);
