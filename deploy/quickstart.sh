@@ -32,7 +32,8 @@ CONTROLLER_PORT="${BERTH_QS_CONTROLLER_PORT:-7070}"
 AGENT_PORT="${BERTH_QS_AGENT_PORT:-7071}"
 NODE="${BERTH_QS_NODE:-$(hostname -s 2>/dev/null | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9-\n' '-')}"
 NODE="${NODE:-node1}"
-WAIT_SECONDS="${BERTH_QS_WAIT_SECONDS:-60}"
+WAIT_SECONDS="${BERTH_QS_WAIT_SECONDS:-60}"            # for each service to be ready
+WORKLOAD_WAIT_SECONDS="${BERTH_QS_WORKLOAD_WAIT_SECONDS:-30}"  # for hello's replicas
 DEMO_IMAGES="${BERTH_QS_IMAGES:-busybox,whalesay}"
 
 ETCD_URL="http://127.0.0.1:${ETCD_PORT}"
@@ -226,6 +227,22 @@ seed_images() {
   run_quiet "seeding demo images" node "$BERTH_REPO/dist/test/harness/seed.js" --registry "$REGISTRY" --images "$joined"
 }
 
+# wait_workload NAME: give the workload up to BERTH_QS_WORKLOAD_WAIT_SECONDS to report
+# all replicas ready; say so either way (not being ready is not an error here:
+# the cluster is up, and `berth get workloads` shows the rest later).
+wait_workload() {
+  local name="$1" ready="" deadline=$((SECONDS + WORKLOAD_WAIT_SECONDS))
+  while ((SECONDS < deadline)); do
+    ready="$(berth get workloads 2>/dev/null | awk -v n="$name" 'NR > 1 && $1 == n {print $2}')"
+    if [[ "$ready" =~ ^([0-9]+)/([0-9]+)$ ]] && ((BASH_REMATCH[2] > 0 && BASH_REMATCH[1] == BASH_REMATCH[2])); then
+      say "$name: ${ready} replicas ready"
+      return 0
+    fi
+    sleep 1
+  done
+  warn "$name has ${ready:-no} replicas ready after ${WORKLOAD_WAIT_SECONDS}s; check again with \`berth get workloads\` and see $(log_file agent)"
+}
+
 cmd_up() {
   require_root "deploy/quickstart.sh"
   # BERTH_QS_SKIP_INSTALL=1: the checkout is already installed and built (the
@@ -252,6 +269,7 @@ cmd_up() {
   seed_images
   step "berth apply -f examples/hello.yaml"
   berth apply -f "$BERTH_REPO/examples/hello.yaml"
+  wait_workload hello
   echo
   step "berth get nodes"
   berth get nodes

@@ -109,6 +109,8 @@ describe('deploy/quickstart.sh', function () {
       BERTH_QS_NODE: NODE,
       BERTH_QS_IMAGES: 'busybox',
       BERTH_QS_SKIP_INSTALL: '1',
+      // Replicas are not awaited here: this test is about the script, not scheduling.
+      BERTH_QS_WORKLOAD_WAIT_SECONDS: '1',
     };
   });
 
