@@ -11,7 +11,7 @@
  *   berth-runtime [--root DIR] run --bundle DIR ID    attached; exits with the container's status
  * and Berth's own:
  *   list | logs [--tail N] [--since T] [-f] ID | update [--memory B] [--cpus N] [--pids N] ID
- *   stats ID | stop [--time S] ID
+ *   stats ID | stop [--time S] ID | exec [-t] [--cwd D] [--env K=V] [--user U] ID CMD...
  *
  * Startup stays lean: only node builtins and agent/runtime + agent/sys load.
  */
@@ -32,7 +32,8 @@ const USAGE = `usage: berth-runtime [--root DIR] <command> ...
   logs [--tail N] [--since TIME] [--follow] [--timestamps] ID
   update [--memory BYTES] [--cpus N] [--pids N] ID
   stats ID
-  stop [--time SECONDS] ID`;
+  stop [--time SECONDS] ID
+  exec [-t] [--cwd DIR] [--env K=V] [--user U] ID COMMAND...`;
 
 interface Parsed {
   flags: Map<string, string | true>;
@@ -188,6 +189,21 @@ async function main(argv: string[]): Promise<number> {
       if (shares !== undefined) r.cpuShares = shares;
       await runtime.update(id, r);
       return 0;
+    }
+    case 'exec': {
+      // Options end at the container id; everything after it is the command.
+      const idAt = args.findIndex((a, i) => !a.startsWith('-') && !['--cwd', '--env', '-e', '--user', '-u'].includes(args[i - 1] ?? ''));
+      if (idAt < 0 || idAt === args.length - 1) throw new UsageError('expected [OPTIONS] ID COMMAND...');
+      const p = parse(args.slice(0, idAt), { '--cwd': 'cwd', '--user': 'user', '-u': 'user', '--env': 'env', '-e': 'env' }, { '--tty': 'tty', '-t': 'tty', '--interactive': 'i', '-i': 'i', '-it': 'tty', '-ti': 'tty' });
+      const env: string[] = [];
+      for (let j = 0; j < idAt; j++) if ((args[j] === '--env' || args[j] === '-e') && args[j + 1]) env.push(args[j + 1] as string);
+      const cwd = p.flags.get('cwd');
+      const user = p.flags.get('user');
+      const r = await runtime.exec(args[idAt] as string, {
+        args: args.slice(idAt + 1), env, stdio: 'inherit', tty: p.flags.has('tty'),
+        ...(typeof cwd === 'string' ? { cwd } : {}), ...(typeof user === 'string' ? { user } : {}),
+      });
+      return r.exitCode;
     }
     case 'stats': {
       const s = await runtime.stats(one(parse(args, {}, {}), 'container id'));

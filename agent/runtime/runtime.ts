@@ -24,11 +24,12 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { AlreadyExistsError, InvalidArgumentError, messageOf } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
-import type { InitSpec, Sys } from '../sys/index.js';
+import type { ExecResult, InitSpec, Sys } from '../sys/index.js';
 import type { CgroupManager, CgroupStats, ContainerCgroup, Resources } from './cgroups.js';
 import { ContainerNotFoundError, ContainerStartError, ContainerStateError } from './errors.js';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.js';
 import { resolveConfig } from './oci.js';
+import { resolveUser } from './bundle.js';
 
 export const DEFAULT_ROOT = '/run/berth/runtime';
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -93,6 +94,21 @@ export interface CreateOptions {
   resources?: Resources;
   logMaxBytes?: number;
   logMaxFiles?: number;
+  signal?: AbortSignal;
+}
+
+export interface ExecProcessOptions {
+  args: string[];
+  /** Added to (and overriding) the container's env. */
+  env?: string[];
+  cwd?: string;
+  /** "user", "uid", "user:group" or "uid:gid", resolved in the container's rootfs. */
+  user?: string;
+  tty?: boolean;
+  consoleSize?: { rows: number; cols: number };
+  /** "pipe" (default) collects output; "inherit" shares this process's stdio. */
+  stdio?: 'inherit' | 'pipe';
+  input?: string;
   signal?: AbortSignal;
 }
 
@@ -446,6 +462,37 @@ export class Runtime {
   async stats(id: string): Promise<CgroupStats & { readAt: number }> {
     const s = await this.load(id);
     return { ...(await this.cgroups.stats(s.cgroup)), readAt: Date.now() };
+  }
+
+  /**
+   * Runs a process inside a running container: its namespaces, cgroups,
+   * and by default the container's env, working directory, user and
+   * capabilities from config.json (options override them).
+   */
+  async exec(id: string, options: ExecProcessOptions): Promise<ExecResult> {
+    if (options.args.length === 0 || options.args[0] === '') {
+      throw new InvalidArgumentError('command: expected a program to run', { field: 'command' });
+    }
+    const s = await this.load(id);
+    const info = await this.state(id);
+    if (info.status !== 'running' || !s.pid || !(await this.initAlive(s))) {
+      throw new ContainerStateError(id, info.status, `failed to exec in container "${id}": it is ${info.status}, expected running`);
+    }
+    const cfg = await this.loadBundle(s.bundle);
+    const env = new Map(cfg.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+    for (const [i, e] of (options.env ?? []).entries()) {
+      const eq = e.indexOf('=');
+      if (eq <= 0) throw new InvalidArgumentError(`env[${i}]: expected "KEY=value", got "${e}"`, { field: `env[${i}]` });
+      env.set(e.slice(0, eq), e.slice(eq + 1));
+    }
+    const user = options.user !== undefined ? await resolveUser(s.rootfs, options.user) : { uid: cfg.uid, gid: cfg.gid, additionalGids: cfg.additionalGids };
+    const cwd = options.cwd ?? cfg.cwd;
+    if (!cwd.startsWith('/')) throw new InvalidArgumentError(`cwd: expected an absolute path, got "${cwd}"`, { field: 'cwd' });
+    return this.sys.execInContainer({
+      targetPid: s.pid, args: options.args, env: [...env].map(([k, v]) => `${k}=${v}`), cwd, ...user,
+      capabilities: cfg.capabilities, noNewPrivileges: cfg.noNewPrivileges, terminal: options.tty === true,
+      ...(options.consoleSize ? { consoleSize: options.consoleSize } : {}), cgroupProcs: s.cgroup.procs,
+    }, { stdio: options.stdio ?? 'pipe', ...(options.input !== undefined ? { input: options.input } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   }
 
   /**

@@ -5,8 +5,8 @@
  * Containers "created" here are only records; nothing runs.
  */
 import { ContainerSetupError, ShimUnavailableError } from './errors.js';
-import type { CgroupMountInfo, CreatedContainer, ShimCommand, Sys } from './index.js';
-import type { InitSpec } from './spec.js';
+import type { CgroupMountInfo, CreatedContainer, ExecOptions, ExecResult, ShimCommand, Sys } from './index.js';
+import type { ExecSpec, InitSpec } from './spec.js';
 
 export interface FakeCall {
   method: keyof Sys;
@@ -67,6 +67,16 @@ export class FakeSys implements Sys {
   async sendControl(stateDir: string, command: ShimCommand): Promise<void> {
     this.record('sendControl', [stateDir, command]);
     if (!this.specs.some((s) => s.stateDir === stateDir)) throw new ShimUnavailableError(stateDir);
+  }
+
+  /** What execInContainer returns; tests set it. */
+  execResult: ExecResult = { exitCode: 0, stdout: '', stderr: '' };
+  readonly execs: ExecSpec[] = [];
+
+  async execInContainer(spec: ExecSpec, opts: ExecOptions): Promise<ExecResult> {
+    this.record('execInContainer', [spec, opts]);
+    this.execs.push(spec);
+    return this.execResult;
   }
 
   kill(pid: number, signal: NodeJS.Signals | number): boolean {

@@ -18,7 +18,7 @@
  *   CgroupFs             the cgroup filesystem (paths are absolute)
  * `Sys` combines them.
  */
-import type { InitSpec } from './spec.js';
+import type { ExecSpec, InitSpec } from './spec.js';
 
 export * from './spec.js';
 export * from './errors.js';
@@ -55,6 +55,27 @@ export interface ContainerProcessOps {
    * ShimUnavailableError when no shim listens.
    */
   sendControl(stateDir: string, command: ShimCommand): Promise<void>;
+  /**
+   * Runs a process inside a running container (its namespaces and cgroups)
+   * through the helper's "exec" role. With stdio "inherit" it shares this
+   * process's stdio (a terminal is relayed in raw mode); with "pipe" the
+   * output is collected and `input` is written to its stdin. Resolves with
+   * the exit status (127 and the helper's message when setup failed).
+   */
+  execInContainer(spec: ExecSpec, opts: ExecOptions): Promise<ExecResult>;
+}
+
+export interface ExecOptions {
+  stdio: 'inherit' | 'pipe';
+  input?: string | Buffer;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** Collected output with stdio "pipe"; empty otherwise. */
+  stdout: string;
+  stderr: string;
 }
 
 export interface ProcessOps {

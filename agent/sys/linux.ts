@@ -8,8 +8,8 @@ import { constants as osConstants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CancelledError, messageOf } from '../../lib/errors.js';
 import { CgroupError, ContainerSetupError, ShimUnavailableError } from './errors.js';
-import type { CgroupMountInfo, CreatedContainer, ShimCommand, Sys } from './index.js';
-import { encodeInitSpec, type InitSpec } from './spec.js';
+import type { CgroupMountInfo, CreatedContainer, ExecOptions, ExecResult, ShimCommand, Sys } from './index.js';
+import { encodeExecSpec, encodeInitSpec, type ExecSpec, type InitSpec } from './spec.js';
 
 /** Where `make -C agent/sys/native` puts the helper, seen from dist/agent/sys or .build-x/agent/sys. */
 export function defaultHelperPath(): string {
@@ -70,6 +70,25 @@ export class LinuxSys implements Sys {
       specPipe.end(blob);
       child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
       child.on('close', (code, sig) => resolve(code ?? 128 + (sig ? signalNumber(sig) : 0)));
+    });
+  }
+
+  execInContainer(spec: ExecSpec, opts: ExecOptions): Promise<ExecResult> {
+    const blob = encodeExecSpec(spec);
+    return new Promise((resolve, reject) => {
+      const std = opts.stdio === 'inherit' ? 'inherit' : 'pipe';
+      const child = spawn(this.helperPath, ['exec'], { stdio: [std, std, std, 'pipe'], signal: opts.signal });
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      child.stdin?.on('error', () => { /* the process did not read its input */ });
+      child.stdin?.end(opts.input ?? '');
+      const specPipe = child.stdio[3] as NodeJS.WritableStream;
+      specPipe.on('error', () => { /* reported by the helper */ });
+      specPipe.end(blob);
+      child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
+      child.on('close', (code, sig) => resolve({ exitCode: code ?? 128 + (sig ? signalNumber(sig) : 0), stdout, stderr }));
     });
   }
 

@@ -109,3 +109,47 @@ export function encodeInitSpec(spec: InitSpec): Buffer {
   out.push('end');
   return Buffer.from(out.join('\0') + '\0', 'utf8');
 }
+
+/** A process to run inside a running container (the helper's "exec" role). */
+export interface ExecSpec {
+  /** Host pid of the container's init, whose namespaces are joined. */
+  targetPid: number;
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  capabilities?: InitCapabilities;
+  noNewPrivileges: boolean;
+  terminal: boolean;
+  consoleSize?: { rows: number; cols: number };
+  /** cgroup.procs files of the container. */
+  cgroupProcs: string[];
+}
+
+/** Encodes an exec spec (same format as InitSpec, with "target"). */
+export function encodeExecSpec(spec: ExecSpec): Buffer {
+  const init = encodeInitSpec({
+    stateDir: '', rootfs: '', rootfsReadonly: false, cwd: spec.cwd, uid: spec.uid, gid: spec.gid,
+    additionalGids: spec.additionalGids, args: spec.args, env: spec.env, noNewPrivileges: spec.noNewPrivileges,
+    terminal: spec.terminal, autostart: false, rlimits: [], mounts: [], maskedPaths: [], readonlyPaths: [],
+    cgroupProcs: spec.cgroupProcs, joinNamespaces: [],
+    ...(spec.capabilities ? { capabilities: spec.capabilities } : {}),
+    ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
+  });
+  if (!Number.isSafeInteger(spec.targetPid) || spec.targetPid <= 1) {
+    throw new InvalidArgumentError(`targetPid: expected a host pid above 1, got ${spec.targetPid}`, { field: 'targetPid' });
+  }
+  // Drop the empty state/rootfs records the shim roles need, add the target.
+  const parts = init.toString('utf8').split('\0');
+  const out: string[] = [SPEC_MAGIC, 'target', String(spec.targetPid)];
+  for (let i = 1; i < parts.length - 1; i++) {
+    if ((parts[i] === 'state' || parts[i] === 'rootfs') && parts[i + 1] === '') {
+      i++;
+      continue;
+    }
+    out.push(parts[i] as string);
+  }
+  return Buffer.from(out.join('\0') + '\0', 'utf8');
+}

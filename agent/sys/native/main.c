@@ -73,7 +73,7 @@
  *     mount DEST TYPE SOURCE FLAGS DATA   (FLAGS: decimal MS_* bits)
  *     mask PATH | readonly PATH | cgroup PROCS-FILE | oom EVENTS-FILE
  *     ns TYPE PATH   (TYPE net|ipc|uts: join PATH; "" = a new one)
- *     log PATH MAX-BYTES FILES | autostart | end
+ *     log PATH MAX-BYTES FILES | autostart | target PID (exec) | end
  *   Paths inside the container are absolute; host paths are absolute.
  */
 #define _GNU_SOURCE
@@ -136,6 +136,7 @@ struct ns_entry {
 
 struct spec {
 	const char *state_dir, *rootfs, *hostname, *cwd, *log_path, *oom_file;
+	pid_t target; /* exec: host pid of the container's init */
 	int rootfs_readonly, no_new_privs, terminal, autostart;
 	unsigned short rows, cols;
 	long long log_max;
@@ -256,6 +257,7 @@ static void read_spec(int fd)
 		} else if (!strcmp(k, "no-new-privileges")) spec.no_new_privs = 1;
 		else if (!strcmp(k, "terminal")) spec.terminal = 1;
 		else if (!strcmp(k, "autostart")) spec.autostart = 1;
+		else if (!strcmp(k, "target")) spec.target = (pid_t)parse_num(NEXT("target"), 10, "target");
 		else if (!strcmp(k, "winsize")) {
 			spec.rows = (unsigned short)parse_num(NEXT("rows"), 10, "rows");
 			spec.cols = (unsigned short)parse_num(NEXT("cols"), 10, "cols");
@@ -316,8 +318,8 @@ static void read_spec(int fd)
 	}
 #undef NEXT
 	if (!ended) die("spec: missing \"end\"");
-	if (!spec.state_dir || !spec.rootfs || spec.nargs == 0)
-		die("spec: state, rootfs and at least one arg are required");
+	if (spec.nargs == 0)
+		die("spec: at least one arg is required");
 }
 
 /* ---------- small utilities ---------- */
@@ -1299,10 +1301,10 @@ static int shim_main(int foreground)
 		int st = -1;
 		waitpid(pid, &st, 0);
 		write_exit(st, setup_error);
-		report("error %s\n", setup_error);
 		unlink(path);
 		if (listener >= 0)
 			unlink(attach_path);
+		report("error %s\n", setup_error);
 		if (foreground)
 			fprintf(stderr, "berth-helper: %s\n", setup_error);
 		return foreground ? 127 : 1;
@@ -1477,6 +1479,205 @@ static int shim_main(int foreground)
 	return 255;
 }
 
+/* ---------- exec (join a running container) ---------- */
+
+/*
+ * exec: E (this process) opens the init's namespaces, joins its cgroups,
+ * enters its cgroup, ipc, uts, net, pid and mount namespaces, and forks X,
+ * which is in the container's pid namespace. X sets user, capabilities and
+ * no_new_privs, finds the executable in the container's PATH and execs it;
+ * setup errors come back to E as MSG_ERROR on a socketpair (as for init).
+ * E forwards signals, relays a terminal if asked, and exits with X's status.
+ */
+static int exec_main(void)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} order[] = { { "cgroup", CLONE_NEWCGROUP }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
+		      { "net", CLONE_NEWNET }, { "pid", CLONE_NEWPID }, { "mnt", CLONE_NEWNS } };
+	int nsfd[6];
+	if (spec.target <= 0)
+		die("exec: the spec has no target pid");
+	for (size_t i = 0; i < 6; i++) {
+		char p[64];
+		snprintf(p, sizeof p, "/proc/%d/ns/%s", spec.target, order[i].name);
+		nsfd[i] = open(p, O_RDONLY | O_CLOEXEC);
+		if (nsfd[i] < 0)
+			die("exec: open %s: %s", p, strerror(errno));
+	}
+	for (int i = 0; i < spec.ncgroups; i++) {
+		int fd = open(spec.cgroups[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write_all(fd, "0", 1) < 0)
+			die("exec: join cgroup %s: %s", spec.cgroups[i], strerror(errno));
+		close(fd);
+	}
+	for (size_t i = 0; i < 6; i++) {
+		if (setns(nsfd[i], order[i].type) < 0)
+			die("exec: enter %s namespace of pid %d: %s", order[i].name, spec.target, strerror(errno));
+		close(nsfd[i]);
+	}
+	int master = -1, slave = -1;
+	if (spec.terminal) {
+		master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+		int unlock = 0;
+		if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0)
+			die("exec: open the container's /dev/ptmx: %s", strerror(errno));
+		slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (slave < 0 || fchown(slave, spec.uid, spec.gid) < 0)
+			die("exec: open pty slave: %s", strerror(errno));
+		struct winsize ws = { .ws_row = spec.rows, .ws_col = spec.cols };
+		if (isatty(0))
+			ioctl(0, TIOCGWINSZ, &ws);
+		if (ws.ws_row && ws.ws_col)
+			ioctl(master, TIOCSWINSZ, &ws);
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair: %s", strerror(errno));
+	sigset_t mask, old;
+	sigemptyset(&mask);
+	int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD };
+	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+		sigaddset(&mask, forwarded[i]);
+	sigprocmask(SIG_BLOCK, &mask, &old);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		die("signalfd: %s", strerror(errno));
+
+	pid_t pid = fork();
+	if (pid < 0)
+		die("exec: fork: %s", strerror(errno));
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		close(sv[0]);
+		init_sock = sv[1];
+		if (slave >= 0) {
+			if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+				fail("make the pty the controlling terminal");
+			if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+				fail("pty as stdio");
+		}
+		if (spec.have_caps)
+			drop_bounding();
+		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups((size_t)spec.ngroups, spec.groups) < 0 ||
+		    setresgid(spec.gid, spec.gid, spec.gid) < 0 || setresuid(spec.uid, spec.uid, spec.uid) < 0 ||
+		    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+			fail("set user %u:%u", (unsigned)spec.uid, (unsigned)spec.gid);
+		const char *cwd = spec.cwd ? spec.cwd : "/";
+		char buf[PATH_MAX];
+		if (chdir(cwd) < 0)
+			fail("working directory \"%s\" inside the container", cwd);
+		if (!getcwd(buf, sizeof buf) || buf[0] != '/') {
+			errno = 0;
+			fail("working directory \"%s\" is outside the container root", cwd);
+		}
+		if (spec.have_caps)
+			set_caps();
+		if (spec.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			fail("set no_new_privs");
+		char exe[PATH_MAX];
+		find_executable(exe, sizeof exe);
+		if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+			for (int fd = 3; fd < 65536; fd++)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+		spec.args[spec.nargs] = NULL;
+		spec.env[spec.nenv] = NULL;
+		execve(exe, spec.args, spec.env);
+		fail("exec \"%s\"", exe);
+	}
+	close(sv[1]);
+	if (slave >= 0)
+		close(slave);
+	int in_fd = -1;
+	if (master >= 0) {
+		fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+		in_fd = 0;
+		if (isatty(0) && tcgetattr(0, &saved_tty) == 0) {
+			struct termios raw = saved_tty;
+			cfmakeraw(&raw);
+			tty_saved = tcsetattr(0, TCSANOW, &raw) == 0;
+			atexit(restore_tty);
+		}
+	}
+	char error[480] = "";
+	int status = -1, exited = 0;
+	for (;;) {
+		struct pollfd pfd[4] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = sv[0], .events = POLLIN },
+			{ .fd = master, .events = POLLIN },
+			{ .fd = exited ? -1 : in_fd, .events = POLLIN },
+		};
+		if (exited && master < 0)
+			break;
+		int r = poll(pfd, 4, exited ? 200 : -1);
+		if (r < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		if (r == 0 && exited)
+			break;
+		char buf[4096];
+		ssize_t n;
+		if (pfd[1].revents) {
+			struct msg m;
+			int passed;
+			n = recv_msg(sv[0], &m, &passed, MSG_DONTWAIT);
+			if (n == (ssize_t)sizeof m && m.type == MSG_ERROR)
+				snprintf(error, sizeof error, "%s", m.text);
+			else if (n <= 0) {
+				close(sv[0]);
+				sv[0] = -1;
+			}
+		}
+		if (pfd[2].revents) {
+			n = read(master, buf, sizeof buf);
+			if (n > 0)
+				write_all(1, buf, (size_t)n);
+			else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				close(master);
+				master = -1;
+			}
+		}
+		if (pfd[3].revents) {
+			n = read(in_fd, buf, sizeof buf);
+			if (n > 0 && master >= 0)
+				write_all(master, buf, (size_t)n);
+			else if (n <= 0)
+				in_fd = -1;
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+				if ((int)si.ssi_signo == SIGWINCH && master >= 0) {
+					struct winsize ws;
+					if (ioctl(0, TIOCGWINSZ, &ws) == 0)
+						ioctl(master, TIOCSWINSZ, &ws);
+				} else if ((int)si.ssi_signo != SIGCHLD) {
+					kill(pid, (int)si.ssi_signo);
+				}
+			}
+			int st;
+			if (!exited && waitpid(pid, &st, WNOHANG) == pid) {
+				status = st;
+				exited = 1;
+			}
+		}
+	}
+	if (!exited)
+		waitpid(pid, &status, 0);
+	restore_tty();
+	tty_saved = 0;
+	if (error[0]) {
+		fprintf(stderr, "berth-helper: %s\n", error);
+		return 127;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 255;
+}
+
 /* Detaches from the caller: P waits for S's report, S1 exits at once. */
 static int detach_and_supervise(void)
 {
@@ -1540,7 +1741,7 @@ static int detach_and_supervise(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		die("usage: berth-helper shim|run|fsops|version ... (the spec on fd 3)");
+		die("usage: berth-helper shim|run|exec|fsops|version ... (the spec on fd 3)");
 	const char *role = argv[1];
 	force_walk = getenv("BERTH_HELPER_NO_OPENAT2") != NULL;
 	if (!strcmp(role, "version")) {
@@ -1554,12 +1755,19 @@ int main(int argc, char **argv)
 		}
 		return berth_fsops_main(argc - 1, argv + 1);
 	}
+	if (!strcmp(role, "exec")) {
+		read_spec(3);
+		close(3);
+		return exec_main();
+	}
 	if (!strcmp(role, "shim") || !strcmp(role, "run")) {
 		read_spec(3);
 		close(3);
+		if (!spec.state_dir || !spec.rootfs)
+			die("spec: state and rootfs are required");
 		if (!strcmp(role, "run"))
 			return shim_main(1);
 		return detach_and_supervise();
 	}
-	die("unknown role \"%s\" (expected shim, run, fsops or version)", role);
+	die("unknown role \"%s\" (expected shim, run, exec, fsops or version)", role);
 }

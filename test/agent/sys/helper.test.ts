@@ -55,7 +55,7 @@ describe('berth-helper', function () {
   it('names the roles when the role is unknown', async () => {
     const r = await runHelper(['frobnicate']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /unknown role "frobnicate" \(expected shim, run, fsops or version\)/);
+    assert.match(r.stderr, /unknown role "frobnicate" \(expected shim, run, exec, fsops or version\)/);
   });
 
   it('rejects a spec without the magic first string', async () => {
