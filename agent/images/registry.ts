@@ -31,8 +31,10 @@ export interface RegistryCredentials {
 }
 
 export interface RegistryClientOptions {
-  /** Registries (`host[:port]`) reached over plain HTTP. Loopback hosts always are. */
+  /** Registries (`host[:port]`) reached over plain HTTP. Loopback hosts are too, unless listed in `tls`. */
   insecure?: string[];
+  /** Registries always reached over HTTPS, even on loopback. */
+  tls?: string[];
   /** PEM CA bundle (path) trusted in addition to the system CAs. */
   caFile?: string;
   /** Credentials per registry. */
@@ -150,6 +152,7 @@ export interface RequestOptions {
 
 export class RegistryClient {
   private readonly insecure: Set<string>;
+  private readonly tls: Set<string>;
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   private readonly httpsAgent: https.Agent;
   private readonly challenges = new Map<string, Challenge | null>();
@@ -160,6 +163,7 @@ export class RegistryClient {
 
   constructor(private readonly opts: RegistryClientOptions = {}) {
     this.insecure = new Set(opts.insecure ?? []);
+    this.tls = new Set(opts.tls ?? []);
     const ca = opts.caFile !== undefined ? [...rootCertificates, readFileSync(opts.caFile, 'utf8')] : undefined;
     this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 32, ...(ca ? { ca } : {}) });
     this.maxManifestSize = opts.maxManifestSize ?? 4 * 1024 * 1024;
@@ -174,7 +178,7 @@ export class RegistryClient {
   }
 
   baseUrl(registry: string): string {
-    const scheme = this.insecure.has(registry) || isLoopback(registry) ? 'http' : 'https';
+    const scheme = !this.tls.has(registry) && (this.insecure.has(registry) || isLoopback(registry)) ? 'http' : 'https';
     return `${scheme}://${registry}`;
   }
 
@@ -296,7 +300,9 @@ export class RegistryClient {
         if (err instanceof RegistryError || err instanceof CancelledError) throw err;
         if (opts.signal?.aborted) throw new CancelledError('registry request cancelled', { cause: err });
         if (!retryable(err)) {
-          throw new RegistryError(registry, ErrorCode.Unavailable, `failed to reach registry "${registry}": ${(err as Error).message}`, { cause: err });
+          const code = (err as NodeJS.ErrnoException).code ?? '';
+          const tlsHint = /CERT|SELF_SIGNED|VERIFY|ISSUER|TLS|SSL/i.test(code) ? ' (the registry\'s TLS certificate is not trusted: add its CA with caFile, or list it as insecure for plain HTTP)' : '';
+          throw new RegistryError(registry, ErrorCode.Unavailable, `failed to reach registry "${registry}": ${(err as Error).message}${tlsHint}`, { cause: err });
         }
         lastErr = err;
       }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type RegistryService } from '../../harness/index.js';
@@ -77,6 +77,28 @@ describe('RegistryClient authentication', () => {
       assert.match(e.message, /failed to authenticate to registry ".*": token server ".*" answered 401/);
       return true;
     });
+  });
+
+  it('pulls over HTTPS when given the CA file and refuses an untrusted certificate clearly', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-tls-'));
+    const d = dir;
+    const ssl = (args: string[]): void => {
+      execFileSync('openssl', args, { cwd: d, stdio: 'ignore' });
+    };
+    ssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=berth-test-ca']);
+    ssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1']);
+    writeFileSync(join(d, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
+    ssl(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.pem', '-days', '1', '-extfile', 'ext']);
+    registry = await startRegistry();
+    await pushImage(registry.url, 'secure', 'v1', [makeTar([{ name: 's', data: 's' }])]);
+    proxy = await startProxy(registry.url, { tls: { key: readFileSync(join(d, 'srv.key'), 'utf8'), cert: readFileSync(join(d, 'srv.pem'), 'utf8') } });
+    stack = makeStack({ client: { tls: [proxy.host], caFile: join(d, 'ca.pem') } });
+    assert.equal(stack.client.baseUrl(proxy.host), `https://${proxy.host}`);
+    const rec = await stack.puller.pull(`${proxy.host}/secure:v1`);
+    assert.equal(rec.layers.length, 1);
+    await stack.destroy();
+    stack = makeStack({ client: { tls: [proxy.host] } });
+    await assert.rejects(stack.puller.pull(`${proxy.host}/secure:v1`), /failed to reach registry ".*": .*certificate.*add its CA with caFile/);
   });
 
   it('refuses plain HTTP to a non-loopback registry unless it is listed as insecure', () => {

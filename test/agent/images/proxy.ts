@@ -3,7 +3,8 @@
  * rewrite, truncate or cut off responses, and optionally require Bearer tokens
  * that it issues itself at /token (a tiny token server).
  */
-import http, { type IncomingHttpHeaders } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface Upstream {
@@ -31,6 +32,10 @@ export interface ProxyOptions {
   transform?: (req: SeenRequest, up: Upstream) => Reply | undefined;
   /** Require `Authorization: Bearer <token>` issued by /token (for these Basic credentials). */
   bearer?: { username: string; password: string; expiresIn?: number };
+  /** Serve HTTPS with this key and certificate (PEM). */
+  tls?: { key: string; cert: string };
+  /** Delay before answering blob GETs, in ms (to observe concurrency). */
+  blobDelayMs?: number;
 }
 
 export interface Proxy {
@@ -38,14 +43,16 @@ export interface Proxy {
   host: string;
   requests: SeenRequest[];
   tokensIssued: number;
+  /** Most blob GETs in flight at once. */
+  maxConcurrentBlobs: number;
   stop(): Promise<void>;
 }
 
 export async function startProxy(target: string, opts: ProxyOptions = {}): Promise<Proxy> {
   const requests: SeenRequest[] = [];
   const tokens = new Set<string>();
-  const state = { tokensIssued: 0 };
-  const server = http.createServer((req, res) => {
+  const state = { tokensIssued: 0, blobsInFlight: 0, maxConcurrentBlobs: 0 };
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const seen: SeenRequest = { method: req.method ?? 'GET', path: req.url ?? '/', range: req.headers.range, authorization: req.headers.authorization };
     requests.push(seen);
     const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -73,6 +80,12 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
         return;
       }
     }
+    const isBlob = seen.method === 'GET' && /\/blobs\/sha256:/.test(seen.path);
+    if (isBlob) {
+      state.blobsInFlight++;
+      state.maxConcurrentBlobs = Math.max(state.maxConcurrentBlobs, state.blobsInFlight);
+      res.on('close', () => state.blobsInFlight--);
+    }
     const headers = { ...req.headers, host: new URL(target).host };
     delete headers.authorization;
     const up = http.request(new URL(seen.path, target), { method: seen.method, headers }, (ures) => {
@@ -90,25 +103,33 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
         if (typeof outHeaders.location === 'string') outHeaders.location = outHeaders.location.replace(new URL(target).host, host);
         Object.assign(outHeaders, reply.headers ?? {});
         if (seen.method !== 'HEAD') outHeaders['content-length'] = String(reply.dropAfter !== undefined ? upstream.body.length : body.length);
+        const delay = isBlob ? (opts.blobDelayMs ?? 0) : 0;
+        setTimeout(() => send(reply, body, outHeaders, upstream), delay);
+      });
+    });
+    const send = (reply: Reply, body: Buffer, outHeaders: Record<string, string>, upstream: Upstream): void => {
         res.writeHead(reply.status ?? upstream.status, outHeaders);
         if (reply.dropAfter !== undefined) {
           res.write(body.subarray(0, reply.dropAfter), () => res.socket?.destroy());
           return;
         }
         res.end(seen.method === 'HEAD' ? undefined : body);
-      });
-    });
+    };
     up.on('error', () => res.destroy());
     req.pipe(up);
-  });
+  };
+  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     requests,
     get tokensIssued() {
       return state.tokensIssued;
+    },
+    get maxConcurrentBlobs() {
+      return state.maxConcurrentBlobs;
     },
     stop: () => new Promise<void>((resolve) => {
       server.closeAllConnections();

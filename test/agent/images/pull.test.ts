@@ -100,6 +100,16 @@ describe('ImagePuller', () => {
     }
   });
 
+  it('downloads at most 3 layers at once by default', async () => {
+    const layers = Array.from({ length: 7 }, (_, i) => makeTar([{ name: `f${i}`, data: `${i}` }]));
+    await pushImage(registry.url, 'parallel', 'v1', layers);
+    proxy = await startProxy(registry.url, { blobDelayMs: 150 });
+    stack = makeStack();
+    const rec = await stack.puller.pull(`${proxy.host}/parallel:v1`);
+    assert.equal(rec.layers.length, 7);
+    assert.equal(proxy.maxConcurrentBlobs, 3);
+  });
+
   it('pulls and mounts a 60-layer image with the top layer winning', async () => {
     const layers: Buffer[] = [];
     for (let i = 0; i < 60; i++) {
