@@ -1,0 +1,172 @@
+/**
+ * Runtime benchmark (issue 4), all in one run on the same busybox bundle
+ * running /bin/true:
+ *   - the agent's own start path: Runtime.create(start) until the exit is
+ *     known (request to exit, no CLI), then delete (timed separately);
+ *   - `berth-runtime run` (a Node process per run);
+ *   - `crun run` and `runc run` (Debian's; crun needs the hugetlb controller
+ *     mounted as v1 on these hybrid machines: mounted for the run, undone after);
+ * runs are interleaved round-robin; medians, p99 and ratios are printed. Then
+ * shim memory with 100 idle containers (RSS and PSS per shim).
+ *
+ *   npx tsc -p tsconfig.json --outDir .build-runtime --tsBuildInfoFile .build-runtime/.tsbuildinfo
+ *   make -C agent/sys/native
+ *   node .build-runtime/test/bench/runtime.js [--runs 200] [--idle 100] [--no-peers]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { LinuxSys } from '../../agent/sys/linux.js';
+import { detectCgroups, Runtime, writeBundle } from '../../agent/runtime/index.js';
+import { makeBusyboxRootfs } from '../agent/runtime/busybox.js';
+
+const CLI = fileURLToPath(new URL('../../agent/runtime-cli/main.js', import.meta.url));
+const HUGETLB = '/sys/fs/cgroup/hugetlb';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    process.stderr.write(`--${name}: expected a whole number > 0, got ${JSON.stringify(process.argv[i + 1] ?? '')}\n`);
+    process.exit(2);
+  }
+  return v;
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1);
+  return sorted[Math.max(0, i)] as number;
+}
+
+function summary(samples: number[]): { median: number; p99: number; n: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  return { median: quantile(s, 0.5), p99: quantile(s, 0.99), n: s.length };
+}
+
+function timeSync(cmd: string, args: string[]): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.toString()}`);
+  return ms;
+}
+
+function hugetlbRefs(): number {
+  const line = readFileSync('/proc/cgroups', 'utf8').split('\n').find((l) => l.startsWith('hugetlb\t'));
+  return Number(line?.split('\t')[2] ?? 0);
+}
+
+function removeCgroupTree(dir: string): void {
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+  if (dir !== HUGETLB) rmdirSync(dir);
+}
+
+/** Mounts hugetlb as v1 for crun; returns the undo (or undefined when it was there already). */
+function mountHugetlb(): (() => Promise<void>) | undefined {
+  if (readFileSync('/proc/self/mounts', 'utf8').includes(` ${HUGETLB} `)) return undefined;
+  const made = !existsSync(HUGETLB);
+  if (made) mkdirSync(HUGETLB);
+  const r = spawnSync('mount', ['-t', 'cgroup', '-o', 'hugetlb', 'cgroup', HUGETLB]);
+  if (r.status !== 0) throw new Error(`mount hugetlb: ${r.stderr.toString()}`);
+  return async () => {
+    removeCgroupTree(HUGETLB);
+    for (let i = 0; i < 100 && hugetlbRefs() > 1; i++) await new Promise((res) => setTimeout(res, 50));
+    const u = spawnSync('umount', [HUGETLB]);
+    if (u.status !== 0) process.stderr.write(`warning: umount ${HUGETLB}: ${u.stderr.toString()}\n`);
+    if (made && statSync(HUGETLB, { throwIfNoEntry: false })) rmdirSync(HUGETLB);
+  };
+}
+
+function memOf(pid: number): { rssKiB: number; pssKiB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return {
+    rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN),
+    pssKiB: Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? NaN),
+  };
+}
+
+async function main(): Promise<void> {
+  const runs = arg('runs', 200);
+  const idle = arg('idle', 100);
+  const peers = !process.argv.includes('--no-peers');
+  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-rt-'));
+  const bundle = join(dir, 'bundle');
+  const sys = new LinuxSys();
+  const runtime = new Runtime({ sys, cgroups: await detectCgroups(sys), root: join(dir, 'berth') });
+  let undoHugetlb: (() => Promise<void>) | undefined;
+  try {
+    mkdirSync(bundle);
+    await makeBusyboxRootfs(join(bundle, 'rootfs'));
+    await writeBundle(bundle, 'rootfs', { Cmd: ['/bin/true'] }, { dns: [] });
+    const hasCrun = peers && spawnSync('crun', ['--version']).status === 0;
+    const hasRunc = peers && spawnSync('runc', ['--version']).status === 0;
+    if (hasCrun) undoHugetlb = mountHugetlb();
+
+    const samples: Record<string, number[]> = { agent: [], 'agent delete': [], 'berth-runtime run': [], 'crun run': [], 'runc run': [] };
+    const once = async (i: number, record: boolean) => {
+      const t0 = performance.now();
+      await runtime.create(`a${i}`, bundle, { start: true });
+      const exit = await runtime.wait(`a${i}`);
+      const t1 = performance.now();
+      if (exit.exitCode !== 0) throw new Error(`agent path: exit ${exit.exitCode} ${exit.error ?? ''}`);
+      await runtime.delete(`a${i}`);
+      const t2 = performance.now();
+      const cli = timeSync(process.execPath, [CLI, '--root', join(dir, 'berth-cli'), 'run', '--bundle', bundle, `b${i}`]);
+      const crun = hasCrun ? timeSync('crun', ['--root', join(dir, 'crun'), 'run', '--bundle', bundle, `c${i}`]) : NaN;
+      const runc = hasRunc ? timeSync('runc', ['--root', join(dir, 'runc'), 'run', '--bundle', bundle, `r${i}`]) : NaN;
+      if (!record) return;
+      samples['agent']?.push(t1 - t0);
+      samples['agent delete']?.push(t2 - t1);
+      samples['berth-runtime run']?.push(cli);
+      if (hasCrun) samples['crun run']?.push(crun);
+      if (hasRunc) samples['runc run']?.push(runc);
+    };
+    for (let i = 0; i < 3; i++) await once(-1 - i, false); // warm-up
+    for (let i = 0; i < runs; i++) await once(i, true);
+
+    const table = Object.fromEntries(Object.entries(samples).filter(([, v]) => v.length > 0).map(([k, v]) => [k, summary(v)]));
+    process.stdout.write(`\n/bin/true in a busybox bundle, ${runs} interleaved runs (ms)\n`);
+    process.stdout.write('what                   median      p99\n');
+    for (const [k, v] of Object.entries(table)) process.stdout.write(`${k.padEnd(20)} ${v.median.toFixed(1).padStart(8)} ${v.p99.toFixed(1).padStart(8)}\n`);
+    const med = (k: string) => table[k]?.median ?? NaN;
+    const ratios = {
+      'agent / crun run': med('agent') / med('crun run'),
+      'berth-runtime run / runc run': med('berth-runtime run') / med('runc run'),
+      'berth-runtime run / crun run': med('berth-runtime run') / med('crun run'),
+    };
+    for (const [k, v] of Object.entries(ratios)) process.stdout.write(`${k.padEnd(30)} ${v.toFixed(2)}\n`);
+
+    // Shim memory with idle containers.
+    const idleBundle = join(dir, 'idle');
+    mkdirSync(idleBundle);
+    await makeBusyboxRootfs(join(idleBundle, 'rootfs'));
+    await writeBundle(idleBundle, 'rootfs', { Cmd: ['sleep', '3600'] }, { dns: [] });
+    const mem: { rssKiB: number; pssKiB: number }[] = [];
+    try {
+      for (let i = 0; i < idle; i++) await runtime.create(`idle${i}`, idleBundle, { start: true });
+      for (let i = 0; i < idle; i++) {
+        const shim = Number(readFileSync(join(dir, 'berth', `idle${i}`, 'shim.pid'), 'utf8'));
+        mem.push(memOf(shim));
+      }
+    } finally {
+      for (const c of await runtime.list()) await runtime.delete(c.id, { force: true });
+    }
+    const rss = summary(mem.map((m) => m.rssKiB));
+    const pss = summary(mem.map((m) => m.pssKiB));
+    process.stdout.write(`\nshim memory with ${idle} idle containers (KiB): RSS median ${rss.median} max ${quantile(mem.map((m) => m.rssKiB).sort((a, b) => a - b), 1)}, PSS median ${pss.median}\n`);
+    process.stdout.write(JSON.stringify({ runs, table, ratios, shim: { idle, rssKiB: rss, pssKiB: pss } }) + '\n');
+  } finally {
+    for (const c of await runtime.list().catch(() => [])) await runtime.delete(c.id, { force: true }).catch(() => undefined);
+    if (undoHugetlb) await undoHugetlb();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
