@@ -78,14 +78,15 @@ function shortName(chainId: string): string {
   return m[1].slice(0, 12);
 }
 
-/** Bytes used by a tree (allocated blocks, each inode counted once). */
-export async function diskUsage(path: string, seen = new Set<string>()): Promise<number> {
+/** Bytes used by a tree (allocated blocks, each inode counted once, not crossing mount points). */
+export async function diskUsage(path: string, seen = new Set<string>(), dev?: bigint): Promise<number> {
   let st;
   try {
     st = await lstat(path, { bigint: true });
   } catch {
     return 0;
   }
+  if (dev !== undefined && st.dev !== dev) return 0;
   const key = `${st.dev}:${st.ino}`;
   let total = 0;
   if (!seen.has(key)) {
@@ -93,7 +94,7 @@ export async function diskUsage(path: string, seen = new Set<string>()): Promise
     total += Number(st.blocks) * 512;
   }
   if (st.isDirectory()) {
-    for (const name of await readdir(path)) total += await diskUsage(join(path, name), seen);
+    for (const name of await readdir(path)) total += await diskUsage(join(path, name), seen, st.dev);
   }
   return total;
 }

@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRegistry, type RegistryService } from '../../harness/index.js';
 import { LayerPhase, type LayerProgress } from '../../../proto/gen/berth/v1/types.js';
+import { diskUsage } from '../../../agent/snapshots/index.js';
 import { busyboxLayer, makeTar, pushImage, pushIndex } from './fixtures.js';
 import { startProxy, type Proxy } from './proxy.js';
 import { makeStack, type Stack } from './stack.js';
@@ -77,13 +78,17 @@ describe('ImagePuller', () => {
     assert.equal(progress.at(-1)![1]!.phase, LayerPhase.LAYER_PHASE_DONE);
     assert.equal(rb.layers[0]!.chainId, a.layers[0]!.chainId);
     assert.equal(base.layerDigests[0], b.layerDigests[0]);
-    // One copy: two containers of each image see the same inode for /bin/busybox.
+    // One copy: two containers of each image see the same inode for /bin/busybox,
+    // and mounting them adds only their (empty) upper and work dirs to the disk usage.
+    const usageBefore = await diskUsage(join(stack.root, 'snapshots'));
     const c1 = await stack.snapshotter.mountContainer('c1', a.chainId);
     const c2 = await stack.snapshotter.mountContainer('c2', a.chainId);
     const c3 = await stack.snapshotter.mountContainer('c3', rb.chainId);
     const lower = (await stack.snapshotter.stat(a.layers[0]!.chainId))!.dir;
     const ino = statSync(join(lower, 'bin', 'busybox')).ino;
     for (const c of [c1, c2, c3]) assert.equal(statSync(join(c.rootfs, 'bin', 'busybox')).ino, ino);
+    const grown = (await diskUsage(join(stack.root, 'snapshots', 'layers'))) + (await diskUsage(join(stack.root, 'snapshots', 'containers'))) - usageBefore;
+    assert.ok(grown < 64 * 1024, `three containers added ${grown} bytes (busybox alone is ${statSync(join(lower, 'bin', 'busybox')).size})`);
     assert.equal(readFileSync(join(c3.rootfs, 'app', 'hello.txt'), 'utf8'), 'hello\n');
     assert.equal(readdirSync(join(stack.root, 'snapshots', 'layers')).length, 2);
     assert.equal(readdirSync(join(stack.root, 'content', 'sha256')).filter((n) => b.layerDigests.includes(`sha256:${n}`)).length, 2);
