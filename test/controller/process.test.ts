@@ -17,6 +17,8 @@ const berth = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
 interface Controller {
   id: string;
   proc: ManagedProcess;
+  /** Everything it wrote to stderr (its log) so far. */
+  log(): string;
   address: string;
   clients: Clients;
 }
@@ -44,8 +46,12 @@ describe('controller process', () => {
       args: () => [berth, 'controller', '--etcd', etcdUrl, '--nats', nats.url, '--listen', '127.0.0.1:0', '--id', id, '--default-registry', '127.0.0.1:5000', '--log-level', 'debug'],
     });
     let out = '';
+    let err = '';
     proc.child.stdout?.on('data', (b: Buffer) => {
       out += b.toString();
+    });
+    proc.child.stderr?.on('data', (b: Buffer) => {
+      err += b.toString();
     });
     let address = '';
     await waitFor(`controller ${id} to print its address`, () => {
@@ -54,7 +60,7 @@ describe('controller process', () => {
       if (m) address = m[1] as string;
       return address !== '';
     }, 20000);
-    const c: Controller = { id, proc, address, clients: connectClients(address) };
+    const c: Controller = { id, proc, address, clients: connectClients(address), log: () => err };
     running.push(c);
     return c;
   }
@@ -99,11 +105,11 @@ describe('controller process', () => {
   it('resigns on SIGTERM so the other takes over, and exits 0', async () => {
     const cs = await Promise.all([startController('a'), startController('b')]);
     const { leader, others } = await leaderOf(cs);
-    const exited = new Promise<number | null>((resolve) => leader.proc.child.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => leader.proc.child.once('close', (code) => resolve(code)));
     leader.proc.child.kill('SIGTERM');
     assert.equal(await exited, 0);
     await waitFor('the other controller to lead', async () => (await version(others[0] as Controller)).leader, 3000, 50);
-    assert.match(tailLog(leader.proc, 50), /controller stopped/);
+    assert.match(leader.log(), /controller stopped/);
   });
 
   it('exits 2 with one clear line for a bad flag value', async () => {
@@ -113,9 +119,14 @@ describe('controller process', () => {
       args: () => [berth, 'controller', '--listen', 'nowhere'],
     });
     try {
-      const code = await new Promise<number | null>((resolve) => proc.child.once('exit', (c) => resolve(c)));
+      let stderr = '';
+      proc.child.stderr?.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      // 'close' comes after the output streams are drained, unlike 'exit'.
+      const code = await new Promise<number | null>((resolve) => proc.child.once('close', (c) => resolve(c)));
       assert.equal(code, 2);
-      assert.match(tailLog(proc), /^berth controller: --listen: expected HOST:PORT such as 127\.0\.0\.1:7070, got "nowhere"$/m);
+      assert.match(stderr, /^berth controller: --listen: expected HOST:PORT such as 127\.0\.0\.1:7070, got "nowhere"$/m);
     } finally {
       await proc.stop();
     }
