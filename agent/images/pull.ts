@@ -228,13 +228,17 @@ export class ImagePuller {
     };
     for (;;) {
       const running = this.inflight.get(job.chainId);
-      if (running === undefined) break;
-      await running.catch(() => undefined);
-    }
-    if (await this.opts.snapshotter.stat(job.chainId)) {
-      p.doneBytes = p.totalBytes;
-      setPhase(LayerPhase.LAYER_PHASE_ALREADY_EXISTS);
-      return;
+      if (running !== undefined) {
+        await running.catch(() => undefined);
+        continue;
+      }
+      if (await this.opts.snapshotter.stat(job.chainId)) {
+        p.doneBytes = p.totalBytes;
+        setPhase(LayerPhase.LAYER_PHASE_ALREADY_EXISTS);
+        return;
+      }
+      // Another pull may have started this layer while we looked.
+      if (!this.inflight.has(job.chainId)) break;
     }
     const work = this.fetchAndUnpack(image, registry, repository, job, p, report, setPhase, signal);
     this.inflight.set(job.chainId, work);
@@ -331,7 +335,7 @@ export class ImagePuller {
     ended.catch(() => undefined);
     try {
       for await (const chunk of source) {
-        if (failed !== undefined) break;
+        if (failed !== undefined || gunzip.destroyed) break;
         onCompressed(chunk);
         if (!gunzip.write(chunk)) await once(gunzip, 'drain');
       }

@@ -105,6 +105,25 @@ describe('ImagePuller', () => {
     }
   });
 
+  it('unpacks a layer blob that is already stored on a different parent from the local copy', async () => {
+    const shared = makeTar([{ name: 'shared.txt', data: 'same blob\n' }]);
+    const x = await pushImage(registry.url, 'onparent-x', 'v1', [makeTar([{ name: 'x', data: 'x' }]), shared]);
+    const y = await pushImage(registry.url, 'onparent-y', 'v1', [makeTar([{ name: 'y', data: 'y' }]), shared]);
+    assert.equal(x.layerDigests[1], y.layerDigests[1]);
+    proxy = await startProxy(registry.url);
+    stack = makeStack();
+    const rx = await stack.puller.pull(`${proxy.host}/onparent-x:v1`);
+    const progress: LayerProgress[][] = [];
+    const ry = await stack.puller.pull(`${proxy.host}/onparent-y:v1`, { onProgress: (l) => progress.push(l) });
+    assert.notEqual(rx.layers[1]!.chainId, ry.layers[1]!.chainId);
+    assert.equal(proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(x.layerDigests[1]!)).length, 1, 'shared blob downloaded once');
+    assert.ok(progress.some((e) => e[1]!.phase === LayerPhase.LAYER_PHASE_EXTRACTING));
+    const c = await stack.snapshotter.mountContainer('onparent', ry.chainId);
+    assert.equal(readFileSync(join(c.rootfs, 'shared.txt'), 'utf8'), 'same blob\n');
+    assert.equal(readFileSync(join(c.rootfs, 'y'), 'utf8'), 'y');
+    assert.ok(!existsSync(join(c.rootfs, 'x')));
+  });
+
   it('downloads at most 3 layers at once by default', async () => {
     const layers = Array.from({ length: 7 }, (_, i) => makeTar([{ name: `f${i}`, data: `${i}` }]));
     await pushImage(registry.url, 'parallel', 'v1', layers);
