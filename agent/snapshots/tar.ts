@@ -234,7 +234,8 @@ export class TarReader {
 
   /** Checks that the archive ended on an entry boundary. */
   end(): void {
-    if (this.state === 'end' || (this.state === 'header' && this.headerFill === 0 && this.metaKind === '')) return;
+    const pendingMeta = this.longName !== undefined || this.longLink !== undefined || Object.keys(this.pax).length > 1 || this.pax.xattrs.size > 0;
+    if (this.state === 'end' || (this.state === 'header' && this.headerFill === 0 && this.metaKind === '' && !pendingMeta)) return;
     throw new TarFormatError(this.current ? `archive is truncated inside entry ${JSON.stringify(this.current)}` : 'archive is truncated');
   }
 

@@ -53,6 +53,15 @@ describe('TarReader', () => {
     assert.deepEqual([entries[3]!.type, entries[3]!.devmajor, entries[3]!.devminor, entries[3]!.mode], ['char', 1, 3, 0o666]);
   });
 
+  it('applies global pax headers and refuses an archive that ends after a pax header', () => {
+    const g = makeTar([{ name: 'a', data: 'a' }]);
+    // A global header carrying uid=77 for every entry that follows.
+    const withGlobal = Buffer.concat([makeTar([{ name: 'g', type: 'g', data: '10 uid=77\n' }], { noTrailer: true }), g]);
+    assert.equal(read(withGlobal).entries.find((e) => e.name === 'a')!.uid, 77);
+    const dangling = makeTar([{ name: 'x', type: 'x', data: '11 path=zz\n' }], { noTrailer: true });
+    assert.throws(() => read(dangling), /archive is truncated/);
+  });
+
   it('reads base-256 sizes and uids', () => {
     const tar = makeTar([{ name: 'big-uid', data: 'x', uid: 0 }]);
     // Rewrite uid as base-256 (0x80 marker) = 3000000.
