@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ImageRecord as ProtoImageRecord } from '../../proto/gen/berth/v1/types.js';
 
 export interface LayerRecord {
   digest: string;
@@ -82,4 +83,18 @@ export class ImageRecordStore {
   async put(rec: ImageRecord): Promise<void> {
     await this.update((images) => ({ images: [...images.filter((i) => i.reference !== rec.reference), rec], result: undefined }));
   }
+}
+
+/** The wire form (proto berth.v1.ImageRecord) of a record, for ListImages. */
+export function toProtoImageRecord(rec: ImageRecord, node: string): ProtoImageRecord {
+  const created = Date.parse(rec.created);
+  return {
+    reference: rec.reference,
+    repository: `${rec.registry}/${rec.repository}`,
+    tag: rec.tag ?? '',
+    digest: rec.digest,
+    sizeBytes: rec.size,
+    createdUnixMs: Number.isFinite(created) ? created : 0,
+    node,
+  };
 }

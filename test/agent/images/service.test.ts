@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { startRegistry, type RegistryService } from '../../harness/index.js';
 import { busyboxLayer, makeTar, pushImage } from './fixtures.js';
 import { makeStack, type Stack } from './stack.js';
+import { toProtoImageRecord } from '../../../agent/images/index.js';
 
 describe('ImageService', () => {
   let registry: RegistryService;
@@ -40,6 +41,10 @@ describe('ImageService', () => {
     assert.match(app.digest, /^sha256:[a-f0-9]{64}$/);
     assert.equal((await stack.service.get('tools/app:v1'))?.digest, b.digest);
     assert.equal((await stack.service.get(b.digest))?.reference, b.reference);
+    assert.deepEqual(toProtoImageRecord(app, 'node-1'), {
+      reference: `${registry.host}/tools/app:v1`, repository: `${registry.host}/tools/app`, tag: 'v1', digest: app.digest,
+      sizeBytes: app.size, createdUnixMs: Date.UTC(2026, 0, 2, 3, 4, 5), node: 'node-1',
+    });
   });
 
   it('refuses to remove an image a container uses unless forced, then prune frees its blobs and snapshots', async () => {
