@@ -196,6 +196,26 @@ describe('ImagePuller', () => {
     assert.equal(statSync(join(c.rootfs, 'big')).size, 3 * 1024 * 1024);
   });
 
+  it('follows a blob redirect to another origin without sending credentials there', async () => {
+    const pushed = await pushImage(registry.url, 'redirected', 'v1', [makeTar([{ name: 'r', data: 'r' }])]);
+    const storage = await startProxy(registry.url);
+    try {
+      proxy = await startProxy(registry.url, {
+        bearer: { username: 'u', password: 'p' },
+        transform: (req) => (req.path.includes('/blobs/') ? { status: 307, headers: { location: `${storage.url}${req.path}` }, body: Buffer.alloc(0) } : undefined),
+      });
+      stack = makeStack({ client: { credentials: () => ({ username: 'u', password: 'p' }) } });
+      const rec = await stack.puller.pull(`${proxy.host}/redirected:v1`);
+      assert.equal(rec.layers[0]!.digest, pushed.layerDigests[0]);
+      const atStorage = storage.requests.filter((r) => r.path.includes('/blobs/'));
+      assert.ok(atStorage.length >= 2, 'config and layer fetched from the redirect target');
+      assert.ok(proxy.requests.some((r) => r.path.includes('/blobs/') && r.authorization?.startsWith('Bearer ')), 'the registry itself got the token');
+      assert.ok(atStorage.every((r) => r.authorization === undefined), 'the redirect target got no credentials');
+    } finally {
+      await storage.stop();
+    }
+  });
+
   it('retries a 5xx answer and then succeeds', async () => {
     await pushImage(registry.url, 'flaky', 'v1', [makeTar([{ name: 'f', data: 'f' }])]);
     let failures = 0;
