@@ -1,7 +1,7 @@
 /**
  * cgroups for containers, v1 and v2 behind one interface.
  *
- * Layout: a container's cgroup is `<parent>/<id>` where parent is
+ * Layout: a container's cgroup is `<parent>/<name>` where parent is
  * `<this process's cgroup>/berth` in each hierarchy the runtime uses (read
  * from /proc/self/cgroup, so a runtime that itself sits in a nested cgroup,
  * as on these machines, nests its containers beneath it). The chosen
@@ -55,7 +55,8 @@ export interface CgroupStats {
 
 export interface CgroupManager {
   readonly version: 1 | 2;
-  create(id: string, resources: Resources): Promise<ContainerCgroup>;
+  /** Makes the cgroup `<parent>/<name>`; AlreadyExists when it is there already. */
+  create(name: string, resources: Resources): Promise<ContainerCgroup>;
   update(cg: ContainerCgroup, resources: Resources): Promise<void>;
   stats(cg: ContainerCgroup): Promise<CgroupStats>;
   /** Removes the directories (waiting briefly for exiting processes). */
@@ -119,11 +120,17 @@ export class CgroupV1Manager implements CgroupManager {
       procs: [...new Set(Object.values(dirs))].map((d) => `${d}/cgroup.procs`),
       oomFile: `${dirs['memory']}/memory.oom_control`,
     };
+    const made: string[] = [];
     try {
-      for (const d of new Set(Object.values(dirs))) await this.fs.cgroupMkdir(d);
+      for (const d of new Set(Object.values(dirs))) {
+        await this.fs.cgroupMkdir(d, { exclusive: true });
+        made.push(d);
+      }
       await this.update(cg, resources);
     } catch (e) {
-      await this.destroy(cg).catch(() => undefined);
+      // Remove only what this call made: an existing cgroup is someone else's.
+      for (const d of made) await this.fs.cgroupRmdir(d).catch(() => undefined);
+      await removeParents(this.fs, made);
       throw e;
     }
     return cg;
@@ -186,13 +193,15 @@ export class CgroupV2Manager implements CgroupManager {
     checkResources(resources);
     const dir = `${this.parent}/${id}`;
     const cg: ContainerCgroup = { version: 2, dirs: { '': dir }, procs: [`${dir}/cgroup.procs`], oomFile: `${dir}/memory.events` };
+    let made = false;
     try {
       await this.fs.cgroupMkdir(this.parent);
       for (const d of [this.base, this.parent]) await this.fs.cgroupWrite(`${d}/cgroup.subtree_control`, '+cpu +memory +pids');
-      await this.fs.cgroupMkdir(dir);
+      await this.fs.cgroupMkdir(dir, { exclusive: true });
+      made = true;
       await this.update(cg, resources);
     } catch (e) {
-      await this.destroy(cg).catch(() => undefined);
+      if (made) await this.destroy(cg).catch(() => undefined);
       throw e;
     }
     return cg;

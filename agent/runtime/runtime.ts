@@ -18,6 +18,7 @@
  * no Runtime was running: the shim, not the agent, supervises.
  */
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -68,7 +69,7 @@ export interface ContainerInfo {
   resources: Resources;
 }
 
-/** What state.json holds (version 1). */
+/** What state.json holds (version 1); pid, initStartTime and shimPid come from the shim's init.pid and shim.pid. */
 interface PersistedState {
   version: 1;
   id: string;
@@ -166,6 +167,16 @@ export class Runtime {
     }
   }
 
+  /**
+   * The container's cgroup name: its id under the default root; with another
+   * root, prefixed by a hash of the root, so runtimes with different roots
+   * (tests, side-by-side CLIs) never share a cgroup.
+   */
+  cgroupName(id: string): string {
+    this.checkId(id);
+    return this.root === DEFAULT_ROOT ? id : `${createHash('sha256').update(this.root).digest('hex').slice(0, 8)}-${id}`;
+  }
+
   stateDir(id: string): string {
     this.checkId(id);
     return join(this.root, id);
@@ -180,9 +191,9 @@ export class Runtime {
     } catch (e) {
       throw new InvalidArgumentError(`failed to read bundle config "${path}": ${messageOf(e)}`, { field: 'bundle', cause: e });
     }
-    const nofile = await this.sys.rlimit('RLIMIT_NOFILE');
-    const nproc = await this.sys.rlimit('RLIMIT_NPROC');
-    const cfg = resolveConfig(raw, bundle, { RLIMIT_NOFILE: nofile.hard, RLIMIT_NPROC: nproc.hard });
+    this.hostLimits ??= Promise.all([this.sys.rlimit('RLIMIT_NOFILE'), this.sys.rlimit('RLIMIT_NPROC')])
+      .then(([nofile, nproc]) => ({ RLIMIT_NOFILE: nofile.hard, RLIMIT_NPROC: nproc.hard }));
+    const cfg = resolveConfig(raw, bundle, await this.hostLimits);
     const st = await stat(cfg.rootfs).catch(() => undefined);
     if (!st?.isDirectory()) throw new InvalidArgumentError(`root.path: rootfs "${cfg.rootfs}" is not a directory`, { field: 'root.path' });
     return cfg;
@@ -202,7 +213,7 @@ export class Runtime {
     let cgroup: ContainerCgroup | undefined;
     try {
       const resources = { ...cfg.resources, ...options.resources };
-      cgroup = await this.cgroups.create(id, resources);
+      cgroup = await this.cgroups.create(this.cgroupName(id), resources);
       const logPath = join(dir, 'container.log');
       const logMaxFiles = options.logMaxFiles ?? DEFAULT_LOG_MAX_FILES;
       const state: PersistedState = {
@@ -218,11 +229,8 @@ export class Runtime {
         oomFile: cgroup.oomFile,
         log: { path: logPath, maxBytes: options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES, maxFiles: logMaxFiles },
       };
+      // The shim records the pids itself (init.pid, shim.pid): no second write here.
       const created = await this.sys.createContainer(spec, { signal: options.signal });
-      state.pid = created.initPid;
-      state.initStartTime = created.initStartTime;
-      state.shimPid = created.shimPid;
-      await writeAtomic(join(dir, 'state.json'), JSON.stringify(state));
       if (options.pidFile) await writeAtomic(options.pidFile, String(created.initPid));
       this.logger?.info('container created', { containerId: id, pid: created.initPid });
       return await this.state(id);
@@ -253,7 +261,7 @@ export class Runtime {
     let cgroup: ContainerCgroup | undefined;
     try {
       const resources = { ...cfg.resources, ...options.resources };
-      cgroup = await this.cgroups.create(id, resources);
+      cgroup = await this.cgroups.create(this.cgroupName(id), resources);
       const state: PersistedState = {
         version: 1, id, bundle, rootfs: cfg.rootfs, createdAt: new Date().toISOString(), annotations: cfg.annotations,
         cgroup, resources, logPath: join(dir, 'container.log'), logMaxFiles: 1,
@@ -270,10 +278,23 @@ export class Runtime {
   }
 
   private async load(id: string): Promise<PersistedState> {
-    const text = await readText(join(this.stateDir(id), 'state.json'));
+    const dir = this.stateDir(id);
+    const [text, init, shim] = await Promise.all([
+      readText(join(dir, 'state.json')), readText(join(dir, 'init.pid')), readText(join(dir, 'shim.pid')),
+    ]);
     if (text === undefined) throw new ContainerNotFoundError(id);
-    return JSON.parse(text) as PersistedState;
+    const s = JSON.parse(text) as PersistedState;
+    const [pid, start] = (init ?? '').trim().split(' ').map(Number);
+    if (pid && pid > 0) {
+      s.pid = pid;
+      s.initStartTime = start ?? 0;
+    }
+    if (shim) s.shimPid = Number(shim.trim());
+    return s;
   }
+
+  /** This host's hard rlimits a container cannot exceed (read once). */
+  private hostLimits?: Promise<Record<string, number>>;
 
   private async readExit(dir: string): Promise<ExitInfo | undefined> {
     const text = await readText(join(dir, 'exit.json'));
@@ -313,11 +334,12 @@ export class Runtime {
     if (await this.initAlive(s)) {
       return { ...base, ...withStart, status: startedAt ? 'running' : 'created', pid: s.pid };
     }
-    // The init is gone: the shim may be writing exit.json right now.
-    for (let i = 0; i < 50 && !exit; i++) {
-      await sleep(10);
-      exit = await this.readExit(dir);
+    // The init is gone. A live shim is about to record the exit: until it
+    // has, the container counts as still running (the shim has the last word).
+    if (s.shimPid && (await this.sys.processStartTime(s.shimPid)) !== undefined) {
+      return { ...base, ...withStart, status: startedAt ? 'running' : 'created' };
     }
+    exit = await this.readExit(dir);
     exit ??= {
       exitCode: 255, signal: 0, oomKilled: false, finishedAt: new Date().toISOString(), reason: 'Unknown',
       error: 'the container and its shim exited without recording an exit status',

@@ -2,8 +2,12 @@
  * FakeSys: an in-memory Sys for unit tests of agent/runtime. It records every
  * call in `calls`, keeps a fake cgroup filesystem in `files`/`dirs`, and fails
  * a call on demand: `failNext('cgroupWrite', err)` makes the next such call throw.
- * Containers "created" here are only records; nothing runs.
+ * Containers "created" here are only records; nothing runs (createContainer
+ * writes init.pid and shim.pid into the state dir as the shim would).
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError } from '../../lib/errors.js';
 import { ContainerSetupError, ShimUnavailableError } from './errors.js';
 import type { CgroupMountInfo, CreatedContainer, ExecOptions, ExecResult, ShimCommand, Sys } from './index.js';
 import type { ExecSpec, InitSpec } from './spec.js';
@@ -54,8 +58,13 @@ export class FakeSys implements Sys {
     if (spec.args.length === 0) throw new ContainerSetupError('no args');
     this.specs.push(spec);
     const initPid = this.nextPid++;
+    const shimPid = this.nextPid++;
     this.processes.set(initPid, initPid * 10);
-    return { initPid, initStartTime: initPid * 10, shimPid: this.nextPid++ };
+    // What the real shim writes into the state dir.
+    await writeFile(join(spec.stateDir, 'init.pid'), `${initPid} ${initPid * 10}\n`);
+    await writeFile(join(spec.stateDir, 'shim.pid'), `${shimPid}\n`);
+    if (spec.autostart) await writeFile(join(spec.stateDir, 'started'), `${new Date().toISOString()}\n`);
+    return { initPid, initStartTime: initPid * 10, shimPid };
   }
 
   async runContainer(spec: InitSpec): Promise<number> {
@@ -105,8 +114,9 @@ export class FakeSys implements Sys {
     return this.self;
   }
 
-  async cgroupMkdir(path: string): Promise<void> {
-    this.record('cgroupMkdir', [path]);
+  async cgroupMkdir(path: string, opts: { exclusive?: boolean } = {}): Promise<void> {
+    this.record('cgroupMkdir', [path, opts]);
+    if (opts.exclusive && this.dirs.has(path)) throw new AlreadyExistsError('cgroup', path);
     this.dirs.add(path);
   }
 

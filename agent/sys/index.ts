@@ -101,8 +101,11 @@ export interface CgroupFs {
   cgroupMounts(): Promise<CgroupMountInfo[]>;
   /** This process's cgroup per hierarchy (/proc/self/cgroup): key is the controller list ("memory", "cpu,cpuacct") or "" for v2. */
   selfCgroups(): Promise<Map<string, string>>;
-  /** mkdir -p of a cgroup directory. */
-  cgroupMkdir(path: string): Promise<void>;
+  /**
+   * mkdir -p of a cgroup directory; with `exclusive` the last directory must
+   * not exist yet (AlreadyExists otherwise: a container's cgroup is never reused).
+   */
+  cgroupMkdir(path: string, opts?: { exclusive?: boolean }): Promise<void>;
   /** rmdir of a cgroup directory; missing is fine. Retries while the kernel still reports it busy. */
   cgroupRmdir(path: string, opts?: { timeoutMs?: number }): Promise<void>;
   cgroupWrite(path: string, value: string): Promise<void>;

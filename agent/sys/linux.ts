@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CancelledError, messageOf } from '../../lib/errors.js';
+import { AlreadyExistsError, CancelledError, messageOf } from '../../lib/errors.js';
 import { CgroupError, ContainerSetupError, ShimUnavailableError } from './errors.js';
 import type { CgroupMountInfo, CreatedContainer, ExecOptions, ExecResult, ShimCommand, Sys } from './index.js';
 import { encodeExecSpec, encodeInitSpec, type ExecSpec, type InitSpec } from './spec.js';
@@ -48,11 +49,9 @@ export class LinuxSys implements Sys {
       child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
       child.on('close', (code) => {
         const line = out.trim();
-        const ok = /^ok (\d+) (\d+)$/.exec(line);
+        const ok = /^ok (\d+) (\d+) (\d+)$/.exec(line);
         if (code === 0 && ok) {
-          const initPid = Number(ok[1]);
-          void this.processStartTime(initPid).then((t) =>
-            resolve({ initPid, initStartTime: t ?? 0, shimPid: Number(ok[2]) }));
+          resolve({ initPid: Number(ok[1]), shimPid: Number(ok[2]), initStartTime: Number(ok[3]) });
           return;
         }
         const detail = line.startsWith('error ') ? line.slice(6) : (err.trim() || line || `helper exited with status ${code}`);
@@ -177,12 +176,20 @@ export class LinuxSys implements Sys {
     return map;
   }
 
-  async cgroupMkdir(path: string): Promise<void> {
+  async cgroupMkdir(path: string, opts: { exclusive?: boolean } = {}): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await mkdir(path, { recursive: true });
+        if (opts.exclusive) {
+          await mkdir(dirname(path), { recursive: true });
+          await mkdir(path);
+        } else {
+          await mkdir(path, { recursive: true });
+        }
         return;
       } catch (e) {
+        if (errnoOf(e) === 'EEXIST') {
+          throw new AlreadyExistsError('cgroup', path, { cause: e, message: `failed to create cgroup "${path}": it already exists (left by an earlier container?)` });
+        }
         // A parent removed by a concurrent cleanup between our mkdirs: try again.
         if (errnoOf(e) === 'ENOENT' && attempt < 3) continue;
         throw new CgroupError(`failed to create cgroup "${path}": ${messageOf(e)}`, path, { cause: e });

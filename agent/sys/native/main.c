@@ -9,7 +9,8 @@
  *
  * ROLES (argv[1])
  *   shim     detached per-container supervisor (think conmon). Prints one
- *            line on stdout, "ok <init-pid> <shim-pid>" or "error <message>",
+ *            line on stdout, "ok <init-pid> <shim-pid> <init-starttime>" or
+ *            "error <message>",
  *            and exits; the shim lives on in its own session.
  *   run      the same supervisor in the foreground: the container shares the
  *            caller's stdio, signals are forwarded, and the helper exits with
@@ -382,9 +383,9 @@ static unsigned long long proc_start_time(pid_t pid)
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return 0;
-	p++; /* now " S ppid ..." : field 3 starts after the space */
-	for (int field = 2; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
+	p++; /* the space before field 3 (state) */
+	for (int field = 3; field < 22 && p; field++)
+		p = strchr(p + 1, ' '); /* the space before field + 1 */
 	return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
@@ -1283,15 +1284,19 @@ static int shim_main(int foreground)
 	char line[128];
 	int started = 0, exec_pending = 0, status = -1, exited = 0;
 	char exec_error[480] = "";
+	unsigned long long start_time = 0;
 	if (!setup_error) {
-		snprintf(line, sizeof line, "%d %llu\n", pid, proc_start_time(pid));
+		start_time = proc_start_time(pid);
+		/* Start at once (autostart): the state files are written while it execs. */
+		if (spec.autostart)
+			send_msg(sv[0], MSG_START, 0, NULL);
+		snprintf(line, sizeof line, "%d %llu\n", pid, start_time);
 		write_state_file("init.pid", line);
 		snprintf(line, sizeof line, "%d\n", getpid());
 		write_state_file("shim.pid", line);
 	}
 	if (!setup_error && spec.autostart) {
-		/* Start at once and report only once exec succeeded (or failed). */
-		send_msg(sv[0], MSG_START, 0, NULL);
+		/* Report only once exec succeeded (or failed). */
 		started = 1;
 		n = recv_msg(sv[0], &m, &passed, 0);
 		if (n == (ssize_t)sizeof m && m.type == MSG_ERROR)
@@ -1314,7 +1319,7 @@ static int shim_main(int foreground)
 		strcat(line, "\n");
 		write_state_file("started", line);
 	}
-	report("ok %d %d\n", pid, getpid());
+	report("ok %d %d %llu\n", pid, getpid(), start_time);
 
 	streams[0].name = "stdout";
 	streams[1].name = "stderr";

@@ -5,7 +5,7 @@
  * cleanup that removes every container (processes, cgroups, state) even
  * when a test failed.
  */
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,7 +80,16 @@ export class RuntimeFixture {
     if (!this.dir) return;
     const errors: string[] = [];
     for (const c of await this.runtime.list().catch(() => [])) {
-      await this.runtime.delete(c.id, { force: true }).catch((e: Error) => errors.push(`${c.id}: ${e.message}`));
+      await this.runtime.delete(c.id, { force: true }).catch(async (e: Error) => {
+        errors.push(`${c.id}: ${e.message}`);
+        // Last resort: kill by pid so nothing outlives the test.
+        for (const f of ['init.pid', 'shim.pid']) {
+          const pid = Number((await readFile(join(c.stateDir, f), 'utf8').catch(() => '')).split(' ')[0]);
+          if (pid > 1) {
+            try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+          }
+        }
+      });
     }
     await rm(this.dir, { recursive: true, force: true });
     if (errors.length > 0) throw new Error(`cleanup failed: ${errors.join('; ')}`);

@@ -25,8 +25,11 @@ for (const mode of ['openat2', 'fallback walk'] as const) {
     });
     afterEach(async () => {
       delete process.env['BERTH_HELPER_NO_OPENAT2'];
-      await f.cleanup();
-      await rm(host, { recursive: true, force: true });
+      try {
+        await f.cleanup();
+      } finally {
+        await rm(host, { recursive: true, force: true });
+      }
     });
 
     /** Adds a bind mount to a bundle's config.json. */

@@ -54,7 +54,7 @@ describe('Runtime re-adoption', function () {
   it('keeps the container running and lets a new runtime control it after the creating process is killed', async () => {
     const bundle = await f.bundle(['sh', '-c', 'echo hello; trap "echo bye; exit 3" TERM; while true; do sleep 0.1; done']);
     const pid = await createFromAnotherProcessAndKillIt(f, bundle, 'c1');
-    const state = JSON.parse(await readFile(`${f.root}/c1/state.json`, 'utf8')) as { shimPid: number };
+    const state = { shimPid: Number(await readFile(`${f.root}/c1/shim.pid`, 'utf8')) };
     assert.ok(alive(pid), 'the container died with its creator');
     assert.ok(alive(state.shimPid), 'the shim died with the creator');
 
@@ -75,7 +75,7 @@ describe('Runtime re-adoption', function () {
   it('learns an exit that happened while no runtime was running', async () => {
     const bundle = await f.bundle(['sh', '-c', 'sleep 0.3; echo done; exit 7']);
     await createFromAnotherProcessAndKillIt(f, bundle, 'c1');
-    const state = JSON.parse(await readFile(`${f.root}/c1/state.json`, 'utf8')) as { shimPid: number };
+    const state = { shimPid: Number(await readFile(`${f.root}/c1/shim.pid`, 'utf8')) };
     const deadline = Date.now() + 20_000;
     while (alive(state.shimPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.ok(!alive(state.shimPid), 'the shim did not exit after its container');

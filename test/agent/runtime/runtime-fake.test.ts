@@ -32,10 +32,12 @@ describe('Runtime (FakeSys)', () => {
     const spec = sys.specs[0];
     assert.ok(spec);
     assert.equal(spec.stateDir, join(dir, 'root', 'c1'));
-    assert.deepEqual(spec.cgroupProcs, ['/sys/fs/cgroup/berth/c1/cgroup.procs']);
-    assert.equal(spec.oomFile, '/sys/fs/cgroup/berth/c1/memory.events');
+    const cg = `/sys/fs/cgroup/berth/${runtime.cgroupName('c1')}`;
+    assert.match(cg, /\/berth\/[0-9a-f]{8}-c1$/);
+    assert.deepEqual(spec.cgroupProcs, [`${cg}/cgroup.procs`]);
+    assert.equal(spec.oomFile, `${cg}/memory.events`);
     assert.deepEqual(spec.log, { path: join(dir, 'root', 'c1', 'container.log'), maxBytes: 10 * 1024 * 1024, maxFiles: 3 });
-    assert.equal(sys.files.get('/sys/fs/cgroup/berth/c1/memory.max'), String(64 << 20));
+    assert.equal(sys.files.get(`${cg}/memory.max`), String(64 << 20));
     assert.equal(spec.capabilities?.effective, 0xa80425fbn);
   });
 
@@ -43,7 +45,7 @@ describe('Runtime (FakeSys)', () => {
     sys.failNext('createContainer', new ContainerSetupError('mount /proc: boom'));
     await assert.rejects(runtime.create('c1', bundle), /failed to create container: mount \/proc: boom/);
     assert.ok(!existsSync(join(dir, 'root', 'c1')));
-    assert.ok(!sys.dirs.has('/sys/fs/cgroup/berth/c1'));
+    assert.ok(!sys.dirs.has(`/sys/fs/cgroup/berth/${runtime.cgroupName('c1')}`));
     assert.deepEqual(await runtime.list(), []);
   });
 
@@ -59,6 +61,14 @@ describe('Runtime (FakeSys)', () => {
     await writeFile(join(bundle, 'config.json'), '{"ociVersion": "1.0.2"}');
     await assert.rejects(runtime.create('c1', bundle), /config\.json: root\.path: expected the rootfs path/);
     assert.equal(sys.calls.filter((c) => c.method === 'cgroupMkdir').length, 0);
+  });
+
+  it('refuses to reuse a cgroup that already exists and leaves it alone', async () => {
+    const cg = `/sys/fs/cgroup/berth/${runtime.cgroupName('c1')}`;
+    sys.dirs.add(cg);
+    await assert.rejects(runtime.create('c1', bundle), { name: 'AlreadyExistsError' });
+    assert.ok(sys.dirs.has(cg));
+    assert.ok(!existsSync(join(dir, 'root', 'c1')));
   });
 
   it('signals the init only while it is the same process', async () => {
