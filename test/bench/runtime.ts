@@ -62,6 +62,12 @@ function hugetlbRefs(): number {
   return Number(line?.split('\t')[2] ?? 0);
 }
 
+/** Which hierarchy hugetlb is bound to (0 = the unified v2 one). */
+function hugetlbHierarchy(): number {
+  const line = readFileSync('/proc/cgroups', 'utf8').split('\n').find((l) => l.startsWith('hugetlb\t'));
+  return Number(line?.split('\t')[1] ?? 0);
+}
+
 function removeCgroupTree(dir: string): void {
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
   if (dir !== HUGETLB) rmdirSync(dir);
@@ -79,7 +85,16 @@ function mountHugetlb(): (() => Promise<void>) | undefined {
     for (let i = 0; i < 100 && hugetlbRefs() > 1; i++) await new Promise((res) => setTimeout(res, 50));
     const u = spawnSync('umount', [HUGETLB]);
     if (u.status !== 0) process.stderr.write(`warning: umount ${HUGETLB}: ${u.stderr.toString()}\n`);
+    // An unmounted v1 hierarchy that still had a dying child lingers and keeps
+    // hugetlb from the unified hierarchy: mount it once more (now childless)
+    // and unmount again, which destroys it.
+    for (let i = 0; i < 50 && hugetlbHierarchy() !== 0; i++) await new Promise((res) => setTimeout(res, 50));
+    if (hugetlbHierarchy() !== 0) {
+      spawnSync('mount', ['-t', 'cgroup', '-o', 'hugetlb', 'cgroup', HUGETLB]);
+      spawnSync('umount', [HUGETLB]);
+    }
     if (made && statSync(HUGETLB, { throwIfNoEntry: false })) rmdirSync(HUGETLB);
+    if (hugetlbHierarchy() !== 0) process.stderr.write('warning: hugetlb is still bound to a v1 hierarchy (see /proc/cgroups)\n');
   };
 }
 
