@@ -277,6 +277,8 @@ export class RegistryClient {
           const known = this.challenges.get(registry);
           if (ch && (known === undefined || known === null || known.scheme !== ch.scheme || ch.scheme === 'bearer')) {
             this.challenges.set(registry, ch);
+            // A token the registry refused (revoked, expired early) is not asked for again.
+            for (const key of this.tokens.keys()) if (key.includes(`|${opts.scope}|`)) this.tokens.delete(key);
             if (ch.scheme === 'basic' && !this.opts.credentials?.(registry)) {
               throw new RegistryError(registry, ErrorCode.Unauthenticated, `failed to authenticate to registry "${registry}": it requires Basic credentials and none are configured`, { status: 401 });
             }

@@ -69,6 +69,9 @@ describe('RegistryClient authentication', () => {
     assert.match(tokenReq.path, /service=berth-test/);
     await stack.puller.pull(`${proxy.host}/tokened:v1`);
     assert.equal(proxy.tokensIssued, 1, 'token reused until it expires');
+    proxy.revokeTokens();
+    await stack.puller.pull(`${proxy.host}/tokened:v1`);
+    assert.equal(proxy.tokensIssued, 2, 'a refused token is replaced');
     await stack.destroy();
 
     stack = makeStack({ client: { credentials: () => ({ username: 'bob', password: 'nope' }) } });

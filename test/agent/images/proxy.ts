@@ -45,6 +45,8 @@ export interface Proxy {
   tokensIssued: number;
   /** Most blob GETs in flight at once. */
   maxConcurrentBlobs: number;
+  /** Forgets every issued token (as if they were revoked). */
+  revokeTokens(): void;
   stop(): Promise<void>;
 }
 
@@ -131,6 +133,7 @@ export async function startProxy(target: string, opts: ProxyOptions = {}): Promi
     get maxConcurrentBlobs() {
       return state.maxConcurrentBlobs;
     },
+    revokeTokens: () => tokens.clear(),
     stop: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
