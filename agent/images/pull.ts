@@ -320,7 +320,8 @@ export class ImagePuller {
       }
       return;
     }
-    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    // 64 KiB of output per callback bounds how long one synchronous apply step holds the event loop.
+    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
     let failed: unknown;
     gunzip.on('data', (d: Buffer) => {
       if (failed !== undefined) return;
