@@ -122,10 +122,12 @@ export class CgroupV1Manager implements CgroupManager {
     };
     const made: string[] = [];
     try {
-      for (const d of new Set(Object.values(dirs))) {
+      const results = await Promise.allSettled([...new Set(Object.values(dirs))].map(async (d) => {
         await this.fs.cgroupMkdir(d, { exclusive: true });
         made.push(d);
-      }
+      }));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       await this.update(cg, resources);
     } catch (e) {
       // Remove only what this call made: an existing cgroup is someone else's.

@@ -233,7 +233,12 @@ export class Runtime {
       const created = await this.sys.createContainer(spec, { signal: options.signal });
       if (options.pidFile) await writeAtomic(options.pidFile, String(created.initPid));
       this.logger?.info('container created', { containerId: id, pid: created.initPid });
-      return await this.state(id);
+      // Known without reading it back: the shim reported after setup (and after exec with start).
+      return {
+        id, status: options.start ? 'running' : 'created', pid: created.initPid, bundle, rootfs: cfg.rootfs,
+        createdAt: state.createdAt, annotations: cfg.annotations, stateDir: dir, logPath, resources,
+        ...(options.start ? { startedAt: new Date().toISOString() } : {}),
+      };
     } catch (e) {
       await this.cleanupFailedCreate(id, dir, cgroup);
       throw e;
@@ -408,6 +413,9 @@ export class Runtime {
     })();
     try {
       for (;;) {
+        // exit.json is all that matters while it runs; the full state only when it is missing.
+        const exit = await this.readExit(dir);
+        if (exit) return exit;
         const info = await this.state(id);
         if (info.exit) return info.exit;
         if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');

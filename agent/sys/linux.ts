@@ -180,8 +180,12 @@ export class LinuxSys implements Sys {
     for (let attempt = 0; ; attempt++) {
       try {
         if (opts.exclusive) {
-          await mkdir(dirname(path), { recursive: true });
-          await mkdir(path);
+          // Usually the parent is there: one mkdir; else make it and retry.
+          await mkdir(path).catch(async (e: unknown) => {
+            if (errnoOf(e) !== 'ENOENT') throw e;
+            await mkdir(dirname(path), { recursive: true });
+            await mkdir(path);
+          });
         } else {
           await mkdir(path, { recursive: true });
         }
