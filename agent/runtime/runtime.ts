@@ -403,16 +403,24 @@ export class Runtime {
   async wait(id: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ExitInfo> {
     const dir = this.stateDir(id);
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
+    // An event that arrives while the loop is reading must not be lost:
+    // `changed` remembers it until the loop looks.
+    let changed = false;
     let wake: (() => void) | undefined;
     const watcher = (() => {
       try {
-        return watch(dir, () => wake?.());
+        return watch(dir, (_event, file) => {
+          if (file !== 'exit.json') return; // log writes and the like
+          changed = true;
+          wake?.();
+        });
       } catch {
         return undefined;
       }
     })();
     try {
       for (;;) {
+        changed = false;
         // exit.json is all that matters while it runs; the full state only when it is missing.
         const exit = await this.readExit(dir);
         if (exit) return exit;
@@ -421,10 +429,12 @@ export class Runtime {
         if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
         const left = deadline - Date.now();
         if (left <= 0) throw new ContainerStateError(id, info.status, `timed out waiting for container "${id}" to exit`);
+        if (changed) continue;
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, Math.min(left, 250));
           wake = () => { clearTimeout(t); resolve(); };
         });
+        wake = undefined;
       }
     } finally {
       watcher?.close();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import type { LogEntry } from '../../../agent/runtime/index.js';
+import { parseSince, type LogEntry } from '../../../agent/runtime/index.js';
 import { RuntimeFixture } from './busybox.js';
 
 describe('Runtime (real containers)', function () {
@@ -87,6 +87,13 @@ describe('Runtime (real containers)', function () {
       assert.ok(output[2]?.split(' ').includes(d), `/dev lacks ${d}: ${output[2]}`);
     }
     assert.equal(output[3]?.trim(), '4');
+  });
+
+  it('keeps the root filesystem read-only when the bundle asks for it', async () => {
+    const { exit, output } = await f.runToExit('c1', ['sh', '-c', 'touch /x 2>/dev/null && echo writable || echo readonly; echo ok > /dev/shm/y && cat /dev/shm/y'],
+      { readonlyRootfs: true });
+    assert.equal(exit.exitCode, 0);
+    assert.deepEqual(output, ['readonly', 'ok']);
   });
 
   it('reports exit codes 0, 1, 137 and 143 with their reasons', async () => {
@@ -187,6 +194,12 @@ describe('Runtime (real containers)', function () {
     const tail = [];
     for await (const e of f.runtime.logs('c1', { tail: 2 })) tail.push(e.text);
     assert.equal(tail.length, 2);
+    const future = [];
+    for await (const e of f.runtime.logs('c1', { since: new Date(Date.now() + 60_000) })) future.push(e.text);
+    assert.deepEqual(future, []);
+    const recent = [];
+    for await (const e of f.runtime.logs('c1', { since: parseSince('10m') })) recent.push(e.text);
+    assert.equal(recent.length, 4);
   });
 
   it('rotates the log by size, keeping the configured number of files', async () => {
