@@ -320,16 +320,35 @@ export class ImagePuller {
       }
       return;
     }
-    // 64 KiB of output per callback bounds how long one synchronous apply step holds the event loop.
-    const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    // 128 KiB of output per callback bounds how long one synchronous apply step holds the event loop.
+    const gunzip = createGunzip({ chunkSize: 128 * 1024 });
     let failed: unknown;
+    // Output is applied in a microtask, not in the 'data' callback itself: zlib
+    // starts inflating the next chunk on the thread pool right after the
+    // callback returns, so decompression overlaps with hashing and writing.
+    // At most one callback's output waits here (the next callback is a later
+    // macrotask), so this queue is bounded.
+    const queue: Buffer[] = [];
+    let scheduled = false;
+    const drain = (): void => {
+      scheduled = false;
+      while (queue.length > 0 && failed === undefined) {
+        const d = queue.shift() as Buffer;
+        try {
+          applier.write(d);
+        } catch (err) {
+          failed = err;
+          queue.length = 0;
+          gunzip.destroy(err as Error);
+        }
+      }
+    };
     gunzip.on('data', (d: Buffer) => {
       if (failed !== undefined) return;
-      try {
-        applier.write(d);
-      } catch (err) {
-        failed = err;
-        gunzip.destroy(err as Error);
+      queue.push(d);
+      if (!scheduled) {
+        scheduled = true;
+        queueMicrotask(drain);
       }
     });
     const ended = once(gunzip, 'end');
@@ -343,6 +362,7 @@ export class ImagePuller {
       if (failed === undefined) {
         gunzip.end();
         await ended;
+        drain();
       }
     } catch (err) {
       if (failed === undefined) failed = err;

@@ -11,9 +11,12 @@
  * (target <= 1.5), then a JSON summary.
  *
  *   npx tsc -p tsconfig.json --outDir .build-images --tsBuildInfoFile .build-images/.tsbuildinfo
- *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman]
+ *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman] [--dir DIR]
  *
  * --layers N splits the packages into N layers (default 1, like debian:bookworm).
+ * --dir DIR is where every tool unpacks (default the OS temp dir); `--dir /dev/shm`
+ * takes the disk out of the comparison (on a busy ext4 mounted with `discard`,
+ * creating files dominates every tool's time).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -100,7 +103,9 @@ async function main(): Promise<void> {
   const layers = await buildLayers(layerCount);
   const compressed = layers.reduce((n, l) => n + l.size, 0);
   const registry = await startRegistry();
-  const scratch = mkdtempSync(join(tmpdir(), 'berth-bench-pull-'));
+  const dirArg = process.argv.indexOf('--dir');
+  const parentDir = dirArg >= 0 ? (process.argv[dirArg + 1] ?? tmpdir()) : tmpdir();
+  const scratch = mkdtempSync(join(parentDir, 'berth-bench-pull-'));
   try {
     for (const l of layers) {
       const d = await pushBlob(registry.url, 'bench/debian', readFileSync(l.file));
@@ -118,7 +123,7 @@ async function main(): Promise<void> {
     const ref = `${registry.host}/bench/debian:v1`;
 
     const berth = async (): Promise<number> => {
-      const stack = makeStack();
+      const stack = makeStack({ parentDir: scratch });
       try {
         return await timed(async () => {
           await stack.puller.pull(ref);
@@ -172,13 +177,13 @@ async function main(): Promise<void> {
       for (const [name, fn] of cases) (results[name] ??= []).push(await fn());
     }
     const med = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]));
-    process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; ${runs} runs, medians\n`);
+    process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; unpacking under ${parentDir}; ${runs} runs, medians\n`);
     for (const [name, t] of Object.entries(med)) process.stdout.write(`${name.padEnd(18)} ${t.toFixed(2)} s   (runs: ${results[name]!.map((x) => x.toFixed(2)).join(', ')})\n`);
     const b = med['berth pull']!;
     const base = med['curl + tar -xzf']!;
     process.stdout.write(`berth / (curl + tar -xzf) = ${(b / base).toFixed(2)} (target <= 1.5)\n`);
     if (med['podman pull'] !== undefined) process.stdout.write(`berth / podman = ${(b / med['podman pull']).toFixed(2)} (target <= 0.4)\n`);
-    process.stdout.write(JSON.stringify({ layers: layers.length, compressedBytes: compressed, runs, medians: med, results }) + '\n');
+    process.stdout.write(JSON.stringify({ dir: parentDir, layers: layers.length, compressedBytes: compressed, runs, medians: med, results }) + '\n');
   } finally {
     await registry.stop();
     await unmountBelow(scratch);

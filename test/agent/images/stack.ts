@@ -28,10 +28,12 @@ export interface StackOptions {
   client?: RegistryClientOptions;
   maxLayerSize?: number;
   concurrency?: number;
+  /** Where the temp data root is made; default the OS temp dir. */
+  parentDir?: string;
 }
 
 export function makeStack(opts: StackOptions = {}): Stack {
-  const root = mkdtempSync(join(tmpdir(), 'berth-images-'));
+  const root = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'berth-images-'));
   const client = new RegistryClient({ backoffMs: 20, ...opts.client });
   const content = new LocalContentStore(root);
   const mounter = new LinuxOverlayMounter();
