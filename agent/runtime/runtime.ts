@@ -488,7 +488,20 @@ export class Runtime {
     if (info.status === 'stopped') {
       throw new ContainerStateError(id, info.status, `failed to update container "${id}": it is stopped`);
     }
-    await this.cgroups.update(s.cgroup, resources);
+    try {
+      await this.cgroups.update(s.cgroup, resources);
+    } catch (e) {
+      // Nothing half-applied: put back what this update may have changed.
+      const previous: Resources = {};
+      const was = s.resources;
+      if (resources.memoryBytes !== undefined) previous.memoryBytes = was.memoryBytes ?? null;
+      if (resources.cpuQuotaUs !== undefined) previous.cpuQuotaUs = was.cpuQuotaUs ?? null;
+      if (resources.pidsMax !== undefined) previous.pidsMax = was.pidsMax ?? null;
+      if (resources.cpuPeriodUs !== undefined && was.cpuPeriodUs !== undefined) previous.cpuPeriodUs = was.cpuPeriodUs;
+      if (resources.cpuShares !== undefined && was.cpuShares !== undefined) previous.cpuShares = was.cpuShares;
+      await this.cgroups.update(s.cgroup, previous).catch((r) => this.logger?.warn('failed to restore limits', { containerId: id, error: messageOf(r) }));
+      throw e;
+    }
     const merged: Resources = { ...s.resources };
     for (const [k, v] of Object.entries(resources) as [keyof Resources, number | null | undefined][]) {
       if (v === undefined) continue;

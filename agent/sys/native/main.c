@@ -1487,9 +1487,10 @@ static int shim_main(int foreground)
 /* ---------- exec (join a running container) ---------- */
 
 /*
- * exec: E (this process) opens the init's namespaces, joins its cgroups,
- * enters its cgroup, ipc, uts, net, pid and mount namespaces, and forks X,
- * which is in the container's pid namespace. X sets user, capabilities and
+ * exec: E (this process) opens the init's namespaces and the container's
+ * cgroup.procs files, enters its cgroup, ipc, uts, net, pid and mount
+ * namespaces, and forks X, which is in the container's pid namespace. X
+ * joins the cgroups through the opened files, sets user, capabilities and
  * no_new_privs, finds the executable in the container's PATH and execs it;
  * setup errors come back to E as MSG_ERROR on a socketpair (as for init).
  * E forwards signals, relays a terminal if asked, and exits with X's status.
@@ -1511,11 +1512,12 @@ static int exec_main(void)
 		if (nsfd[i] < 0)
 			die("exec: open %s: %s", p, strerror(errno));
 	}
+	/* Opened here, written by X: only the process itself joins the cgroups. */
+	int cgfd[16];
 	for (int i = 0; i < spec.ncgroups; i++) {
-		int fd = open(spec.cgroups[i], O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, "0", 1) < 0)
-			die("exec: join cgroup %s: %s", spec.cgroups[i], strerror(errno));
-		close(fd);
+		cgfd[i] = open(spec.cgroups[i], O_WRONLY | O_CLOEXEC);
+		if (cgfd[i] < 0)
+			die("exec: open %s: %s", spec.cgroups[i], strerror(errno));
 	}
 	for (size_t i = 0; i < 6; i++) {
 		if (setns(nsfd[i], order[i].type) < 0)
@@ -1557,6 +1559,9 @@ static int exec_main(void)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
 		init_sock = sv[1];
+		for (int i = 0; i < spec.ncgroups; i++)
+			if (write_all(cgfd[i], "0", 1) < 0)
+				fail("join cgroup %s", spec.cgroups[i]);
 		if (slave >= 0) {
 			if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
 				fail("make the pty the controlling terminal");
@@ -1592,6 +1597,8 @@ static int exec_main(void)
 		fail("exec \"%s\"", exe);
 	}
 	close(sv[1]);
+	for (int i = 0; i < spec.ncgroups; i++)
+		close(cgfd[i]);
 	if (slave >= 0)
 		close(slave);
 	int in_fd = -1;

@@ -81,6 +81,21 @@ describe('Runtime (FakeSys)', () => {
     assert.equal(sys.signals.length, 1);
   });
 
+  it('puts the old limits back when an update fails half-way', async () => {
+    await runtime.create('c1', bundle, { start: true });
+    const cg = `/sys/fs/cgroup/berth/${runtime.cgroupName('c1')}`;
+    // memory.max is written first, then pids.max fails.
+    const orig = sys.cgroupWrite.bind(sys);
+    let writes = 0;
+    sys.cgroupWrite = async (path: string, value: string) => {
+      if (++writes === 2 && path.endsWith('pids.max')) throw new Error('EINVAL');
+      return orig(path, value);
+    };
+    await assert.rejects(runtime.update('c1', { memoryBytes: 128 << 20, pidsMax: 10 }), /EINVAL/);
+    assert.equal(sys.files.get(`${cg}/memory.max`), String(64 << 20));
+    assert.equal((await runtime.state('c1')).resources.memoryBytes, 64 << 20);
+  });
+
   it('parses signal names and numbers', () => {
     assert.equal(signalNumber('TERM'), 15);
     assert.equal(signalNumber('SIGKILL'), 9);

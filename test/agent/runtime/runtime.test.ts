@@ -218,6 +218,15 @@ describe('Runtime (real containers)', function () {
     assert.deepEqual(lines, Array.from({ length: 300 - first }, (_, i) => `line-${first + i}`), 'lines are contiguous and in order');
   });
 
+  it('follows the log across rotations without losing or repeating lines', async () => {
+    const bundle = await f.bundle(['sh', '-c', 'i=0; while [ $i -lt 120 ]; do echo line-$i-padding-padding; i=$((i+1)); sleep 0.01; done']);
+    await f.runtime.create('c1', bundle, { start: true, logMaxBytes: 1500, logMaxFiles: 3 });
+    const seen: string[] = [];
+    for await (const e of f.runtime.logs('c1', { follow: true, pollMs: 5 })) seen.push(e.text);
+    assert.deepEqual(seen, Array.from({ length: 120 }, (_, i) => `line-${i}-padding-padding`));
+    assert.ok(existsSync(`${f.root}/c1/container.log.2`), 'the log rotated at least twice');
+  });
+
   it('follows the log until the container exits', async () => {
     const bundle = await f.bundle(['sh', '-c', 'echo a; sleep 0.5; echo b; sleep 0.5; echo c']);
     await f.runtime.create('c1', bundle, { start: true });
