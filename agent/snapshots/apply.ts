@@ -37,6 +37,14 @@ import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const WHITEOUT_PREFIX = '.wh.';
+/** The process umask, read once (reading it means setting it back at once). */
+const UMASK = (() => {
+  const old = process.umask(0o022);
+  process.umask(old);
+  return old;
+})();
+const CREATOR_UID = process.geteuid?.() ?? -1;
+const CREATOR_GID = process.getegid?.() ?? -1;
 const OPAQUE = '.wh..wh..opq';
 
 export interface ApplyOptions {
@@ -94,6 +102,7 @@ export class LayerApplier implements TarHandler {
   private readonly nodeMeta: Meta[] = [];
   private fd: number | undefined;
   private fileMeta: Meta | undefined;
+  private fileNeedsChmod = true;
   private entryName = '';
   private failed: Error | undefined;
 
@@ -238,8 +247,12 @@ export class LayerApplier implements TarHandler {
       }
       case 'file': {
         this.claim(rel, 'file');
-        this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        // Plain permission bits that the umask leaves alone are given at create
+        // time, saving an fchmod; special bits always need fchmod after fchown.
+        const direct = (e.mode & ~0o777) === 0 && (e.mode & UMASK) === 0;
+        this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
         this.fileMeta = meta;
+        this.fileNeedsChmod = !direct;
         break;
       }
       case 'symlink': {
@@ -292,8 +305,9 @@ export class LayerApplier implements TarHandler {
   entryEnd(): void {
     if (this.fd !== undefined && this.fileMeta !== undefined) {
       const m = this.fileMeta;
-      fchownSync(this.fd, m.uid, m.gid);
-      fchmodSync(this.fd, m.mode);
+      // New files belong to the creator (directories get setgid only at the end).
+      if (m.uid !== CREATOR_UID || m.gid !== CREATOR_GID) fchownSync(this.fd, m.uid, m.gid);
+      if (this.fileNeedsChmod) fchmodSync(this.fd, m.mode);
       futimesSync(this.fd, m.mtime, m.mtime);
       closeSync(this.fd);
       this.fd = undefined;
