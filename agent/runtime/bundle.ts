@@ -44,6 +44,10 @@ export interface RunOptions {
   hostNofileHard?: number;
   /** nameservers for resolv.conf; default: the host's non-loopback ones. */
   dns?: string[];
+  /** Join this network namespace (e.g. one CNI set up) instead of a new, empty one. */
+  netnsPath?: string;
+  /** Extra /etc/hosts lines: [hostname, address]. */
+  extraHosts?: [string, string][];
   annotations?: Record<string, string>;
 }
 
@@ -160,7 +164,13 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
   const nofile = options.nofile ?? { soft: Math.min(1024, hard), hard };
   const dns = options.dns ?? (await hostNameservers());
   await writeFile(join(dir, 'hostname'), `${hostname}\n`);
-  await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  const extra = (options.extraHosts ?? []).map(([name, address], i) => {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(name) || !/^[0-9A-Fa-f:.]+$/.test(address)) {
+      throw new InvalidArgumentError(`extraHosts[${i}]: expected a host name and an IP address, got "${name}" "${address}"`, { field: `extraHosts[${i}]` });
+    }
+    return `${address}\t${name}\n`;
+  }).join('');
+  await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${extra}`);
   await writeFile(join(dir, 'resolv.conf'), dns.map((d) => `nameserver ${d}\n`).join(''));
 
   const r = options.resources ?? {};
@@ -196,7 +206,10 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
     ],
     annotations: options.annotations ?? {},
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }, { type: 'cgroup' }],
+      namespaces: [
+        { type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' },
+        options.netnsPath ? { type: 'network', path: options.netnsPath } : { type: 'network' }, { type: 'cgroup' },
+      ],
       resources: {
         ...(r.memoryBytes !== undefined ? { memory: { limit: r.memoryBytes } } : {}),
         ...(r.cpus !== undefined || r.cpuShares !== undefined

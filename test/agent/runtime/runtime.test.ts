@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { parseSince, type LogEntry } from '../../../agent/runtime/index.js';
 import { RuntimeFixture } from './busybox.js';
 
@@ -29,6 +30,21 @@ describe('Runtime (real containers)', function () {
     assert.equal(exit.exitCode, 0);
     assert.equal(exit.reason, 'Completed');
     assert.deepEqual(await f.output('c1'), ['pid=1', 'box-one', 'box-one']);
+  });
+
+  it('joins a given network namespace and lists extra hosts', async () => {
+    const netns = `berth-test-${process.pid}`;
+    execFileSync('ip', ['netns', 'add', netns]);
+    try {
+      execFileSync('ip', ['-n', netns, 'link', 'add', 'berthv0', 'type', 'veth', 'peer', 'name', 'berthv1']);
+      const { exit, output } = await f.runToExit('c1', ['sh', '-c', 'ls /sys/class/net | tr "\\n" " "; echo; grep db.internal /etc/hosts'],
+        { netnsPath: `/run/netns/${netns}`, extraHosts: [['db.internal', '10.1.2.3']] });
+      assert.equal(exit.exitCode, 0);
+      assert.deepEqual(output[0]?.trim().split(' ').sort(), ['berthv0', 'berthv1', 'lo']);
+      assert.equal(output[1], '10.1.2.3\tdb.internal');
+    } finally {
+      execFileSync('ip', ['netns', 'delete', netns]);
+    }
   });
 
   it('hides host processes and mounts when the container lists them', async () => {
