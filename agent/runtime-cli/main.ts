@@ -101,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
   const verb = argv[i];
   const args = argv.slice(i + 1);
   if (!verb) throw new UsageError('missing command');
-  const sys = new LinuxSys();
+  const sys = new LinuxSys({ spawner: false }); // one container per run: no use keeping a spawner
   const runtime = new Runtime({ sys, cgroups: await detectCgroups(sys), root: globals.get('--root') ?? DEFAULT_ROOT });
 
   switch (verb) {

@@ -1,7 +1,7 @@
 /**
  * The real Sys: runs berth-helper, reads /proc, writes cgroupfs.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
@@ -21,6 +21,17 @@ export function defaultHelperPath(): string {
 
 export interface LinuxSysOptions {
   helperPath?: string;
+  /**
+   * Create containers through one long-lived `berth-helper spawner` (a fork
+   * per container instead of a process spawn from Node; default true). The
+   * spawner ends with this process; shims do not.
+   */
+  spawner?: boolean;
+}
+
+interface SpawnerReply {
+  lines: string[];
+  code: number;
 }
 
 function errnoOf(err: unknown): string | undefined {
@@ -29,12 +40,97 @@ function errnoOf(err: unknown): string | undefined {
 
 export class LinuxSys implements Sys {
   readonly helperPath: string;
+  private readonly useSpawner: boolean;
+  private spawnerProc: ChildProcess | undefined;
+  private spawnerQueue: Promise<unknown> = Promise.resolve();
+  private pending: { lines: string[]; resolve(r: SpawnerReply): void; reject(e: Error): void } | undefined;
 
   constructor(options: LinuxSysOptions = {}) {
     this.helperPath = options.helperPath ?? defaultHelperPath();
+    this.useSpawner = options.spawner ?? true;
   }
 
-  createContainer(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {
+  /** Starts the spawner if it is not running; it holds the event loop only while a request is pending. */
+  private spawner(): ChildProcess {
+    if (this.spawnerProc) return this.spawnerProc;
+    const child = spawn(this.helperPath, ['spawner'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let buffered = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      buffered += d;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        const done = /^done (\d+)$/.exec(line);
+        const p = this.pending;
+        if (!p) continue;
+        if (done) {
+          this.pending = undefined;
+          this.idle(child);
+          p.resolve({ lines: p.lines, code: Number(done[1]) });
+        } else {
+          p.lines.push(line);
+        }
+      }
+    });
+    child.stdin?.on('error', () => { /* reported through 'exit' */ });
+    const gone = (why: string): void => {
+      if (this.spawnerProc === child) this.spawnerProc = undefined;
+      const p = this.pending;
+      this.pending = undefined;
+      p?.reject(new ContainerSetupError(`the helper spawner ${why}`));
+    };
+    child.on('error', (e) => gone(`could not run "${this.helperPath}": ${e.message}`));
+    child.on('exit', (code, sig) => gone(`exited (${sig ?? code})`));
+    this.spawnerProc = child;
+    this.idle(child);
+    return child;
+  }
+
+  private idle(child: ChildProcess): void {
+    child.unref();
+    (child.stdout as unknown as { unref?(): void } | null)?.unref?.();
+    (child.stdin as unknown as { unref?(): void } | null)?.unref?.();
+  }
+
+  private busy(child: ChildProcess): void {
+    child.ref();
+    (child.stdout as unknown as { ref?(): void } | null)?.ref?.();
+    (child.stdin as unknown as { ref?(): void } | null)?.ref?.();
+  }
+
+  /** One request to the spawner; requests are answered in order, one at a time. */
+  private spawnerRequest(blob: Buffer): Promise<SpawnerReply> {
+    const run = (): Promise<SpawnerReply> => new Promise((resolve, reject) => {
+      const child = this.spawner();
+      this.pending = { lines: [], resolve, reject };
+      this.busy(child);
+      child.stdin?.write(`${blob.length}\n`);
+      child.stdin?.write(blob);
+    });
+    const reply = this.spawnerQueue.then(run, run);
+    this.spawnerQueue = reply.catch(() => undefined);
+    return reply;
+  }
+
+  /** Ends the spawner (containers and shims are not affected). */
+  close(): void {
+    this.spawnerProc?.stdin?.end();
+    this.spawnerProc = undefined;
+  }
+
+  async createContainer(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {
+    if (!this.useSpawner) return this.createBySpawn(spec, opts);
+    if (opts.signal?.aborted) throw new CancelledError();
+    const { lines, code } = await this.spawnerRequest(encodeInitSpec(spec));
+    const ok = lines.map((l) => /^ok (\d+) (\d+) (\d+)$/.exec(l)).find((m) => m);
+    if (code === 0 && ok) return { initPid: Number(ok[1]), shimPid: Number(ok[2]), initStartTime: Number(ok[3]) };
+    const report = lines.find((l) => l.startsWith('error '));
+    const detail = report ? report.slice(6) : (lines.join('; ').replace(/berth-helper: /g, '') || `helper exited with status ${code}`);
+    throw new ContainerSetupError(detail);
+  }
+
+  private createBySpawn(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {
     const blob = encodeInitSpec(spec);
     return new Promise((resolve, reject) => {
       if (opts.signal?.aborted) return reject(new CancelledError());

@@ -204,6 +204,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ runs, table, ratios, cold: coldTable, shim: { idle, rssKiB: rss, pssKiB: pss } }) + '\n');
   } finally {
     for (const c of await runtime.list().catch(() => [])) await runtime.delete(c.id, { force: true }).catch(() => undefined);
+    sys.close();
     if (undoHugetlb) await undoHugetlb();
     await rm(dir, { recursive: true, force: true });
   }

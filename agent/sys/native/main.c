@@ -19,6 +19,8 @@
  *            and its window size follows SIGWINCH.
  *   exec     join a running container (setns + cgroup) and exec a process;
  *            see exec_main().
+ *   spawner  long-lived: reads "<length>\n<spec>" requests on stdin and does
+ *            the shim role for each in a forked child; see spawner_main().
  *   fsops    filesystem operations for image unpacking (fsops.c, helper.h).
  *   version  prints the protocol version.
  *
@@ -202,6 +204,8 @@ static unsigned long long parse_num(const char *s, int base, const char *what)
 	return v;
 }
 
+static void parse_spec(char *buf, size_t len);
+
 /* Reads the whole spec from fd into a buffer that lives as long as the process. */
 static void read_spec(int fd)
 {
@@ -227,6 +231,12 @@ static void read_spec(int fd)
 			break;
 		len += (size_t)n;
 	}
+	parse_spec(buf, len);
+}
+
+/* Parses a spec held in memory; the buffer must outlive the spec. */
+static void parse_spec(char *buf, size_t len)
+{
 	if (len == 0 || buf[len - 1] != '\0')
 		die("spec: empty or not NUL-terminated (is fd 3 the spec?)");
 
@@ -1750,10 +1760,70 @@ static int detach_and_supervise(void)
 	return strncmp(buf, "ok ", 3) == 0 ? 0 : 1;
 }
 
+/*
+ * spawner: a long-lived helper the agent keeps so a container start costs a
+ * fork instead of Node spawning a process. Requests on stdin:
+ * "<length>\n<spec bytes>"; for each it forks P, which does what the "shim"
+ * role does (its stdout and stderr both go to the spawner's stdout: the
+ * "ok ..."/"error ..." line or a spec error), and then it writes
+ * "done <P's exit status>\n". One request at a time. Exits at end of input.
+ */
+static int spawner_main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (;;) {
+		char hdr[32];
+		size_t h = 0;
+		for (;;) {
+			ssize_t n = read(0, hdr + h, 1);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return 0;
+			if (hdr[h] == '\n' || ++h == sizeof hdr - 1)
+				break;
+		}
+		hdr[h] = 0;
+		char *endp;
+		unsigned long len = strtoul(hdr, &endp, 10);
+		if (*endp || len == 0 || len > SPEC_MAX)
+			die("spawner: bad request header \"%s\"", hdr);
+		char *buf = malloc(len);
+		if (!buf)
+			die("out of memory");
+		for (size_t got = 0; got < len;) {
+			ssize_t n = read(0, buf + got, len - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return 0;
+			got += (size_t)n;
+		}
+		fflush(stdout);
+		pid_t p = fork();
+		if (p < 0)
+			die("spawner: fork: %s", strerror(errno));
+		if (p == 0) {
+			dup2(1, 2);
+			close(0);
+			parse_spec(buf, len);
+			if (!spec.state_dir || !spec.rootfs)
+				die("spec: state and rootfs are required");
+			exit(detach_and_supervise());
+		}
+		free(buf);
+		int st = 0;
+		while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+			;
+		printf("done %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 255);
+		fflush(stdout);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		die("usage: berth-helper shim|run|exec|fsops|version ... (the spec on fd 3)");
+		die("usage: berth-helper shim|run|exec|spawner|fsops|version ... (the spec on fd 3)");
 	const char *role = argv[1];
 	force_walk = getenv("BERTH_HELPER_NO_OPENAT2") != NULL;
 	if (!strcmp(role, "version")) {
@@ -1767,6 +1837,8 @@ int main(int argc, char **argv)
 		}
 		return berth_fsops_main(argc - 1, argv + 1);
 	}
+	if (!strcmp(role, "spawner"))
+		return spawner_main();
 	if (!strcmp(role, "exec")) {
 		read_spec(3);
 		close(3);
@@ -1781,5 +1853,5 @@ int main(int argc, char **argv)
 			return shim_main(1);
 		return detach_and_supervise();
 	}
-	die("unknown role \"%s\" (expected shim, run, exec, fsops or version)", role);
+	die("unknown role \"%s\" (expected shim, run, exec, spawner, fsops or version)", role);
 }

@@ -91,6 +91,7 @@ export class RuntimeFixture {
         }
       });
     }
+    this.sys.close();
     await rm(this.dir, { recursive: true, force: true });
     if (errors.length > 0) throw new Error(`cleanup failed: ${errors.join('; ')}`);
   }

@@ -55,7 +55,7 @@ describe('berth-helper', function () {
   it('names the roles when the role is unknown', async () => {
     const r = await runHelper(['frobnicate']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /unknown role "frobnicate" \(expected shim, run, exec, fsops or version\)/);
+    assert.match(r.stderr, /unknown role "frobnicate" \(expected shim, run, exec, spawner, fsops or version\)/);
   });
 
   it('rejects a spec without the magic first string', async () => {
@@ -71,6 +71,21 @@ describe('berth-helper', function () {
     assert.match(noEnd.stderr, /spec: missing "end"/);
     const notNul = await runHelper(['shim'], Buffer.from('berth-spec-1'));
     assert.match(notNul.stderr, /spec: empty or not NUL-terminated/);
+  });
+
+  it('serves shim requests one after another as a spawner, surviving a bad one', async () => {
+    const good = encodeInitSpec(spec({ args: ['true'] }));
+    const child = spawn(HELPER, ['spawner'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdin.write(`5\nhello${good.length}\n`);
+    child.stdin.end(good);
+    await new Promise((r) => child.on('close', r));
+    const lines = out.trim().split('\n');
+    assert.deepEqual(lines[0], 'berth-helper: spec: empty or not NUL-terminated (is fd 3 the spec?)');
+    assert.equal(lines[1], 'done 1');
+    assert.match(lines[2] ?? '', /^error bind rootfs ".*\/rootfs" onto itself: No such file or directory$/);
+    assert.equal(lines[3], 'done 1');
   });
 
   it('reports the failing setup stage on stdout and records it in exit.json', async () => {
