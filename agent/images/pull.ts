@@ -354,11 +354,25 @@ export class ImagePuller {
     const ended = once(gunzip, 'end');
     ended.catch(() => undefined);
     try {
+      // Network chunks (~64 KiB) are batched to 256 KiB: each write is one
+      // trip to the thread pool, and fewer, larger trips inflate faster.
+      let batch: Buffer[] = [];
+      let batched = 0;
+      const flush = async (): Promise<void> => {
+        if (batched === 0) return;
+        const input = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
+        batch = [];
+        batched = 0;
+        if (!gunzip.write(input)) await once(gunzip, 'drain');
+      };
       for await (const chunk of source) {
         if (failed !== undefined || gunzip.destroyed) break;
         onCompressed(chunk);
-        if (!gunzip.write(chunk)) await once(gunzip, 'drain');
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= 256 * 1024) await flush();
       }
+      if (failed === undefined && !gunzip.destroyed) await flush();
       if (failed === undefined) {
         gunzip.end();
         await ended;
