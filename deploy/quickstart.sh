@@ -33,7 +33,7 @@ AGENT_PORT="${BERTH_QS_AGENT_PORT:-7071}"
 NODE="${BERTH_QS_NODE:-$(hostname -s 2>/dev/null | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9-\n' '-')}"
 NODE="${NODE:-node1}"
 WAIT_SECONDS="${BERTH_QS_WAIT_SECONDS:-60}"            # for each service to be ready
-WORKLOAD_WAIT_SECONDS="${BERTH_QS_WORKLOAD_WAIT_SECONDS:-30}"  # for hello's replicas
+WORKLOAD_WAIT_SECONDS="${BERTH_QS_WORKLOAD_WAIT_SECONDS:-15}"  # for hello's replicas
 DEMO_IMAGES="${BERTH_QS_IMAGES:-busybox,whalesay}"
 
 ETCD_URL="http://127.0.0.1:${ETCD_PORT}"

@@ -5,3 +5,4 @@ export * from './registry.js';
 export * from './records.js';
 export * from './pull.js';
 export * from './service.js';
+export * from './progress.js';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { startRegistry, type RegistryService } from '../../harness/index.js';
 import { busyboxLayer, makeTar, pushImage } from './fixtures.js';
 import { makeStack, type Stack } from './stack.js';
-import { toProtoImageRecord } from '../../../agent/images/index.js';
+import { pullWithProgress, toProtoImageRecord } from '../../../agent/images/index.js';
+import type { PullProgress } from '../../../proto/gen/berth/v1/types.js';
 
 describe('ImageService', () => {
   let registry: RegistryService;
@@ -88,6 +89,23 @@ describe('ImageService', () => {
     await svc.pull('library/busybox:1.35');
     await assert.rejects(svc.remove('library/busybox:1.35'), /in use by containers "web-1", "web-2"/);
     await assert.rejects(svc.remove('library/busybox:9.9'), /image "library\/busybox:9.9" not found on this node/);
+  });
+
+  it('turns a pull into PullProgress messages ending with one finished message', async () => {
+    stack = makeStack({ defaultRegistry: registry.host });
+    const messages: PullProgress[] = [];
+    const ok = await pullWithProgress(stack.service, 'tools/app:v1', 'node-a', (m) => messages.push(m));
+    assert.ok(ok.record);
+    const last = messages.at(-1)!;
+    assert.equal(messages.filter((m) => m.finished).length, 1);
+    assert.deepEqual([last.finished, last.error, last.digest, last.node, last.reference], [true, '', ok.record.digest, 'node-a', `${registry.host}/tools/app:v1`]);
+    assert.equal(last.layers.length, 2);
+    const failed: PullProgress[] = [];
+    const bad = await pullWithProgress(stack.service, 'tools/nosuch:v1', 'node-a', (m) => failed.push(m));
+    assert.ok(bad.error);
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0]!.finished, true);
+    assert.match(failed[0]!.error, /404/);
   });
 
   it('searches the registry catalog and lists tags', async () => {
