@@ -21,7 +21,7 @@ import { CancelledError, ErrorCode, BerthError, messageOf } from '../../lib/erro
 import type { Logger } from '../../lib/logging.js';
 import { formatImageReference, parseImageReference } from '../../lib/reference.js';
 import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
-import type { ContentStore, Descriptor } from '../content/index.js';
+import { sha256Digest, type ContentStore, type Descriptor } from '../content/index.js';
 import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';
 import type { NodeMaker } from '../sys/fsops.js';
 import { ManifestError, PullError } from './errors.js';
@@ -122,10 +122,9 @@ export class ImagePuller {
       const limit = this.opts.maxConfigSize ?? 8 * 1024 * 1024;
       if (manifest.config.size > limit) throw new ManifestError(image, `config of "${image}" is ${manifest.config.size} bytes (expected at most ${limit})`, { digest: manifest.config.digest });
       configBytes = await client.blobBytes(registry, repository, manifest.config.digest, manifest.config.size, { signal });
-      try {
-        await content.putBytes(manifest.config, configBytes);
-      } catch (err) {
-        throw new ManifestError(image, `failed to pull config of "${image}": ${messageOf(err)}`, { digest: manifest.config.digest, cause: err });
+      const actual = sha256Digest(configBytes);
+      if (actual !== manifest.config.digest || configBytes.length !== manifest.config.size) {
+        throw new ManifestError(image, `failed to pull config of "${image}": got ${configBytes.length} bytes with digest "${actual}", expected ${manifest.config.size} bytes with digest "${manifest.config.digest}"`, { digest: manifest.config.digest });
       }
     }
     const config = parseConfig(image, configBytes, manifest.config.digest);
@@ -177,7 +176,8 @@ export class ImagePuller {
     }
     report(true);
 
-    // Manifest (and index) blobs, then the record.
+    // Config, manifest (and index) blobs, then the record: a failed pull stores none of them.
+    await content.putBytes(manifest.config, configBytes);
     await content.putBytes({ mediaType: manifestType, digest: manifestDigest, size: manifestBytes.length }, manifestBytes);
     if (indexDigest !== undefined) await content.putBytes({ mediaType: first.mediaType, digest: indexDigest, size: first.bytes.length }, first.bytes);
     const layers: LayerRecord[] = jobs.map((j) => ({ digest: j.desc.digest, mediaType: j.desc.mediaType, size: j.desc.size, diffId: j.diffId, chainId: j.chainId }));

@@ -14,6 +14,7 @@ function assertNothingLeft(stack: Stack, layerDigests: string[]): void {
   assert.deepEqual(dir('snapshots/tmp'), [], 'no temp unpack dir');
   assert.deepEqual(dir('content/ingest'), [], 'no partial blob');
   for (const d of layerDigests) assert.ok(!dir('content/sha256').includes(d.slice(7)), `no blob ${d}`);
+  assert.deepEqual(dir('content/sha256'), [], 'no blob at all (config and manifest are stored only on success)');
   assert.ok(!existsSync(join(stack.root, 'images', 'records.json')), 'no image record');
 }
 
