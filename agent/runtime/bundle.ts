@@ -6,7 +6,8 @@
  *   - a command given at run time replaces the image's Cmd;
  *   - args = entrypoint ++ cmd; neither -> error;
  *   - env: the image's, then the run options' (same key: the later wins),
- *     PATH defaulted, HOSTNAME set, TERM=xterm with a tty;
+ *     PATH defaulted, HOSTNAME set, TERM=xterm with a tty, HOME from the
+ *     user's /etc/passwd entry ("/" without one) unless set;
  *   - working dir: run option, image, "/";  user: run option, image, root.
  * The bundle also gets hostname, hosts and resolv.conf files that are
  * bind-mounted over /etc/{hostname,hosts,resolv.conf} in the container.
@@ -99,7 +100,12 @@ async function readInRoot(rootfs: string, path: string): Promise<string | undefi
 
 /** Resolves a Docker-style user spec against the rootfs's /etc/passwd and /etc/group. */
 export async function resolveUser(rootfs: string, spec: string): Promise<{ uid: number; gid: number; additionalGids: number[] }> {
-  if (spec === '') return { uid: 0, gid: 0, additionalGids: [] };
+  const { home: _home, ...user } = await lookupUser(rootfs, spec === '' ? '0' : spec);
+  return user;
+}
+
+/** resolveUser plus the home directory from /etc/passwd (undefined when the user has no entry). */
+async function lookupUser(rootfs: string, spec: string): Promise<{ uid: number; gid: number; additionalGids: number[]; home: string | undefined }> {
   const [userPart = '', groupPart] = spec.split(':', 2);
   const passwd = (await readInRoot(rootfs, 'etc/passwd')) ?? '';
   const group = (await readInRoot(rootfs, 'etc/group')) ?? '';
@@ -108,16 +114,18 @@ export async function resolveUser(rootfs: string, spec: string): Promise<{ uid: 
   let uid: number;
   let gid: number | undefined;
   let name: string | undefined;
+  let home: string | undefined;
   if (/^\d+$/.test(userPart)) {
     uid = Number(userPart);
     const pw = pwEntries.find((f) => Number(f[2]) === uid);
-    if (pw) { gid = Number(pw[3]); name = pw[0]; }
+    if (pw) { gid = Number(pw[3]); name = pw[0]; home = pw[5]; }
   } else {
     const pw = pwEntries.find((f) => f[0] === userPart);
     if (!pw) throw new InvalidArgumentError(`user: no user "${userPart}" in the image's /etc/passwd`, { field: 'user' });
     uid = Number(pw[2]);
     gid = Number(pw[3]);
     name = userPart;
+    home = pw[5];
   }
   if (groupPart !== undefined) {
     if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
@@ -132,7 +140,7 @@ export async function resolveUser(rootfs: string, spec: string): Promise<{ uid: 
     .map((f) => Number(f[2]))
     .filter((g) => g !== gid);
   if (!Number.isSafeInteger(uid) || uid < 0 || uid > 0xfffffffe) throw new InvalidArgumentError(`user: bad uid in "${spec}"`, { field: 'user' });
-  return { uid, gid: gid ?? 0, additionalGids };
+  return { uid, gid: gid ?? 0, additionalGids, home: home || undefined };
 }
 
 /** This process's NOFILE hard limit (a container cannot get more). */
@@ -155,7 +163,9 @@ async function hostNameservers(): Promise<string[]> {
 export async function writeBundle(dir: string, rootfs: string, image: ImageConfig, options: RunOptions = {}): Promise<OciSpec> {
   const merged = mergeProcess(image, options);
   const rootfsAbs = isAbsolute(rootfs) ? rootfs : join(dir, rootfs);
-  const user = await resolveUser(rootfsAbs, merged.user);
+  const { home, ...user } = await lookupUser(rootfsAbs, merged.user === '' ? '0' : merged.user);
+  // Docker sets HOME from the user's passwd entry ("/" without one) unless given.
+  if (!merged.env.some((e) => e.startsWith('HOME='))) merged.env.push(`HOME=${home ?? '/'}`);
   const hostname = options.hostname ?? 'berth';
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(hostname)) {
     throw new InvalidArgumentError(`hostname: expected letters, digits, "." and "-" (at most 63), got "${hostname}"`, { field: 'hostname' });

@@ -74,8 +74,8 @@ describe('Runtime (real containers)', function () {
   });
 
   it('drops all effective capabilities when it runs as a non-root user', async () => {
-    const { output } = await f.runToExit('c1', ['sh', '-c', 'id -u; id -g; grep CapEff /proc/self/status'], { user: 'nobody' });
-    assert.deepEqual(output, ['65534', '65534', 'CapEff:\t0000000000000000']);
+    const { output } = await f.runToExit('c1', ['sh', '-c', 'id -u; id -g; grep CapEff /proc/self/status; echo $HOME'], { user: 'nobody' });
+    assert.deepEqual(output, ['65534', '65534', 'CapEff:\t0000000000000000', '/nonexistent']);
   });
 
   it('masks and write-protects kernel paths when the container reads them', async () => {
