@@ -10,7 +10,7 @@
  * container snapshot refers to.
  */
 import { FailedPreconditionError } from '../../lib/errors.js';
-import { formatImageReference, parseImageReference } from '../../lib/reference.js';
+import { formatImageReference, parseImageReference, repositoryProblem } from '../../lib/reference.js';
 import type { ContentStore } from '../content/index.js';
 import type { Snapshotter } from '../snapshots/index.js';
 import { ManifestError } from './errors.js';
@@ -162,7 +162,8 @@ export class ImageService {
   async search(term: string, opts: { registry?: string; signal?: AbortSignal } = {}): Promise<SearchResult[]> {
     const registry = opts.registry ?? this.opts.defaultRegistry;
     if (!registry) throw new FailedPreconditionError('failed to search: no registry given and no default registry configured');
-    const repos = (await this.opts.client.catalog(registry, { signal: opts.signal })).filter((r) => r.includes(term));
+    // Names from the registry are input too: only valid repository names are used in URLs.
+    const repos = (await this.opts.client.catalog(registry, { signal: opts.signal })).filter((r) => r.includes(term) && repositoryProblem(r) === undefined);
     const out: SearchResult[] = [];
     for (const repository of repos.slice(0, 100)) {
       out.push({ registry, repository, tags: (await this.opts.client.tags(registry, repository, { signal: opts.signal })).sort() });

@@ -151,6 +151,13 @@ describe('LayerApplier', () => {
     });
   });
 
+  it('fails clearly when the fsops helper cannot start', async () => {
+    const tar = makeTar([{ name: 'd/.wh.x', data: '' }]);
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker: new HelperNodeMaker({ helperPath: join(dir, 'no-such-helper') }), maxSize: 1 << 20, image: 'img', digest: 'sha256:layer' });
+    a.write(tar);
+    await assert.rejects(a.finish(), /failed to unpack layer "sha256:layer" of image "img": entry "d\/x": failed to start fsops helper ".*no-such-helper"/);
+  });
+
   it('names the entry of a hard link to a directory', async () => {
     await assert.rejects(apply([{ name: 'd/', type: '5' }, { name: 'h', type: '1', linkname: 'd' }]), /entry "h": hard link target "d" is a directory/);
   });
