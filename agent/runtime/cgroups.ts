@@ -70,6 +70,16 @@ export interface CgroupOptions {
 
 const UNLIMITED_V1 = 9223372036854771712;
 
+/**
+ * CPU use between two samples, in percent of one core (200 = two cores busy),
+ * from cumulative usage and the times the samples were read (ms).
+ */
+export function cpuPercent(before: { cpuUsageNs: number; readAt: number }, after: { cpuUsageNs: number; readAt: number }): number {
+  const wallNs = (after.readAt - before.readAt) * 1e6;
+  if (wallNs <= 0) return 0;
+  return Math.max(0, ((after.cpuUsageNs - before.cpuUsageNs) / wallNs) * 100);
+}
+
 /** Converts v1 cpu shares to a v2 weight (the mapping runc and crun use). */
 export function sharesToWeight(shares: number): number {
   return 1 + Math.floor(((shares - 2) * 9999) / 262142);

@@ -1,7 +1,7 @@
 /** cgroup managers through FakeSys (v2, which this machine lacks) and detection. */
 import assert from 'node:assert/strict';
 import { FakeSys } from '../../../agent/sys/fake.js';
-import { CgroupV1Manager, CgroupV2Manager, detectCgroups, sharesToWeight } from '../../../agent/runtime/index.js';
+import { CgroupV1Manager, CgroupV2Manager, cpuPercent, detectCgroups, sharesToWeight } from '../../../agent/runtime/index.js';
 
 describe('detectCgroups', () => {
   it('picks v1 nested under this process when memory is a v1 hierarchy (hybrid layout)', async () => {
@@ -134,6 +134,14 @@ describe('CgroupV1Manager', () => {
     const removed = sys.callsOf('cgroupRmdir').map((a) => a[0]);
     assert.deepEqual(removed.slice(0, 4), ['/m/berth/c1', '/c/berth/c1', '/a/berth/c1', '/p/berth/c1']);
     assert.ok(removed.includes('/m/berth'));
+  });
+});
+
+describe('cpuPercent', () => {
+  it('turns two cumulative samples into percent of a core', () => {
+    assert.equal(cpuPercent({ cpuUsageNs: 0, readAt: 1000 }, { cpuUsageNs: 500_000_000, readAt: 2000 }), 50);
+    assert.equal(cpuPercent({ cpuUsageNs: 0, readAt: 1000 }, { cpuUsageNs: 2_000_000_000, readAt: 2000 }), 200);
+    assert.equal(cpuPercent({ cpuUsageNs: 5, readAt: 1000 }, { cpuUsageNs: 5, readAt: 1000 }), 0);
   });
 });
 

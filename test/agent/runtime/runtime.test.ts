@@ -188,6 +188,7 @@ describe('Runtime (real containers)', function () {
     assert.equal(await read('pids', 'pids.max'), '100');
     const stats = await f.runtime.stats('c1');
     assert.equal(stats.memoryLimitBytes, 128 << 20);
+    assert.ok(stats.cpuUsageNs > 0, 'cpuacct.usage counts the container');
     assert.equal(stats.pidsMax, 100);
     assert.ok(stats.pidsCurrent >= 1);
     assert.ok(stats.memoryUsageBytes > 0);
