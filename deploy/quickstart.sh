@@ -330,19 +330,37 @@ stop_service() {
   rm -f "$(pid_file "$name")"
 }
 
-# Containers the agent started are children of the agent's container tree; if
-# any process still runs with its root under the agent's dir, stop it too.
-stop_leftover_containers() {
-  local pid root left=()
-  for pid in /proc/[0-9]*; do
-    pid="${pid#/proc/}"
-    root="$(readlink "/proc/$pid/root" 2>/dev/null || true)"
-    [[ "$root" == "$STATE/agent/"* ]] && left+=("$pid")
-  done
-  ((${#left[@]} == 0)) && return 0
-  say "stopping ${#left[@]} container process(es) left by the agent: ${left[*]}"
-  kill -KILL "${left[@]}" 2>/dev/null || true
-  sleep 0.5
+# Containers outlive the agent (a shim per container supervises each one), so
+# `down` stops them itself with berth-runtime, over every runtime state dir
+# under the agent's root (a dir of per-container dirs that hold shim.pid).
+# ACTION is "stop" (keeps their state and logs) or "delete" (removes them).
+containers() {
+  local action="$1" root dir id n=0
+  local runtime_cli="$BERTH_REPO/dist/agent/runtime-cli/main.js"
+  [[ -d "$STATE/agent" ]] || return 0
+  while read -r root; do
+    [[ -n "$root" ]] || continue
+    for dir in "$root"/*/; do
+      [[ -f "$dir/state.json" ]] || continue
+      id="$(basename "$dir")"
+      if [[ ! -f "$runtime_cli" ]]; then
+        warn "cannot $action container $id: $runtime_cli is missing (build Berth first)"
+        continue
+      fi
+      n=$((n + 1))
+      if [[ "$action" == stop ]]; then
+        node "$runtime_cli" --root "$root" stop --time 10 "$id" >/dev/null 2>&1 \
+          || node "$runtime_cli" --root "$root" state "$id" 2>/dev/null | grep -q '"stopped"' \
+          || warn "could not stop container $id (runtime root $root)"
+      else
+        node "$runtime_cli" --root "$root" delete --force "$id" >/dev/null 2>&1 \
+          || warn "could not delete container $id (runtime root $root)"
+      fi
+    done
+  done < <(find "$STATE/agent" -xdev -name shim.pid -printf '%h\n' 2>/dev/null | xargs -r -n1 dirname | sort -u)
+  if ((n > 0)); then
+    if [[ "$action" == stop ]]; then say "stopped $n container(s)"; else say "deleted $n container(s)"; fi
+  fi
 }
 
 purge() {
@@ -370,7 +388,7 @@ cmd_down() {
     name="${SERVICES[$i]}"
     stop_service "$name"
   done
-  stop_leftover_containers
+  if ((purge_too == 1)); then containers delete; else containers stop; fi
   say "the quickstart cluster is stopped"
   if ((purge_too == 1)); then purge; else say "data kept in $STATE (delete it with: $0 down --purge)"; fi
 }
