@@ -4,7 +4,7 @@
 #
 #   deploy/install.sh [--no-build]
 #
-#   1. Debian packages (apt-get update only when a package is missing)
+#   1. Debian packages (apt-get update only when a package or the lists are missing)
 #   2. Node.js >= 20.19 must already be on PATH (Debian 12's nodejs is 18: too old)
 #   3. npm ci, when node_modules is missing or package-lock.json changed
 #   4. npm run build, when a source file changed since the last build
