@@ -15,7 +15,7 @@
 import { readFile, realpath, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import { InvalidArgumentError } from '../../lib/errors.js';
-import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type OciSpec } from './oci.js';
+import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, SECCOMP_ANNOTATION, type OciSpec } from './oci.js';
 
 export interface ImageConfig {
   Entrypoint?: string[] | null;
@@ -47,6 +47,8 @@ export interface RunOptions {
   dns?: string[];
   /** Join this network namespace (e.g. one CNI set up) instead of a new, empty one. */
   netnsPath?: string;
+  /** Berth's default seccomp filter (default) or none. */
+  seccomp?: 'default' | 'unconfined';
   /** Extra /etc/hosts lines: [hostname, address]. */
   extraHosts?: [string, string][];
   annotations?: Record<string, string>;
@@ -214,7 +216,7 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
       { destination: '/etc/hosts', type: 'bind', source: join(dir, 'hosts'), options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: join(dir, 'resolv.conf'), options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
     ],
-    annotations: options.annotations ?? {},
+    annotations: { [SECCOMP_ANNOTATION]: options.seccomp ?? 'default', ...options.annotations },
     linux: {
       namespaces: [
         { type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' },

@@ -73,6 +73,13 @@ export interface OciSpec {
   };
 }
 
+/**
+ * Annotation that selects Berth's built-in seccomp filter ("default") or none
+ * ("unconfined", the same as leaving it out). OCI `linux.seccomp` profiles
+ * are not interpreted (rejected).
+ */
+export const SECCOMP_ANNOTATION = 'io.berth.seccomp';
+
 /** Linux capability names in bit order (CAP_CHOWN = 0 ...). */
 export const CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
@@ -154,6 +161,8 @@ export interface ResolvedConfig {
   args: string[];
   env: string[];
   noNewPrivileges: boolean;
+  /** From the annotation io.berth.seccomp ("default"; absent or "unconfined" = none). */
+  seccomp?: 'default';
   terminal: boolean;
   consoleSize?: { rows: number; cols: number };
   capabilities: InitCapabilities;
@@ -441,10 +450,15 @@ export function resolveConfig(
     } else Object.assign(annotations, raw['annotations']);
   }
 
+  const seccompAnnotation = annotations[SECCOMP_ANNOTATION];
+  if (seccompAnnotation !== undefined && seccompAnnotation !== 'default' && seccompAnnotation !== 'unconfined') {
+    bad(`annotations.${SECCOMP_ANNOTATION}`, `expected "default" or "unconfined", got "${seccompAnnotation}"`);
+  }
   if (problems.length > 0) throw new ValidationError(problems, { source: 'config.json' });
   return {
     rootfs, rootfsReadonly, ...(hostname !== undefined ? { hostname } : {}), cwd, uid, gid, additionalGids, args, env,
-    noNewPrivileges, terminal, ...(consoleSize ? { consoleSize } : {}), capabilities: caps, rlimits, mounts, maskedPaths, readonlyPaths, joinNamespaces,
+    noNewPrivileges, ...(seccompAnnotation === 'default' ? { seccomp: 'default' as const } : {}),
+    terminal, ...(consoleSize ? { consoleSize } : {}), capabilities: caps, rlimits, mounts, maskedPaths, readonlyPaths, joinNamespaces,
     resources, annotations,
   };
 }

@@ -544,6 +544,7 @@ export class Runtime {
     return this.sys.execInContainer({
       targetPid: s.pid, args: options.args, env: [...env].map(([k, v]) => `${k}=${v}`), cwd, ...user,
       capabilities: cfg.capabilities, noNewPrivileges: cfg.noNewPrivileges, terminal: options.tty === true,
+      ...(cfg.seccomp ? { seccomp: cfg.seccomp } : {}),
       ...(options.consoleSize ? { consoleSize: options.consoleSize } : {}), cgroupProcs: s.cgroup.procs,
     }, { stdio: options.stdio ?? 'pipe', ...(options.input !== undefined ? { input: options.input } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   }

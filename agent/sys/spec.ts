@@ -42,6 +42,8 @@ export interface InitSpec {
   args: string[];
   env: string[];
   noNewPrivileges: boolean;
+  /** Install Berth's default seccomp filter (berth-helper install_seccomp) right before exec. */
+  seccomp?: 'default';
   /** Give the process a pty from the container's devpts (the shim keeps the master). */
   terminal: boolean;
   /** Initial window size of the pty. */
@@ -90,6 +92,7 @@ export function encodeInitSpec(spec: InitSpec): Buffer {
   spec.args.forEach((a, i) => put(`args[${i}]`, 'arg', a));
   spec.env.forEach((e, i) => put(`env[${i}]`, 'env', e));
   if (spec.noNewPrivileges) put('noNewPrivileges', 'no-new-privileges');
+  if (spec.seccomp) put('seccomp', 'seccomp', spec.seccomp);
   if (spec.terminal) put('terminal', 'terminal');
   if (spec.consoleSize) put('consoleSize', 'winsize', int('consoleSize.rows', spec.consoleSize.rows), int('consoleSize.cols', spec.consoleSize.cols));
   if (spec.autostart) put('autostart', 'autostart');
@@ -122,6 +125,7 @@ export interface ExecSpec {
   additionalGids: number[];
   capabilities?: InitCapabilities;
   noNewPrivileges: boolean;
+  seccomp?: 'default';
   terminal: boolean;
   consoleSize?: { rows: number; cols: number };
   /** cgroup.procs files of the container. */
@@ -137,6 +141,7 @@ export function encodeExecSpec(spec: ExecSpec): Buffer {
     cgroupProcs: spec.cgroupProcs, joinNamespaces: [],
     ...(spec.capabilities ? { capabilities: spec.capabilities } : {}),
     ...(spec.consoleSize ? { consoleSize: spec.consoleSize } : {}),
+    ...(spec.seccomp ? { seccomp: spec.seccomp } : {}),
   });
   if (!Number.isSafeInteger(spec.targetPid) || spec.targetPid <= 1) {
     throw new InvalidArgumentError(`targetPid: expected a host pid above 1, got ${spec.targetPid}`, { field: 'targetPid' });

@@ -32,7 +32,8 @@
  *   C ("container init") runs init_main(): joins the cgroups, unshares the
  *   cgroup namespace, prepares the root filesystem, pivots, masks paths, sets
  *   rlimits, user, capabilities and no_new_privs, then reports READY and waits
- *   for START; on START it closes every fd above 2 and execve()s the process.
+ *   for START; on START it closes every fd above 2, installs the seccomp
+ *   filter (if asked) and execve()s the process.
  *
  * HANDSHAKE S <-> C (socketpair AF_UNIX SOCK_SEQPACKET, one struct msg each)
  *   C -> S  MSG_READY   setup done, the process is about to be exec'd on START
@@ -70,7 +71,7 @@
  *   records: a keyword followed by a fixed number of arguments:
  *     state DIR | rootfs PATH | rootfs-readonly | hostname NAME | cwd PATH
  *     user UID GID | group GID | arg S | env S | no-new-privileges | terminal
- *     winsize ROWS COLS
+ *     winsize ROWS COLS | seccomp default
  *     caps BOUNDING EFFECTIVE PERMITTED INHERITABLE AMBIENT   (hex masks)
  *     rlimit NAME SOFT HARD        (NAME like RLIMIT_NOFILE; decimal)
  *     mount DEST TYPE SOURCE FLAGS DATA   (FLAGS: decimal MS_* bits)
@@ -85,11 +86,15 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/audit.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,7 +145,7 @@ struct ns_entry {
 struct spec {
 	const char *state_dir, *rootfs, *hostname, *cwd, *log_path, *oom_file;
 	pid_t target; /* exec: host pid of the container's init */
-	int rootfs_readonly, no_new_privs, terminal, autostart;
+	int rootfs_readonly, no_new_privs, terminal, autostart, seccomp;
 	unsigned short rows, cols;
 	long long log_max;
 	int log_files;
@@ -267,6 +272,12 @@ static void parse_spec(char *buf, size_t len)
 			spec.env[spec.nenv++] = NEXT("env");
 		} else if (!strcmp(k, "no-new-privileges")) spec.no_new_privs = 1;
 		else if (!strcmp(k, "terminal")) spec.terminal = 1;
+		else if (!strcmp(k, "seccomp")) {
+			const char *profile = NEXT("seccomp profile");
+			if (strcmp(profile, "default") != 0)
+				die("spec: unknown seccomp profile \"%s\" (expected default)", profile);
+			spec.seccomp = 1;
+		}
 		else if (!strcmp(k, "autostart")) spec.autostart = 1;
 		else if (!strcmp(k, "target")) spec.target = (pid_t)parse_num(NEXT("target"), 10, "target");
 		else if (!strcmp(k, "winsize")) {
@@ -851,6 +862,54 @@ static void set_caps(void)
 			fail("raise ambient capability %d", c);
 }
 
+/*
+ * Berth's default seccomp filter: a deny list in the spirit of Docker's
+ * default profile for what capabilities do not already guard. Denied with
+ * EPERM: keyrings, kernel modules, kexec/reboot, bpf, perf events,
+ * userfaultfd, io_uring, mount/namespace calls (unshare, setns, and clone
+ * with any CLONE_NEW* flag: no user namespaces from inside), handle-based
+ * opens, raw port I/O, clock and accounting changes, syslog, quotactl.
+ * clone3 gets ENOSYS so libc falls back to clone, whose flags can be checked.
+ * Other architectures' syscalls (x32, i386) are refused.
+ */
+static void install_seccomp(void)
+{
+	static const int denied[] = {
+		__NR_add_key, __NR_keyctl, __NR_request_key, __NR_init_module, __NR_finit_module, __NR_delete_module,
+		__NR_kexec_load, __NR_kexec_file_load, __NR_reboot, __NR_bpf, __NR_perf_event_open, __NR_userfaultfd,
+		__NR_io_uring_setup, __NR_io_uring_enter, __NR_io_uring_register, __NR_mount, __NR_umount2,
+		__NR_pivot_root, __NR_unshare, __NR_setns, __NR_open_by_handle_at, __NR_name_to_handle_at, __NR_iopl,
+		__NR_ioperm, __NR_acct, __NR_settimeofday, __NR_clock_settime, __NR_clock_adjtime, __NR_syslog,
+		__NR_quotactl, __NR_swapon, __NR_swapoff, __NR_lookup_dcookie, __NR_vhangup, __NR_fsopen, __NR_fsmount,
+		__NR_fsconfig, __NR_move_mount, __NR_open_tree, __NR_mount_setattr,
+	};
+	enum { N = sizeof denied / sizeof denied[0] };
+	struct sock_filter f[6 + 2 * N + 7];
+	size_t i = 0;
+	const unsigned ns_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
+				  CLONE_NEWNET | CLONE_NEWCGROUP;
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32 */, 0, 1);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	for (size_t d = 0; d < N; d++) {
+		f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[d], 0, 1);
+		f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	}
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+	f[i++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, ns_flags, 0, 1);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	f[i++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = { .len = (unsigned short)i, .filter = f };
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+		fail("install the seccomp filter");
+}
+
 static const char *env_path(void)
 {
 	for (int i = 0; i < spec.nenv; i++)
@@ -1008,6 +1067,8 @@ static void init_main(int sock, int in, int out, int err)
 	sigset_t all;
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (spec.seccomp)
+		install_seccomp(); /* last: nothing after it but execve */
 	execve(exe, spec.args, spec.env);
 	fail("exec \"%s\"", exe);
 }
@@ -1603,6 +1664,8 @@ static int exec_main(void)
 				fcntl(fd, F_SETFD, FD_CLOEXEC);
 		spec.args[spec.nargs] = NULL;
 		spec.env[spec.nenv] = NULL;
+		if (spec.seccomp)
+			install_seccomp();
 		execve(exe, spec.args, spec.env);
 		fail("exec \"%s\"", exe);
 	}

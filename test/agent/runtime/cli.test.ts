@@ -39,7 +39,7 @@ describe('berth-runtime', function () {
     const created = JSON.parse((await cli(f.root, ['state', 'c1'])).stdout) as Record<string, unknown>;
     assert.deepEqual(
       { ...created, pid: undefined },
-      { ociVersion: '1.0.2', id: 'c1', status: 'created', pid: undefined, bundle, annotations: {} },
+      { ociVersion: '1.0.2', id: 'c1', status: 'created', pid: undefined, bundle, annotations: { 'io.berth.seccomp': 'default' } },
     );
     assert.equal(created['pid'], Number(await readFile(pidFile, 'utf8')));
 

@@ -53,6 +53,13 @@ describe('resolveConfig', () => {
     assert.throws(() => resolveConfig(unknown, '/b'), /unknown capability "CAP_NOPE"/);
   });
 
+  it('selects the seccomp filter by annotation and rejects unknown profiles', () => {
+    assert.equal(resolveConfig({ ...base(), annotations: { 'io.berth.seccomp': 'default' } }, '/b').seccomp, 'default');
+    assert.equal(resolveConfig({ ...base(), annotations: { 'io.berth.seccomp': 'unconfined' } }, '/b').seccomp, undefined);
+    assert.throws(() => resolveConfig({ ...base(), annotations: { 'io.berth.seccomp': 'strict' } }, '/b'),
+      /annotations\.io\.berth\.seccomp: expected "default" or "unconfined", got "strict"/);
+  });
+
   it('turns resources into limits', () => {
     const cfg = resolveConfig({ ...base(), linux: { ...base().linux, resources: { memory: { limit: 64 << 20 }, cpu: { quota: 50000, period: 100000, shares: 512 }, pids: { limit: 10 } } } }, '/b');
     assert.deepEqual(cfg.resources, { memoryBytes: 64 << 20, cpuQuotaUs: 50000, cpuPeriodUs: 100000, cpuShares: 512, pidsMax: 10 });
