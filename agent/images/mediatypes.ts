@@ -7,6 +7,7 @@ export const MediaType = {
   OciLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   OciLayerTar: 'application/vnd.oci.image.layer.v1.tar',
   OciLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  OciLayerNondistZstd: 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
   OciLayerNondistGzip: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
   OciLayerNondistTar: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
   DockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -27,13 +28,14 @@ export function isIndex(mt: string): boolean {
   return mt === MediaType.OciIndex || mt === MediaType.DockerManifestList;
 }
 
-export type LayerCompression = 'gzip' | 'none';
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
 /**
  * How a layer is compressed, or a problem text for media types Berth cannot
- * unpack (zstd: Node.js 20 has no zstd decoder).
+ * unpack. zstd needs an external decoder (Node.js 20 has none); without one
+ * it is refused.
  */
-export function layerCompression(mt: string): LayerCompression | { problem: string } {
+export function layerCompression(mt: string, zstd = false): LayerCompression | { problem: string } {
   switch (mt) {
     case MediaType.OciLayerGzip:
     case MediaType.OciLayerNondistGzip:
@@ -44,7 +46,9 @@ export function layerCompression(mt: string): LayerCompression | { problem: stri
     case MediaType.OciLayerNondistTar:
       return 'none';
     case MediaType.OciLayerZstd:
-      return { problem: `layer media type "${mt}" is not supported: zstd-compressed layers cannot be unpacked by this agent (expected tar or tar+gzip)` };
+    case MediaType.OciLayerNondistZstd:
+      if (zstd) return 'zstd';
+      return { problem: `layer media type "${mt}" is not supported: zstd-compressed layers cannot be unpacked by this agent (no zstd decoder configured; expected tar or tar+gzip)` };
     default:
       return { problem: `unknown layer media type "${mt}" (expected ${MediaType.OciLayerGzip}, ${MediaType.OciLayerTar} or ${MediaType.DockerLayerGzip})` };
   }

@@ -16,6 +16,7 @@
  * not fetched.
  */
 import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { CancelledError, ErrorCode, BerthError, messageOf } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
@@ -23,7 +24,7 @@ import { formatImageReference, parseImageReference } from '../../lib/reference.j
 import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
 import { sha256Digest, type ContentStore, type Descriptor } from '../content/index.js';
 import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';
-import type { NodeMaker } from '../sys/fsops.js';
+import type { LayerDecoder, NodeMaker } from '../sys/fsops.js';
 import { ManifestError, PullError } from './errors.js';
 import { chainIds, nodePlatform, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from './manifest.js';
 import { isIndex, isManifest, layerCompression, type LayerCompression } from './mediatypes.js';
@@ -40,6 +41,8 @@ export interface PullerOptions {
   content: ContentStore;
   snapshotter: Snapshotter;
   nodeMaker: NodeMaker;
+  /** Decoder for zstd layers (e.g. ZstdCliDecoder); without one they are refused. */
+  zstd?: LayerDecoder;
   records: ImageRecordStore;
   logger: Logger;
   /** Registry for short names such as `busybox`. */
@@ -110,7 +113,7 @@ export class ImagePuller {
     }
     const manifest = parseManifest(image, manifestBytes, manifestDigest);
     const compressions = manifest.layers.map((l) => {
-      const c = layerCompression(l.mediaType);
+      const c = layerCompression(l.mediaType, this.opts.zstd !== undefined);
       if (typeof c === 'object') throw new ManifestError(image, `failed to pull "${image}": layer "${l.digest}": ${c.problem}`, { digest: l.digest });
       return c;
     });
@@ -321,7 +324,7 @@ export class ImagePuller {
       return;
     }
     // 128 KiB of output per callback bounds how long one synchronous apply step holds the event loop.
-    const gunzip = createGunzip({ chunkSize: 128 * 1024 });
+    const decoder: Duplex = job.compression === 'zstd' && this.opts.zstd ? this.opts.zstd.open() : createGunzip({ chunkSize: 128 * 1024 });
     let failed: unknown;
     // Output is applied in a microtask, not in the 'data' callback itself: zlib
     // starts inflating the next chunk on the thread pool right after the
@@ -339,11 +342,11 @@ export class ImagePuller {
         } catch (err) {
           failed = err;
           queue.length = 0;
-          gunzip.destroy(err as Error);
+          decoder.destroy(err as Error);
         }
       }
     };
-    gunzip.on('data', (d: Buffer) => {
+    decoder.on('data', (d: Buffer) => {
       if (failed !== undefined) return;
       queue.push(d);
       if (!scheduled) {
@@ -351,7 +354,7 @@ export class ImagePuller {
         queueMicrotask(drain);
       }
     });
-    const ended = once(gunzip, 'end');
+    const ended = once(decoder, 'end');
     ended.catch(() => undefined);
     try {
       // Network chunks (~64 KiB) are batched to 256 KiB: each write is one
@@ -363,30 +366,31 @@ export class ImagePuller {
         const input = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
         batch = [];
         batched = 0;
-        if (!gunzip.write(input)) await once(gunzip, 'drain');
+        if (!decoder.write(input)) await once(decoder, 'drain');
       };
       for await (const chunk of source) {
-        if (failed !== undefined || gunzip.destroyed) break;
+        if (failed !== undefined || decoder.destroyed) break;
         onCompressed(chunk);
         batch.push(chunk);
         batched += chunk.length;
         if (batched >= 256 * 1024) await flush();
       }
-      if (failed === undefined && !gunzip.destroyed) await flush();
+      if (failed === undefined && !decoder.destroyed) await flush();
       if (failed === undefined) {
-        gunzip.end();
+        decoder.end();
         await ended;
         drain();
       }
     } catch (err) {
       if (failed === undefined) failed = err;
     } finally {
-      gunzip.destroy();
+      decoder.destroy();
     }
     if (failed !== undefined) {
       if (failed instanceof BerthError) throw failed;
       const e = failed as NodeJS.ErrnoException;
       if (e.code?.startsWith('Z_')) throw new LayerRejectedError(`invalid gzip stream: ${e.message}`, { image: job.image, digest: job.desc.digest });
+      if (job.compression === 'zstd') throw new LayerRejectedError(`invalid zstd stream: ${e.message}`, { image: job.image, digest: job.desc.digest });
       throw failed;
     }
   }

@@ -10,6 +10,7 @@
  * A session that fails stays failed: every later call rejects.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { Duplex, PassThrough } from 'node:stream';
 
 /** One helper session rooted at a directory; paths are relative to that root. */
 export interface FsOpsSession {
@@ -130,5 +131,46 @@ export class HelperNodeMaker implements NodeMaker {
 
   open(root: string): FsOpsSession {
     return new HelperSession(this.opts.helperPath, this.opts.args ?? ['fsops'], root);
+  }
+}
+
+/**
+ * A decompressor for layer formats Node.js cannot decode itself (zstd in
+ * Node 20): bytes written in come out decompressed. Destroying it ends the
+ * decoder process. Errors (bad input, a missing binary) surface as 'error'.
+ */
+export interface LayerDecoder {
+  open(): Duplex;
+}
+
+/** LayerDecoder that runs `zstd -dc` (Debian package zstd). */
+export class ZstdCliDecoder implements LayerDecoder {
+  constructor(private readonly binary = 'zstd') {}
+
+  open(): Duplex {
+    const child = spawn(this.binary, ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (t: string) => {
+      if (stderr.length < 4096) stderr += t;
+    });
+    // The output ends only once the decoder exited cleanly, so a failing
+    // decoder can never look like a short, successful stream.
+    const out = new PassThrough({ highWaterMark: 256 * 1024 });
+    child.stdout.pipe(out, { end: false });
+    const duplex = Duplex.from({ writable: child.stdin, readable: out });
+    child.on('error', (err) => duplex.destroy(new Error(`failed to start zstd decoder "${this.binary}": ${err.message}`)));
+    child.on('close', (code, signal) => {
+      if (code === 0) out.end();
+      else if (!duplex.destroyed) {
+        duplex.destroy(new Error(`zstd decoder failed (${signal !== null ? `signal ${signal}` : `exit ${code}`}): ${stderr.trim() || 'no message'}`));
+      }
+    });
+    duplex.on('close', () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    // Errors on the pipes (EPIPE after the decoder died) are reported through the exit status.
+    child.stdin.on('error', () => undefined);
+    return duplex;
   }
 }

@@ -121,6 +121,8 @@ export async function pushManifest(registryUrl: string, repo: string, ref: strin
 export interface PushImageOptions {
   /** gzip layers (default true). */
   gzip?: boolean;
+  /** Compress layers with the zstd CLI instead (media type +zstd). */
+  zstd?: boolean;
   layerMediaType?: string;
   manifestMediaType?: 'oci' | 'docker';
   architecture?: string;
@@ -148,10 +150,10 @@ export async function pushImage(registryUrl: string, repo: string, tag: string, 
   const headers = opts.headers ?? {};
   const descs: { mediaType: string; digest: string; size: number }[] = [];
   for (const l of layers) {
-    const blob = gzip ? gzipSync(l, { level: 1 }) : l;
+    const blob = opts.zstd ? execFileSync('zstd', ['-c', '-q', '-3'], { input: l, maxBuffer: 1 << 30 }) : gzip ? gzipSync(l, { level: 1 }) : l;
     const digest = await pushBlob(registryUrl, repo, blob, headers);
     descs.push({
-      mediaType: opts.layerMediaType ?? (docker ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : gzip ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar'),
+      mediaType: opts.layerMediaType ?? (opts.zstd ? 'application/vnd.oci.image.layer.v1.tar+zstd' : docker ? 'application/vnd.docker.image.rootfs.diff.tar.gzip' : gzip ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar'),
       digest,
       size: blob.length,
     });

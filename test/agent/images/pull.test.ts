@@ -124,6 +124,30 @@ describe('ImagePuller', () => {
     assert.ok(!existsSync(join(c.rootfs, 'x')));
   });
 
+  it('pulls zstd layers through the zstd decoder and rejects a corrupt one cleanly', async () => {
+    const layer = makeTar([{ name: 'z/', type: '5' }, { name: 'z/data', data: Buffer.alloc(300000, 4) }, { name: 'z/.wh.gone', data: '' }]);
+    const pushed = await pushImage(registry.url, 'zstd-ok', 'v1', [layer], { zstd: true });
+    stack = makeStack({ zstd: true });
+    const rec = await stack.puller.pull(`${registry.host}/zstd-ok:v1`);
+    assert.equal(rec.layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    assert.equal(rec.layers[0]!.digest, pushed.layerDigests[0]);
+    const snap = (await stack.snapshotter.stat(rec.chainId))!;
+    assert.equal(statSync(join(snap.dir, 'z', 'data')).size, 300000);
+    assert.ok(statSync(join(snap.dir, 'z', 'gone')).isCharacterDevice());
+    const bad = await pushImage(registry.url, 'zstd-bad', 'v1', [makeTar([{ name: 'a', data: 'a' }])], { gzip: false, layerMediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' });
+    await assert.rejects(stack.puller.pull(`${registry.host}/zstd-bad:v1`), (e: Error) => {
+      assert.match(e.message, /zstd/);
+      assert.ok(e.message.includes(bad.layerDigests[0]!));
+      return true;
+    });
+    await stack.destroy();
+    stack = makeStack({ zstd: true, maxLayerSize: 4 * 1024 * 1024 });
+    await pushImage(registry.url, 'zstd-bomb', 'v1', [makeTar([{ name: 'zeros', data: Buffer.alloc(64 * 1024 * 1024) }])], { zstd: true });
+    await assert.rejects(stack.puller.pull(`${registry.host}/zstd-bomb:v1`), /decompressed size exceeds the limit of 4194304 bytes/);
+    assert.deepEqual(readdirSync(join(stack.root, 'snapshots', 'tmp')), []);
+    assert.deepEqual(readdirSync(join(stack.root, 'content', 'sha256')), []);
+  });
+
   it('downloads at most 3 layers at once by default', async () => {
     const layers = Array.from({ length: 7 }, (_, i) => makeTar([{ name: `f${i}`, data: `${i}` }]));
     await pushImage(registry.url, 'parallel', 'v1', layers);

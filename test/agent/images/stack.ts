@@ -6,7 +6,7 @@ import { silentLogger } from '../../../lib/logging.js';
 import { LocalContentStore } from '../../../agent/content/index.js';
 import { ImagePuller, ImageRecordStore, ImageService, RegistryClient, type RegistryClientOptions } from '../../../agent/images/index.js';
 import { OverlaySnapshotter } from '../../../agent/snapshots/index.js';
-import { HelperNodeMaker } from '../../../agent/sys/fsops.js';
+import { HelperNodeMaker, ZstdCliDecoder } from '../../../agent/sys/fsops.js';
 import { LinuxOverlayMounter } from '../../../agent/sys/overlay.js';
 import { fsopsHelperPath } from './fixtures.js';
 
@@ -30,6 +30,8 @@ export interface StackOptions {
   concurrency?: number;
   /** Where the temp data root is made; default the OS temp dir. */
   parentDir?: string;
+  /** Decode zstd layers with the zstd CLI. */
+  zstd?: boolean;
 }
 
 export function makeStack(opts: StackOptions = {}): Stack {
@@ -43,6 +45,7 @@ export function makeStack(opts: StackOptions = {}): Stack {
   const puller = new ImagePuller({
     client, content, snapshotter, nodeMaker, records, logger: silentLogger(),
     defaultRegistry: opts.defaultRegistry, maxLayerSize: opts.maxLayerSize, concurrency: opts.concurrency,
+    ...(opts.zstd ? { zstd: new ZstdCliDecoder() } : {}),
   });
   const service = new ImageService({ puller, records, content, snapshotter, client, defaultRegistry: opts.defaultRegistry });
   return {
