@@ -160,11 +160,19 @@ export class LinuxSys implements Sys {
     const blob = encodeInitSpec({ ...spec, autostart: true, log: undefined });
     return new Promise((resolve, reject) => {
       const child = spawn(this.helperPath, ['run'], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], signal: opts.signal });
+      // Signals to this process go to the container (through the helper);
+      // this process lives on to clean up after it.
+      const forwarded: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+      const forward = (sig: NodeJS.Signals): void => { child.kill(sig); };
+      for (const sig of forwarded) process.on(sig, forward);
       const specPipe = child.stdio[3] as NodeJS.WritableStream;
       specPipe.on('error', () => { /* reported by the helper */ });
       specPipe.end(blob);
       child.on('error', (e) => reject(new ContainerSetupError(`run helper "${this.helperPath}": ${e.message}`, { cause: e })));
-      child.on('close', (code, sig) => resolve(code ?? 128 + (sig ? signalNumber(sig) : 0)));
+      child.on('close', (code, sig) => {
+        for (const s of forwarded) process.off(s, forward);
+        resolve(code ?? 128 + (sig ? signalNumber(sig) : 0));
+      });
     });
   }
 

@@ -70,6 +70,19 @@ describe('berth-runtime', function () {
     assert.deepEqual(await f.runtime.list(), []);
   });
 
+  it('passes SIGTERM to an attached run and still cleans up after it', async () => {
+    const bundle = await f.bundle(['sh', '-c', 'trap "echo bye; exit 7" TERM; echo up; while true; do sleep 0.1; done']);
+    const child = spawn(process.execPath, [CLI, '--root', f.root, 'run', '--bundle', bundle, 'c1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    for (let i = 0; i < 200 && !out.includes('up'); i++) await new Promise((r) => setTimeout(r, 25));
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 7);
+    assert.equal(out, 'up\nbye\n');
+    assert.deepEqual(await f.runtime.list(), [], 'the state dir is gone');
+  });
+
   it('shows logs, updates limits and reports stats of a detached container', async () => {
     const bundle = await f.bundle(['sh', '-c', 'echo one; echo two; exec sleep 60'], { resources: { memoryBytes: 64 << 20 } });
     assert.equal((await cli(f.root, ['run', '--detach', '--bundle', bundle, 'c1'])).code, 0);
