@@ -220,6 +220,17 @@ describe('ImagePuller', () => {
     assert.equal(statSync(join(c.rootfs, 'big')).size, 3 * 1024 * 1024);
   });
 
+  it('gives up after the configured attempts when the registry keeps failing', async () => {
+    proxy = await startProxy(registry.url, { transform: () => ({ status: 502, body: Buffer.from('bad gateway') }) });
+    stack = makeStack({ client: { attempts: 3 } });
+    await assert.rejects(stack.puller.pull(`${proxy.host}/whatever:v1`), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'unavailable');
+      assert.match(e.message, /registry ".*" answered 502 for GET \/v2\/whatever\/manifests\/v1: bad gateway/);
+      return true;
+    });
+    assert.equal(proxy.requests.length, 3);
+  });
+
   it('follows a blob redirect to another origin without sending credentials there', async () => {
     const pushed = await pushImage(registry.url, 'redirected', 'v1', [makeTar([{ name: 'r', data: 'r' }])]);
     const storage = await startProxy(registry.url);

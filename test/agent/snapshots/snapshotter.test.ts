@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { OverlaySnapshotter, diskUsage } from '../../../agent/snapshots/index.js';
 import { LinuxOverlayMounter, overlayOptions } from '../../../agent/sys/overlay.js';
 import { sha256 } from '../images/fixtures.js';
+import { FakeOverlayMounter } from './fakes.js';
 
 describe('OverlaySnapshotter', () => {
   let root: string;
@@ -65,6 +66,28 @@ describe('OverlaySnapshotter', () => {
     const freed = await snaps.removeLayer(id);
     assert.ok(freed >= 64 * 1024 && freed <= before, `freed ${freed}`);
     assert.equal(await snaps.stat(id), undefined);
+  });
+
+  it('passes lower dirs topmost first as short paths relative to the snapshots dir, and cleans up a failed mount', async () => {
+    const fake = new FakeOverlayMounter();
+    const fs = new OverlaySnapshotter({ root, mounter: fake });
+    const ids = ['a', 'b', 'c'].map((x) => sha256(Buffer.from(x)));
+    for (const [i, id] of ids.entries()) {
+      const p = await fs.prepareLayer(id, i > 0 ? ids[i - 1] : undefined);
+      await p.commit();
+    }
+    const c = await fs.mountContainer('fake1', ids[2]!);
+    const m = fake.mounts[0]!;
+    assert.equal(m.cwd, join(root, 'snapshots'));
+    assert.deepEqual(m.lowerdirs, [...ids].reverse().map((id) => `layers/${id.slice(7, 19)}/fs`));
+    assert.equal(m.data, `lowerdir=${m.lowerdirs.join(':')},upperdir=containers/fake1/upper,workdir=containers/fake1/work`);
+    assert.equal(m.target, c.rootfs);
+    await fs.removeContainer('fake1');
+    assert.deepEqual(fake.unmounts, [c.rootfs]);
+    assert.ok(!existsSync(join(root, 'snapshots', 'containers', 'fake1')));
+    fake.failNext = new Error('mount: permission denied');
+    await assert.rejects(fs.mountContainer('fake2', ids[2]!), /failed to mount the root filesystem of container "fake2": mount: permission denied/);
+    assert.ok(!existsSync(join(root, 'snapshots', 'containers', 'fake2')));
   });
 
   it('builds mount options within one page for 60 short relative lower dirs and refuses longer ones clearly', () => {
