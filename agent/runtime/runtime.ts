@@ -148,7 +148,28 @@ async function writeAtomic(path: string, content: string): Promise<void> {
   await rename(tmp, path);
 }
 
-export class Runtime {
+/**
+ * What the rest of the agent uses of the runtime, so its tests can put a fake
+ * in Runtime's place (Runtime implements it).
+ */
+export interface ContainerRuntime {
+  create(id: string, bundle: string, options?: CreateOptions): Promise<ContainerInfo>;
+  start(id: string, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<ContainerInfo>;
+  state(id: string): Promise<ContainerInfo>;
+  list(): Promise<ContainerInfo[]>;
+  kill(id: string, signal?: string | number): Promise<void>;
+  wait(id: string, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<ExitInfo>;
+  stop(id: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<ExitInfo>;
+  delete(id: string, options?: { force?: boolean }): Promise<void>;
+  update(id: string, resources: Resources): Promise<ContainerInfo>;
+  stats(id: string): Promise<CgroupStats & { readAt: number }>;
+  logs(id: string, options?: Omit<ReadLogsOptions, 'isDone'>): AsyncGenerator<LogEntry>;
+  exec(id: string, options: ExecProcessOptions): Promise<ExecResult>;
+  attach(id: string): Promise<Socket>;
+  resize(id: string, rows: number, cols: number): Promise<void>;
+}
+
+export class Runtime implements ContainerRuntime {
   readonly root: string;
   private readonly sys: Sys;
   private readonly cgroups: CgroupManager;
