@@ -1,7 +1,7 @@
 /** Errors of agent/sys. */
 import { BerthError, ErrorCode, FailedPreconditionError, InternalError } from '../../lib/errors.js';
 
-/** The helper could not set the container up; `stage` is its message ("mount /proc: ..."). */
+/** The helper could not set the container up; `detail` is its message, naming the stage ("mount /proc: ..."). */
 export class ContainerSetupError extends BerthError {
   override name = 'ContainerSetupError';
   readonly detail: string;
