@@ -321,20 +321,35 @@ export class RegistryClient {
 
   /** Fetches a manifest or index by tag or digest, capped at maxManifestSize. */
   async getManifest(registry: string, repository: string, reference: string, opts: { signal?: AbortSignal } = {}): Promise<FetchedManifest> {
-    const res = await this.request(registry, `/v2/${repository}/manifests/${encodeURIComponent(reference)}`, {
-      headers: { Accept: MANIFEST_ACCEPT },
-      scope: `repository:${repository}:pull`,
-      signal: opts.signal,
-    });
     const tooLarge = (): RegistryError =>
       new RegistryError(registry, ErrorCode.InvalidArgument,
         `manifest "${registry}/${repository}:${reference}" is larger than the limit of ${this.maxManifestSize} bytes`);
-    const declared = Number(res.headers['content-length'] ?? NaN);
-    if (Number.isFinite(declared) && declared > this.maxManifestSize) {
-      res.destroy();
-      throw tooLarge();
+    let res: IncomingMessage;
+    let bytes: Buffer;
+    // request() retries failed exchanges; a body cut off after the headers is retried here.
+    for (let attempt = 1; ; attempt++) {
+      res = await this.request(registry, `/v2/${repository}/manifests/${encodeURIComponent(reference)}`, {
+        headers: { Accept: MANIFEST_ACCEPT },
+        scope: `repository:${repository}:pull`,
+        signal: opts.signal,
+      });
+      const declared = Number(res.headers['content-length'] ?? NaN);
+      if (Number.isFinite(declared) && declared > this.maxManifestSize) {
+        res.destroy();
+        throw tooLarge();
+      }
+      try {
+        bytes = await readAll(res, this.maxManifestSize, tooLarge);
+        break;
+      } catch (err) {
+        if (err instanceof RegistryError) throw err;
+        if (opts.signal?.aborted) throw new CancelledError('registry request cancelled', { cause: err });
+        if (!retryable(err) || attempt >= this.attempts) {
+          throw new RegistryError(registry, ErrorCode.Unavailable, `failed to read manifest "${registry}/${repository}:${reference}": ${(err as Error).message}`, { cause: err });
+        }
+        await sleep(this.backoffMs * 2 ** (attempt - 1), opts.signal);
+      }
     }
-    const bytes = await readAll(res, this.maxManifestSize, tooLarge);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     let mediaType = (res.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
     try {

@@ -251,11 +251,17 @@ describe('ImagePuller', () => {
     }
   });
 
-  it('retries a 5xx answer and then succeeds', async () => {
+  it('retries a 5xx answer and a dropped connection, then succeeds', async () => {
     await pushImage(registry.url, 'flaky', 'v1', [makeTar([{ name: 'f', data: 'f' }])]);
     let failures = 0;
     proxy = await startProxy(registry.url, {
-      transform: (req) => (req.path.includes('/manifests/') && failures++ < 2 ? { status: 503, body: Buffer.from('busy') } : undefined),
+      transform: (req) => {
+        if (!req.path.includes('/manifests/')) return undefined;
+        failures++;
+        if (failures === 1) return { status: 503, body: Buffer.from('busy') };
+        if (failures === 2) return { dropAfter: 0 }; // connection closed before the body
+        return undefined;
+      },
     });
     stack = makeStack();
     const rec = await stack.puller.pull(`${proxy.host}/flaky:v1`);
