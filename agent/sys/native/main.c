@@ -668,14 +668,16 @@ static void do_mount(int rootfd, const struct mount_entry *m)
 {
 	int is_bind = (m->flags & MS_BIND) != 0;
 	int as_file = 0;
-	int special = !strcmp(m->type, "proc") || !strcmp(m->type, "sysfs");
+	/* Filesystem mounts (proc, sysfs, the /dev tmpfs, devpts, ...) only go
+	 * on a plain path: a symlink there is an attack (runc refuses them for
+	 * /proc too). Bind mounts resolve symlinks, inside the rootfs. */
+	int special = !is_bind;
 	if (is_bind) {
 		struct stat st;
 		if (stat(m->source, &st) < 0)
 			fail("mount %s: bind source \"%s\"", m->dest, m->source);
 		as_file = !S_ISDIR(st.st_mode);
 	}
-	/* proc and sysfs only go on a plain path: a symlink there is an attack. */
 	int fd = mkpath_in_root(rootfd, m->dest, as_file, special);
 	if (fd < 0) {
 		if (special && errno == ELOOP)

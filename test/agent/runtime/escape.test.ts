@@ -54,6 +54,13 @@ for (const mode of ['openat2', 'fallback walk'] as const) {
       await assert.rejects(f.runtime.create('c1', bundle), /mount \/sys: the sysfs mount destination contains a symlink/);
     });
 
+    it('rejects the image when /dev is a symlink (it would put the /dev tmpfs over /proc)', async () => {
+      const bundle = await f.bundle(['true'], {}, async (rootfs) => {
+        await symlink('proc', join(rootfs, 'dev'));
+      });
+      await assert.rejects(f.runtime.create('c1', bundle), /mount \/dev: the tmpfs mount destination contains a symlink/);
+    });
+
     it('creates a missing mount destination inside the rootfs when its parent is an absolute symlink to the host', async () => {
       const src = join(f.dir, 'bind-src');
       await mkdir(src);
