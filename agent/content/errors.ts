@@ -1,5 +1,5 @@
 /** Errors of the content store; each carries the digest at fault. */
-import { BerthError, ErrorCode, InvalidArgumentError, NotFoundError, type BerthErrorOptions } from '../../lib/errors.js';
+import { BerthError, ErrorCode, InvalidArgumentError, NotFoundError, type BerthErrorOptions } from '../../lib/index.js';
 
 /** The bytes received do not hash to, or are not as long as, the descriptor says. */
 export class ContentMismatchError extends BerthError {

@@ -1,5 +1,5 @@
 /** Errors of registry access, manifests and pulls. */
-import { BerthError, ErrorCode, type BerthErrorOptions } from '../../lib/errors.js';
+import { BerthError, ErrorCode, type BerthErrorOptions } from '../../lib/index.js';
 
 /** A registry answered with an error or could not be reached. */
 export class RegistryError extends BerthError {

@@ -7,7 +7,7 @@
  * most every 100 ms, every phase change at once), then exactly one last
  * message with `finished` set and either `digest` (success) or `error`.
  */
-import { messageOf } from '../../lib/errors.js';
+import { messageOf } from '../../lib/index.js';
 import type { PullProgress } from '../../proto/gen/berth/v1/types.js';
 import type { ImageRecord } from './records.js';
 import type { ImageService } from './service.js';

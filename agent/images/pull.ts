@@ -18,9 +18,7 @@
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { CancelledError, ErrorCode, BerthError, messageOf } from '../../lib/errors.js';
-import type { Logger } from '../../lib/logging.js';
-import { formatImageReference, parseImageReference } from '../../lib/reference.js';
+import { BerthError, CancelledError, ErrorCode, formatImageReference, messageOf, parseImageReference, type Logger } from '../../lib/index.js';
 import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
 import { sha256Digest, type ContentStore, type Descriptor } from '../content/index.js';
 import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';

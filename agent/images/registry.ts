@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { CancelledError, ErrorCode } from '../../lib/errors.js';
+import { CancelledError, ErrorCode } from '../../lib/index.js';
 import { RegistryError } from './errors.js';
 import { MANIFEST_ACCEPT } from './mediatypes.js';
 

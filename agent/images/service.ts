@@ -9,8 +9,7 @@
  * record only; `prune` then frees every blob and snapshot no record and no
  * container snapshot refers to.
  */
-import { FailedPreconditionError } from '../../lib/errors.js';
-import { formatImageReference, parseImageReference, repositoryProblem } from '../../lib/reference.js';
+import { FailedPreconditionError, formatImageReference, parseImageReference, repositoryProblem } from '../../lib/index.js';
 import type { ContentStore } from '../content/index.js';
 import type { Snapshotter } from '../snapshots/index.js';
 import { ManifestError } from './errors.js';

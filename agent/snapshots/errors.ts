@@ -1,5 +1,5 @@
 /** Errors of layer unpacking and snapshots. */
-import { BerthError, ErrorCode, NotFoundError, type BerthErrorOptions } from '../../lib/errors.js';
+import { BerthError, ErrorCode, NotFoundError, type BerthErrorOptions } from '../../lib/index.js';
 
 /**
  * A layer was refused: its tar stream is malformed or hostile, or it is larger
