@@ -18,7 +18,7 @@
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { BerthError, CancelledError, ErrorCode, formatImageReference, messageOf, parseImageReference, type Logger } from '../../lib/index.js';
+import { BerthError, CancelledError, ErrorCode, formatImageReference, messageOf, parseImageReference, type ImageReference, type Logger } from '../../lib/index.js';
 import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
 import { sha256Digest, type ContentStore, type Descriptor } from '../content/index.js';
 import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';
@@ -56,6 +56,19 @@ export interface PullerOptions {
   progressIntervalMs?: number;
 }
 
+/** What a reference resolves to on this node. */
+export interface ResolvedImage {
+  /** Fully qualified reference (`latest` added when it had no tag or digest). */
+  image: string;
+  parsed: ImageReference;
+  /** Digest, media type and bytes of the platform manifest. */
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  /** The index the manifest was picked from, when the reference named one. */
+  index?: { digest: string; mediaType: string; bytes: Buffer };
+}
+
 interface LayerJob {
   image: string;
   desc: Descriptor;
@@ -73,27 +86,24 @@ export class ImagePuller {
     this.log = opts.logger.child({ component: 'images' });
   }
 
-  /** Pulls an image and records it; returns the record. */
-  async pull(ref: string, opts: PullOptions = {}): Promise<ImageRecord> {
+  /**
+   * Resolves a reference to the manifest this node would pull: fetches it
+   * (through an index when the reference names one, picking this node's
+   * platform) and checks digests, sizes and media types. Downloads no layers.
+   */
+  async resolve(ref: string, opts: { signal?: AbortSignal } = {}): Promise<ResolvedImage> {
     const parsed = parseImageReference(ref, { defaultRegistry: this.opts.defaultRegistry });
     if (parsed.tag === undefined && parsed.digest === undefined) parsed.tag = 'latest';
     const image = formatImageReference(parsed);
     const { registry, repository } = parsed;
-    const signal = opts.signal;
+    const { signal } = opts;
     const client = this.opts.client;
-    const content = this.opts.content;
-
-    // Manifest (through an index when the reference names one).
     const first = await client.getManifest(registry, repository, parsed.digest ?? (parsed.tag as string), { signal });
     if (parsed.digest !== undefined && first.digest !== parsed.digest) {
       throw new ManifestError(image, `manifest of "${image}" has digest "${first.digest}", expected "${parsed.digest}"`, { digest: parsed.digest });
     }
-    let manifestBytes = first.bytes;
-    let manifestDigest = first.digest;
-    let manifestType = first.mediaType;
-    let indexDigest: string | undefined;
+    const out: ResolvedImage = { image, parsed, digest: first.digest, mediaType: first.mediaType, bytes: first.bytes };
     if (isIndex(first.mediaType)) {
-      indexDigest = first.digest;
       const entry = selectPlatform(image, parseIndex(image, first.bytes, first.digest), this.opts.platform ?? nodePlatform(), first.digest);
       if (!isManifest(entry.mediaType)) {
         throw new ManifestError(image, `index of "${image}" points to "${entry.digest}" of media type "${entry.mediaType}" (expected an image manifest)`, { digest: entry.digest });
@@ -102,13 +112,29 @@ export class ImagePuller {
       if (m.digest !== entry.digest || m.bytes.length !== entry.size) {
         throw new ManifestError(image, `manifest "${entry.digest}" of "${image}" does not match its index entry (got digest "${m.digest}", ${m.bytes.length} bytes; expected ${entry.size} bytes)`, { digest: entry.digest });
       }
-      manifestBytes = m.bytes;
-      manifestDigest = m.digest;
-      manifestType = m.mediaType || entry.mediaType;
+      out.index = { digest: first.digest, mediaType: first.mediaType, bytes: first.bytes };
+      out.digest = m.digest;
+      out.mediaType = m.mediaType || entry.mediaType;
+      out.bytes = m.bytes;
     }
-    if (!isManifest(manifestType)) {
-      throw new ManifestError(image, `manifest of "${image}" has unknown media type "${manifestType}" (expected an OCI or Docker schema 2 manifest or index)`, { digest: manifestDigest });
+    if (!isManifest(out.mediaType)) {
+      throw new ManifestError(image, `manifest of "${image}" has unknown media type "${out.mediaType}" (expected an OCI or Docker schema 2 manifest or index)`, { digest: out.digest });
     }
+    return out;
+  }
+
+  /** Pulls an image and records it; returns the record. */
+  async pull(ref: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    const signal = opts.signal;
+    const client = this.opts.client;
+    const content = this.opts.content;
+    const resolved = await this.resolve(ref, { signal });
+    const { image, parsed } = resolved;
+    const { registry, repository } = parsed;
+    const manifestBytes = resolved.bytes;
+    const manifestDigest = resolved.digest;
+    const manifestType = resolved.mediaType;
+    const indexDigest = resolved.index?.digest;
     const manifest = parseManifest(image, manifestBytes, manifestDigest);
     const compressions = manifest.layers.map((l) => {
       const c = layerCompression(l.mediaType, this.opts.zstd !== undefined);
@@ -180,7 +206,9 @@ export class ImagePuller {
     // Config, manifest (and index) blobs, then the record: a failed pull stores none of them.
     await content.putBytes(manifest.config, configBytes);
     await content.putBytes({ mediaType: manifestType, digest: manifestDigest, size: manifestBytes.length }, manifestBytes);
-    if (indexDigest !== undefined) await content.putBytes({ mediaType: first.mediaType, digest: indexDigest, size: first.bytes.length }, first.bytes);
+    if (resolved.index !== undefined) {
+      await content.putBytes({ mediaType: resolved.index.mediaType, digest: resolved.index.digest, size: resolved.index.bytes.length }, resolved.index.bytes);
+    }
     const layers: LayerRecord[] = jobs.map((j) => ({ digest: j.desc.digest, mediaType: j.desc.mediaType, size: j.desc.size, diffId: j.diffId, chainId: j.chainId }));
     const record: ImageRecord = {
       reference: image,

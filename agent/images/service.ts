@@ -81,6 +81,12 @@ export class ImageService {
     return this.lock.withShared(() => this.opts.puller.pull(ref, opts));
   }
 
+  /** The manifest digest a reference resolves to on this node, without pulling layers. */
+  async resolve(ref: string, opts: { signal?: AbortSignal } = {}): Promise<{ reference: string; digest: string; indexDigest?: string }> {
+    const r = await this.opts.puller.resolve(ref, opts);
+    return { reference: r.image, digest: r.digest, ...(r.index ? { indexDigest: r.index.digest } : {}) };
+  }
+
   list(): Promise<ImageRecord[]> {
     return this.opts.records.list();
   }

@@ -34,12 +34,14 @@ describe('RegistryClient authentication', () => {
     const pushed = await pushImage(registry.url, 'private/app', 'v1', [makeTar([{ name: 'secret.txt', data: 'top\n' }])], { headers: basic });
 
     stack = makeStack({ client: { credentials: (r) => (r === registry!.host ? { username: 'alice', password: 's3cret' } : undefined) } });
+    await stack.client.ping(registry.host);
     const rec = await stack.puller.pull(`${registry.host}/private/app:v1`);
     assert.equal(rec.digest, pushed.digest);
     assert.deepEqual(await stack.client.tags(registry.host, 'private/app'), ['v1']);
     await stack.destroy();
 
     stack = makeStack();
+    await assert.rejects(stack.client.ping(registry.host), /it requires Basic credentials and none are configured/);
     await assert.rejects(stack.puller.pull(`${registry.host}/private/app:v1`), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'unauthenticated');
       assert.match(e.message, /failed to authenticate to registry ".*": it requires Basic credentials and none are configured/);

@@ -187,6 +187,8 @@ describe('ImagePuller', () => {
       assert.equal(readFileSync(join(c.rootfs, 'arch'), 'utf8'), 'amd64\n');
       const byDigest = await stack.puller.pull(`${registry.host}/multi-${mt}@${index}`);
       assert.equal(byDigest.digest, amd.digest);
+      assert.deepEqual(await stack.service.resolve(`${registry.host}/multi-${mt}`), { reference: `${registry.host}/multi-${mt}:latest`, digest: amd.digest, indexDigest: index });
+      assert.deepEqual(await stack.service.resolve(`${registry.host}/multi-${mt}:amd64`), { reference: `${registry.host}/multi-${mt}:amd64`, digest: amd.digest });
     });
   }
 
