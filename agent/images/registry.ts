@@ -275,13 +275,14 @@ export class RegistryClient {
           const ch = parseChallenge(Array.isArray(header) ? (header[0] ?? '') : (header ?? ''));
           const body = await readAll(res, 64 * 1024, () => new Error('error body too large')).catch(() => Buffer.alloc(0));
           const known = this.challenges.get(registry);
+          if (ch?.scheme === 'basic' && !this.opts.credentials?.(registry)) {
+            this.challenges.set(registry, ch);
+            throw new RegistryError(registry, ErrorCode.Unauthenticated, `failed to authenticate to registry "${registry}": it requires Basic credentials and none are configured`, { status: 401 });
+          }
           if (ch && (known === undefined || known === null || known.scheme !== ch.scheme || ch.scheme === 'bearer')) {
             this.challenges.set(registry, ch);
             // A token the registry refused (revoked, expired early) is not asked for again.
             for (const key of this.tokens.keys()) if (key.includes(`|${opts.scope}|`)) this.tokens.delete(key);
-            if (ch.scheme === 'basic' && !this.opts.credentials?.(registry)) {
-              throw new RegistryError(registry, ErrorCode.Unauthenticated, `failed to authenticate to registry "${registry}": it requires Basic credentials and none are configured`, { status: 401 });
-            }
             auth = await this.authHeader(registry, opts.scope, opts.signal);
             res = await this.exchange(url, opts.method ?? 'GET', opts.headers ?? {}, auth, opts.signal);
           } else {
