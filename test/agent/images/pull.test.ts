@@ -148,6 +148,17 @@ describe('ImagePuller', () => {
     assert.deepEqual(readdirSync(join(stack.root, 'content', 'sha256')), []);
   });
 
+  it('handles the same layer blob twice in one image (empty layers of converted images)', async () => {
+    const empty = makeTar([]);
+    const pushed = await pushImage(registry.url, 'repeated', 'v1', [makeTar([{ name: 'a', data: 'a' }]), empty, makeTar([{ name: 'b', data: 'b' }]), empty]);
+    assert.equal(pushed.layerDigests[1], pushed.layerDigests[3]);
+    stack = makeStack();
+    const rec = await stack.puller.pull(`${registry.host}/repeated:v1`);
+    assert.equal(new Set(rec.layers.map((l) => l.chainId)).size, 4);
+    const c = await stack.snapshotter.mountContainer('repeated', rec.chainId);
+    assert.deepEqual(readdirSync(c.rootfs).sort(), ['a', 'b']);
+  });
+
   it('downloads at most 3 layers at once by default', async () => {
     const layers = Array.from({ length: 7 }, (_, i) => makeTar([{ name: `f${i}`, data: `${i}` }]));
     await pushImage(registry.url, 'parallel', 'v1', layers);
