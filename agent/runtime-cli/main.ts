@@ -16,7 +16,7 @@
  * Startup stays lean: only node builtins and agent/runtime + agent/sys load.
  */
 import { LinuxSys } from '../sys/linux.js';
-import { detectCgroups, parseSince, Runtime, DEFAULT_ROOT, type Resources } from '../runtime/index.js';
+import { cpuPercent, detectCgroups, parseSince, Runtime, DEFAULT_ROOT, type Resources } from '../runtime/index.js';
 import { BerthError } from '../../lib/errors.js';
 
 class UsageError extends Error {}
@@ -206,8 +206,12 @@ async function main(argv: string[]): Promise<number> {
       return r.exitCode;
     }
     case 'stats': {
-      const s = await runtime.stats(one(parse(args, {}, {}), 'container id'));
-      process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+      // Two samples 250 ms apart give the CPU use.
+      const id = one(parse(args, {}, {}), 'container id');
+      const first = await runtime.stats(id);
+      await new Promise((r) => setTimeout(r, 250));
+      const s = await runtime.stats(id);
+      process.stdout.write(JSON.stringify({ ...s, cpuPercent: Math.round(cpuPercent(first, s) * 10) / 10 }, null, 2) + '\n');
       return 0;
     }
     case 'stop': {

@@ -90,8 +90,9 @@ describe('berth-runtime', function () {
     assert.equal((await cli(f.root, ['logs', '--tail', '1', 'c1'])).stdout, 'two\n');
     assert.match((await cli(f.root, ['logs', '-t', 'c1'])).stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z one\n/);
     assert.equal((await cli(f.root, ['update', '--memory', String(96 << 20), '--pids', '30', '--cpus', '0.5', 'c1'])).code, 0);
-    const stats = JSON.parse((await cli(f.root, ['stats', 'c1'])).stdout) as { memoryLimitBytes: number; pidsMax: number };
+    const stats = JSON.parse((await cli(f.root, ['stats', 'c1'])).stdout) as { memoryLimitBytes: number; pidsMax: number; cpuPercent: number };
     assert.deepEqual([stats.memoryLimitBytes, stats.pidsMax], [96 << 20, 30]);
+    assert.ok(stats.cpuPercent >= 0 && stats.cpuPercent <= 100, `cpuPercent ${stats.cpuPercent}`);
     assert.match((await cli(f.root, ['list'])).stdout, /^ID\tPID\tSTATUS\tBUNDLE\tCREATED\nc1\t\d+\trunning\t/);
   });
 
