@@ -416,12 +416,25 @@ export class RegistryClient {
     return Buffer.concat(parts);
   }
 
-  /** The registry's catalog (GET /v2/_catalog). */
-  async catalog(registry: string, opts: { signal?: AbortSignal; limit?: number } = {}): Promise<string[]> {
-    const res = await this.request(registry, `/v2/_catalog?n=${opts.limit ?? 1000}`, { scope: 'registry:catalog:*', signal: opts.signal });
-    const body = await readAll(res, 8 * 1024 * 1024, () => new Error('catalog response is larger than 8 MiB'));
-    const j = JSON.parse(body.toString('utf8')) as { repositories?: unknown };
-    return Array.isArray(j.repositories) ? j.repositories.filter((r): r is string => typeof r === 'string') : [];
+  /**
+   * The registry's catalog (GET /v2/_catalog), following `Link: <...>; rel="next"`
+   * pages (on the same registry only) up to `maxEntries` names.
+   */
+  async catalog(registry: string, opts: { signal?: AbortSignal; pageSize?: number; maxEntries?: number } = {}): Promise<string[]> {
+    const max = opts.maxEntries ?? 10000;
+    const out: string[] = [];
+    let path: string | undefined = `/v2/_catalog?n=${opts.pageSize ?? 1000}`;
+    while (path !== undefined && out.length < max) {
+      const res = await this.request(registry, path, { scope: 'registry:catalog:*', signal: opts.signal });
+      const body = await readAll(res, 8 * 1024 * 1024, () => new Error('catalog response is larger than 8 MiB'));
+      const j = JSON.parse(body.toString('utf8')) as { repositories?: unknown };
+      const page = Array.isArray(j.repositories) ? j.repositories.filter((r): r is string => typeof r === 'string') : [];
+      out.push(...page);
+      const link = res.headers.link;
+      const next = typeof link === 'string' ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link)?.[1] : undefined;
+      path = next !== undefined && next.startsWith('/v2/_catalog?') && page.length > 0 ? next : undefined;
+    }
+    return out.slice(0, max);
   }
 
   /** Tags of a repository (GET /v2/<name>/tags/list). */

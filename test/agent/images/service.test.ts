@@ -114,5 +114,7 @@ describe('ImageService', () => {
     assert.deepEqual(found, [{ registry: registry.host, repository: 'library/busybox', tags: ['1.35', 'latest'] }]);
     const tools = await stack.service.search('tools/');
     assert.deepEqual(tools.map((t) => t.repository).sort(), ['tools/app', 'tools/other']);
+    // The catalog is followed across pages.
+    assert.deepEqual(await stack.client.catalog(registry.host, { pageSize: 1 }), ['library/busybox', 'tools/app', 'tools/other']);
   });
 });
