@@ -9,14 +9,15 @@
 import { randomUUID } from 'node:crypto';
 import { Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp, type ITxnResponse, type Watcher } from 'etcd3';
 import { BerthError, CancelledError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf, silentLogger, type Logger } from '../../lib/index.js';
-import { Node, Workload, WorkloadRevision } from '../../proto/gen/berth/v1/types.js';
+import { Container, Node, Workload, WorkloadRevision, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
 import { ConflictError, EtcdUnavailableError } from './errors.js';
 import { KeyLayout, prefixEnd } from './keys.js';
-import { cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
+import { checkContainerId, checkRecordChange, cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
+import { CONTAINER_OPS_PER_TXN } from './types.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, DeleteOptions, DesiredStore, LabelSelector,
+  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector,
   WorkloadChange, WorkloadDocument,
 } from './types.js';
 
@@ -234,6 +235,7 @@ export class EtcdStore implements DesiredStore {
         ops: doomed.flatMap((n): IRequestOp[] => [
           { request_delete_range: { key: Buffer.from(this.keys.workload(n)) } },
           { request_delete_range: { key: Buffer.from(this.keys.revisions(n)), range_end: prefixEnd(this.keys.revisions(n)) } },
+          { request_delete_range: { key: Buffer.from(this.keys.workloadStatus(n)) } },
         ]),
         result: doomed,
       };
@@ -325,6 +327,55 @@ export class EtcdStore implements DesiredStore {
       if (!old) throw new NotFoundError('node', name);
       return { ...old, status: { ...status } };
     });
+  }
+
+  async listContainerRecords(filter: ContainerFilter = {}, opts?: CallOptions): Promise<Container[]> {
+    const { kvs } = await this.listPrefix('list container records', this.keys.containers(), opts);
+    const out: Container[] = [];
+    for (const kv of kvs) {
+      let c: Container;
+      try {
+        c = Container.decode(kv.value);
+      } catch (err) {
+        throw new InternalError(`failed to decode "${kv.key.toString()}": ${messageOf(err)}`, { cause: err });
+      }
+      if (filter.workload !== undefined && c.workload !== filter.workload) continue;
+      if (filter.node !== undefined && c.node !== filter.node) continue;
+      out.push(c);
+    }
+    return out;
+  }
+
+  async getContainerRecord(id: string, opts?: CallOptions): Promise<Container> {
+    checkContainerId(id);
+    const [r] = await this.readMany(`get container "${id}"`, [this.keys.container(id)], (b) => Container.decode(b), opts);
+    if (!r?.value) throw new NotFoundError('container', id);
+    return r.value;
+  }
+
+  async writeContainerRecords(change: ContainerRecordChange, opts?: CallOptions): Promise<void> {
+    const put = change.put ?? [];
+    const del = checkRecordChange(put, change.delete ?? []);
+    const ops: IRequestOp[] = [
+      ...put.map((c): IRequestOp => ({ request_put: { key: Buffer.from(this.keys.container(c.id)), value: Buffer.from(Container.encode(c).finish()) } })),
+      ...del.map((id): IRequestOp => ({ request_delete_range: { key: Buffer.from(this.keys.container(id)) } })),
+    ];
+    for (let i = 0; i < ops.length; i += CONTAINER_OPS_PER_TXN) {
+      const batch = ops.slice(i, i + CONTAINER_OPS_PER_TXN);
+      await this.txn(`write ${batch.length} container records`, opts, [], batch);
+    }
+  }
+
+  async getWorkloadStatus(name: string, opts?: CallOptions): Promise<WorkloadStatus | undefined> {
+    const [r] = await this.readMany(`get the status of workload "${name}"`, [this.keys.workloadStatus(name)], (b) => WorkloadStatus.decode(b), opts);
+    return r?.value;
+  }
+
+  async setWorkloadStatus(name: string, status: WorkloadStatus, opts?: CallOptions): Promise<void> {
+    const key = this.keys.workloadStatus(name);
+    await this.call(`set the status of workload "${name}"`, opts, () =>
+      this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(WorkloadStatus.encode(status).finish()) }),
+    );
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

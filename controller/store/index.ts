@@ -5,4 +5,4 @@ export { MemoryStore, SoloElection } from './memory.js';
 export { EtcdStore, CONFLICT_ATTEMPTS, MAX_TXN_OPS, type EtcdStoreOptions } from './etcd.js';
 export { EtcdElection, LEASE_TTL_SECONDS, STEP_DOWN_AFTER_MS, type EtcdElectionOptions } from './election.js';
 export { KeyLayout, DEFAULT_PREFIX } from './keys.js';
-export { canonicalSpec, matchesSelector } from './plan.js';
+export { canonicalSpec, matchesSelector, checkContainerId } from './plan.js';

@@ -6,6 +6,8 @@
  *   <prefix>nodes/<name>                         Node (protobuf)
  *   <prefix>election/leader                      controller id (UTF-8), attached to the leader's lease
  *   <prefix>cluster/id                           cluster id (UTF-8), written once
+ *   <prefix>containers/<id, 64 hex>              Container record (protobuf), written by the leader's reconciler
+ *   <prefix>status/workloads/<name>              WorkloadStatus (protobuf), written by the leader's reconciler
  *
  * The prefix is "/berth/v1/" in production; tests may use another one. Names
  * are DNS labels (no "/"), so "<kind>/<name>" never matches a longer name as a
@@ -34,6 +36,18 @@ export class KeyLayout {
   }
   node(name: string): string {
     return `${this.nodes()}${name}`;
+  }
+  containers(): string {
+    return `${this.prefix}containers/`;
+  }
+  container(id: string): string {
+    return `${this.containers()}${id}`;
+  }
+  workloadStatuses(): string {
+    return `${this.prefix}status/workloads/`;
+  }
+  workloadStatus(name: string): string {
+    return `${this.workloadStatuses()}${name}`;
   }
   clusterId(): string {
     return `${this.prefix}cluster/id`;

@@ -5,11 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CancelledError, NotFoundError, UnavailableError } from '../../lib/index.js';
-import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
+import { WorkloadStatus as StatusCodec } from '../../proto/gen/berth/v1/types.js';
+import type { Container, NodeSpec, NodeStatus, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
-import { cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
+import { checkContainerId, checkRecordChange, cloneContainer, cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
+  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
   WorkloadChange, WorkloadDocument, WorkloadRevision,
 } from './types.js';
 import { WorkloadRevision as RevisionCodec } from '../../proto/gen/berth/v1/types.js';
@@ -18,6 +19,8 @@ export class MemoryStore implements DesiredStore {
   private readonly workloads = new Map<string, Workload>();
   private readonly revisions = new Map<string, Map<number, WorkloadRevision>>();
   private readonly nodes = new Map<string, Node>();
+  private readonly containers = new Map<string, Container>();
+  private readonly statuses = new Map<string, WorkloadStatus>();
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
   private readonly id = randomUUID();
@@ -84,6 +87,7 @@ export class MemoryStore implements DesiredStore {
       const old = this.workloads.get(name) as Workload;
       this.workloads.delete(name);
       this.revisions.delete(name);
+      this.statuses.delete(name);
       this.emit({ type: 'deleted', workload: old });
     }
     return doomed;
@@ -139,6 +143,41 @@ export class MemoryStore implements DesiredStore {
     n.status = { ...status };
     this.nodes.set(name, n);
     return cloneNode(n);
+  }
+
+  async listContainerRecords(filter: ContainerFilter = {}, opts?: CallOptions): Promise<Container[]> {
+    this.check(opts);
+    return [...this.containers.values()]
+      .filter((c) => (filter.workload === undefined || c.workload === filter.workload) && (filter.node === undefined || c.node === filter.node))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map(cloneContainer);
+  }
+
+  async getContainerRecord(id: string, opts?: CallOptions): Promise<Container> {
+    this.check(opts);
+    checkContainerId(id);
+    const c = this.containers.get(id);
+    if (!c) throw new NotFoundError('container', id);
+    return cloneContainer(c);
+  }
+
+  async writeContainerRecords(change: ContainerRecordChange, opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    const put = change.put ?? [];
+    const del = checkRecordChange(put, change.delete ?? []);
+    for (const c of put) this.containers.set(c.id, cloneContainer(c));
+    for (const id of del) this.containers.delete(id);
+  }
+
+  async getWorkloadStatus(name: string, opts?: CallOptions): Promise<WorkloadStatus | undefined> {
+    this.check(opts);
+    const s = this.statuses.get(name);
+    return s ? copyMessage(StatusCodec, s) : undefined;
+  }
+
+  async setWorkloadStatus(name: string, status: WorkloadStatus, opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    this.statuses.set(name, copyMessage(StatusCodec, status));
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, canonicalWorkloadSpec } from '../../lib/index.js';
-import { Node, NodeSpec, NodeState, NodeStatus, Workload, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
+import { Container, Node, NodeSpec, NodeState, NodeStatus, Workload, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
 import type { WorkloadRevision } from '../../proto/gen/berth/v1/types.js';
 import { MAX_REPLICAS, REVISIONS_KEPT, type ApplyOutcome, type LabelSelector, type WorkloadDocument } from './types.js';
 
@@ -177,4 +177,25 @@ export function planRegister(old: Node | undefined, spec: NodeSpec, now: number)
 
 export function cloneNode(n: Node): Node {
   return Node.decode(Node.encode(n).finish());
+}
+
+const CONTAINER_ID = /^[0-9a-f]{64}$/;
+
+/** Throws InvalidArgumentError unless `id` is a container id (64 lowercase hex characters). */
+export function checkContainerId(id: string, field = 'id'): string {
+  if (!CONTAINER_ID.test(id)) {
+    throw new InvalidArgumentError(`${field}: expected a container id of 64 lowercase hex characters, got ${JSON.stringify(id.length > 80 ? `${id.slice(0, 77)}...` : id)}`, { field });
+  }
+  return id;
+}
+
+export function cloneContainer(c: Container): Container {
+  return Container.decode(Container.encode(c).finish());
+}
+
+/** Checks a record change before anything is written; returns the ids to delete without repeats. */
+export function checkRecordChange(put: readonly Container[], del: readonly string[]): string[] {
+  put.forEach((c, i) => checkContainerId(c.id, `put[${i}].id`));
+  del.forEach((id, i) => checkContainerId(id, `delete[${i}]`));
+  return [...new Set(del)];
 }

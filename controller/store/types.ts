@@ -24,9 +24,9 @@
  * range, ConflictError when optimistic concurrency gives up, UnavailableError when
  * the backing store cannot be reached.
  */
-import type { Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
+import type { Container, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 
-export type { Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec };
+export type { Container, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus };
 
 /** How many revision records each workload keeps. */
 export const REVISIONS_KEPT = 10;
@@ -116,6 +116,49 @@ export interface NodeStore {
   setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node>;
 }
 
+/** Which container records to list; every given field must match. */
+export interface ContainerFilter {
+  workload?: string;
+  node?: string;
+}
+
+/** A change to container records: records to create or replace (by id) and ids to delete. */
+export interface ContainerRecordChange {
+  put?: readonly Container[];
+  delete?: readonly string[];
+}
+
+/**
+ * Container records: one per container the controller decided on (a replica
+ * of a workload today), keyed by its 64-hex id. Written only by the leader's
+ * reconciler. `desiredState` says what the controller wants (RUNNING, or
+ * REMOVED while the removal is in progress). Records live under their own keys,
+ * apart from the workload, so reconciler writes never conflict with apply.
+ *
+ * Workload status (desired/running/ready/pending and conditions) is kept under
+ * a separate key per workload for the same reason; deleting a workload deletes
+ * its status key too.
+ */
+export interface ContainerRecordStore {
+  /** Records in id order, filtered. */
+  listContainerRecords(filter?: ContainerFilter, opts?: CallOptions): Promise<Container[]>;
+  /** NotFoundError for an unknown id. */
+  getContainerRecord(id: string, opts?: CallOptions): Promise<Container>;
+  /**
+   * Writes every put and delete. Changes of up to CONTAINER_OPS_PER_TXN
+   * operations are one atomic write; bigger ones are split into such batches
+   * in order (each record stands alone, so a crash between batches leaves
+   * valid records only).
+   */
+  writeContainerRecords(change: ContainerRecordChange, opts?: CallOptions): Promise<void>;
+  /** The last status written for a workload, or undefined. */
+  getWorkloadStatus(name: string, opts?: CallOptions): Promise<WorkloadStatus | undefined>;
+  setWorkloadStatus(name: string, status: WorkloadStatus, opts?: CallOptions): Promise<void>;
+}
+
+/** Most container record operations in one atomic write. */
+export const CONTAINER_OPS_PER_TXN = 100;
+
 /** Facts about the cluster as a whole. */
 export interface ClusterStore {
   /** A random id made the first time any controller asks, then the same forever (told to agents at registration). */
@@ -127,7 +170,7 @@ export interface Closable {
 }
 
 /** Everything the controller keeps about the desired state of the cluster. */
-export type DesiredStore = WorkloadStore & NodeStore & ClusterStore & Closable;
+export type DesiredStore = WorkloadStore & NodeStore & ContainerRecordStore & ClusterStore & Closable;
 
 /**
  * One period during which this controller is the leader. `signal` aborts when

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import type { ErrorCode} from '../../../lib/index.js';
 import { isCode } from '../../../lib/index.js';
-import { NodeSpec, NodeState, WorkloadSpec } from '../../../proto/gen/berth/v1/types.js';
+import { Container, ContainerState, NodeSpec, NodeState, WorkloadSpec } from '../../../proto/gen/berth/v1/types.js';
 import type { DesiredStore, WorkloadChange, WorkloadDocument } from '../../../controller/store/index.js';
 
 export interface StoreFixture {
@@ -29,6 +29,10 @@ async function rejects(p: Promise<unknown>, code: string, pattern: RegExp): Prom
     assert.match((err as Error).message, pattern);
     return true;
   });
+}
+
+export function record(id: string, patch: Partial<Container> = {}): Container {
+  return { ...Container.decode(new Uint8Array()), id: id.padEnd(64, '0'), name: `web-${id.slice(0, 4)}`, node: 'n1', workload: 'web', revision: 1, desiredState: ContainerState.CONTAINER_STATE_RUNNING, ...patch };
 }
 
 export function storeSuite(make: () => Promise<StoreFixture>, destroy: (f: StoreFixture) => Promise<void>): void {
@@ -228,6 +232,57 @@ export function storeSuite(make: () => Promise<StoreFixture>, destroy: (f: Store
     it('fails with NotFound for an unknown node', async () => {
       await rejects(f.store.getNode('ghost'), 'not_found', /node "ghost" not found/);
       await rejects(f.store.setNodeCordoned('ghost', true), 'not_found', /node "ghost" not found/);
+    });
+  });
+
+  describe('container records', () => {
+    it('writes, lists by workload and node, updates and deletes records', async () => {
+      const a = record('aa', { node: 'n1' });
+      const b = record('bb', { node: 'n2' });
+      const c = record('cc', { node: 'n1', workload: 'api', name: 'api-cc' });
+      await f.store.writeContainerRecords({ put: [c, a, b] });
+      assert.deepEqual((await f.other.listContainerRecords()).map((r) => r.id), [a.id, b.id, c.id]);
+      assert.deepEqual((await f.store.listContainerRecords({ workload: 'web' })).map((r) => r.id), [a.id, b.id]);
+      assert.deepEqual((await f.store.listContainerRecords({ node: 'n1' })).map((r) => r.id), [a.id, c.id]);
+      assert.deepEqual((await f.store.listContainerRecords({ workload: 'web', node: 'n1' })).map((r) => r.id), [a.id]);
+      await f.store.writeContainerRecords({ put: [{ ...a, desiredState: ContainerState.CONTAINER_STATE_REMOVED }], delete: [b.id] });
+      assert.equal((await f.other.getContainerRecord(a.id)).desiredState, ContainerState.CONTAINER_STATE_REMOVED);
+      await rejects(f.store.getContainerRecord(b.id), 'not_found', /container "b{2}0+" not found/);
+      assert.equal((await f.store.listContainerRecords()).length, 2);
+    });
+
+    it('writes many records at once when the change is larger than one transaction', async () => {
+      const many = Array.from({ length: 250 }, (_, i) => record(i.toString(16).padStart(4, '0')));
+      await f.store.writeContainerRecords({ put: many });
+      assert.equal((await f.store.listContainerRecords()).length, 250);
+      await f.store.writeContainerRecords({ delete: many.map((r) => r.id) });
+      assert.equal((await f.store.listContainerRecords()).length, 0);
+    });
+
+    it('refuses a record whose id is not 64 hex characters and writes nothing', async () => {
+      await rejects(
+        f.store.writeContainerRecords({ put: [record('aa'), { ...record('bb'), id: '../../workloads/web' }] }),
+        'invalid_argument',
+        /put\[1\]\.id: expected a container id of 64 lowercase hex characters, got "\.\.\/\.\.\/workloads\/web"/,
+      );
+      assert.equal((await f.store.listContainerRecords()).length, 0);
+      await rejects(f.store.getContainerRecord('ABC'), 'invalid_argument', /expected a container id/);
+    });
+  });
+
+  describe('workload status', () => {
+    it('keeps the status apart from the workload and deletes it with the workload', async () => {
+      await f.store.applyWorkloads([doc('web', { replicas: 3 })]);
+      assert.equal(await f.store.getWorkloadStatus('web'), undefined);
+      await f.store.setWorkloadStatus('web', { revision: 1, desired: 3, running: 2, ready: 2, pending: 1, conditions: [{ type: 'Available', status: false, reason: 'Unschedulable', message: '0/3 nodes: 3 insufficient memory', sinceUnixMs: 5 }] });
+      const s = await f.other.getWorkloadStatus('web');
+      assert.equal(s?.running, 2);
+      assert.equal(s?.conditions[0]?.message, '0/3 nodes: 3 insufficient memory');
+      // An apply does not conflict with or overwrite the status.
+      await f.store.applyWorkloads([doc('web', { replicas: 4 })]);
+      assert.equal((await f.store.getWorkloadStatus('web'))?.running, 2);
+      await f.store.deleteWorkloads(['web']);
+      assert.equal(await f.store.getWorkloadStatus('web'), undefined);
     });
   });
 }

@@ -414,6 +414,15 @@ export interface Container {
   spec?: ContainerSpec | undefined;
   status?: ContainerStatus | undefined;
   createdUnixMs: number;
+  /**
+   * Controller records only (etcd /berth/v1/containers/<id>): what the
+   * controller wants for this container. RUNNING while it should run;
+   * REMOVED once the controller decided to remove it (the record is deleted
+   * after the agent confirmed the removal). Unset in agent reports.
+   */
+  desiredState: ContainerState;
+  /** Controller records only: when the record was last written. */
+  updatedUnixMs: number;
 }
 
 export interface ImageRecord {
@@ -3840,6 +3849,8 @@ function createBaseContainer(): Container {
     spec: undefined,
     status: undefined,
     createdUnixMs: 0,
+    desiredState: 0,
+    updatedUnixMs: 0,
   };
 }
 
@@ -3871,6 +3882,12 @@ export const Container: MessageFns<Container> = {
     }
     if (message.createdUnixMs !== 0) {
       writer.uint32(72).int64(message.createdUnixMs);
+    }
+    if (message.desiredState !== 0) {
+      writer.uint32(80).int32(message.desiredState);
+    }
+    if (message.updatedUnixMs !== 0) {
+      writer.uint32(88).int64(message.updatedUnixMs);
     }
     return writer;
   },
@@ -3960,6 +3977,22 @@ export const Container: MessageFns<Container> = {
             message.createdUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.desiredState = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.updatedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3986,6 +4019,16 @@ export const Container: MessageFns<Container> = {
         ? globalThis.Number(object.createdUnixMs)
         : isSet(object.created_unix_ms)
         ? globalThis.Number(object.created_unix_ms)
+        : 0,
+      desiredState: isSet(object.desiredState)
+        ? containerStateFromJSON(object.desiredState)
+        : isSet(object.desired_state)
+        ? containerStateFromJSON(object.desired_state)
+        : 0,
+      updatedUnixMs: isSet(object.updatedUnixMs)
+        ? globalThis.Number(object.updatedUnixMs)
+        : isSet(object.updated_unix_ms)
+        ? globalThis.Number(object.updated_unix_ms)
         : 0,
     };
   },
@@ -4018,6 +4061,12 @@ export const Container: MessageFns<Container> = {
     }
     if (message.createdUnixMs !== 0) {
       obj.createdUnixMs = Math.round(message.createdUnixMs);
+    }
+    if (message.desiredState !== 0) {
+      obj.desiredState = containerStateToJSON(message.desiredState);
+    }
+    if (message.updatedUnixMs !== 0) {
+      obj.updatedUnixMs = Math.round(message.updatedUnixMs);
     }
     return obj;
   },
