@@ -5,3 +5,7 @@ export {
   NatsHeartbeats, heartbeatSubject, parseHeartbeat, HEARTBEAT_SUBJECT_PREFIX, HEARTBEAT_SUBJECT_WILDCARD, MAX_HEARTBEAT_BYTES,
   type HeartbeatSource, type NatsHeartbeatsOptions,
 } from './nats.js';
+export {
+  ObservedState, NatsContainerReports, parseContainerReport, containersSubject, CONTAINERS_SUBJECT_WILDCARD, MAX_REPORT_BYTES, MAX_REPORT_CONTAINERS,
+  type NatsContainerReportsOptions,
+} from './reports.js';

@@ -1,0 +1,10 @@
+/**
+ * The reconciler: desired state (workloads in the store) vs observed state
+ * (container reports from agents) -> actions (records, RunContainer,
+ * StopContainer/RemoveContainer). decide() is the pure decision; Reconciler
+ * carries it out while this controller leads.
+ */
+export {
+  decide, containerSpecFor, templateKey, replicaName, isReady,
+  type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type PlannedEvent, type EventReason,
+} from './decide.js';
