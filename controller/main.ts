@@ -1,6 +1,8 @@
 /**
  * `berth controller`: wiring only. Builds the etcd store, the leader election,
- * node membership (NATS heartbeats) and the gRPC API, prints
+ * node membership (NATS heartbeats), observed state (NATS container reports),
+ * the agent client pool, the reconciler (acts only while leading) and the
+ * gRPC API, prints
  * `listening on HOST:PORT` on stdout when ready, and on SIGTERM/SIGINT stops
  * accepting calls, resigns leadership, and closes NATS and etcd.
  */
@@ -8,7 +10,9 @@ import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION, createLogger, messageOf, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
 import { startApiServer, type ApiServer } from './api/index.js';
-import { Membership, NatsHeartbeats } from './nodes/index.js';
+import { AgentPool } from './agents/index.js';
+import { Membership, NatsContainerReports, NatsHeartbeats, ObservedState } from './nodes/index.js';
+import { Reconciler } from './reconcile/index.js';
 import { EtcdElection, EtcdStore } from './store/index.js';
 
 const controllerIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -80,26 +84,36 @@ export async function runController(argv: string[]): Promise<number> {
   const election = new EtcdElection(store, { controllerId: cfg.id, logger });
   const heartbeats = new NatsHeartbeats({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}` });
   const membership = new Membership({ store, election, heartbeats, logger });
+  const observed = new ObservedState();
+  const reports = new NatsContainerReports({ servers: cfg.nats, observed, logger, name: `berth-controller-${cfg.id}-reports` });
+  const agents = new AgentPool({ logger });
+  const reconciler = new Reconciler({ store, election, membership, observed, agents, logger });
   let api: ApiServer | undefined;
   const signalled = waitForSignal();
 
   const shutdown = async (): Promise<void> => {
     await api?.stop().catch((err: unknown) => logger.warn('failed to stop the api cleanly', { error: messageOf(err) }));
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
+    reconciler.detach();
+    agents.close();
+    await reports.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await membership.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await store.close().catch((err: unknown) => logger.warn('failed to close etcd', { error: messageOf(err) }));
   };
 
   try {
     await store.ping().catch((err: unknown) => logger.warn('etcd not reachable yet; retrying in the background', { error: messageOf(err) }));
+    reconciler.attach();
     election.start();
     // NATS may come up later; the API serves meanwhile and nodes show NotReady.
     membership.start().catch((err: unknown) => logger.error('failed to subscribe to heartbeats', { error: messageOf(err) }));
+    reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
     api = await startApiServer({
       listen: cfg.listen,
       store,
       election,
       membership,
+      containers: { store, observed, agents },
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
     });

@@ -1,13 +1,15 @@
 /**
  * The controller's gRPC server: the only place in controller/ that imports
- * @grpc/grpc-js. It serves WorkloadService, NodeService and SystemService;
- * ContainerService is not registered yet, so its calls get UNIMPLEMENTED.
+ * @grpc/grpc-js. It serves WorkloadService, NodeService and SystemService, and
+ * ContainerService when `containers` is given (otherwise its calls get UNIMPLEMENTED).
  */
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
-import { NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
-import type { Membership } from '../nodes/index.js';
-import type { ClusterStore, LeaderElection, WorkloadStore } from '../store/index.js';
+import { ContainerServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
+import type { AgentDialer } from '../agents/index.js';
+import type { Membership, ObservedState } from '../nodes/index.js';
+import type { ClusterStore, ContainerRecordStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
+import { containerService } from './containers.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
 import { workloadService } from './workloads.js';
@@ -18,7 +20,13 @@ export const MAX_RECEIVE_BYTES = 2 * 1024 * 1024;
 export interface ApiServerOptions {
   /** HOST:PORT; port 0 picks a free port. */
   listen: string;
-  store: WorkloadStore & ClusterStore;
+  store: WorkloadStore & ClusterStore & Partial<ContainerRecordStore>;
+  /** Serves ContainerService and workload status from container records when given. */
+  containers?: {
+    store: ContainerRecordStore & Pick<NodeStore, 'getNode'> & WorkloadStore;
+    observed: ObservedState;
+    agents: AgentDialer;
+  };
   election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
   membership: Membership;
   defaultRegistry?: string;
@@ -39,8 +47,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
     'grpc.keepalive_permit_without_calls': 1,
   });
+  if (opts.containers) {
+    server.addService(ContainerServiceService, containerService({ ...opts.containers, logger, stopping: stopping.signal }));
+  }
   server.addService(WorkloadServiceService, workloadService({
-    store: opts.store, logger, stopping: stopping.signal, ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(NodeServiceService, nodeService({
     membership: opts.membership, cluster: opts.store, logger,

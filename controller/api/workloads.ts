@@ -5,7 +5,7 @@ import type {
   ListWorkloadsRequest, ListWorkloadsResponse, ScaleRequest, WatchWorkloadsRequest, WorkloadEvent, WorkloadServiceServer,
 } from '../../proto/gen/berth/v1/controller.js';
 import type { Workload } from '../../proto/gen/berth/v1/types.js';
-import type { WorkloadDocument, WorkloadStore } from '../store/index.js';
+import type { ContainerRecordStore, WorkloadDocument, WorkloadStore } from '../store/index.js';
 import { serverStream, unary } from './call.js';
 import { MAX_MANIFEST_BYTES, checkLabels, checkName, checkNames, checkText } from './validate.js';
 
@@ -14,12 +14,21 @@ export interface WorkloadServiceDeps {
   /** host:port for images without a registry host. */
   defaultRegistry?: string;
   logger: Logger;
+  /** Where the reconciler writes workload status; merged into Get and List when given. */
+  statuses?: Pick<ContainerRecordStore, 'getWorkloadStatus'>;
   /** Fires when the server stops; ends open watches. */
   stopping: AbortSignal;
 }
 
 export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServer {
   const { store, logger } = deps;
+  /** The workload with the reconciler's status (desired, running, ready, pending, conditions); the revision stays the workload's own. */
+  const withStatus = async (w: Workload, signal: AbortSignal): Promise<Workload> => {
+    const name = w.metadata?.name ?? '';
+    const s = deps.statuses ? await deps.statuses.getWorkloadStatus(name, { signal }) : undefined;
+    if (!s || !w.status) return w;
+    return { ...w, status: { ...s, revision: w.status.revision, desired: w.spec?.replicas ?? s.desired } };
+  };
   return {
     apply: unary(logger, 'Apply', async (req: ApplyRequest, { signal }): Promise<ApplyResponse> => {
       const source = checkText('source', req.source, 1024);
@@ -45,12 +54,13 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
     }),
 
     get: unary(logger, 'Get', async (req: GetWorkloadRequest, { signal }): Promise<Workload> => {
-      return store.getWorkload(checkName('name', req.name), { signal });
+      return withStatus(await store.getWorkload(checkName('name', req.name), { signal }), signal);
     }),
 
     list: unary(logger, 'List', async (req: ListWorkloadsRequest, { signal }): Promise<ListWorkloadsResponse> => {
       const selector = checkLabels('selector', req.selector);
-      return { workloads: await store.listWorkloads(selector, { signal }) };
+      const workloads = await store.listWorkloads(selector, { signal });
+      return { workloads: await Promise.all(workloads.map((w) => withStatus(w, signal))) };
     }),
 
     delete: unary(logger, 'Delete', async (req: DeleteWorkloadsRequest, { signal }): Promise<DeleteWorkloadsResponse> => {

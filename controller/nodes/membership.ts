@@ -52,6 +52,7 @@ export class Membership {
   /** The last live state logged per node (this controller's view). */
   private readonly logged = new Map<string, NodeState>();
   private timers: NodeJS.Timeout[] = [];
+  private readonly transitionListeners = new Set<(node: string, state: NodeState) => void>();
   private checking = false;
   private refreshFailing = false;
   private stopped = false;
@@ -75,6 +76,17 @@ export class Membership {
   /** Feeds one heartbeat (from the HeartbeatSource). */
   observe(node: string, hb: Heartbeat): void {
     if (this.tracker.observe(node, hb, this.now())) void this.checkOne(node);
+  }
+
+  /** When this controller started listening for heartbeats (unix ms). */
+  get listeningSinceUnixMs(): number {
+    return this.startedUnixMs;
+  }
+
+  /** Calls `fn(node, state)` on every live transition this controller sees; returns an unsubscribe function. */
+  onTransition(fn: (node: string, state: NodeState) => void): () => void {
+    this.transitionListeners.add(fn);
+    return () => this.transitionListeners.delete(fn);
   }
 
   /** Creates or refreshes a node record (NodeService.Register). */
@@ -153,6 +165,7 @@ export class Membership {
       const fields = { node: name, state: stateName(live.state), previous: before === undefined ? null : stateName(before), reason: live.reason, lastHeartbeatUnixMs: live.lastHeartbeatUnixMs, registered: record !== undefined };
       if (live.state === NodeState.NODE_STATE_READY) this.logger.info('node ready', fields);
       else this.logger.warn('node not ready', fields);
+      for (const fn of this.transitionListeners) fn(name, live.state);
     }
     if (!record || !this.opts.election.isLeader()) return;
     if (record.status?.state === live.state) return;

@@ -83,6 +83,11 @@ export class ObservedState {
     for (const fn of this.listeners) fn(node);
   }
 
+  /** Drops one container from a node's view (its removal was confirmed by the agent's answer). */
+  forget(node: string, id: string): void {
+    this.nodes.get(node)?.containers.delete(id);
+  }
+
   /** Containers a node reported (empty when never heard from). */
   containers(node: string): Container[] {
     return [...(this.nodes.get(node)?.containers.values() ?? [])];

@@ -8,3 +8,6 @@ export {
   decide, containerSpecFor, templateKey, replicaName, isReady,
   type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type PlannedEvent, type EventReason,
 } from './decide.js';
+export {
+  Reconciler, RESYNC_INTERVAL_MS, LOST_AFTER_LISTENING_MS, RUN_SETTLE_MS, DEFAULT_CONCURRENCY, STOP_GRACE_SECONDS, type ReconcilerOptions,
+} from './reconciler.js';

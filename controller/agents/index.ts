@@ -1,0 +1,2 @@
+/** The controller's gRPC clients to agents (the only place in controller/ that dials one). */
+export { AgentPool, AgentCallError, type AgentClient, type AgentDialer, type AgentPoolOptions } from './pool.js';

@@ -1,0 +1,154 @@
+/**
+ * The controller's clients to agents: the only place in controller/ that dials
+ * an agent (AgentService in proto/berth/v1/agent.proto).
+ *
+ * Vocabulary
+ * - agent: the AgentService server of one node, at the address in its node
+ *   record (NodeSpec.address).
+ * - pool: one gRPC channel per node, made on first use and replaced when the
+ *   node's address changes (the agent re-registered elsewhere).
+ *
+ * Lifecycle: built by main.ts, shared by the reconciler and the API, closed
+ * once with close(). Every call takes `{ signal }` and has a deadline; errors
+ * are AgentCallError (the agent's own status code kept, the node named).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { BerthError, CancelledError, UnavailableError, fromGrpcError, silentLogger, type Logger } from '../../lib/index.js';
+import {
+  AgentServiceClient,
+  type AgentLogsRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
+} from '../../proto/gen/berth/v1/agent.js';
+import type { Container, LogLine } from '../../proto/gen/berth/v1/types.js';
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/** A failed call to an agent; `code` is the agent's status mapped to a Berth code. */
+export class AgentCallError extends BerthError {
+  override name = 'AgentCallError';
+  readonly nodeId: string;
+  constructor(nodeId: string, source: BerthError) {
+    super(source.code, source.message, { cause: source });
+    this.nodeId = nodeId;
+  }
+}
+
+/** What the controller can ask one agent. */
+export interface AgentClient {
+  readonly node: string;
+  readonly address: string;
+  /** Idempotent by `req.id`: running an id that already exists returns it. */
+  runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container>;
+  stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container>;
+  removeContainer(req: RemoveContainerRequest, opts?: CallOptions): Promise<void>;
+  listContainers(opts?: CallOptions): Promise<Container[]>;
+  /** Streams log lines until the agent ends the stream or the signal fires. */
+  logs(req: AgentLogsRequest, opts?: CallOptions): AsyncIterable<LogLine>;
+}
+
+/** Finds the client for a node. */
+export interface AgentDialer {
+  agent(node: string, address: string): AgentClient;
+}
+
+export interface AgentPoolOptions {
+  logger?: Logger;
+  /** Deadline of RunContainer (it may pull the image), ms; default 120000. */
+  runTimeoutMs?: number;
+  /** Deadline of other unary calls, ms; default 15000. */
+  timeoutMs?: number;
+}
+
+type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
+
+class PooledAgent implements AgentClient {
+  constructor(
+    readonly node: string,
+    readonly address: string,
+    readonly client: AgentServiceClient,
+    private readonly runTimeoutMs: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, req: Req, timeoutMs: number, opts?: CallOptions): Promise<Res> {
+    const what = `call ${method} on node "${this.node}" at "${this.address}"`;
+    if (opts?.signal?.aborted) return Promise.reject(new CancelledError(`failed to ${what}: cancelled`));
+    return new Promise<Res>((resolve, reject) => {
+      const call = fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+        opts?.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(new AgentCallError(this.node, fromGrpcError(err, what)));
+        else resolve(res);
+      });
+      const onAbort = (): void => call.cancel();
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('RunContainer', this.client.runContainer as Unary<RunContainerRequest, Container>, req, this.runTimeoutMs, opts);
+  }
+
+  stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('StopContainer', this.client.stopContainer as Unary<StopContainerRequest, Container>, req, this.timeoutMs + req.graceSeconds * 1000, opts);
+  }
+
+  async removeContainer(req: RemoveContainerRequest, opts?: CallOptions): Promise<void> {
+    await this.unary('RemoveContainer', this.client.removeContainer as Unary<RemoveContainerRequest, unknown>, req, this.timeoutMs, opts);
+  }
+
+  async listContainers(opts?: CallOptions): Promise<Container[]> {
+    const res = await this.unary('ListContainers', this.client.listContainers as Unary<object, { containers: Container[] }>, {}, this.timeoutMs, opts);
+    return res.containers;
+  }
+
+  async *logs(req: AgentLogsRequest, opts?: CallOptions): AsyncIterable<LogLine> {
+    const what = `call Logs on node "${this.node}" at "${this.address}"`;
+    const stream = this.client.logs(req);
+    const onAbort = (): void => stream.cancel();
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const line of stream as AsyncIterable<LogLine>) yield line;
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      if (e.code === grpc.status.CANCELLED && opts?.signal?.aborted) return;
+      throw new AgentCallError(this.node, fromGrpcError(err, what));
+    } finally {
+      opts?.signal?.removeEventListener('abort', onAbort);
+      stream.cancel();
+    }
+  }
+}
+
+export class AgentPool implements AgentDialer {
+  private readonly agents = new Map<string, PooledAgent>();
+  private readonly logger: Logger;
+  private closed = false;
+
+  constructor(private readonly opts: AgentPoolOptions = {}) {
+    this.logger = (opts.logger ?? silentLogger()).child({ component: 'agents' });
+  }
+
+  agent(node: string, address: string): AgentClient {
+    if (this.closed) throw new UnavailableError(`failed to reach the agent of node "${node}": the pool is closed`);
+    const have = this.agents.get(node);
+    if (have && have.address === address) return have;
+    if (have) {
+      have.client.close();
+      this.logger.info('agent address changed', { node, address, previous: have.address });
+    }
+    const client = new AgentServiceClient(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10000,
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    });
+    const a = new PooledAgent(node, address, client, this.opts.runTimeoutMs ?? 120000, this.opts.timeoutMs ?? 15000);
+    this.agents.set(node, a);
+    return a;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const a of this.agents.values()) a.client.close();
+    this.agents.clear();
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * Reconciler: carries out decide() while this controller leads.
+ *
+ * Lifecycle
+ * - attach() subscribes to the election; each term starts a loop that ends
+ *   when `term.signal` aborts (lease lost, resigned, stopped). detach() ends it.
+ * - At the start of a term it reads every container record and workload from
+ *   the store (adopting what an earlier leader decided), then watches
+ *   workloads. A pass (decide + act) runs after any workload change, container
+ *   report, node transition or finished agent call (coalesced), and at least
+ *   every `resyncIntervalMs` (30 s), which also re-reads the store in case a
+ *   watch missed something.
+ *
+ * Crash safety
+ * - Records are written (one etcd transaction per pass, batched when large)
+ *   before RunContainer is called for them, and RunContainer is idempotent by
+ *   the record's id: a leader that dies between the two leaves a record the
+ *   next leader runs again, never a container without a record.
+ * - A removal first rewrites the record as REMOVED, then stops and removes the
+ *   container, then deletes the record; a leader dying in between repeats the
+ *   remaining steps (a NOT_FOUND from the agent counts as removed).
+ *
+ * Agent calls run in the background with bounded concurrency; a failed call is
+ * retried on a later pass after a backoff (0.5 s doubling to 30 s). A
+ * successful RunContainer is not repeated for RUN_SETTLE_MS while the agent's
+ * report catches up.
+ */
+import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { isCode, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { NodeState, type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import type { AgentDialer } from '../agents/index.js';
+import type { Membership, ObservedState } from '../nodes/index.js';
+import type { ContainerRecordStore, LeaderElection, LeadershipTerm, WorkloadStore } from '../store/index.js';
+import { decide, type ReconcileNode, type RemoveAction } from './decide.js';
+
+export const RESYNC_INTERVAL_MS = 30_000;
+/** A node must have been listened to this long before "NotReady" means lost. */
+export const LOST_AFTER_LISTENING_MS = 5_000;
+/** How long a successful RunContainer is not repeated while waiting for the report. */
+export const RUN_SETTLE_MS = 15_000;
+export const DEFAULT_CONCURRENCY = 32;
+/** Seconds between SIGTERM and SIGKILL when the reconciler stops a replica. */
+export const STOP_GRACE_SECONDS = 10;
+
+export interface ReconcilerOptions {
+  store: Pick<WorkloadStore, 'listWorkloads' | 'watchWorkloads'> & Pick<ContainerRecordStore, 'listContainerRecords' | 'getContainerRecord' | 'writeContainerRecords' | 'setWorkloadStatus'>;
+  election: Pick<LeaderElection, 'onTerm'>;
+  membership: Pick<Membership, 'list' | 'onTransition' | 'listeningSinceUnixMs'>;
+  observed: ObservedState;
+  agents: AgentDialer;
+  logger?: Logger;
+  now?: () => number;
+  newId?: () => string;
+  resyncIntervalMs?: number;
+  concurrency?: number;
+  /** Delay used to coalesce triggers into one pass, ms (default 20). */
+  coalesceMs?: number;
+}
+
+interface Backoff {
+  failures: number;
+  nextUnixMs: number;
+}
+
+/** State of one term; thrown away when the term ends. */
+class TermState {
+  readonly workloads = new Map<string, Workload>();
+  readonly records = new Map<string, Container>();
+  readonly inflight = new Set<string>();
+  readonly ranAt = new Map<string, number>();
+  readonly backoff = new Map<string, Backoff>();
+  readonly statuses = new Map<string, WorkloadStatus>();
+  /** Records this term wrote and has not run yet (known current; no need to re-read before the first run). */
+  readonly fresh = new Set<string>();
+  /** Records whose container an agent has reported at least once since it was last run. */
+  readonly seen = new Set<string>();
+  wake: (() => void) | undefined;
+  dirty = true;
+  running = 0;
+  readonly queue: (() => Promise<void>)[] = [];
+  passes = 0;
+  constructor(readonly term: LeadershipTerm) {}
+}
+
+function sameStatus(a: WorkloadStatus | undefined, b: WorkloadStatus): boolean {
+  if (!a) return false;
+  const strip = (s: WorkloadStatus): string => JSON.stringify({ ...s, conditions: s.conditions.map((c) => ({ ...c, sinceUnixMs: 0 })) });
+  return strip(a) === strip(b);
+}
+
+/** Keeps each condition's `since` while its status and reason stay the same. */
+function carrySince(prev: WorkloadStatus | undefined, next: WorkloadStatus): WorkloadStatus {
+  const conditions = next.conditions.map((c): Condition => {
+    const p = prev?.conditions.find((x) => x.type === c.type);
+    return p && p.status === c.status && p.reason === c.reason ? { ...c, sinceUnixMs: p.sinceUnixMs } : c;
+  });
+  return { ...next, conditions };
+}
+
+export class Reconciler {
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly newId: () => string;
+  private unsubscribe: (() => void) | undefined;
+  private state: TermState | undefined;
+  /** Passes run (all terms); for tests and metrics. */
+  passes = 0;
+
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.logger = (opts.logger ?? silentLogger()).child({ component: 'reconciler' });
+    this.now = opts.now ?? Date.now;
+    this.newId = opts.newId ?? (() => randomBytes(32).toString('hex'));
+  }
+
+  /** Starts reconciling during every term of this controller. */
+  attach(): void {
+    this.unsubscribe ??= this.opts.election.onTerm((term) => {
+      void this.runTerm(term).catch((err: unknown) => this.logger.error('reconcile loop failed', { error: messageOf(err) }));
+    });
+  }
+
+  detach(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  /** Asks for a pass soon (coalesced). */
+  trigger(): void {
+    const s = this.state;
+    if (!s) return;
+    s.dirty = true;
+    s.wake?.();
+  }
+
+  private async runTerm(term: LeadershipTerm): Promise<void> {
+    const s = new TermState(term);
+    this.state = s;
+    const signal = term.signal;
+    // Every store and agent call of the term listens on this signal; many run at once.
+    setMaxListeners(0, signal);
+    this.logger.info('reconciler started', { controllerId: term.controllerId });
+    const unsubs: (() => void)[] = [
+      this.opts.observed.onChange(() => this.trigger()),
+      this.opts.membership.onTransition(() => this.trigger()),
+    ];
+    const resync = setInterval(() => void this.resync(s).then(() => this.trigger(), () => undefined), this.opts.resyncIntervalMs ?? RESYNC_INTERVAL_MS);
+    const wait = (ms: number): Promise<void> => new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
+    try {
+      // Adopt what is stored; retry until it works or the term ends.
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        try {
+          await this.resync(s);
+          break;
+        } catch (err) {
+          this.logger.warn('failed to read the desired state; retrying', { error: messageOf(err), attempt });
+          await wait(1000);
+        }
+      }
+      void this.watch(s);
+      while (!signal.aborted) {
+        if (!s.dirty) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              signal.removeEventListener('abort', done);
+              resolve();
+            };
+            s.wake = done;
+            signal.addEventListener('abort', done, { once: true });
+          });
+          s.wake = undefined;
+          continue;
+        }
+        await wait(this.opts.coalesceMs ?? 20);
+        if (signal.aborted) break;
+        s.dirty = false;
+        try {
+          await this.pass(s);
+        } catch (err) {
+          if (signal.aborted) break;
+          this.logger.warn('reconcile pass failed; retrying', { error: messageOf(err) });
+          await wait(1000);
+          s.dirty = true;
+        }
+      }
+    } finally {
+      clearInterval(resync);
+      for (const u of unsubs) u();
+      if (this.state === s) this.state = undefined;
+      this.logger.info('reconciler stopped', { controllerId: term.controllerId });
+    }
+  }
+
+  private async resync(s: TermState): Promise<void> {
+    const signal = s.term.signal;
+    const [workloads, records] = await Promise.all([
+      this.opts.store.listWorkloads(undefined, { signal }),
+      this.opts.store.listContainerRecords({}, { signal }),
+    ]);
+    s.workloads.clear();
+    for (const w of workloads) s.workloads.set(w.metadata?.name ?? '', w);
+    s.records.clear();
+    for (const r of records) s.records.set(r.id, r);
+  }
+
+  private async watch(s: TermState): Promise<void> {
+    const signal = s.term.signal;
+    while (!signal.aborted) {
+      try {
+        for await (const change of this.opts.store.watchWorkloads({ signal })) {
+          const name = change.workload.metadata?.name ?? '';
+          if (change.type === 'deleted') s.workloads.delete(name);
+          else s.workloads.set(name, change.workload);
+          this.trigger();
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.logger.warn('workload watch failed; restarting', { error: messageOf(err) });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private async nodes(s: TermState): Promise<{ nodes: ReconcileNode[]; addresses: Map<string, string> }> {
+    const list = await this.opts.membership.list({ signal: s.term.signal });
+    const listenedLongEnough = this.now() - this.opts.membership.listeningSinceUnixMs >= LOST_AFTER_LISTENING_MS;
+    const addresses = new Map<string, string>();
+    const nodes = list.flatMap((n): ReconcileNode[] => {
+      if (!n.spec) return [];
+      addresses.set(n.spec.name, n.spec.address);
+      const ready = n.status?.state === NodeState.NODE_STATE_READY;
+      return [{
+        name: n.spec.name,
+        labels: n.spec.labels,
+        cordoned: n.spec.cordoned,
+        capacity: { cpuMillis: n.spec.capacity?.cpuMillis ?? 0, memoryBytes: n.spec.capacity?.memoryBytes ?? 0, pids: n.spec.capacity?.pids ?? 0 },
+        condition: ready ? 'ready' : listenedLongEnough ? 'lost' : 'unknown',
+      }];
+    });
+    return { nodes, addresses };
+  }
+
+  /** One evaluation: decide, write records, write statuses, start agent calls. */
+  private async pass(s: TermState): Promise<void> {
+    const signal = s.term.signal;
+    const { nodes, addresses } = await this.nodes(s);
+    const observed = nodes.map((n) => ({ node: n.name, synced: this.opts.observed.synced(n.name), containers: this.opts.observed.containers(n.name) }));
+    for (const o of observed) for (const c of o.containers) if (s.records.has(c.id)) s.seen.add(c.id);
+    s.passes++;
+    this.passes++;
+    const evalId = `${s.term.controllerId}/${s.term.startedUnixMs}/${s.passes}`;
+    const plan = decide({
+      workloads: [...s.workloads.values()], records: [...s.records.values()], nodes, observed, evalId, now: this.now(), newId: this.newId,
+    });
+
+    const put = [...plan.create, ...plan.markRemoved];
+    if (put.length > 0 || plan.deleteRecords.length > 0) {
+      await this.opts.store.writeContainerRecords({ put, delete: plan.deleteRecords }, { signal });
+      for (const r of put) s.records.set(r.id, r);
+      for (const r of plan.create) s.fresh.add(r.id);
+      for (const id of plan.deleteRecords) {
+        s.records.delete(id);
+        s.ranAt.delete(id);
+        s.backoff.delete(id);
+        s.fresh.delete(id);
+        s.seen.delete(id);
+      }
+    }
+    for (const e of plan.events) {
+      const fields = { kind: e.kind, name: e.name, reason: e.reason, node: e.node, message: e.message };
+      if (e.severity === 'warning') this.logger.warn('event', fields);
+      else this.logger.info('event', fields);
+    }
+
+    for (const [name, status] of plan.statuses) {
+      const prev = s.statuses.get(name);
+      const next = carrySince(prev, status);
+      if (sameStatus(prev, next)) continue;
+      try {
+        await this.opts.store.setWorkloadStatus(name, next, { signal });
+        s.statuses.set(name, next);
+      } catch (err) {
+        if (!isCode(err, 'not_found')) this.logger.warn('failed to write workload status', { workload: name, error: messageOf(err) });
+      }
+    }
+    for (const name of [...s.statuses.keys()]) if (!plan.statuses.has(name)) s.statuses.delete(name);
+
+    const now = this.now();
+    for (const r of plan.run) {
+      const address = addresses.get(r.node);
+      if (!address || s.inflight.has(r.id)) continue;
+      const ran = s.ranAt.get(r.id);
+      // Wait for the report after a run, unless the container was reported and is gone again.
+      if (ran !== undefined && now - ran < RUN_SETTLE_MS && !s.seen.has(r.id)) continue;
+      if ((s.backoff.get(r.id)?.nextUnixMs ?? 0) > now) continue;
+      this.enqueue(s, r.id, () => this.run(s, r, address));
+    }
+    for (const rm of plan.remove) {
+      const address = addresses.get(rm.node);
+      if (!address || s.inflight.has(rm.id)) continue;
+      if ((s.backoff.get(rm.id)?.nextUnixMs ?? 0) > now) continue;
+      this.enqueue(s, rm.id, () => this.remove(s, rm, address));
+    }
+  }
+
+  private enqueue(s: TermState, id: string, task: () => Promise<void>): void {
+    s.inflight.add(id);
+    s.queue.push(async () => {
+      try {
+        await task();
+        s.backoff.delete(id);
+      } catch (err) {
+        if (s.term.signal.aborted) return;
+        const b = s.backoff.get(id) ?? { failures: 0, nextUnixMs: 0 };
+        b.failures++;
+        const delay = Math.min(500 * 2 ** (b.failures - 1), 30_000);
+        b.nextUnixMs = this.now() + delay;
+        s.backoff.set(id, b);
+        this.logger.warn('agent call failed; will retry', { containerId: id, failures: b.failures, retryInMs: delay, error: messageOf(err) });
+        setTimeout(() => this.trigger(), delay).unref();
+      } finally {
+        s.inflight.delete(id);
+        this.trigger();
+      }
+    });
+    this.drain(s);
+  }
+
+  private drain(s: TermState): void {
+    const limit = this.opts.concurrency ?? DEFAULT_CONCURRENCY;
+    while (s.running < limit && s.queue.length > 0) {
+      const task = s.queue.shift() as () => Promise<void>;
+      s.running++;
+      void task().finally(() => {
+        s.running--;
+        this.drain(s);
+      });
+    }
+  }
+
+  private async run(s: TermState, r: Container, address: string): Promise<void> {
+    if (!s.fresh.has(r.id)) {
+      // A record adopted from the store or run before (its container went away): check it is still
+      // wanted before starting it again, since ContainerService.Remove on any controller may have
+      // removed it.
+      let stored: Container | undefined;
+      try {
+        stored = await this.opts.store.getContainerRecord(r.id, { signal: s.term.signal });
+      } catch (err) {
+        if (!isCode(err, 'not_found')) throw err;
+      }
+      if (!stored || stored.desiredState !== r.desiredState || stored.node !== r.node) {
+        if (stored) s.records.set(r.id, stored);
+        else s.records.delete(r.id);
+        return;
+      }
+    }
+    s.fresh.delete(r.id);
+    s.seen.delete(r.id);
+    const agent = this.opts.agents.agent(r.node, address);
+    await agent.runContainer({
+      id: r.id, name: r.name, ...(r.spec ? { spec: r.spec } : {}), workload: r.workload, revision: r.revision, replica: r.replica,
+    }, { signal: s.term.signal });
+    s.ranAt.set(r.id, this.now());
+    this.logger.info('event', { kind: 'container', name: r.name, reason: 'Started', node: r.node, message: `agent of node "${r.node}" runs "${r.name}"` });
+  }
+
+  private async remove(s: TermState, rm: RemoveAction, address: string): Promise<void> {
+    const agent = this.opts.agents.agent(rm.node, address);
+    const signal = s.term.signal;
+    try {
+      await agent.stopContainer({ id: rm.id, graceSeconds: STOP_GRACE_SECONDS }, { signal });
+    } catch (err) {
+      if (!isCode(err, 'not_found')) throw err;
+    }
+    try {
+      await agent.removeContainer({ id: rm.id, force: true }, { signal });
+    } catch (err) {
+      if (!isCode(err, 'not_found')) throw err;
+    }
+    this.opts.observed.forget(rm.node, rm.id);
+    if (rm.deleteRecord && s.records.has(rm.id)) {
+      await this.opts.store.writeContainerRecords({ delete: [rm.id] }, { signal });
+      s.records.delete(rm.id);
+      s.ranAt.delete(rm.id);
+    }
+    this.logger.info('event', { kind: 'container', name: rm.name, reason: 'Removed', node: rm.node, message: `removed "${rm.name}" from node "${rm.node}"` });
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * The reconciler end to end inside one process: real etcd, real NATS, the
+ * controller's real components wired as main.ts wires them, and three fake
+ * agents (real gRPC servers and real NATS publishers, containers in memory).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { silentLogger } from '../../../lib/index.js';
+import type { LogLine } from '../../../proto/gen/berth/v1/types.js';
+import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
+import { AgentPool } from '../../../controller/agents/index.js';
+import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
+import { Membership, NatsContainerReports, NatsHeartbeats, ObservedState } from '../../../controller/nodes/index.js';
+import { Reconciler } from '../../../controller/reconcile/index.js';
+import { EtcdElection, EtcdStore } from '../../../controller/store/index.js';
+import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
+import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
+import { FakeAgent } from './fake-agent.js';
+
+interface TestController {
+  address: string;
+  store: EtcdStore;
+  election: EtcdElection;
+  reconciler: Reconciler;
+  stop(): Promise<void>;
+}
+
+async function startController(etcdUrl: string, natsUrl: string, prefix: string, id: string): Promise<TestController> {
+  const logger = silentLogger();
+  const store = new EtcdStore({ endpoints: [etcdUrl], prefix, logger });
+  const election = new EtcdElection(store, { controllerId: id, logger });
+  const membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [natsUrl], logger }), logger });
+  const observed = new ObservedState();
+  const reports = new NatsContainerReports({ servers: [natsUrl], observed, logger });
+  const agents = new AgentPool({ logger, runTimeoutMs: 5000, timeoutMs: 5000 });
+  const reconciler = new Reconciler({ store, election, membership, observed, agents, logger, resyncIntervalMs: 5000 });
+  reconciler.attach();
+  election.start();
+  await membership.start();
+  await reports.start();
+  const api: ApiServer = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, containers: { store, observed, agents }, logger });
+  return {
+    address: api.address, store, election, reconciler,
+    async stop() {
+      await api.stop(1000);
+      await election.stop();
+      reconciler.detach();
+      agents.close();
+      await reports.stop();
+      await membership.stop();
+      await store.close();
+    },
+  };
+}
+
+describe('reconciler with fake agents', function () {
+  this.timeout(120_000);
+  let etcd: Service;
+  let nats: Service;
+  let raw: Etcd3;
+  let prefix: string;
+  let ctl: TestController | undefined;
+  let ctl2: TestController | undefined;
+  let c: Clients | undefined;
+  let agents: FakeAgent[] = [];
+
+  before(async () => {
+    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
+    raw = new Etcd3({ hosts: etcd.url });
+  });
+  after(async () => {
+    raw?.close();
+    await Promise.all([etcd?.stop(), nats?.stop()]);
+  });
+  beforeEach(async () => {
+    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
+    ctl = await startController(etcd.url, nats.url, prefix, 'ctl-a');
+    await waitFor('leadership', () => ctl?.election.isLeader() === true, 10_000);
+    c = connectClients(ctl.address);
+    agents = ['n1', 'n2', 'n3'].map((node) => new FakeAgent({ node, natsUrl: nats.url, controller: (ctl as TestController).address }));
+    await Promise.all(agents.map((a) => a.start()));
+  });
+  afterEach(async () => {
+    c?.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    agents = [];
+    await ctl2?.stop();
+    ctl2 = undefined;
+    await ctl?.stop();
+    ctl = undefined;
+    await raw.delete().prefix(prefix);
+  });
+
+  const clients = (): Clients => c as Clients;
+  const apply = (text: string) => call(clients().workloads, clients().workloads.apply, { manifest: text, source: 'test.yaml', dryRun: false });
+  const scale = (name: string, replicas: number) => call(clients().workloads, clients().workloads.scale, { name, replicas });
+  const counts = (): number[] => agents.map((a) => a.runningCount());
+  const total = (): number => counts().reduce((x, y) => x + y, 0);
+  const runCalls = (): number[] => agents.map((a) => new Set(a.calls.filter((k) => k.method === 'RunContainer').map((k) => k.id)).size);
+
+  it('spreads 6 replicas 2/2/2, scales 6 -> 2 -> 5 and reports status', async () => {
+    await apply(manifest('web', { replicas: 6, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('6 replicas running', () => total() === 6, 15_000);
+    assert.deepEqual(counts(), [2, 2, 2]);
+    assert.deepEqual(runCalls(), [2, 2, 2]);
+    const records = await (ctl as TestController).store.listContainerRecords({ workload: 'web' });
+    assert.equal(records.length, 6);
+    assert.ok(records.every((r) => /^web-\d-[0-9a-f]{5}$/.test(r.name) && r.desiredState === ContainerState.CONTAINER_STATE_RUNNING));
+    await waitFor('status 6/6 ready', async () => {
+      const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
+      return w.status?.ready === 6 && w.status.running === 6 && w.status.desired === 6;
+    }, 15_000);
+
+    await scale('web', 2);
+    await waitFor('2 replicas running', () => total() === 2 && agents.every((a) => a.containers.size <= 1), 15_000);
+    await waitFor('2 records', async () => (await (ctl as TestController).store.listContainerRecords()).length === 2, 15_000);
+    assert.equal(Math.max(...counts()), 1, 'the two that stay are on different nodes');
+
+    await scale('web', 5);
+    await waitFor('5 replicas running', () => total() === 5, 15_000);
+    assert.deepEqual([...counts()].sort(), [1, 2, 2]);
+
+    // ContainerService lists the records with the agents' status and streams logs from the agent.
+    const list = await call(clients().containers, clients().containers.list, { all: false, selector: { app: 'web' }, node: '', workload: '' });
+    assert.equal(list.containers.length, 5);
+    assert.ok(list.containers.every((x) => x.status?.state === ContainerState.CONTAINER_STATE_RUNNING && x.workload === 'web'));
+    const first = list.containers[0];
+    assert.ok(first);
+    const lines: LogLine[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const s = clients().containers.logs({ container: first.name, follow: false, tail: 0, sinceUnixMs: 0 });
+      s.on('data', (l: LogLine) => lines.push(l));
+      s.on('end', () => resolve());
+      s.on('error', reject);
+    });
+    assert.equal(Buffer.from(lines[0]?.data ?? new Uint8Array()).toString(), `hello from ${first.name} on ${first.node}\n`);
+    assert.equal(lines[0]?.source, first.name);
+  });
+
+  it('re-places the replicas of a silent node within 10 s and removes them when it comes back', async () => {
+    await apply(manifest('web', { replicas: 6, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('6 replicas running', () => total() === 6, 15_000);
+    const n3 = agents[2] as FakeAgent;
+    const old = [...n3.containers.keys()];
+    assert.equal(old.length, 2);
+    n3.pause();
+    // NotReady after 5 s without heartbeats, then re-placed: well within 10 s.
+    await waitFor('replicas re-placed on n1 and n2', () => (agents[0]?.runningCount() ?? 0) + (agents[1]?.runningCount() ?? 0) === 6, 10_000);
+    assert.deepEqual(counts(), [3, 3, 2], 'n3 still holds its two while it is silent');
+    const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
+    assert.equal(w.spec?.replicas, 6);
+
+    n3.resume();
+    await waitFor('n3 told to remove its moved-away replicas', () => n3.containers.size === 0, 15_000);
+    assert.deepEqual(old.filter((id) => n3.calls.some((k) => k.method === 'RemoveContainer' && k.id === id)).length, 2);
+    await waitFor('records of n3 deleted', async () => (await (ctl as TestController).store.listContainerRecords({ node: 'n3' })).length === 0, 15_000);
+    // Give the reconciler a few more passes: nothing more may start or stop.
+    const passes = (ctl as TestController).reconciler.passes;
+    await waitFor('more passes', () => (ctl as TestController).reconciler.passes >= passes + 3, 15_000);
+    assert.equal(total(), 6);
+    assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 6);
+  });
+
+  it('lets a second controller adopt records and observed state without starting anything twice', async () => {
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('3 replicas running', () => total() === 3, 15_000);
+    ctl2 = await startController(etcd.url, nats.url, prefix, 'ctl-b');
+    const before = agents.map((a) => a.calls.filter((k) => k.method === 'RunContainer').length);
+    await (ctl as TestController).stop();
+    ctl = undefined;
+    await waitFor('the second controller leads', () => ctl2?.election.isLeader() === true, 10_000);
+    await waitFor('passes on the new leader', () => (ctl2?.reconciler.passes ?? 0) >= 3, 15_000);
+    c?.close();
+    c = connectClients(ctl2.address);
+    await scale('web', 4);
+    await waitFor('4 replicas running', () => total() === 4, 15_000);
+    const after = agents.map((a) => a.calls.filter((k) => k.method === 'RunContainer').length);
+    const started = after.reduce((x, y) => x + y, 0) - before.reduce((x, y) => x + y, 0);
+    // The new leader may repeat RunContainer for adopted records (idempotent), but only one new container exists.
+    assert.ok(started >= 1);
+    assert.equal(new Set(agents.flatMap((a) => [...a.containers.keys()])).size, 4);
+    assert.equal((await ctl2.store.listContainerRecords()).length, 4);
+  });
+
+  it('refuses to remove a running container without force, and replaces a removed replica', async () => {
+    await apply(manifest('web', { replicas: 2, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('2 replicas running', () => total() === 2, 15_000);
+    const list = await call(clients().containers, clients().containers.list, { all: true, selector: {}, node: '', workload: 'web' });
+    const victim = list.containers[0];
+    assert.ok(victim);
+    await assert.rejects(
+      call(clients().containers, clients().containers.remove, { containers: [victim.name], force: false }),
+      grpcError(grpc.status.FAILED_PRECONDITION, /failed to remove container "web-\d-[0-9a-f]{5}": it is running/),
+    );
+    await assert.rejects(
+      call(clients().containers, clients().containers.remove, { containers: ['nope'], force: true }),
+      grpcError(grpc.status.NOT_FOUND, /container "nope" not found/),
+    );
+    const res = await call(clients().containers, clients().containers.remove, { containers: [victim.id.slice(0, 12)], force: true });
+    assert.deepEqual(res.removed, [victim.name]);
+    await waitFor('a replacement runs', () => total() === 2 && !agents.some((a) => a.containers.has(victim.id)), 15_000);
+    const runsOfVictim = agents.flatMap((a) => a.calls).filter((k) => k.method === 'RunContainer' && k.id === victim.id).length;
+    assert.equal(runsOfVictim, 1, 'the removed replica is not started again');
+    assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 2);
+  });
+});
