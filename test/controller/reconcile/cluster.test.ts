@@ -163,6 +163,33 @@ describe('reconciler with fake agents', function () {
     assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 6);
   });
 
+  it('rolls a new image out one replica at a time, never below the desired count running', async () => {
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('3 replicas running', () => total() === 3, 15_000);
+    let lowest = Infinity;
+    let highest = 0;
+    const poll = setInterval(() => {
+      lowest = Math.min(lowest, total());
+      highest = Math.max(highest, agents.reduce((n, a) => n + a.containers.size, 0));
+    }, 2);
+    try {
+      const res = await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:2' }));
+      assert.equal(res.results[0]?.revision, 2);
+      const images = (): string[] => agents.flatMap((a) => [...a.containers.values()].map((x) => x.spec?.image ?? ''));
+      await waitFor('every replica on web:2', () => images().length === 3 && images().every((i) => i.endsWith('web:2')), 20_000);
+      await waitFor('status complete', async () => {
+        const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
+        return w.status?.conditions.some((x) => x.type === 'Progressing' && x.reason === 'Complete') === true && w.status.revision === 2;
+      }, 15_000);
+    } finally {
+      clearInterval(poll);
+    }
+    assert.ok(lowest >= 3, `running replicas dropped to ${lowest} during the update (maxUnavailable 0)`);
+    assert.ok(highest <= 4, `${highest} containers existed at once (maxSurge 1)`);
+    const records = await (ctl as TestController).store.listContainerRecords({ workload: 'web' });
+    assert.deepEqual(records.map((r) => r.revision), [2, 2, 2]);
+  });
+
   it('lets a second controller adopt records and observed state without starting anything twice', async () => {
     await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
     await waitFor('3 replicas running', () => total() === 3, 15_000);
