@@ -175,7 +175,7 @@ export function decide(input: ReconcileInput): ReconcilePlan {
   const nodes = new Map(input.nodes.map((n) => [n.name, n]));
   const observedByNode = new Map(input.observed.map((o) => [o.node, o]));
   const observedById = new Map<string, Container>();
-  for (const o of input.observed) for (const c of o.containers) observedById.set(c.id, c);
+  for (const o of input.observed) for (const c of o.containers) observedById.set(c.id, c.node === o.node ? c : { ...c, node: o.node });
   const condition = (node: string): NodeCondition => nodes.get(node)?.condition ?? 'lost';
   const workloads = new Map(input.workloads.map((w) => [w.metadata?.name ?? '', w]));
   const recordIds = new Set(input.records.map((r) => r.id));
@@ -189,7 +189,7 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     }
     if (condition(r.node) !== 'ready') continue;
     const obs = observedByNode.get(r.node);
-    if (obs?.synced && !obs.containers.some((c) => c.id === r.id)) plan.deleteRecords.push(r.id);
+    if (obs?.synced && observedById.get(r.id)?.node !== r.node) plan.deleteRecords.push(r.id);
     else plan.remove.push({ id: r.id, name: r.name, node: r.node, deleteRecord: true });
   }
 
@@ -227,6 +227,12 @@ export function decide(input: ReconcileInput): ReconcilePlan {
       .map((r): ExistingReplica => ({ workload: r.workload, replica: r.id, node: r.node, resources: amounts(r.spec?.resources), createdAt: r.createdUnixMs })),
   };
 
+  const byWorkload = new Map<string, Container[]>();
+  for (const r of running) {
+    const list = byWorkload.get(r.workload);
+    if (list) list.push(r);
+    else byWorkload.set(r.workload, [r]);
+  }
   const names = [...workloads.keys()].sort();
   for (const name of names) {
     const w = workloads.get(name) as Workload;
@@ -235,7 +241,7 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     const revision = w.status?.revision ?? 0;
     const template = containerSpecFor(name, spec);
     const key = templateKey(template);
-    const mine = running.filter((r) => r.workload === name);
+    const mine = byWorkload.get(name) ?? [];
     const active: Container[] = [];
     for (const r of mine) {
       if (condition(r.node) === 'lost') {
@@ -292,9 +298,10 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     // Scaling down: too many current replicas.
     const removed = new Set<string>();
     if (current.length > desired) {
-      const candidates: ClusterSnapshot = { nodes: snapshot.nodes, replicas: snapshot.replicas.filter((x) => x.workload !== name || current.some((r) => r.id === x.replica)) };
+      const byId = new Map(current.map((r) => [r.id, r]));
+      const candidates: ClusterSnapshot = { nodes: snapshot.nodes, replicas: snapshot.replicas.filter((x) => x.workload !== name || byId.has(x.replica)) };
       for (const rm of chooseRemovals(candidates, { workload: name, count: current.length - desired })) {
-        const r = current.find((x) => x.id === rm.replica);
+        const r = byId.get(rm.replica);
         if (!r) continue;
         removed.add(r.id);
         markRemoved(r, { reason: 'ScalingDown', message: `removing "${r.name}" from node "${r.node}" (${rm.why})`, severity: 'normal' });
