@@ -6,7 +6,8 @@
  * Exit codes: 0 after a clean stop, 1 when it cannot run (e.g. the listen
  * address is taken, the controller rejects the node), 2 for usage errors.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import { Command, CommanderError } from 'commander';
 import {
@@ -18,13 +19,23 @@ import {
   messageOf,
   parseLogLevel,
   parsers,
+  registryProblem,
   resolveConfig,
   type Logger,
   type Setting,
 } from '../lib/index.js';
 import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from './node/index.js';
-import { startAgentServer, type AgentServer } from './api/index.js';
-import { StatusPublisher } from './status/index.js';
+import { agentServiceHandlers, startAgentServer, type AgentServer } from './api/index.js';
+import { ContainerReporter, PullProgressThrottle, StatusPublisher } from './status/index.js';
+import { ContainerManager } from './containers/index.js';
+import { detectCgroups, Runtime, writeBundle } from './runtime/index.js';
+import { ImagePuller, ImageRecordStore, ImageService, RegistryClient } from './images/index.js';
+import { LocalContentStore } from './content/index.js';
+import { OverlaySnapshotter } from './snapshots/index.js';
+import { HelperNodeMaker, LinuxOverlayMounter, ZstdCliDecoder } from './sys/index.js';
+import { LinuxSys } from './sys/linux.js';
+import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
+import type { PullProgress } from '../proto/gen/berth/v1/types.js';
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -40,6 +51,21 @@ function defaultNodeName(): string {
   return DNS_LABEL.test(h) ? h : '';
 }
 
+function registryList(raw: string, source: string): string[] {
+  const parts = raw.split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of parts) {
+    const problem = registryProblem(p);
+    if (problem !== undefined) throw new InvalidArgumentError(`${source}: expected HOST[:PORT] registries separated by commas; "${p}": ${problem}`, { field: source });
+  }
+  return parts;
+}
+
+function registryHost(raw: string, source: string): string {
+  const [one, ...rest] = registryList(raw, source);
+  if (one === undefined || rest.length > 0) throw new InvalidArgumentError(`${source}: expected one registry HOST[:PORT], got "${raw}"`, { field: source });
+  return one;
+}
+
 /** The agent's settings: flag > environment > config file > default. */
 export const agentSettings = {
   controller: { flag: 'controller', env: 'BERTH_CONTROLLER', parse: parsers.hostPort, default: '127.0.0.1:7070' } as Setting<string>,
@@ -49,6 +75,9 @@ export const agentSettings = {
   labels: { flag: 'labels', env: 'BERTH_LABELS', parse: parsers.labels, default: {} } as Setting<Record<string, string>>,
   listen: { flag: 'listen', env: 'BERTH_AGENT_LISTEN', parse: parsers.hostPort, default: '127.0.0.1:7071' } as Setting<string>,
   address: { flag: 'address', env: 'BERTH_AGENT_ADDRESS', parse: parsers.hostPort, default: '' } as Setting<string>,
+  runtimeRoot: { flag: 'runtime-root', env: 'BERTH_RUNTIME_ROOT', key: 'runtime-root', parse: parsers.string, default: '/run/berth' } as Setting<string>,
+  defaultRegistry: { flag: 'default-registry', env: 'BERTH_DEFAULT_REGISTRY', key: 'default-registry', parse: registryHost, default: '' } as Setting<string>,
+  insecureRegistry: { flag: 'insecure-registry', env: 'BERTH_INSECURE_REGISTRY', key: 'insecure-registry', parse: registryList, default: [] } as Setting<string[]>,
   logLevel: { flag: 'log-level', env: 'BERTH_LOG_LEVEL', key: 'log-level', parse: (raw: string, source: string) => parseLogLevel(raw, source), default: 'info' } as Setting<string>,
 };
 
@@ -60,7 +89,10 @@ function buildCommand(): Command {
     .option('--controller <host:port>', 'controller address (env BERTH_CONTROLLER; default 127.0.0.1:7070)')
     .option('--nats <urls>', 'NATS server URLs, comma-separated (env BERTH_NATS; default nats://127.0.0.1:4222)')
     .option('--node <name>', 'node name, a DNS label (env BERTH_NODE; default the host name)')
-    .option('--root <dir>', 'state directory, created 0700 (env BERTH_ROOT; default /var/lib/berth)')
+    .option('--root <dir>', 'data directory for images, content, snapshots and containers, created 0700 (env BERTH_ROOT; default /var/lib/berth)')
+    .option('--runtime-root <dir>', 'runtime state of running containers (env BERTH_RUNTIME_ROOT; default /run/berth)')
+    .option('--default-registry <host[:port]>', 'registry for short image names; default: the one the controller names (env BERTH_DEFAULT_REGISTRY)')
+    .option('--insecure-registry <hosts>', 'registries reached over plain HTTP, comma-separated HOST[:PORT] (loopback ones always are; env BERTH_INSECURE_REGISTRY)')
     .option('--labels <k=v,...>', 'node labels, comma-separated key=value pairs (env BERTH_LABELS)')
     .option('--listen <host:port>', 'agent API listen address; port 0 picks one (default 127.0.0.1:7071)')
     .option('--address <host:port>', 'agent API address the controller dials (default: the listen address)')
@@ -155,12 +187,34 @@ export async function runAgent(argv: string[]): Promise<number> {
 
   let server: AgentServer | undefined;
   let publisher: StatusPublisher | undefined;
+  let manager: ContainerManager | undefined;
+  let reporter: ContainerReporter | undefined;
+  let client: RegistryClient | undefined;
+  let sys: LinuxSys | undefined;
   const registrar = grpcRegistrar(cfg.controller);
   try {
     ensureRoot(cfg.root, logger);
     const facts = detectNodeFacts();
     logger.info('node facts', { ...facts });
-    server = await startAgentServer({ listen: cfg.listen, logger });
+    // The API is served from the start; its handlers answer UNAVAILABLE until the agent is ready.
+    const ready: { impl?: AgentServiceServer } = {};
+    const proxy = Object.fromEntries(
+      (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'logs'] as const).map((m) => [
+        m,
+        (call: { emit: (event: string, e: Error) => void }, callback?: (e: { code: number; details: string }) => void) => {
+          const impl = ready.impl;
+          if (impl) {
+            // The handler and its call types match by method name.
+            (impl[m] as (c: unknown, cb: unknown) => void)(call, callback);
+            return;
+          }
+          const e = { code: 14, details: 'the agent is starting; try again' };
+          if (callback) callback(e);
+          else call.emit('error', Object.assign(new Error(e.details), e));
+        },
+      ]),
+    ) as unknown as AgentServiceServer;
+    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy });
     const spec = buildNodeSpec(
       { name: cfg.node, labels: cfg.labels, address: advertisedAddress(cfg.address, server.address), agentVersion: BERTH_VERSION },
       facts,
@@ -168,9 +222,42 @@ export async function runAgent(argv: string[]): Promise<number> {
     const registered = await registerWithRetry(registrar, spec, { logger, signal: abort.signal });
     registrar.close();
     publisher = await StatusPublisher.connect({ servers: cfg.nats, node: cfg.node, logger, signal: abort.signal });
+    const pub = publisher;
+
+    // Images, snapshots, runtime, containers.
+    const defaultRegistry = cfg.defaultRegistry !== '' ? cfg.defaultRegistry : registered.defaultRegistry !== '' ? registered.defaultRegistry : undefined;
+    sys = new LinuxSys();
+    const runtime = new Runtime({ sys, cgroups: await detectCgroups(sys), root: join(cfg.runtimeRoot, 'runtime'), logger });
+    client = new RegistryClient({ insecure: cfg.insecureRegistry });
+    const content = new LocalContentStore(cfg.root);
+    const snapshotter = new OverlaySnapshotter({ root: cfg.root, mounter: new LinuxOverlayMounter() });
+    const records = new ImageRecordStore(cfg.root);
+    const puller = new ImagePuller({
+      client, content, snapshotter, records, logger, defaultRegistry,
+      nodeMaker: new HelperNodeMaker({ helperPath: sys.helperPath }),
+      ...(existsSync('/usr/bin/zstd') ? { zstd: new ZstdCliDecoder() } : {}),
+    });
+    let mgr: ContainerManager | undefined;
+    const images = new ImageService({
+      puller, records, content, snapshotter, client, defaultRegistry,
+      inUse: async (image) => (mgr?.list() ?? []).filter((c) => c.spec?.image === image.reference).map((c) => c.id),
+    });
+    const pullProgressSink = (): ((p: PullProgress) => void) => {
+      const t = new PullProgressThrottle((p) => pub.publishPullProgress(p));
+      return (p) => t.push(p);
+    };
+    manager = mgr = new ContainerManager({
+      node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink,
+    });
+    await manager.recover();
+    ready.impl = agentServiceHandlers({ node: cfg.node, containers: manager, images, runtime, logger, pullProgressSink });
+    reporter = new ContainerReporter(cfg.node, manager, publisher);
+    reporter.start();
+
     const intervalMs = registered.heartbeatIntervalMs > 0 ? registered.heartbeatIntervalMs : 1000;
-    publisher.startHeartbeats({ intervalMs, capacity: spec.capacity, containers: () => 0 });
-    logger.info('agent running', { node: cfg.node, address: spec.address, instance: publisher.instance, heartbeatIntervalMs: intervalMs });
+    const m = manager;
+    publisher.startHeartbeats({ intervalMs, capacity: spec.capacity, containers: () => m.count });
+    logger.info('agent running', { node: cfg.node, address: spec.address, instance: publisher.instance, heartbeatIntervalMs: intervalMs, containers: manager.count });
     await signals.promise;
     return 0;
   } catch (err) {
@@ -181,8 +268,13 @@ export async function runAgent(argv: string[]): Promise<number> {
   } finally {
     signals.dispose();
     registrar.close();
-    await publisher?.close();
+    // Containers keep running: the next agent process re-adopts them.
+    reporter?.stop();
+    manager?.close();
     await server?.close();
+    await publisher?.close();
+    client?.close();
+    sys?.close();
     // stderr is synchronous for files and pipes on Linux, so nothing is lost by returning now.
     logger.info('stopped');
   }

@@ -1,2 +1,3 @@
-/** agent/api: the agent's gRPC server. */
+/** agent/api: the agent's gRPC server and its AgentService handlers. */
 export * from './server.js';
+export * from './service.js';

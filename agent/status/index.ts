@@ -1,2 +1,3 @@
-/** agent/status: what the agent publishes on NATS (heartbeats for now). */
+/** agent/status: what the agent publishes on NATS (heartbeats, container reports, pull progress). */
 export * from './publisher.js';
+export * from './reports.js';

@@ -16,13 +16,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, Events, type NatsConnection } from 'nats';
-import { Heartbeat } from '../../proto/gen/berth/v1/status.js';
-import type { NodeResources } from '../../proto/gen/berth/v1/types.js';
+import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
+import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
 import { CancelledError, messageOf, type Logger } from '../../lib/index.js';
 
 /** The subject a node's heartbeats go to. */
 export function heartbeatSubject(node: string): string {
   return `berth.v1.node.${node}.heartbeat`;
+}
+
+/** The subject a node's container reports go to. */
+export function containersSubject(node: string): string {
+  return `berth.v1.node.${node}.containers`;
+}
+
+/** The subject a node's image pull progress goes to. */
+export function pullSubject(node: string): string {
+  return `berth.v1.node.${node}.pull`;
 }
 
 export interface StatusPublisherOptions {
@@ -150,6 +160,33 @@ export class StatusPublisher {
     } catch (err) {
       this.log.warn('failed to publish a heartbeat', { seq: this.seqNo, reason: messageOf(err) });
     }
+  }
+
+  /** The node this publisher speaks for. */
+  get nodeName(): string {
+    return this.node;
+  }
+
+  private publishRaw(subject: string, data: Uint8Array, what: string): boolean {
+    if (this.closing || this.nc.isClosed()) return false;
+    try {
+      // While disconnected the client buffers what is published and sends it on reconnect.
+      this.nc.publish(subject, data);
+      return true;
+    } catch (err) {
+      this.log.warn('failed to publish', { what, reason: messageOf(err) });
+      return false;
+    }
+  }
+
+  /** Publishes a ContainerReport on `berth.v1.node.<node>.containers`. */
+  publishContainerReport(report: ContainerReport): boolean {
+    return this.publishRaw(containersSubject(this.node), ContainerReport.encode(report).finish(), 'container report');
+  }
+
+  /** Publishes a PullProgress on `berth.v1.node.<node>.pull` (callers throttle; see PullProgressThrottle). */
+  publishPullProgress(progress: PullProgress): boolean {
+    return this.publishRaw(pullSubject(this.node), PullProgress.encode(progress).finish(), 'pull progress');
   }
 
   /** Stops heartbeats (no more are published after this returns). */

@@ -78,7 +78,7 @@ describe('agent/main (berth agent)', () => {
     assert.equal(await exitCode(p), 0);
   });
 
-  it('creates its root 0700, serves UNIMPLEMENTED for unimplemented methods, retries registration and exits 0 on SIGTERM while the controller is down', async () => {
+  it('creates its root 0700, answers UNAVAILABLE until it is ready, retries registration and exits 0 on SIGTERM while the controller is down', async () => {
     const controller = `127.0.0.1:${await freePort()}`;
     const p = agent(['--controller', controller, '--nats', 'nats://127.0.0.1:1', '--node', 'node-1', '--root', root, '--listen', '127.0.0.1:0']);
     await waitFor('two failed registration attempts', () => logLines(p).filter((l) => l['message'] === 'registration failed; retrying').length >= 2, 15_000);
@@ -95,8 +95,8 @@ describe('agent/main (berth agent)', () => {
       const err = await new Promise<ServiceError | null>((resolve) => {
         client.listImages({}, new Metadata(), { deadline: Date.now() + 5000 }, (e) => resolve(e));
       });
-      assert.equal(err?.code, grpcStatus.UNIMPLEMENTED);
-      assert.match(err?.details ?? '', /does not implement the method/);
+      assert.equal(err?.code, grpcStatus.UNAVAILABLE);
+      assert.match(err?.details ?? '', /the agent is starting/);
     } finally {
       client.close();
     }

@@ -1,0 +1,163 @@
+/**
+ * AgentService handlers: requests from the wire (hostile) are validated,
+ * turned into calls on the container manager and the image service, and
+ * every error leaves as a gRPC status through toGrpcStatus (the message
+ * names the field or the thing at fault).
+ */
+import type { ServerWritableStream, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { status as GrpcCode } from '@grpc/grpc-js';
+import { InvalidArgumentError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
+import type { AgentLogsRequest, AgentServiceServer, PullImageRequest } from '../../proto/gen/berth/v1/agent.js';
+import type { LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
+import { containerIdProblem, type ContainerManager } from '../containers/index.js';
+import { pullWithProgress, toProtoImageRecord, type ImageService } from '../images/index.js';
+import type { ContainerRuntime, LogEntry } from '../runtime/index.js';
+import { parseImageReference } from '../../lib/index.js';
+
+export interface AgentServiceDeps {
+  node: string;
+  containers: ContainerManager;
+  images: Pick<ImageService, 'pull' | 'list'>;
+  runtime: Pick<ContainerRuntime, 'logs' | 'state'>;
+  logger: Logger;
+  /** A sink per pull for its progress (NATS); the stream gets every message regardless. */
+  pullProgressSink?: () => (p: PullProgress) => void;
+  /** Default StopContainer grace when the request gives 0; default 10 s. */
+  defaultGraceSeconds?: number;
+}
+
+const MAX_GRACE_SECONDS = 3600;
+const MAX_TAIL = 1_000_000;
+
+function checkId(id: string, field = 'id'): void {
+  const p = containerIdProblem(id);
+  if (p) throw new InvalidArgumentError(`${field}: ${p}`, { field });
+}
+
+function fail(err: unknown): { code: number; details: string } {
+  const s = toGrpcStatus(err);
+  return s;
+}
+
+function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    fn(call.request, ac.signal).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        const s = fail(err);
+        if (s.code === GrpcCode.INTERNAL || s.code === GrpcCode.UNKNOWN) log.error('agent API call failed', { method, reason: messageOf(err) });
+        callback({ code: s.code, details: s.details });
+      },
+    );
+  };
+}
+
+/** Builds the AgentService implementation. */
+export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer {
+  const log = deps.logger.child({ component: 'api' });
+  const { containers } = deps;
+  const defaultGrace = deps.defaultGraceSeconds ?? 10;
+
+  const streamFail = (call: ServerWritableStream<unknown, unknown>, err: unknown, method: string): void => {
+    const s = fail(err);
+    if (s.code === GrpcCode.INTERNAL) log.error('agent API call failed', { method, reason: messageOf(err) });
+    // grpc-js ends a server stream with a status when the call emits 'error' with a code.
+    call.emit('error', Object.assign(new Error(s.details), { code: s.code, details: s.details }));
+  };
+
+  return {
+    runContainer: unary(log, 'RunContainer', (req, signal) => containers.run(req, { signal })),
+
+    stopContainer: unary(log, 'StopContainer', async (req) => {
+      checkId(req.id);
+      if (req.graceSeconds > MAX_GRACE_SECONDS) {
+        throw new InvalidArgumentError(`grace_seconds: expected at most ${MAX_GRACE_SECONDS}, got ${req.graceSeconds}`, { field: 'grace_seconds' });
+      }
+      return containers.stop(req.id, { graceMs: (req.graceSeconds || defaultGrace) * 1000 });
+    }),
+
+    removeContainer: unary(log, 'RemoveContainer', async (req) => {
+      checkId(req.id);
+      await containers.remove(req.id, { force: req.force });
+      return {};
+    }),
+
+    listContainers: unary(log, 'ListContainers', async () => ({ containers: containers.list() })),
+
+    listImages: unary(log, 'ListImages', async () => ({
+      images: (await deps.images.list()).map((r) => toProtoImageRecord(r, deps.node)),
+    })),
+
+    pullImage: (call: ServerWritableStream<PullImageRequest, PullProgress>): void => {
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      void (async () => {
+        try {
+          parseImageReference(call.request.reference, { field: 'reference' });
+        } catch (err) {
+          streamFail(call, err, 'PullImage');
+          return;
+        }
+        const sink = deps.pullProgressSink?.();
+        const out = await pullWithProgress(deps.images, call.request.reference, deps.node, (p) => {
+          sink?.(p);
+          if (!call.cancelled) call.write(p);
+        }, { signal: ac.signal });
+        if (out.error !== undefined) log.warn('image pull failed', { image: call.request.reference, reason: messageOf(out.error) });
+        call.end();
+      })();
+    },
+
+    logs: (call: ServerWritableStream<AgentLogsRequest, LogLine>): void => {
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      void (async () => {
+        try {
+          const req = call.request;
+          checkId(req.id);
+          if (req.tail > MAX_TAIL) throw new InvalidArgumentError(`tail: expected at most ${MAX_TAIL}, got ${req.tail}`, { field: 'tail' });
+          if (req.sinceUnixMs < 0) throw new InvalidArgumentError(`since_unix_ms: expected 0 (unset) or a time in milliseconds, got ${req.sinceUnixMs}`, { field: 'since_unix_ms' });
+          const attempts = containers.attempts(req.id);
+          const since = req.sinceUnixMs > 0 ? new Date(req.sinceUnixMs) : undefined;
+          // The previous attempt's output first (a restarted container's logs continue), then the current one.
+          const sources: { id: string; follow: boolean }[] = [
+            ...(attempts.previous !== undefined ? [{ id: attempts.previous, follow: false }] : []),
+            { id: attempts.current, follow: req.follow },
+          ];
+          const send = (e: LogEntry): void => {
+            const line: LogLine = { unixMs: Date.parse(e.time) || 0, stream: e.stream, data: Buffer.from(e.partial ? e.text : `${e.text}\n`), source: '' };
+            call.write(line);
+          };
+          const read = async (id: string, tail?: number, follow = false): Promise<LogEntry[]> => {
+            const out: LogEntry[] = [];
+            for await (const e of deps.runtime.logs(id, { since, signal: ac.signal, ...(tail !== undefined ? { tail } : {}), follow })) {
+              if (follow) send(e);
+              else out.push(e);
+            }
+            return out;
+          };
+          if (req.tail > 0) {
+            // tail counts across both attempts: the previous attempt's last lines fill up what the current one lacks.
+            const current = (await read(attempts.current)).length;
+            if (current < req.tail && attempts.previous !== undefined) {
+              for (const e of await read(attempts.previous, req.tail - current)) send(e);
+            }
+            if (req.follow) await read(attempts.current, req.tail, true);
+            else for (const e of await read(attempts.current, req.tail)) send(e);
+          } else {
+            for (const s of sources) {
+              if (s.follow) await read(s.id, undefined, true);
+              else for (const e of await read(s.id)) send(e);
+            }
+          }
+          call.end();
+        } catch (err) {
+          if (ac.signal.aborted) return;
+          streamFail(call, err, 'Logs');
+        }
+      })();
+    },
+  };
+}

@@ -1,0 +1,589 @@
+/**
+ * The agent's container manager: the containers the controller assigned to
+ * this node, run through the runtime and kept to their restart policy.
+ *
+ * Vocabulary
+ *   container  what the controller asked for (RunContainerRequest): an id, a
+ *              spec, and its status as the proto `Container`.
+ *   attempt    one run of a container's process. Attempt n is the runtime
+ *              container `<id>.<n>`; a restart is a new attempt over the same
+ *              root filesystem (the overlay snapshot `<id>`) and bundle. The
+ *              previous attempt is kept (stopped) so its logs stay readable;
+ *              older ones are deleted.
+ *   record     `<root>/containers/<id>/record.json` (version 1): the
+ *              Container plus the attempt number, whether it should run, and
+ *              the failure streak; rewritten atomically on every change, so an
+ *              agent restart (`recover()`) re-adopts running attempts and
+ *              learns exits that happened while it was down.
+ *
+ * Lifecycle of a container
+ *   run -> PENDING (record written) -> image pulled if missing -> rootfs
+ *   mounted -> bundle written -> attempt 0 created and started -> RUNNING.
+ *   A failure before RUNNING undoes everything and fails the call (nothing
+ *   half-applied; the controller may retry with the same id).
+ *   exit -> EXITED (exit code, reason) -> per restart policy, a new attempt
+ *   after the backoff (1 s doubling to the cap, streak reset after 10 s of
+ *   running) -> RUNNING with restart_count + 1.
+ *   stop -> no more restarts; SIGTERM, SIGKILL after the grace period.
+ *   remove -> attempts deleted (cgroups, logs, state), rootfs unmounted and
+ *   deleted, record deleted.
+ *
+ * Every change is passed to the listeners given to `watch()` (the status
+ * publisher turns them into ContainerReports).
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, CancelledError, InternalError, messageOf, type Logger } from '../../lib/index.js';
+import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
+import {
+  Container,
+  ContainerSpec,
+  ContainerState,
+  ContainerStatus,
+  type PullProgress,
+} from '../../proto/gen/berth/v1/types.js';
+import { pullWithProgress, type ImageRecord, type PullOptions } from '../images/index.js';
+import type { ContainerRuntime, ExitInfo, ImageConfig, RunOptions } from '../runtime/index.js';
+import type { ContainerSnapshot } from '../snapshots/index.js';
+import { HEALTHY_RESET_MS, INITIAL_BACKOFF_MS, nextBackoff, shouldRestart } from './backoff.js';
+import { ContainerConflictError, ContainerUnknownError } from './errors.js';
+import { HealthMonitor, type HealthResult, type Prober } from './health.js';
+import { validateRunRequest } from './validate.js';
+
+/** What the manager needs of the image service. */
+export interface ImageSource {
+  get(ref: string): Promise<ImageRecord | undefined>;
+  pull(ref: string, opts?: PullOptions): Promise<ImageRecord>;
+}
+
+/** What the manager needs of the snapshotter. */
+export interface RootfsProvider {
+  mountContainer(id: string, chainId: string, opts?: { signal?: AbortSignal }): Promise<ContainerSnapshot>;
+  removeContainer(id: string, opts?: { signal?: AbortSignal }): Promise<void>;
+  listContainers(): Promise<ContainerSnapshot[]>;
+}
+
+export type BundleWriter = (dir: string, rootfs: string, image: ImageConfig, options: RunOptions) => Promise<unknown>;
+
+export interface ContainerManagerOptions {
+  node: string;
+  /** The agent's data root; records live in `<root>/containers/`. */
+  root: string;
+  runtime: ContainerRuntime;
+  images: ImageSource;
+  snapshots: RootfsProvider;
+  writeBundle: BundleWriter;
+  logger: Logger;
+  /** Gives each pull started by RunContainer a sink for its progress messages (e.g. a throttled NATS publisher). */
+  pullProgressSink?: () => (p: PullProgress) => void;
+  /** Default grace period of StopContainer when the request gives 0; default 10 s. */
+  defaultGraceMs?: number;
+  initialBackoffMs?: number;
+  healthyResetMs?: number;
+}
+
+export type ContainerEvent = { container: Container; removed?: undefined } | { container?: undefined; removed: string };
+
+interface PersistedRecord {
+  version: 1;
+  container: unknown;
+  attempt: number;
+  desired: 'running' | 'stopped';
+  streak: number;
+  /** Set when the first start has not completed (a crash then leaves a half-made container to undo). */
+  pending?: boolean;
+}
+
+interface Entry {
+  container: Container;
+  attempt: number;
+  desired: 'running' | 'stopped';
+  streak: number;
+  pending: boolean;
+  dir: string;
+  /** Serializes run/restart/stop/remove of this container. */
+  lock: Promise<unknown>;
+  restartTimer?: NodeJS.Timeout;
+  watchAbort?: AbortController;
+  /** Resolves once the exit of the watched attempt was recorded. */
+  exited?: Promise<void>;
+  health?: HealthMonitor;
+  removing?: boolean;
+}
+
+const ATTEMPT_ID = /^(.+)\.(\d+)$/;
+/** Names the agent data root that made a runtime container, so agents sharing a runtime root never delete each other's. */
+export const OWNER_ANNOTATION = 'io.berth.agent.root';
+
+export function attemptId(id: string, attempt: number): string {
+  return `${id}.${attempt}`;
+}
+
+function reasonOf(exit: ExitInfo): string {
+  return exit.reason === 'StartError' ? 'StartFailed' : exit.reason;
+}
+
+function sameRequest(c: Container, req: RunContainerRequest): boolean {
+  const a = JSON.stringify(ContainerSpec.toJSON(c.spec ?? ContainerSpec.fromJSON({})));
+  const b = JSON.stringify(ContainerSpec.toJSON(req.spec ?? ContainerSpec.fromJSON({})));
+  return a === b && c.name === req.name && c.workload === req.workload && c.revision === req.revision && c.replica === req.replica;
+}
+
+/** A deep copy (callers never share the manager's objects). */
+function clone(c: Container): Container {
+  return Container.decode(Container.encode(c).finish());
+}
+
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600 });
+  await rename(tmp, path);
+}
+
+export class ContainerManager {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<(e: ContainerEvent) => void>();
+  private readonly base: string;
+  private readonly log: Logger;
+  private closed = false;
+
+  constructor(private readonly opts: ContainerManagerOptions) {
+    this.base = join(opts.root, 'containers');
+    this.log = opts.logger.child({ component: 'containers' });
+  }
+
+  /** Calls `listener` on every change; returns a function that stops it. */
+  watch(listener: (e: ContainerEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Containers on this node now (copies). */
+  list(): Container[] {
+    return [...this.entries.values()].map((e) => clone(e.container));
+  }
+
+  get count(): number {
+    return this.entries.size;
+  }
+
+  get(id: string): Container {
+    const e = this.entries.get(id);
+    if (!e) throw new ContainerUnknownError(id);
+    return clone(e.container);
+  }
+
+  /** The runtime id of the attempt running now and of the previous one (for logs). */
+  attempts(id: string): { current: string; previous?: string } {
+    const e = this.entries.get(id);
+    if (!e) throw new ContainerUnknownError(id);
+    return { current: attemptId(id, e.attempt), ...(e.attempt > 0 ? { previous: attemptId(id, e.attempt - 1) } : {}) };
+  }
+
+  private emit(e: Entry): void {
+    const c = clone(e.container);
+    for (const l of this.listeners) {
+      try {
+        l({ container: c });
+      } catch (err) {
+        this.log.warn('container listener failed', { reason: messageOf(err) });
+      }
+    }
+  }
+
+  private emitRemoved(id: string): void {
+    for (const l of this.listeners) {
+      try {
+        l({ removed: id });
+      } catch (err) {
+        this.log.warn('container listener failed', { reason: messageOf(err) });
+      }
+    }
+  }
+
+  private async persist(e: Entry): Promise<void> {
+    const rec: PersistedRecord = {
+      version: 1,
+      container: Container.toJSON(e.container),
+      attempt: e.attempt,
+      desired: e.desired,
+      streak: e.streak,
+      ...(e.pending ? { pending: true } : {}),
+    };
+    await writeAtomic(join(e.dir, 'record.json'), JSON.stringify(rec));
+  }
+
+  /** Persists and emits; a failed write is logged (the state in memory stays right). */
+  private async changed(e: Entry): Promise<void> {
+    if (e.removing) return;
+    try {
+      await this.persist(e);
+    } catch (err) {
+      this.log.error('failed to write container record', { containerId: e.container.id, reason: messageOf(err) });
+    }
+    this.emit(e);
+  }
+
+  private locked<T>(e: Entry, fn: () => Promise<T>): Promise<T> {
+    const p = e.lock.then(fn, fn);
+    e.lock = p.catch(() => undefined);
+    return p;
+  }
+
+  private runOptions(c: Container): RunOptions {
+    const s = c.spec ?? ContainerSpec.fromJSON({});
+    const r = s.resources;
+    const resources: NonNullable<RunOptions['resources']> = {};
+    if (r && r.memoryBytes > 0) resources.memoryBytes = r.memoryBytes;
+    if (r && r.cpuMillis > 0) resources.cpus = r.cpuMillis / 1000;
+    if (r && r.pids > 0) resources.pidsLimit = r.pids;
+    return {
+      ...(s.entrypoint.length > 0 ? { entrypoint: s.entrypoint } : {}),
+      ...(s.command.length > 0 ? { command: s.command } : {}),
+      env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
+      ...(s.workingDir !== '' ? { workdir: s.workingDir } : {}),
+      ...(s.user !== '' ? { user: s.user } : {}),
+      hostname: s.hostname !== '' ? s.hostname : (c.name !== '' && /^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(c.name) ? c.name : c.id.slice(0, 12)),
+      tty: s.tty,
+      resources,
+      annotations: {
+        'io.berth.container.id': c.id,
+        [OWNER_ANNOTATION]: this.opts.root,
+        ...(c.workload !== '' ? { 'io.berth.workload': c.workload, 'io.berth.replica': String(c.replica) } : {}),
+      },
+    };
+  }
+
+  /**
+   * Runs a container (idempotent by id: the same request again returns the
+   * container as it is; a different spec under the same id is refused).
+   */
+  async run(req: RunContainerRequest, opts: { signal?: AbortSignal } = {}): Promise<Container> {
+    validateRunRequest(req);
+    if (this.closed) throw new CancelledError('the agent is stopping');
+    const existing = this.entries.get(req.id);
+    if (existing) {
+      return this.locked(existing, async () => {
+        if (!sameRequest(existing.container, req)) {
+          throw new AlreadyExistsError('container', req.id, { message: `container "${req.id}" already exists on this node with a different spec` });
+        }
+        return clone(existing.container);
+      });
+    }
+    const now = Date.now();
+    const e: Entry = {
+      container: {
+        ...Container.fromJSON({}),
+        id: req.id, name: req.name, node: this.opts.node, workload: req.workload, revision: req.revision, replica: req.replica,
+        spec: req.spec, createdUnixMs: now,
+        status: { ...ContainerStatus.fromJSON({}), state: ContainerState.CONTAINER_STATE_PENDING, health: req.spec.health ? 'starting' : '' },
+      },
+      attempt: 0, desired: 'running', streak: 0, pending: true, dir: join(this.base, req.id), lock: Promise.resolve(),
+    };
+    this.entries.set(req.id, e);
+    return this.locked(e, async () => {
+      try {
+        await mkdir(this.base, { recursive: true, mode: 0o700 });
+        await mkdir(e.dir, { mode: 0o700 });
+        await this.changed(e);
+        const image = await this.ensureImage(req.spec.image, opts.signal);
+        opts.signal?.throwIfAborted();
+        const snap = await this.opts.snapshots.mountContainer(req.id, image.chainId, { signal: opts.signal });
+        const bundle = join(e.dir, 'bundle');
+        await mkdir(bundle, { recursive: true });
+        await this.opts.writeBundle(bundle, snap.rootfs, image.config as ImageConfig, this.runOptions(e.container));
+        const info = await this.opts.runtime.create(attemptId(req.id, 0), bundle, { start: true, signal: opts.signal });
+        e.pending = false;
+        e.container.status = {
+          ...e.container.status!,
+          state: ContainerState.CONTAINER_STATE_RUNNING,
+          pid: info.pid ?? 0,
+          startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
+        };
+        this.log.info('container started', { containerId: req.id, name: req.name, image: req.spec.image, pid: info.pid });
+        await this.changed(e);
+        this.follow(e);
+        return clone(e.container);
+      } catch (err) {
+        this.log.warn('container failed to start; undoing', { containerId: req.id, reason: messageOf(err) });
+        await this.undo(e);
+        throw err;
+      }
+    });
+  }
+
+  private async ensureImage(ref: string, signal?: AbortSignal): Promise<ImageRecord> {
+    const have = await this.opts.images.get(ref);
+    if (have) return have;
+    const sink = this.opts.pullProgressSink?.();
+    const out = await pullWithProgress(this.opts.images, ref, this.opts.node, (p) => sink?.(p), { signal });
+    if (out.record) return out.record;
+    throw out.error instanceof Error ? out.error : new InternalError(`failed to pull image "${ref}": ${messageOf(out.error)}`);
+  }
+
+  /** Deletes everything of a container that never got to RUNNING (or is being removed). */
+  private async undo(e: Entry): Promise<void> {
+    const id = e.container.id;
+    e.removing = true;
+    this.stopWatching(e);
+    for (let a = e.attempt; a >= Math.max(0, e.attempt - 1); a--) {
+      await this.opts.runtime.delete(attemptId(id, a), { force: true }).catch((err: unknown) => {
+        if (!(err instanceof ContainerUnknownError) && !/not found/.test(messageOf(err))) this.log.warn('failed to delete attempt', { containerId: id, attempt: a, reason: messageOf(err) });
+      });
+    }
+    await this.opts.snapshots.removeContainer(id).catch((err: unknown) => this.log.warn('failed to remove container rootfs', { containerId: id, reason: messageOf(err) }));
+    await rm(e.dir, { recursive: true, force: true });
+    this.entries.delete(id);
+    this.emitRemoved(id);
+  }
+
+  private stopWatching(e: Entry): void {
+    if (e.restartTimer) clearTimeout(e.restartTimer);
+    e.restartTimer = undefined;
+    e.watchAbort?.abort();
+    e.watchAbort = undefined;
+    e.health?.stop();
+    e.health = undefined;
+  }
+
+  private prober(e: Entry): Prober {
+    return {
+      exec: async (args, timeoutMs) => {
+        const ac = new AbortController();
+        const t = setTimeout(() => ac.abort(), timeoutMs);
+        try {
+          const r = await this.opts.runtime.exec(attemptId(e.container.id, e.attempt), { args, stdio: 'pipe', signal: ac.signal });
+          if (ac.signal.aborted) throw new Error(`command timed out after ${timeoutMs} ms`);
+          if (r.exitCode !== 0) throw new Error(`command exited with ${r.exitCode}${r.stderr.trim() !== '' ? `: ${r.stderr.trim().slice(0, 200)}` : ''}`);
+        } finally {
+          clearTimeout(t);
+        }
+      },
+      address: () => (e.container.status?.ipAddress ? e.container.status.ipAddress : undefined),
+    };
+  }
+
+  /** Watches the current attempt: health checks while it runs, its exit when it ends. */
+  private follow(e: Entry): void {
+    const id = e.container.id;
+    const attempt = e.attempt;
+    const ac = new AbortController();
+    e.watchAbort = ac;
+    const spec = e.container.spec?.health;
+    if (spec) {
+      e.health = new HealthMonitor(spec, this.prober(e), (r: HealthResult) => {
+        if (e.attempt !== attempt || e.container.status?.state !== ContainerState.CONTAINER_STATE_RUNNING) return;
+        e.container.status = { ...e.container.status, health: r.health, message: r.lastError };
+        this.log.info('container health changed', { containerId: id, health: r.health, reason: r.lastError });
+        void this.changed(e);
+      });
+      e.health.start();
+    }
+    e.exited = (async () => {
+      let exit: ExitInfo;
+      try {
+        exit = await this.opts.runtime.wait(attemptId(id, attempt), { signal: ac.signal });
+      } catch (err) {
+        if (ac.signal.aborted) return;
+        this.log.error('lost track of a container', { containerId: id, attempt, reason: messageOf(err) });
+        exit = { exitCode: 128, signal: 0, oomKilled: false, finishedAt: new Date().toISOString(), reason: 'Unknown', error: messageOf(err) };
+      }
+      if (e.attempt !== attempt || e.removing) return;
+      await this.onExit(e, exit);
+    })();
+  }
+
+  private async onExit(e: Entry, exit: ExitInfo): Promise<void> {
+    const id = e.container.id;
+    e.health?.stop();
+    e.health = undefined;
+    e.watchAbort = undefined;
+    const finished = Date.parse(exit.finishedAt) || Date.now();
+    const status = e.container.status!;
+    e.container.status = {
+      ...status,
+      state: ContainerState.CONTAINER_STATE_EXITED,
+      exitCode: exit.exitCode,
+      reason: reasonOf(exit),
+      message: exit.error ?? '',
+      finishedUnixMs: finished,
+      pid: 0,
+      health: status.health === '' ? '' : 'unhealthy',
+    };
+    const spec = e.container.spec;
+    const policy = spec?.restart?.policy ?? '';
+    const restart = e.desired === 'running' && !this.closed && shouldRestart(policy, exit.exitCode, exit.oomKilled);
+    this.log.info('container exited', { containerId: id, exitCode: exit.exitCode, reason: reasonOf(exit), restart });
+    if (restart) {
+      const ran = finished - (status.startedUnixMs || finished);
+      const b = nextBackoff(e.streak, ran, spec?.restart?.backoffCapSeconds ?? 0, this.opts.initialBackoffMs ?? INITIAL_BACKOFF_MS, this.opts.healthyResetMs ?? HEALTHY_RESET_MS);
+      e.streak = b.streak;
+      e.container.status.message = `${exit.error ? `${exit.error}; ` : ''}restarting in ${b.delayMs / 1000} s`;
+      await this.changed(e);
+      this.scheduleRestart(e, b.delayMs);
+      return;
+    }
+    await this.changed(e);
+    if (spec?.autoRemove && e.desired === 'running') {
+      await this.remove(id, { force: true }).catch((err: unknown) => this.log.warn('failed to auto-remove container', { containerId: id, reason: messageOf(err) }));
+    }
+  }
+
+  private scheduleRestart(e: Entry, delayMs: number): void {
+    if (e.restartTimer) clearTimeout(e.restartTimer);
+    e.restartTimer = setTimeout(() => {
+      e.restartTimer = undefined;
+      void this.locked(e, () => this.restart(e));
+    }, delayMs);
+  }
+
+  private async restart(e: Entry): Promise<void> {
+    if (e.desired !== 'running' || e.removing || this.closed) return;
+    const id = e.container.id;
+    const next = e.attempt + 1;
+    // Keep the previous attempt (for its logs); older ones go.
+    if (next >= 2) await this.opts.runtime.delete(attemptId(id, next - 2), { force: true }).catch(() => undefined);
+    e.attempt = next;
+    const status = e.container.status!;
+    e.container.status = { ...status, restartCount: status.restartCount + 1 };
+    try {
+      const info = await this.opts.runtime.create(attemptId(id, next), join(e.dir, 'bundle'), { start: true });
+      e.container.status = {
+        ...e.container.status,
+        state: ContainerState.CONTAINER_STATE_RUNNING,
+        pid: info.pid ?? 0,
+        startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
+        finishedUnixMs: 0,
+        message: '',
+        health: e.container.spec?.health ? 'starting' : '',
+      };
+      this.log.info('container restarted', { containerId: id, attempt: next, restartCount: e.container.status.restartCount });
+      await this.changed(e);
+      this.follow(e);
+    } catch (err) {
+      this.log.warn('container restart failed', { containerId: id, attempt: next, reason: messageOf(err) });
+      await this.onExit(e, { exitCode: 128, signal: 0, oomKilled: false, finishedAt: new Date().toISOString(), reason: 'StartError', error: messageOf(err) });
+    }
+  }
+
+  /** Stops a container for good (no restarts): SIGTERM, SIGKILL after `graceMs`. */
+  async stop(id: string, opts: { graceMs?: number } = {}): Promise<Container> {
+    const e = this.entries.get(id);
+    if (!e) throw new ContainerUnknownError(id);
+    e.desired = 'stopped';
+    if (e.restartTimer) {
+      clearTimeout(e.restartTimer);
+      e.restartTimer = undefined;
+    }
+    return this.locked(e, async () => {
+      if (e.removing) throw new ContainerUnknownError(id);
+      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+        await this.opts.runtime.stop(attemptId(id, e.attempt), { timeoutMs: opts.graceMs ?? this.opts.defaultGraceMs ?? 10_000 });
+        await e.exited;
+      } else {
+        await this.changed(e);
+      }
+      return clone(e.container);
+    });
+  }
+
+  /** Deletes a container; a running one only with `force` (it is killed first). */
+  async remove(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    const e = this.entries.get(id);
+    if (!e) throw new ContainerUnknownError(id);
+    if (!opts.force && e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+      throw new ContainerConflictError(id, `failed to remove container "${id}": it is running; stop it first or use force`);
+    }
+    e.desired = 'stopped';
+    if (e.restartTimer) clearTimeout(e.restartTimer);
+    await this.locked(e, async () => {
+      if (e.removing) return;
+      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+        await this.opts.runtime.kill(attemptId(id, e.attempt), 'SIGKILL').catch(() => undefined);
+        await e.exited;
+      }
+      await this.undo(e);
+      this.log.info('container removed', { containerId: id });
+    });
+  }
+
+  /**
+   * Re-adopts the containers of an earlier agent process from their records
+   * and the runtime's state: running attempts are watched again, exits that
+   * happened meanwhile are recorded (and restarted per policy), half-created
+   * containers and attempts or snapshots without a record are deleted.
+   */
+  async recover(): Promise<void> {
+    await mkdir(this.base, { recursive: true, mode: 0o700 });
+    const byAttempt = new Map((await this.opts.runtime.list()).map((c) => [c.id, c]));
+    for (const name of await readdir(this.base)) {
+      const dir = join(this.base, name);
+      let rec: PersistedRecord;
+      try {
+        rec = JSON.parse(await readFile(join(dir, 'record.json'), 'utf8')) as PersistedRecord;
+        if (rec.version !== 1) throw new Error(`unknown record version ${String(rec.version)}`);
+      } catch (err) {
+        this.log.warn('ignoring unreadable container record; deleting it', { dir, reason: messageOf(err) });
+        await this.opts.snapshots.removeContainer(name).catch(() => undefined);
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const container = Container.fromJSON(rec.container);
+      if (container.id !== name) {
+        this.log.warn('container record does not match its directory; deleting it', { dir, containerId: container.id });
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const e: Entry = {
+        container, attempt: rec.attempt, desired: rec.desired, streak: rec.streak, pending: rec.pending === true, dir, lock: Promise.resolve(),
+      };
+      this.entries.set(name, e);
+      if (e.pending) {
+        this.log.info('undoing a container whose start was interrupted', { containerId: name });
+        await this.undo(e);
+        continue;
+      }
+      const info = byAttempt.get(attemptId(name, e.attempt));
+      const state = container.status?.state;
+      if (info && (info.status === 'running' || info.status === 'created' || info.status === 'creating')) {
+        this.log.info('re-adopted a running container', { containerId: name, attempt: e.attempt, pid: info.pid });
+        e.container.status = { ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0 };
+        await this.changed(e);
+        this.follow(e);
+      } else if (state === ContainerState.CONTAINER_STATE_RUNNING) {
+        const exit: ExitInfo = info?.exit ?? {
+          exitCode: 128, signal: 0, oomKilled: false, finishedAt: new Date().toISOString(), reason: 'Unknown',
+          error: 'the runtime has no state for this container (was the host restarted?)',
+        };
+        this.log.info('learned an exit that happened while the agent was down', { containerId: name, exitCode: exit.exitCode });
+        await this.onExit(e, exit);
+      } else if (state === ContainerState.CONTAINER_STATE_EXITED && e.desired === 'running' && shouldRestart(container.spec?.restart?.policy ?? '', container.status?.exitCode ?? 0, container.status?.reason === 'OOMKilled')) {
+        // A restart was pending when the agent stopped.
+        this.scheduleRestart(e, Math.min(this.opts.initialBackoffMs ?? INITIAL_BACKOFF_MS, 1000));
+      }
+    }
+    // Attempts and snapshots nobody owns (e.g. a crash between creating them and writing the record).
+    for (const [rid, info] of byAttempt) {
+      const m = ATTEMPT_ID.exec(rid);
+      if (m && m[1] !== undefined && !this.entries.has(m[1]) && info.annotations[OWNER_ANNOTATION] === this.opts.root) {
+        this.log.warn('deleting a runtime container without a record', { runtimeId: rid });
+        await this.opts.runtime.delete(rid, { force: true }).catch((err: unknown) => this.log.warn('failed to delete runtime container', { runtimeId: rid, reason: messageOf(err) }));
+      }
+    }
+    for (const s of await this.opts.snapshots.listContainers()) {
+      if (!this.entries.has(s.id)) {
+        this.log.warn('deleting a container rootfs without a record', { containerId: s.id });
+        await this.opts.snapshots.removeContainer(s.id).catch((err: unknown) => this.log.warn('failed to remove container rootfs', { containerId: s.id, reason: messageOf(err) }));
+      }
+    }
+  }
+
+  /**
+   * Stops watching (timers, health checks, exit watchers) without touching the
+   * containers: they keep running and the next agent process re-adopts them.
+   */
+  close(): void {
+    this.closed = true;
+    for (const e of this.entries.values()) this.stopWatching(e);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Container reports and pull progress on NATS.
+ *
+ * ContainerReporter: a full `ContainerReport` (every container of the node,
+ * `full` set) when started and every `fullIntervalMs` (10 s), plus a delta
+ * (one container, or one id in `removed`) on every change the source
+ * announces, so the controller learns state changes at once and catches up
+ * from the next full report after anything it missed.
+ *
+ * PullProgressThrottle: passes at most one progress message per
+ * `intervalMs` (100 ms, so at most 10 per second per pull) and always the
+ * final one (`finished`), which is never dropped; the latest message waiting
+ * is sent when the interval ends, so the last byte counts are not lost.
+ */
+import type { Container, PullProgress } from '../../proto/gen/berth/v1/types.js';
+import type { ContainerReport } from '../../proto/gen/berth/v1/status.js';
+
+export type ContainerChange = { container: Container; removed?: undefined } | { container?: undefined; removed: string };
+
+/** Where the reporter reads containers from (the container manager). */
+export interface ContainerSource {
+  list(): Container[];
+  watch(listener: (e: ContainerChange) => void): () => void;
+}
+
+export interface ReportSink {
+  publishContainerReport(report: ContainerReport): boolean;
+}
+
+export class ContainerReporter {
+  private timer: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
+
+  constructor(
+    private readonly node: string,
+    private readonly source: ContainerSource,
+    private readonly sink: ReportSink,
+    private readonly fullIntervalMs = 10_000,
+  ) {}
+
+  start(): void {
+    this.unwatch = this.source.watch((e) => this.delta(e));
+    this.full();
+    this.timer = setInterval(() => this.full(), this.fullIntervalMs);
+  }
+
+  /** Publishes a full report now. */
+  full(): void {
+    this.sink.publishContainerReport({ node: this.node, unixMs: Date.now(), full: true, containers: this.source.list(), removed: [] });
+  }
+
+  private delta(e: ContainerChange): void {
+    this.sink.publishContainerReport({
+      node: this.node, unixMs: Date.now(), full: false,
+      containers: e.container ? [e.container] : [],
+      removed: e.removed !== undefined ? [e.removed] : [],
+    });
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
+}
+
+export class PullProgressThrottle {
+  private last = 0;
+  private waiting: PullProgress | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly send: (p: PullProgress) => void,
+    private readonly intervalMs = 100,
+  ) {}
+
+  push(p: PullProgress): void {
+    if (p.finished) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.waiting = undefined;
+      this.send(p);
+      return;
+    }
+    const now = Date.now();
+    if (now - this.last >= this.intervalMs && !this.timer) {
+      this.last = now;
+      this.send(p);
+      return;
+    }
+    this.waiting = p;
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      const w = this.waiting;
+      this.waiting = undefined;
+      if (w) {
+        this.last = Date.now();
+        this.send(w);
+      }
+    }, Math.max(0, this.intervalMs - (now - this.last)));
+  }
+}
