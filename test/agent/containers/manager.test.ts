@@ -1,0 +1,158 @@
+/**
+ * The container manager on a real node: restart policy with backoff, health
+ * checks and re-adoption after an agent restart, observed through the
+ * ContainerReports on a real NATS server.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection, type Subscription } from 'nats';
+import { startNats, startRegistryWithImages, type RegistryWithImages } from '../../harness/index.js';
+import { ContainerReport } from '../../../proto/gen/berth/v1/status.js';
+import { ContainerState, type Container } from '../../../proto/gen/berth/v1/types.js';
+import { containersSubject } from '../../../agent/status/index.js';
+import { AgentStack, eventually, newId } from './stack.js';
+import { Api, runRequest } from './grpc.js';
+
+type Service = Awaited<ReturnType<typeof startNats>>;
+
+/** Collects the ContainerReports of one node. */
+class Reports {
+  readonly all: ContainerReport[] = [];
+  private sub!: Subscription;
+
+  static async listen(nc: NatsConnection, node: string): Promise<Reports> {
+    const r = new Reports();
+    r.sub = nc.subscribe(containersSubject(node));
+    void (async () => {
+      for await (const m of r.sub) r.all.push(ContainerReport.decode(m.data));
+    })();
+    await nc.flush();
+    return r;
+  }
+
+  /** Every state of `id` reported (full and delta), in order. */
+  of(id: string): Container[] {
+    return this.all.flatMap((r) => r.containers.filter((c) => c.id === id));
+  }
+
+  stop(): void {
+    this.sub.unsubscribe();
+  }
+}
+
+describe('ContainerManager', function () {
+  this.timeout(120_000);
+  let reg: RegistryWithImages;
+  let nats: Service;
+  let nc: NatsConnection;
+  let stack: AgentStack;
+  let api: Api;
+  let busybox: string;
+  let reports: Reports;
+
+  before(async () => {
+    [reg, nats] = await Promise.all([startRegistryWithImages(['busybox']), startNats()]);
+    busybox = reg.images['busybox']!.reference;
+    nc = await connect({ servers: nats.url });
+  });
+  after(async () => {
+    await nc?.close();
+    await nats?.stop();
+    await reg?.stop();
+  });
+  beforeEach(async () => {
+    const node = `n${newId().slice(0, 8)}`;
+    reports = await Reports.listen(nc, node);
+    stack = await new AgentStack({ node, nats: nats.url }).start();
+    api = new Api(stack.api);
+  });
+  afterEach(async () => {
+    reports.stop();
+    await stack.destroy();
+  });
+
+  it('restarts a failing container with backoff under on-failure and reports the restart count on NATS', async () => {
+    const id = newId();
+    await api.run(runRequest(id, busybox, { command: ['sh', '-c', 'echo attempt; exit 3'], restart: { policy: 'on-failure', backoffCapSeconds: 2 } }));
+    const restarted = await eventually('two restarts in the reports', () => reports.of(id).find((c) => (c.status?.restartCount ?? 0) >= 2));
+    assert.equal(restarted.node, stack.node);
+    const exits = reports.of(id).filter((c) => c.status?.state === ContainerState.CONTAINER_STATE_EXITED);
+    assert.ok(exits.length >= 2);
+    assert.equal(exits[0]?.status?.exitCode, 3);
+    assert.equal(exits[0]?.status?.reason, 'Error');
+    // 1 s, then 2 s (the cap): the waits are announced in the status message.
+    assert.match(exits[0]?.status?.message ?? '', /restarting in 1 s/);
+    assert.match(exits[1]?.status?.message ?? '', /restarting in 2 s/);
+    // The previous attempt's output stays readable next to the current one.
+    assert.match(await api.logText(id), /^attempt\nattempt\n/);
+    const full = reports.all.filter((r) => r.full);
+    assert.ok(full.length >= 1, 'no full report');
+    assert.equal(full[0]?.node, stack.node);
+  });
+
+  it('does not restart a container that exited 0 under on-failure, nor one that was stopped under always', async () => {
+    const ok = newId();
+    await api.run(runRequest(ok, busybox, { command: ['true'], restart: { policy: 'on-failure', backoffCapSeconds: 0 } }));
+    const always = newId();
+    await api.run(runRequest(always, busybox, { command: ['sleep', '1000'], restart: { policy: 'always', backoffCapSeconds: 0 } }));
+    const stopped = await api.stop(always, 1);
+    assert.equal(stopped.status?.state, ContainerState.CONTAINER_STATE_EXITED);
+    await eventually('the exit of the first', async () => ((await api.get(ok))?.status?.state === ContainerState.CONTAINER_STATE_EXITED ? true : undefined));
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await api.get(ok))?.status?.restartCount, 0);
+    assert.equal((await api.get(always))?.status?.restartCount, 0);
+    assert.equal((await api.get(always))?.status?.state, ContainerState.CONTAINER_STATE_EXITED);
+  });
+
+  it('reports unhealthy after the failure threshold and healthy when the check passes', async () => {
+    const bad = newId();
+    await api.run(runRequest(bad, busybox, {
+      command: ['sleep', '1000'],
+      health: { exec: ['sh', '-c', 'exit 1'], intervalSeconds: 1, timeoutSeconds: 2, failureThreshold: 2, startPeriodSeconds: 0 },
+    }));
+    const good = newId();
+    await api.run(runRequest(good, busybox, {
+      command: ['sh', '-c', 'touch /tmp/ready; sleep 1000'],
+      health: { exec: ['test', '-f', '/tmp/ready'], intervalSeconds: 1, timeoutSeconds: 2, failureThreshold: 2, startPeriodSeconds: 0 },
+    }));
+    assert.equal((await api.get(bad))?.status?.health, 'starting');
+    const unhealthy = await eventually('unhealthy in a report', () => reports.of(bad).find((c) => c.status?.health === 'unhealthy'), 30_000);
+    assert.match(unhealthy.status?.message ?? '', /exited with 1/);
+    assert.equal(unhealthy.status?.state, ContainerState.CONTAINER_STATE_RUNNING);
+    await eventually('healthy in a report', () => reports.of(good).find((c) => c.status?.health === 'healthy'), 30_000);
+  });
+
+  it('re-adopts a running container after an agent restart and learns an exit that happened while it was down', async () => {
+    const survivor = newId();
+    const c = await api.run(runRequest(survivor, busybox, { command: ['sleep', '1000'] }));
+    const pid = c.status!.pid;
+    const victim = newId();
+    const v = await api.run(runRequest(victim, busybox, { command: ['sh', '-c', 'read x; exit 7'] }));
+    await stack.restart(async () => {
+      // While no agent runs: one container ends (killed from outside).
+      process.kill(v.status!.pid, 'SIGKILL');
+      await eventually('the exit to be written', () => {
+        try {
+          return readFileSync(join(stack.runtimeRoot, `${victim}.0`, 'exit.json'), 'utf8') !== '' ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      });
+    });
+    api = new Api(stack.api);
+    const s = await api.get(survivor);
+    assert.equal(s?.status?.state, ContainerState.CONTAINER_STATE_RUNNING);
+    assert.equal(s?.status?.pid, pid);
+    process.kill(pid, 0);
+    const gone = await eventually('the exit in a report after the restart', () => reports.of(victim).find((x) => x.status?.state === ContainerState.CONTAINER_STATE_EXITED));
+    assert.equal(gone.status?.exitCode, 137);
+    assert.equal(gone.status?.reason, 'Signaled');
+    // The re-adopted container is controlled as before.
+    const stopped = await api.stop(survivor, 1);
+    assert.equal(stopped.status?.exitCode, 137);
+    await api.remove(survivor);
+    await api.remove(victim);
+    assert.deepEqual(await api.list(), []);
+  });
+});
