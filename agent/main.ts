@@ -247,7 +247,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       return (p) => t.push(p);
     };
     manager = mgr = new ContainerManager({
-      node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink,
+      node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink, defaultRegistry,
     });
     await manager.recover();
     ready.impl = agentServiceHandlers({ node: cfg.node, containers: manager, images, runtime, logger, pullProgressSink });

@@ -76,6 +76,8 @@ export interface ContainerManagerOptions {
   logger: Logger;
   /** Gives each pull started by RunContainer a sink for its progress messages (e.g. a throttled NATS publisher). */
   pullProgressSink?: () => (p: PullProgress) => void;
+  /** Registry for short image names (as the image service uses). */
+  defaultRegistry?: string;
   /** Default grace period of StopContainer when the request gives 0; default 10 s. */
   defaultGraceMs?: number;
   initialBackoffMs?: number;
@@ -259,7 +261,7 @@ export class ContainerManager {
    * container as it is; a different spec under the same id is refused).
    */
   async run(req: RunContainerRequest, opts: { signal?: AbortSignal } = {}): Promise<Container> {
-    validateRunRequest(req);
+    validateRunRequest(req, { defaultRegistry: this.opts.defaultRegistry });
     if (this.closed) throw new CancelledError('the agent is stopping');
     const existing = this.entries.get(req.id);
     if (existing) {

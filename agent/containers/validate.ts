@@ -42,7 +42,7 @@ function checkPort(problems: FieldProblem[], path: string, port: number): void {
 }
 
 /** Checks a RunContainerRequest; throws ValidationError listing every problem. */
-export function validateRunRequest(req: RunContainerRequest): asserts req is RunContainerRequest & { spec: ContainerSpec } {
+export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegistry?: string } = {}): asserts req is RunContainerRequest & { spec: ContainerSpec } {
   const problems: FieldProblem[] = [];
   const idProblem = containerIdProblem(req.id);
   if (idProblem) problems.push({ path: 'id', message: idProblem });
@@ -57,7 +57,7 @@ export function validateRunRequest(req: RunContainerRequest): asserts req is Run
   if (spec.image === '') problems.push({ path: 'spec.image', message: 'expected an image reference such as "busybox" or "registry.example.com/team/web:1.0"' });
   else {
     try {
-      parseImageReference(spec.image, { field: 'spec.image' });
+      parseImageReference(spec.image, { field: 'spec.image', defaultRegistry: opts.defaultRegistry });
     } catch (err) {
       problems.push({ path: 'spec.image', message: messageOf(err) });
     }
