@@ -6,7 +6,7 @@
  */
 import type { ServerWritableStream, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import { status as GrpcCode } from '@grpc/grpc-js';
-import { InvalidArgumentError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
+import { ErrorCode, InvalidArgumentError, isCode, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
 import type { AgentLogsRequest, AgentServiceServer, PullImageRequest } from '../../proto/gen/berth/v1/agent.js';
 import type { LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 import { containerIdProblem, type ContainerManager } from '../containers/index.js';
@@ -132,9 +132,15 @@ export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer
           };
           const read = async (id: string, tail?: number, follow = false): Promise<LogEntry[]> => {
             const out: LogEntry[] = [];
-            for await (const e of deps.runtime.logs(id, { since, signal: ac.signal, ...(tail !== undefined ? { tail } : {}), follow })) {
-              if (follow) send(e);
-              else out.push(e);
+            try {
+              for await (const e of deps.runtime.logs(id, { since, signal: ac.signal, ...(tail !== undefined ? { tail } : {}), follow })) {
+                if (follow) send(e);
+                else out.push(e);
+              }
+            } catch (err) {
+              // The previous attempt may be gone (e.g. the host restarted); its output with it.
+              if (id === attempts.previous && isCode(err, ErrorCode.NotFound)) return [];
+              throw err;
             }
             return out;
           };

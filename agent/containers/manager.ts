@@ -94,6 +94,8 @@ interface PersistedRecord {
   streak: number;
   /** Set when the first start has not completed (a crash then leaves a half-made container to undo). */
   pending?: boolean;
+  /** The image's top layer: what the rootfs is mounted from. */
+  chainId?: string;
 }
 
 interface Entry {
@@ -102,6 +104,9 @@ interface Entry {
   desired: 'running' | 'stopped';
   streak: number;
   pending: boolean;
+  chainId: string;
+  /** The runtime lost the container (host restart): the rootfs must be mounted again before the next attempt. */
+  remount?: boolean;
   dir: string;
   /** Serializes run/restart/stop/remove of this container. */
   lock: Promise<unknown>;
@@ -211,6 +216,7 @@ export class ContainerManager {
       desired: e.desired,
       streak: e.streak,
       ...(e.pending ? { pending: true } : {}),
+      ...(e.chainId !== '' ? { chainId: e.chainId } : {}),
     };
     await writeAtomic(join(e.dir, 'record.json'), JSON.stringify(rec));
   }
@@ -266,11 +272,13 @@ export class ContainerManager {
     const existing = this.entries.get(req.id);
     if (existing) {
       return this.locked(existing, async () => {
+        // The first call failed and undid everything meanwhile: start afresh.
+        if (this.entries.get(req.id) !== existing) return undefined;
         if (!sameRequest(existing.container, req)) {
           throw new AlreadyExistsError('container', req.id, { message: `container "${req.id}" already exists on this node with a different spec` });
         }
         return clone(existing.container);
-      });
+      }).then((c) => c ?? this.run(req, opts));
     }
     const now = Date.now();
     const e: Entry = {
@@ -280,7 +288,7 @@ export class ContainerManager {
         spec: req.spec, createdUnixMs: now,
         status: { ...ContainerStatus.fromJSON({}), state: ContainerState.CONTAINER_STATE_PENDING, health: req.spec.health ? 'starting' : '' },
       },
-      attempt: 0, desired: 'running', streak: 0, pending: true, dir: join(this.base, req.id), lock: Promise.resolve(),
+      attempt: 0, desired: 'running', streak: 0, pending: true, chainId: '', dir: join(this.base, req.id), lock: Promise.resolve(),
     };
     this.entries.set(req.id, e);
     return this.locked(e, async () => {
@@ -290,6 +298,7 @@ export class ContainerManager {
         await this.changed(e);
         const image = await this.ensureImage(req.spec.image, opts.signal);
         opts.signal?.throwIfAborted();
+        e.chainId = image.chainId;
         const snap = await this.opts.snapshots.mountContainer(req.id, image.chainId, { signal: opts.signal });
         const bundle = join(e.dir, 'bundle');
         await mkdir(bundle, { recursive: true });
@@ -427,7 +436,8 @@ export class ContainerManager {
     }
     await this.changed(e);
     if (spec?.autoRemove && e.desired === 'running') {
-      await this.remove(id, { force: true }).catch((err: unknown) => this.log.warn('failed to auto-remove container', { containerId: id, reason: messageOf(err) }));
+      // Not awaited: remove() takes the container's lock, which a restart calling onExit holds.
+      void this.remove(id, { force: true }).catch((err: unknown) => this.log.warn('failed to auto-remove container', { containerId: id, reason: messageOf(err) }));
     }
   }
 
@@ -449,6 +459,12 @@ export class ContainerManager {
     const status = e.container.status!;
     e.container.status = { ...status, restartCount: status.restartCount + 1 };
     try {
+      if (e.remount) {
+        // The overlay went with the host restart; the container starts again from its image.
+        await this.opts.snapshots.removeContainer(id);
+        await this.opts.snapshots.mountContainer(id, e.chainId);
+        e.remount = false;
+      }
       const info = await this.opts.runtime.create(attemptId(id, next), join(e.dir, 'bundle'), { start: true });
       e.container.status = {
         ...e.container.status,
@@ -537,7 +553,7 @@ export class ContainerManager {
         continue;
       }
       const e: Entry = {
-        container, attempt: rec.attempt, desired: rec.desired, streak: rec.streak, pending: rec.pending === true, dir, lock: Promise.resolve(),
+        container, attempt: rec.attempt, desired: rec.desired, streak: rec.streak, pending: rec.pending === true, chainId: rec.chainId ?? '', dir, lock: Promise.resolve(),
       };
       this.entries.set(name, e);
       if (e.pending) {
@@ -547,6 +563,7 @@ export class ContainerManager {
       }
       const info = byAttempt.get(attemptId(name, e.attempt));
       const state = container.status?.state;
+      if (!info && e.chainId !== '') e.remount = true;
       if (info && (info.status === 'running' || info.status === 'created' || info.status === 'creating')) {
         this.log.info('re-adopted a running container', { containerId: name, attempt: e.attempt, pid: info.pid });
         e.container.status = { ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0 };

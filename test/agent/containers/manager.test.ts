@@ -4,6 +4,7 @@
  * ContainerReports on a real NATS server.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection, type Subscription } from 'nats';
@@ -128,7 +129,7 @@ describe('ContainerManager', function () {
     const c = await api.run(runRequest(survivor, busybox, { command: ['sleep', '1000'] }));
     const pid = c.status!.pid;
     const victim = newId();
-    const v = await api.run(runRequest(victim, busybox, { command: ['sh', '-c', 'read x; exit 7'] }));
+    const v = await api.run(runRequest(victim, busybox, { command: ['sleep', '1000'] }));
     await stack.restart(async () => {
       // While no agent runs: one container ends (killed from outside).
       process.kill(v.status!.pid, 'SIGKILL');
@@ -154,5 +155,31 @@ describe('ContainerManager', function () {
     await api.remove(survivor);
     await api.remove(victim);
     assert.deepEqual(await api.list(), []);
+  });
+
+  it('starts a container under always again from its image when the runtime lost it (host restart)', async () => {
+    const id = newId();
+    const c = await api.run(runRequest(id, busybox, { command: ['sh', '-c', 'if test -f /tmp/mark; then echo again; else echo fresh; fi; touch /tmp/mark; sleep 1000'], restart: { policy: 'always', backoffCapSeconds: 1 } }));
+    await stack.restart(async () => {
+      // What a reboot does: the process, the runtime state in /run and the overlay mount are gone.
+      await stack.runtime.delete(`${id}.0`, { force: true });
+      const snap = (await stack.snapshotter.listContainers()).find((x) => x.id === id);
+      assert.ok(snap);
+      execFileSync('umount', [snap.rootfs]);
+    });
+    api = new Api(stack.api);
+    const back = await eventually('the container to run again', async () => {
+      const x = await api.get(id);
+      return x?.status?.state === ContainerState.CONTAINER_STATE_RUNNING && x.status.pid !== c.status?.pid ? x : undefined;
+    });
+    assert.equal(back.status?.restartCount, 1);
+    const lost = reports.of(id).find((x) => x.status?.state === ContainerState.CONTAINER_STATE_EXITED);
+    assert.equal(lost?.status?.reason, 'Unknown');
+    // A fresh rootfs from the image: the file written by the first run is not there.
+    const out = await eventually('output of the new attempt', async () => {
+      const t = await api.logText(id);
+      return t !== '' ? t : undefined;
+    });
+    assert.equal(out, 'fresh\n');
   });
 });
