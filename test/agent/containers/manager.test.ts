@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { startNats, startRegistryWithImages, type RegistryWithImages } from '../../harness/index.js';
 import { ContainerReport } from '../../../proto/gen/berth/v1/status.js';
-import { ContainerState, type Container } from '../../../proto/gen/berth/v1/types.js';
-import { containersSubject } from '../../../agent/status/index.js';
+import { ContainerState, PullProgress, type Container } from '../../../proto/gen/berth/v1/types.js';
+import { containersSubject, pullSubject } from '../../../agent/status/index.js';
 import { AgentStack, eventually, newId } from './stack.js';
 import { Api, runRequest } from './grpc.js';
 
@@ -181,5 +181,31 @@ describe('ContainerManager', function () {
       return t !== '' ? t : undefined;
     });
     assert.equal(out, 'fresh\n');
+  });
+
+  it('reports OOMKilled when the container exceeds its memory limit', async () => {
+    const id = newId();
+    await api.run(runRequest(id, busybox, { command: ['tail', '/dev/zero'], resources: { cpuMillis: 0, memoryBytes: 16 * 1024 * 1024, pids: 0 } }));
+    const oom = await eventually('the OOM kill in a report', () => reports.of(id).find((c) => c.status?.state === ContainerState.CONTAINER_STATE_EXITED), 60_000);
+    assert.equal(oom.status?.reason, 'OOMKilled');
+    assert.equal(oom.status?.exitCode, 137);
+  });
+
+  it('publishes pull progress on NATS for a pull started by RunContainer, ending with the finished message', async () => {
+    const sub = nc.subscribe(pullSubject(stack.node));
+    const got: PullProgress[] = [];
+    void (async () => {
+      for await (const m of sub) got.push(PullProgress.decode(m.data));
+    })();
+    await nc.flush();
+    try {
+      await api.run(runRequest(newId(), busybox, { command: ['true'] }));
+      const last = await eventually('the finished message', () => got.find((p) => p.finished));
+      assert.equal(last.digest, reg.images['busybox']!.digest);
+      assert.equal(last.node, stack.node);
+      assert.equal(got.filter((p) => p.finished).length, 1);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 });
