@@ -130,9 +130,16 @@ function reasonOf(exit: ExitInfo): string {
   return exit.reason === 'StartError' ? 'StartFailed' : exit.reason;
 }
 
+/** JSON with object keys sorted, so map order does not matter. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x !== null && typeof x === 'object' && !Array.isArray(x)
+    ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : x));
+}
+
 function sameRequest(c: Container, req: RunContainerRequest): boolean {
-  const a = JSON.stringify(ContainerSpec.toJSON(c.spec ?? ContainerSpec.fromJSON({})));
-  const b = JSON.stringify(ContainerSpec.toJSON(req.spec ?? ContainerSpec.fromJSON({})));
+  const a = canonical(ContainerSpec.toJSON(c.spec ?? ContainerSpec.fromJSON({})));
+  const b = canonical(ContainerSpec.toJSON(req.spec ?? ContainerSpec.fromJSON({})));
   return a === b && c.name === req.name && c.workload === req.workload && c.revision === req.revision && c.replica === req.replica;
 }
 

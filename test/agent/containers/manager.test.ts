@@ -126,7 +126,8 @@ describe('ContainerManager', function () {
 
   it('re-adopts a running container after an agent restart and learns an exit that happened while it was down', async () => {
     const survivor = newId();
-    const c = await api.run(runRequest(survivor, busybox, { command: ['sleep', '1000'] }));
+    const survivorReq = runRequest(survivor, busybox, { command: ['sleep', '1000'], env: { B: '2', A: '1' } });
+    const c = await api.run(survivorReq);
     const pid = c.status!.pid;
     const victim = newId();
     const v = await api.run(runRequest(victim, busybox, { command: ['sleep', '1000'] }));
@@ -146,6 +147,10 @@ describe('ContainerManager', function () {
     assert.equal(s?.status?.state, ContainerState.CONTAINER_STATE_RUNNING);
     assert.equal(s?.status?.pid, pid);
     process.kill(pid, 0);
+    // RunContainer retried by the controller after the restart: the same container, not a second one.
+    const retried = await api.run(survivorReq);
+    assert.equal(retried.createdUnixMs, c.createdUnixMs);
+    assert.equal(retried.status?.pid, pid);
     const gone = await eventually('the exit in a report after the restart', () => reports.of(victim).find((x) => x.status?.state === ContainerState.CONTAINER_STATE_EXITED));
     assert.equal(gone.status?.exitCode, 137);
     assert.equal(gone.status?.reason, 'Signaled');
