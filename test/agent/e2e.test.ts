@@ -6,7 +6,7 @@
  * after the restart.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
@@ -15,7 +15,7 @@ import {
   freePort, startEtcd, startNats, startProcess, startRegistryWithImages, tailLog, waitFor,
   type ManagedProcess, type RegistryWithImages,
 } from '../harness/index.js';
-import { BERTH_JS, cleanEnv } from '../cli/helpers.js';
+import { BERTH_JS, berth, cleanEnv } from '../cli/helpers.js';
 import { AgentServiceClient } from '../../proto/gen/berth/v1/agent.js';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { ContainerState, type Container } from '../../proto/gen/berth/v1/types.js';
@@ -171,5 +171,24 @@ describe('berth agent (process) with a controller', function () {
     await api.remove(victim);
     assert.deepEqual(await api.list(), []);
     assert.equal(readFileSync('/proc/self/mounts', 'utf8').includes(survivor), false);
+  });
+
+  it('runs the replicas of a workload applied with berth apply and stops them when the workload is scaled to 0', async () => {
+    const seen = reports();
+    const api = await startAgent();
+    const file = join(dir, 'web.yaml');
+    writeFileSync(file, `apiVersion: berth/v1\nkind: Workload\nmetadata: { name: web }\nspec:\n  replicas: 2\n  image: busybox\n  command: [sleep, "1000"]\n`);
+    const env = cleanEnv({ BERTH_CONTROLLER: String(process.env['AGENTW_CONTROLLER']) });
+    const applied = await berth(['apply', '-f', file], { env });
+    assert.equal(applied.code, 0, applied.stderr);
+    const running = await eventually('two running replicas on the agent', async () => {
+      const list = (await api.list()).filter((c) => c.workload === 'web' && c.status?.state === ContainerState.CONTAINER_STATE_RUNNING);
+      return list.length === 2 ? list : undefined;
+    }, 60_000);
+    assert.deepEqual(running.map((c) => c.replica).sort(), [0, 1]);
+    assert.ok(seen.some((r) => r.containers.some((c) => c.workload === 'web')));
+    const scaled = await berth(['scale', 'web', '--replicas', '0'], { env });
+    assert.equal(scaled.code, 0, scaled.stderr);
+    await eventually('the replicas to be removed', async () => ((await api.list()).length === 0 ? true : undefined), 60_000);
   });
 });
