@@ -63,6 +63,18 @@ export interface RootfsProvider {
   listContainers(): Promise<ContainerSnapshot[]>;
 }
 
+/**
+ * The container's network, set up by the networking module (optional: without
+ * one a container gets a new, empty network namespace). `setup` runs before
+ * the first attempt and returns the namespace every attempt joins and the
+ * container's address (health probes use it); `teardown` runs on removal and
+ * when a start is undone. Both must be idempotent.
+ */
+export interface ContainerNetwork {
+  setup(id: string, spec: ContainerSpec, opts: { signal?: AbortSignal }): Promise<{ netnsPath: string; ipAddress: string; dns?: string[]; extraHosts?: [string, string][] }>;
+  teardown(id: string): Promise<void>;
+}
+
 export type BundleWriter = (dir: string, rootfs: string, image: ImageConfig, options: RunOptions) => Promise<unknown>;
 
 export interface ContainerManagerOptions {
@@ -76,6 +88,7 @@ export interface ContainerManagerOptions {
   logger: Logger;
   /** Gives each pull started by RunContainer a sink for its progress messages (e.g. a throttled NATS publisher). */
   pullProgressSink?: () => (p: PullProgress) => void;
+  network?: ContainerNetwork;
   /** Registry for short image names (as the image service uses). */
   defaultRegistry?: string;
   /** Default grace period of StopContainer when the request gives 0; default 10 s. */
@@ -309,7 +322,15 @@ export class ContainerManager {
         const snap = await this.opts.snapshots.mountContainer(req.id, image.chainId, { signal: opts.signal });
         const bundle = join(e.dir, 'bundle');
         await mkdir(bundle, { recursive: true });
-        await this.opts.writeBundle(bundle, snap.rootfs, image.config as ImageConfig, this.runOptions(e.container));
+        const runOptions = this.runOptions(e.container);
+        if (this.opts.network) {
+          const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });
+          runOptions.netnsPath = n.netnsPath;
+          if (n.dns) runOptions.dns = n.dns;
+          if (n.extraHosts) runOptions.extraHosts = n.extraHosts;
+          e.container.status = { ...e.container.status!, ipAddress: n.ipAddress };
+        }
+        await this.opts.writeBundle(bundle, snap.rootfs, image.config as ImageConfig, runOptions);
         const info = await this.opts.runtime.create(attemptId(req.id, 0), bundle, { start: true, signal: opts.signal });
         e.pending = false;
         e.container.status = {
@@ -350,6 +371,7 @@ export class ContainerManager {
       });
     }
     await this.opts.snapshots.removeContainer(id).catch((err: unknown) => this.log.warn('failed to remove container rootfs', { containerId: id, reason: messageOf(err) }));
+    await this.opts.network?.teardown(id).catch((err: unknown) => this.log.warn('failed to tear down container network', { containerId: id, reason: messageOf(err) }));
     await rm(e.dir, { recursive: true, force: true });
     this.entries.delete(id);
     this.emitRemoved(id);

@@ -14,7 +14,7 @@ import { silentLogger } from '../../../lib/index.js';
 import { AgentServiceClient } from '../../../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../../../proto/gen/berth/v1/types.js';
 import { agentServiceHandlers, startAgentServer, type AgentServer } from '../../../agent/api/index.js';
-import { ContainerManager } from '../../../agent/containers/index.js';
+import { ContainerManager, type ContainerNetwork } from '../../../agent/containers/index.js';
 import { LocalContentStore } from '../../../agent/content/index.js';
 import { ImagePuller, ImageRecordStore, ImageService, RegistryClient } from '../../../agent/images/index.js';
 import { detectCgroups, Runtime, writeBundle } from '../../../agent/runtime/index.js';
@@ -27,6 +27,7 @@ export interface StackOptions {
   node?: string;
   nats?: string;
   defaultRegistry?: string;
+  network?: ContainerNetwork;
 }
 
 export class AgentStack {
@@ -84,6 +85,7 @@ export class AgentStack {
     this.manager = new ContainerManager({
       node: this.node, root: this.root, runtime: this.runtime, images: this.images, snapshots: this.snapshotter, writeBundle, logger,
       ...(pullProgressSink ? { pullProgressSink } : {}),
+      ...(this.opts.network ? { network: this.opts.network } : {}),
     });
     await this.manager.recover();
     if (pub) {
