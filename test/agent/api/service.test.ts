@@ -170,4 +170,12 @@ describe('AgentService', function () {
     assert.equal(followed, 'line1\nline2\nline3\nline4\nline5\n');
     assert.equal(await api.logText(id, { tail: 2 }), 'line4\nline5\n');
   });
+
+  it('removes an auto_remove container once it exited, rootfs and all', async () => {
+    const id = newId();
+    await api.run(runRequest(id, busybox, { command: ['true'], autoRemove: true }));
+    await eventually('the removal', async () => ((await api.list()).length === 0 ? true : undefined));
+    assert.equal(existsSync(join(stack.root, 'snapshots', 'containers', id)), false);
+    assert.deepEqual(await stack.runtime.list(), []);
+  });
 });
