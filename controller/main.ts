@@ -11,8 +11,8 @@ import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION, createLogger, messageOf, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
 import { startApiServer, type ApiServer } from './api/index.js';
 import { AgentPool } from './agents/index.js';
-import { Membership, NatsContainerReports, NatsHeartbeats, ObservedState } from './nodes/index.js';
-import { Reconciler } from './reconcile/index.js';
+import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from './nodes/index.js';
+import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { EtcdElection, EtcdStore } from './store/index.js';
 
 const controllerIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -87,7 +87,9 @@ export async function runController(argv: string[]): Promise<number> {
   const observed = new ObservedState();
   const reports = new NatsContainerReports({ servers: cfg.nats, observed, logger, name: `berth-controller-${cfg.id}-reports` });
   const agents = new AgentPool({ logger });
-  const reconciler = new Reconciler({ store, election, membership, observed, agents, logger });
+  const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
+  const events = new EventRecorder({ store, publisher, logger });
+  const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger });
   let api: ApiServer | undefined;
   const signalled = waitForSignal();
 
@@ -96,6 +98,8 @@ export async function runController(argv: string[]): Promise<number> {
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
     agents.close();
+    await events.stop();
+    await publisher.stop();
     await reports.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await membership.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await store.close().catch((err: unknown) => logger.warn('failed to close etcd', { error: messageOf(err) }));
@@ -108,6 +112,7 @@ export async function runController(argv: string[]): Promise<number> {
     // NATS may come up later; the API serves meanwhile and nodes show NotReady.
     membership.start().catch((err: unknown) => logger.error('failed to subscribe to heartbeats', { error: messageOf(err) }));
     reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
+    publisher.start().catch((err: unknown) => logger.error('failed to connect the event publisher', { error: messageOf(err) }));
     api = await startApiServer({
       listen: cfg.listen,
       store,

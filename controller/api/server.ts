@@ -1,14 +1,15 @@
 /**
  * The controller's gRPC server: the only place in controller/ that imports
  * @grpc/grpc-js. It serves WorkloadService, NodeService and SystemService, and
- * ContainerService when `containers` is given (otherwise its calls get UNIMPLEMENTED).
+ * ContainerService and EventService when `containers` is given (otherwise its calls get UNIMPLEMENTED).
  */
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
-import { ContainerServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
+import { ContainerServiceService, EventServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
-import type { ClusterStore, ContainerRecordStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
+import type { ClusterStore, ContainerRecordStore, EventStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
+import { eventService } from './events.js';
 import { containerService } from './containers.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
@@ -23,7 +24,7 @@ export interface ApiServerOptions {
   store: WorkloadStore & ClusterStore & Partial<ContainerRecordStore>;
   /** Serves ContainerService and workload status from container records when given. */
   containers?: {
-    store: ContainerRecordStore & Pick<NodeStore, 'getNode'> & WorkloadStore;
+    store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode'> & WorkloadStore;
     observed: ObservedState;
     agents: AgentDialer;
   };
@@ -49,6 +50,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   });
   if (opts.containers) {
     server.addService(ContainerServiceService, containerService({ ...opts.containers, logger, stopping: stopping.signal }));
+    server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
   }
   server.addService(WorkloadServiceService, workloadService({
     store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),

@@ -9,3 +9,4 @@ export {
   ObservedState, NatsContainerReports, parseContainerReport, containersSubject, CONTAINERS_SUBJECT_WILDCARD, MAX_REPORT_BYTES, MAX_REPORT_CONTAINERS,
   type NatsContainerReportsOptions,
 } from './reports.js';
+export { NatsEventPublisher, EVENTS_SUBJECT, type EventPublisher } from './events.js';

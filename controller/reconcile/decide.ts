@@ -73,6 +73,7 @@ export type EventReason = 'Scheduled' | 'Rescheduled' | 'ScalingDown' | 'Replace
 export interface PlannedEvent {
   kind: 'workload' | 'container';
   name: string;
+  workload: string;
   reason: EventReason;
   message: string;
   node: string;
@@ -83,6 +84,7 @@ export interface RemoveAction {
   /** The container to stop and remove. */
   id: string;
   name: string;
+  workload: string;
   node: string;
   /** Delete this record once the agent confirms (false for orphans, which have none). */
   deleteRecord: boolean;
@@ -190,7 +192,7 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     if (condition(r.node) !== 'ready') continue;
     const obs = observedByNode.get(r.node);
     if (obs?.synced && observedById.get(r.id)?.node !== r.node) plan.deleteRecords.push(r.id);
-    else plan.remove.push({ id: r.id, name: r.name, node: r.node, deleteRecord: true });
+    else plan.remove.push({ id: r.id, name: r.name, workload: r.workload, node: r.node, deleteRecord: true });
   }
 
   // Orphans: reported by a Ready node, belonging to a workload, without a record.
@@ -198,15 +200,15 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     if (condition(o.node) !== 'ready') continue;
     for (const c of o.containers) {
       if (c.workload === '' || recordIds.has(c.id) || c.status?.state === REMOVED) continue;
-      plan.remove.push({ id: c.id, name: c.name, node: o.node, deleteRecord: false });
-      plan.events.push({ kind: 'container', name: c.name, reason: 'OrphanRemoved', message: `removing "${c.name}" on node "${o.node}": no record (moved away while the node was lost, or left by an earlier leader)`, node: o.node, severity: 'normal' });
+      plan.remove.push({ id: c.id, name: c.name, workload: c.workload, node: o.node, deleteRecord: false });
+      plan.events.push({ kind: 'container', name: c.name, workload: c.workload, reason: 'OrphanRemoved', message: `removing "${c.name}" on node "${o.node}": no record (moved away while the node was lost, or left by an earlier leader)`, node: o.node, severity: 'normal' });
     }
   }
 
-  const markRemoved = (r: Container, event?: Omit<PlannedEvent, 'kind' | 'name' | 'node'>): void => {
+  const markRemoved = (r: Container, event?: Omit<PlannedEvent, 'kind' | 'name' | 'node' | 'workload'>): void => {
     plan.markRemoved.push({ ...r, desiredState: REMOVED, updatedUnixMs: input.now });
-    if (condition(r.node) === 'ready') plan.remove.push({ id: r.id, name: r.name, node: r.node, deleteRecord: true });
-    if (event) plan.events.push({ kind: 'container', name: r.name, node: r.node, ...event });
+    if (condition(r.node) === 'ready') plan.remove.push({ id: r.id, name: r.name, workload: r.workload, node: r.node, deleteRecord: true });
+    if (event) plan.events.push({ kind: 'container', name: r.name, workload: r.workload, node: r.node, ...event });
   };
 
   // Records of deleted workloads go.
@@ -286,12 +288,12 @@ export function decide(input: ReconcileInput): ReconcilePlan {
         };
         plan.create.push(c);
         plan.run.push(c);
-        plan.events.push({ kind: 'container', name: c.name, reason: 'Scheduled', message: `placed "${c.name}" (revision ${revision}) on node "${node}"`, node, severity: 'normal' });
+        plan.events.push({ kind: 'container', name: c.name, workload: name, reason: 'Scheduled', message: `placed "${c.name}" (revision ${revision}) on node "${node}"`, node, severity: 'normal' });
       });
       if (result.unplaced) {
         pending = result.unplaced.replicas.length;
         pendingSummary = result.unplaced.summary;
-        plan.events.push({ kind: 'workload', name, reason: 'Unschedulable', message: `${pending} replica${pending === 1 ? '' : 's'} of "${name}" pending: ${pendingSummary}`, node: '', severity: 'warning' });
+        plan.events.push({ kind: 'workload', name, workload: name, reason: 'Unschedulable', message: `${pending} replica${pending === 1 ? '' : 's'} of "${name}" pending: ${pendingSummary}`, node: '', severity: 'warning' });
       }
     }
 

@@ -11,3 +11,4 @@ export {
 export {
   Reconciler, RESYNC_INTERVAL_MS, LOST_AFTER_LISTENING_MS, RUN_SETTLE_MS, DEFAULT_CONCURRENCY, STOP_GRACE_SECONDS, type ReconcilerOptions,
 } from './reconciler.js';
+export { EventRecorder, FLUSH_INTERVAL_MS, type EventSink } from './events.js';

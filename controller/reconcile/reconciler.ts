@@ -33,6 +33,7 @@ import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ContainerRecordStore, LeaderElection, LeadershipTerm, WorkloadStore } from '../store/index.js';
 import { decide, type ReconcileNode, type RemoveAction } from './decide.js';
+import type { EventSink } from './events.js';
 
 export const RESYNC_INTERVAL_MS = 30_000;
 /** A node must have been listened to this long before "NotReady" means lost. */
@@ -40,6 +41,8 @@ export const LOST_AFTER_LISTENING_MS = 5_000;
 /** How long a successful RunContainer is not repeated while waiting for the report. */
 export const RUN_SETTLE_MS = 15_000;
 export const DEFAULT_CONCURRENCY = 32;
+/** The same decision (reason, name, message) is recorded as an event at most this often. */
+export const EVENT_REPEAT_MS = 60_000;
 /** Seconds between SIGTERM and SIGKILL when the reconciler stops a replica. */
 export const STOP_GRACE_SECONDS = 10;
 
@@ -49,6 +52,8 @@ export interface ReconcilerOptions {
   membership: Pick<Membership, 'list' | 'onTransition' | 'listeningSinceUnixMs'>;
   observed: ObservedState;
   agents: AgentDialer;
+  /** Where decisions are recorded as events (etcd history + NATS). */
+  events?: EventSink;
   logger?: Logger;
   now?: () => number;
   newId?: () => string;
@@ -75,6 +80,10 @@ class TermState {
   readonly fresh = new Set<string>();
   /** Records whose container an agent has reported at least once since it was last run. */
   readonly seen = new Set<string>();
+  /** Events recorded recently (reason, name, message -> unix ms), so a repeated decision is recorded once a minute at most. */
+  readonly recentEvents = new Map<string, number>();
+  /** Each node's condition as the last pass saw it (node events are recorded on changes). */
+  readonly nodeConditions = new Map<string, ReconcileNode['condition']>();
   wake: (() => void) | undefined;
   dirty = true;
   running = 0;
@@ -252,6 +261,16 @@ export class Reconciler {
   private async pass(s: TermState): Promise<void> {
     const signal = s.term.signal;
     const { nodes, addresses } = await this.nodes(s);
+    for (const n of nodes) {
+      const before = s.nodeConditions.get(n.name);
+      s.nodeConditions.set(n.name, n.condition);
+      if (before === n.condition || n.condition === 'unknown') continue;
+      if (n.condition === 'lost') {
+        this.opts.events?.emit({ kind: 'node', name: n.name, reason: 'NodeNotReady', node: n.name, workload: '', severity: 'warning', message: `node "${n.name}" is not ready: no heartbeat for 5 s; its replicas are placed elsewhere` });
+      } else if (before === 'lost') {
+        this.opts.events?.emit({ kind: 'node', name: n.name, reason: 'NodeReady', node: n.name, workload: '', severity: 'normal', message: `node "${n.name}" is ready again` });
+      }
+    }
     const observed = nodes.map((n) => ({ node: n.name, synced: this.opts.observed.synced(n.name), containers: this.opts.observed.containers(n.name) }));
     for (const o of observed) for (const c of o.containers) if (s.records.has(c.id)) s.seen.add(c.id);
     s.passes++;
@@ -274,10 +293,16 @@ export class Reconciler {
         s.seen.delete(id);
       }
     }
+    const nowMs = this.now();
+    for (const [k, t] of s.recentEvents) if (nowMs - t >= EVENT_REPEAT_MS) s.recentEvents.delete(k);
     for (const e of plan.events) {
+      const key = `${e.reason}\u0000${e.name}\u0000${e.message}`;
+      if (s.recentEvents.has(key)) continue;
+      s.recentEvents.set(key, nowMs);
       const fields = { kind: e.kind, name: e.name, reason: e.reason, node: e.node, message: e.message };
       if (e.severity === 'warning') this.logger.warn('event', fields);
       else this.logger.info('event', fields);
+      this.opts.events?.emit({ ...e, workload: e.workload });
     }
 
     for (const [name, status] of plan.statuses) {
@@ -370,7 +395,9 @@ export class Reconciler {
       id: r.id, name: r.name, ...(r.spec ? { spec: r.spec } : {}), workload: r.workload, revision: r.revision, replica: r.replica,
     }, { signal: s.term.signal });
     s.ranAt.set(r.id, this.now());
-    this.logger.info('event', { kind: 'container', name: r.name, reason: 'Started', node: r.node, message: `agent of node "${r.node}" runs "${r.name}"` });
+    const message = `agent of node "${r.node}" runs "${r.name}"`;
+    this.logger.info('event', { kind: 'container', name: r.name, reason: 'Started', node: r.node, message });
+    this.opts.events?.emit({ kind: 'container', name: r.name, reason: 'Started', node: r.node, message, severity: 'normal', workload: r.workload });
   }
 
   private async remove(s: TermState, rm: RemoveAction, address: string): Promise<void> {
@@ -392,6 +419,8 @@ export class Reconciler {
       s.records.delete(rm.id);
       s.ranAt.delete(rm.id);
     }
-    this.logger.info('event', { kind: 'container', name: rm.name, reason: 'Removed', node: rm.node, message: `removed "${rm.name}" from node "${rm.node}"` });
+    const message = `removed "${rm.name}" from node "${rm.node}"`;
+    this.logger.info('event', { kind: 'container', name: rm.name, reason: 'Removed', node: rm.node, message });
+    this.opts.events?.emit({ kind: 'container', name: rm.name, reason: 'Removed', node: rm.node, message, severity: 'normal', workload: rm.workload });
   }
 }

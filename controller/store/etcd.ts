@@ -9,15 +9,15 @@
 import { randomUUID } from 'node:crypto';
 import { Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp, type ITxnResponse, type Watcher } from 'etcd3';
 import { BerthError, CancelledError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf, silentLogger, type Logger } from '../../lib/index.js';
-import { Container, Node, Workload, WorkloadRevision, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import { Container, Event, Node, Workload, WorkloadRevision, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
 import { ConflictError, EtcdUnavailableError } from './errors.js';
 import { KeyLayout, prefixEnd } from './keys.js';
-import { checkContainerId, checkRecordChange, cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
-import { CONTAINER_OPS_PER_TXN } from './types.js';
+import { checkContainerId, checkRecordChange, filterEvents, cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
+import { CONTAINER_OPS_PER_TXN, EVENTS_KEPT } from './types.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector,
+  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector,
   WorkloadChange, WorkloadDocument,
 } from './types.js';
 
@@ -57,6 +57,7 @@ export class EtcdStore implements DesiredStore {
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
   private cachedClusterId: string | undefined;
+  private eventSeq = 0;
 
   constructor(opts: EtcdStoreOptions) {
     if (opts.endpoints.length === 0) throw new InternalError('failed to create the etcd store: no endpoints given');
@@ -376,6 +377,36 @@ export class EtcdStore implements DesiredStore {
     await this.call(`set the status of workload "${name}"`, opts, () =>
       this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(WorkloadStatus.encode(status).finish()) }),
     );
+  }
+
+  async appendEvents(events: readonly Event[], opts?: CallOptions): Promise<void> {
+    if (events.length === 0) return;
+    const ops: IRequestOp[] = events.map((e): IRequestOp => ({
+      // A counter keeps events of one millisecond in append order; the random part keeps controllers apart.
+      request_put: { key: Buffer.from(this.keys.event(e.unixMs, `${(this.eventSeq++ % 0x100000000).toString(16).padStart(8, '0')}${randomUUID().slice(0, 4)}`)), value: Buffer.from(Event.encode(e).finish()) },
+    }));
+    for (let i = 0; i < ops.length; i += CONTAINER_OPS_PER_TXN) {
+      await this.txn(`record ${Math.min(CONTAINER_OPS_PER_TXN, ops.length - i)} events`, opts, [], ops.slice(i, i + CONTAINER_OPS_PER_TXN));
+    }
+    // Prune with some slack so that not every append pays for it.
+    const prefix = this.keys.events();
+    const counted = await this.call('count events', opts, () =>
+      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true }));
+    const excess = Number(counted.count) - EVENTS_KEPT;
+    if (excess <= EVENTS_KEPT / 10) return;
+    const oldest = await this.call('list old events', opts, () =>
+      this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), keys_only: true, limit: String(excess), sort_order: 'Ascend', sort_target: 'Key' }));
+    const last = oldest.kvs[oldest.kvs.length - 1]?.key;
+    if (!last) return;
+    await this.call('prune events', opts, () =>
+      this.client.kv.deleteRange({ key: Buffer.from(prefix), range_end: Buffer.concat([last, Buffer.from([0])]) }));
+  }
+
+  async listEvents(filter: EventFilter = {}, opts?: CallOptions): Promise<Event[]> {
+    const start = filter.sinceUnixMs ? this.keys.event(filter.sinceUnixMs, '') : this.keys.events();
+    const res = await this.call('list events', opts, () =>
+      this.client.kv.range({ key: Buffer.from(start), range_end: prefixEnd(this.keys.events()), sort_order: 'Ascend', sort_target: 'Key' }));
+    return filterEvents(res.kvs.map((kv) => Event.decode(kv.value)), filter);
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

@@ -8,6 +8,7 @@
  *   <prefix>cluster/id                           cluster id (UTF-8), written once
  *   <prefix>containers/<id, 64 hex>              Container record (protobuf), written by the leader's reconciler
  *   <prefix>status/workloads/<name>              WorkloadStatus (protobuf), written by the leader's reconciler
+ *   <prefix>events/<unix ms, 13 digits>-<8 hex>  Event (protobuf); the last EVENTS_KEPT are kept
  *
  * The prefix is "/berth/v1/" in production; tests may use another one. Names
  * are DNS labels (no "/"), so "<kind>/<name>" never matches a longer name as a
@@ -48,6 +49,12 @@ export class KeyLayout {
   }
   workloadStatus(name: string): string {
     return `${this.workloadStatuses()}${name}`;
+  }
+  events(): string {
+    return `${this.prefix}events/`;
+  }
+  event(unixMs: number, suffix: string): string {
+    return `${this.events()}${String(Math.max(0, Math.floor(unixMs))).padStart(13, '0')}-${suffix}`;
   }
   clusterId(): string {
     return `${this.prefix}cluster/id`;

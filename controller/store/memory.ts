@@ -5,14 +5,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CancelledError, NotFoundError, UnavailableError } from '../../lib/index.js';
-import { WorkloadStatus as StatusCodec } from '../../proto/gen/berth/v1/types.js';
-import type { Container, NodeSpec, NodeStatus, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import { Event as EventCodec, WorkloadStatus as StatusCodec } from '../../proto/gen/berth/v1/types.js';
+import type { Container, Event, NodeSpec, NodeStatus, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
-import { checkContainerId, checkRecordChange, cloneContainer, cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
+import { checkContainerId, checkRecordChange, filterEvents, cloneContainer, cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
+  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
   WorkloadChange, WorkloadDocument, WorkloadRevision,
 } from './types.js';
+import { EVENTS_KEPT } from './types.js';
 import { WorkloadRevision as RevisionCodec } from '../../proto/gen/berth/v1/types.js';
 
 export class MemoryStore implements DesiredStore {
@@ -21,6 +22,7 @@ export class MemoryStore implements DesiredStore {
   private readonly nodes = new Map<string, Node>();
   private readonly containers = new Map<string, Container>();
   private readonly statuses = new Map<string, WorkloadStatus>();
+  private events: Event[] = [];
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
   private readonly id = randomUUID();
@@ -178,6 +180,19 @@ export class MemoryStore implements DesiredStore {
   async setWorkloadStatus(name: string, status: WorkloadStatus, opts?: CallOptions): Promise<void> {
     this.check(opts);
     this.statuses.set(name, copyMessage(StatusCodec, status));
+  }
+
+  async appendEvents(events: readonly Event[], opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    this.events.push(...events.map((e) => copyMessage(EventCodec, e)));
+    // Stable sort keeps the order of events with equal times, as the etcd keys do within one append.
+    this.events.sort((a, b) => a.unixMs - b.unixMs);
+    if (this.events.length > EVENTS_KEPT) this.events = this.events.slice(this.events.length - EVENTS_KEPT);
+  }
+
+  async listEvents(filter: EventFilter = {}, opts?: CallOptions): Promise<Event[]> {
+    this.check(opts);
+    return filterEvents(this.events, filter).map((e) => copyMessage(EventCodec, e));
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

@@ -199,3 +199,12 @@ export function checkRecordChange(put: readonly Container[], del: readonly strin
   del.forEach((id, i) => checkContainerId(id, `delete[${i}]`));
   return [...new Set(del)];
 }
+
+/** Events matching a filter, oldest first, the newest `limit` of them. */
+export function filterEvents<T extends { unixMs: number; workload: string; kind: string }>(events: readonly T[], filter: { sinceUnixMs?: number; limit?: number; workload?: string; kind?: string }): T[] {
+  const out = events.filter((e) =>
+    (filter.sinceUnixMs === undefined || e.unixMs >= filter.sinceUnixMs) &&
+    (filter.workload === undefined || filter.workload === '' || e.workload === filter.workload) &&
+    (filter.kind === undefined || filter.kind === '' || e.kind === filter.kind));
+  return filter.limit ? out.slice(Math.max(0, out.length - filter.limit)) : out;
+}

@@ -24,9 +24,9 @@
  * range, ConflictError when optimistic concurrency gives up, UnavailableError when
  * the backing store cannot be reached.
  */
-import type { Container, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import type { Container, Event, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 
-export type { Container, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus };
+export type { Container, Event, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus };
 
 /** How many revision records each workload keeps. */
 export const REVISIONS_KEPT = 10;
@@ -156,6 +156,31 @@ export interface ContainerRecordStore {
   setWorkloadStatus(name: string, status: WorkloadStatus, opts?: CallOptions): Promise<void>;
 }
 
+/** Which events to list. */
+export interface EventFilter {
+  /** Only events at or after this time. */
+  sinceUnixMs?: number;
+  /** Only the newest `limit` matching events (0 or undefined: all). */
+  limit?: number;
+  /** Only events whose `workload` is this. */
+  workload?: string;
+  kind?: string;
+}
+
+/** How many events the store keeps; older ones are deleted as new ones arrive. */
+export const EVENTS_KEPT = 1000;
+
+/**
+ * Events: what the controller decided and saw (Scheduled, Started,
+ * Rescheduled, NodeNotReady, ...), a bounded history in time order.
+ */
+export interface EventStore {
+  /** Appends events (ordered by `unixMs`); prunes the history to EVENTS_KEPT. */
+  appendEvents(events: readonly Event[], opts?: CallOptions): Promise<void>;
+  /** Matching events, oldest first. */
+  listEvents(filter?: EventFilter, opts?: CallOptions): Promise<Event[]>;
+}
+
 /** Most container record operations in one atomic write. */
 export const CONTAINER_OPS_PER_TXN = 100;
 
@@ -170,7 +195,7 @@ export interface Closable {
 }
 
 /** Everything the controller keeps about the desired state of the cluster. */
-export type DesiredStore = WorkloadStore & NodeStore & ContainerRecordStore & ClusterStore & Closable;
+export type DesiredStore = WorkloadStore & NodeStore & ContainerRecordStore & EventStore & ClusterStore & Closable;
 
 /**
  * One period during which this controller is the leader. `signal` aborts when

@@ -1,7 +1,7 @@
 /** Test helpers for the controller: promise wrappers over the generated gRPC clients, and manifests. */
 import * as grpc from '@grpc/grpc-js';
 import {
-  ContainerServiceClient, NodeServiceClient, SystemServiceClient, WorkloadServiceClient,
+  ContainerServiceClient, EventServiceClient, NodeServiceClient, SystemServiceClient, WorkloadServiceClient,
 } from '../../proto/gen/berth/v1/controller.js';
 
 type Unary<Req, Res> = (
@@ -23,6 +23,7 @@ export interface Clients {
   nodes: NodeServiceClient;
   system: SystemServiceClient;
   containers: ContainerServiceClient;
+  events: EventServiceClient;
   close(): void;
 }
 
@@ -33,11 +34,13 @@ export function connectClients(address: string): Clients {
     nodes: new NodeServiceClient(address, creds),
     system: new SystemServiceClient(address, creds),
     containers: new ContainerServiceClient(address, creds),
+    events: new EventServiceClient(address, creds),
     close() {
       c.workloads.close();
       c.nodes.close();
       c.system.close();
       c.containers.close();
+      c.events.close();
     },
   };
   return c;

@@ -7,13 +7,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { silentLogger } from '../../../lib/index.js';
-import type { LogLine } from '../../../proto/gen/berth/v1/types.js';
+import { createWriteStream } from 'node:fs';
+import { createLogger, silentLogger } from '../../../lib/index.js';
+import { connect } from 'nats';
+import { Event, type LogLine } from '../../../proto/gen/berth/v1/types.js';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
 import { AgentPool } from '../../../controller/agents/index.js';
 import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
-import { Membership, NatsContainerReports, NatsHeartbeats, ObservedState } from '../../../controller/nodes/index.js';
-import { Reconciler } from '../../../controller/reconcile/index.js';
+import { EVENTS_SUBJECT, Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from '../../../controller/nodes/index.js';
+import { EventRecorder, Reconciler } from '../../../controller/reconcile/index.js';
 import { EtcdElection, EtcdStore } from '../../../controller/store/index.js';
 import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
 import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
@@ -28,14 +30,17 @@ interface TestController {
 }
 
 async function startController(etcdUrl: string, natsUrl: string, prefix: string, id: string): Promise<TestController> {
-  const logger = silentLogger();
+  const logger = process.env['RECON_DEBUG'] ? createLogger({ level: 'debug', stream: createWriteStream(process.env['RECON_DEBUG'], { flags: 'a' }), defaultMeta: { id } }) : silentLogger();
   const store = new EtcdStore({ endpoints: [etcdUrl], prefix, logger });
   const election = new EtcdElection(store, { controllerId: id, logger });
   const membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [natsUrl], logger }), logger });
   const observed = new ObservedState();
   const reports = new NatsContainerReports({ servers: [natsUrl], observed, logger });
   const agents = new AgentPool({ logger, runTimeoutMs: 5000, timeoutMs: 5000 });
-  const reconciler = new Reconciler({ store, election, membership, observed, agents, logger, resyncIntervalMs: 5000 });
+  const publisher = new NatsEventPublisher({ servers: [natsUrl], logger });
+  await publisher.start();
+  const events = new EventRecorder({ store, publisher, logger });
+  const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger, resyncIntervalMs: 5000 });
   reconciler.attach();
   election.start();
   await membership.start();
@@ -48,6 +53,8 @@ async function startController(etcdUrl: string, natsUrl: string, prefix: string,
       await election.stop();
       reconciler.detach();
       agents.close();
+      await events.stop();
+      await publisher.stop();
       await reports.stop();
       await membership.stop();
       await store.close();
@@ -98,6 +105,15 @@ describe('reconciler with fake agents', function () {
   const scale = (name: string, replicas: number) => call(clients().workloads, clients().workloads.scale, { name, replicas });
   const counts = (): number[] => agents.map((a) => a.runningCount());
   const total = (): number => counts().reduce((x, y) => x + y, 0);
+  const waitForEvents = async (reasons: string[]): Promise<Event[]> => {
+    let events: Event[] = [];
+    await waitFor(`events ${reasons.join(', ')}`, async () => {
+      events = (await call(clients().events, clients().events.list, { sinceUnixMs: 0, limit: 0, workload: '', kind: '' })).events;
+      if (!reasons.every((r) => events.some((e) => e.reason === r))) throw new Error(`have ${[...new Set(events.map((e) => e.reason))].join(", ")}`);
+      return true;
+    }, 10_000);
+    return events;
+  };
   const runCalls = (): number[] => agents.map((a) => new Set(a.calls.filter((k) => k.method === 'RunContainer').map((k) => k.id)).size);
 
   it('spreads 6 replicas 2/2/2, scales 6 -> 2 -> 5 and reports status', async () => {
@@ -145,6 +161,10 @@ describe('reconciler with fake agents', function () {
     const n3 = agents[2] as FakeAgent;
     const old = [...n3.containers.keys()];
     assert.equal(old.length, 2);
+    const published: Event[] = [];
+    const nc = await connect({ servers: nats.url });
+    nc.subscribe(EVENTS_SUBJECT, { callback: (_err, msg) => published.push(Event.decode(msg.data)) });
+    await nc.flush();
     n3.pause();
     // NotReady after 5 s without heartbeats, then re-placed: well within 10 s.
     await waitFor('replicas re-placed on n1 and n2', () => (agents[0]?.runningCount() ?? 0) + (agents[1]?.runningCount() ?? 0) === 6, 10_000);
@@ -161,6 +181,18 @@ describe('reconciler with fake agents', function () {
     await waitFor('more passes', () => (ctl as TestController).reconciler.passes >= passes + 3, 15_000);
     assert.equal(total(), 6);
     assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 6);
+
+    // Every decision is an event, kept in etcd (EventService) and published on NATS.
+    const listed = await waitForEvents(['NodeNotReady', 'Rescheduled', 'Scheduled', 'Started', 'NodeReady', 'Removed']);
+    const lost = listed.filter((e) => e.reason === 'Rescheduled');
+    assert.equal(lost.length, 2);
+    assert.ok(lost.every((e) => e.node === 'n3' && e.workload === 'web' && e.severity === 'warning'));
+    const reasons = new Set(published.map((e) => e.reason));
+    await nc.close();
+    for (const r of ['NodeNotReady', 'Rescheduled', 'NodeReady', 'Removed']) assert.ok(reasons.has(r), `published ${r}`);
+    const onlyNodes = await call(clients().events, clients().events.list, { sinceUnixMs: 0, limit: 0, workload: '', kind: 'node' });
+    assert.ok(onlyNodes.events.length >= 2 && onlyNodes.events.every((e) => e.kind === 'node'));
+    await assert.rejects(call(clients().events, clients().events.list, { sinceUnixMs: 0, limit: 0, workload: '', kind: 'pod' }), grpcError(grpc.status.INVALID_ARGUMENT, /kind: expected one of workload, container, node, got "pod"/));
   });
 
   it('rolls a new image out one replica at a time, never below the desired count running', async () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import type { ErrorCode} from '../../../lib/index.js';
 import { isCode } from '../../../lib/index.js';
-import { Container, ContainerState, NodeSpec, NodeState, WorkloadSpec } from '../../../proto/gen/berth/v1/types.js';
+import { Container, ContainerState, NodeSpec, NodeState, WorkloadSpec, type Event } from '../../../proto/gen/berth/v1/types.js';
 import type { DesiredStore, WorkloadChange, WorkloadDocument } from '../../../controller/store/index.js';
 
 export interface StoreFixture {
@@ -283,6 +283,30 @@ export function storeSuite(make: () => Promise<StoreFixture>, destroy: (f: Store
       assert.equal((await f.store.getWorkloadStatus('web'))?.running, 2);
       await f.store.deleteWorkloads(['web']);
       assert.equal(await f.store.getWorkloadStatus('web'), undefined);
+    });
+  });
+
+  describe('events', () => {
+    const ev = (i: number, patch: Partial<Event> = {}): Event => ({
+      unixMs: 1_700_000_000_000 + i, kind: 'container', name: `web-${i}`, reason: 'Scheduled', message: `placed ${i}`, node: 'n1', severity: 'normal', workload: 'web', ...patch,
+    });
+
+    it('lists events oldest first, filtered by time, workload, kind and limit', async () => {
+      await f.store.appendEvents([ev(1), ev(2, { workload: 'api', name: 'api-2' }), ev(3, { kind: 'node', workload: '', name: 'n1', reason: 'NodeNotReady' })]);
+      await f.other.appendEvents([ev(4), ev(4, { name: 'same-ms' })]);
+      assert.deepEqual((await f.store.listEvents()).map((e) => e.name), ['web-1', 'api-2', 'n1', 'web-4', 'same-ms']);
+      assert.deepEqual((await f.store.listEvents({ workload: 'web' })).map((e) => e.name), ['web-1', 'web-4', 'same-ms']);
+      assert.deepEqual((await f.store.listEvents({ kind: 'node' })).map((e) => e.reason), ['NodeNotReady']);
+      assert.deepEqual((await f.store.listEvents({ sinceUnixMs: 1_700_000_000_003 })).map((e) => e.name), ['n1', 'web-4', 'same-ms']);
+      assert.deepEqual((await f.store.listEvents({ limit: 2 })).map((e) => e.name), ['web-4', 'same-ms']);
+    });
+
+    it('keeps a bounded history of the newest events', async () => {
+      await f.store.appendEvents(Array.from({ length: 1200 }, (_, i) => ev(i)));
+      const kept = await f.store.listEvents();
+      assert.equal(kept.length, 1000);
+      assert.equal(kept[0]?.name, 'web-200');
+      assert.equal(kept[999]?.name, 'web-1199');
     });
   });
 }

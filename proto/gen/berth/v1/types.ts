@@ -464,6 +464,8 @@ export interface Event {
   node: string;
   /** "normal" or "warning". */
   severity: string;
+  /** The workload the event concerns, when any (for a container event, its workload). */
+  workload: string;
 }
 
 export interface LogLine {
@@ -4479,7 +4481,7 @@ export const PullProgress: MessageFns<PullProgress> = {
 };
 
 function createBaseEvent(): Event {
-  return { unixMs: 0, kind: "", name: "", reason: "", message: "", node: "", severity: "" };
+  return { unixMs: 0, kind: "", name: "", reason: "", message: "", node: "", severity: "", workload: "" };
 }
 
 export const Event: MessageFns<Event> = {
@@ -4504,6 +4506,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.severity !== "") {
       writer.uint32(58).string(message.severity);
+    }
+    if (message.workload !== "") {
+      writer.uint32(66).string(message.workload);
     }
     return writer;
   },
@@ -4577,6 +4582,14 @@ export const Event: MessageFns<Event> = {
             message.severity = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.workload = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4602,6 +4615,7 @@ export const Event: MessageFns<Event> = {
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       node: isSet(object.node) ? globalThis.String(object.node) : "",
       severity: isSet(object.severity) ? globalThis.String(object.severity) : "",
+      workload: isSet(object.workload) ? globalThis.String(object.workload) : "",
     };
   },
 
@@ -4627,6 +4641,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.severity !== "") {
       obj.severity = message.severity;
+    }
+    if (message.workload !== "") {
+      obj.workload = message.workload;
     }
     return obj;
   },
