@@ -19,12 +19,9 @@ import { BERTH_JS, berth, cleanEnv } from '../cli/helpers.js';
 import { AgentServiceClient } from '../../proto/gen/berth/v1/agent.js';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { ContainerState, type Container } from '../../proto/gen/berth/v1/types.js';
-import { detectCgroups, Runtime } from '../../agent/runtime/index.js';
-import { OverlaySnapshotter } from '../../agent/snapshots/index.js';
-import { LinuxOverlayMounter } from '../../agent/sys/index.js';
-import { LinuxSys } from '../../agent/sys/linux.js';
 import { Api, runRequest } from './containers/grpc.js';
 import { eventually, newId } from './containers/stack.js';
+import { cleanupAgentContainers } from './containers/cleanup.js';
 
 type Service = Awaited<ReturnType<typeof startNats>>;
 
@@ -76,14 +73,9 @@ describe('berth agent (process) with a controller', function () {
     await agent?.stop();
     await controller?.stop();
     // Whatever the agent left (a test that failed half-way): containers, cgroups, mounts.
-    const sys = new LinuxSys();
     try {
-      const runtime = new Runtime({ sys, cgroups: await detectCgroups(sys), root: join(dir, 'run', 'runtime') });
-      for (const c of await runtime.list()) await runtime.delete(c.id, { force: true });
-      const snaps = new OverlaySnapshotter({ root: join(dir, 'data'), mounter: new LinuxOverlayMounter() });
-      for (const s of await snaps.listContainers()) await snaps.removeContainer(s.id);
+      await cleanupAgentContainers(join(dir, 'data'), join(dir, 'run'));
     } finally {
-      sys.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
