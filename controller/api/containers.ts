@@ -8,23 +8,66 @@
  * node and deletes the record; the reconciler then starts a replacement (the
  * workload still asks for that many replicas), as `kubectl delete pod` does.
  */
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, isCode, type Logger } from '../../lib/index.js';
+import { randomBytes, randomInt } from 'node:crypto';
+import {
+  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, envNameProblem, isCode, messageOf, normalizeImageReference, type Logger,
+} from '../../lib/index.js';
 import type {
-  ContainerLogsRequest, ContainerServiceServer, ListContainersRequest, ListContainersResponse, RemoveContainersRequest, RemoveContainersResponse,
+  ContainerLogsRequest, ContainerServiceServer, ListContainersRequest, ListContainersResponse, RemoveContainersRequest, RemoveContainersResponse, RunRequest,
 } from '../../proto/gen/berth/v1/controller.js';
-import { ContainerState, type Container, type LogLine } from '../../proto/gen/berth/v1/types.js';
+import { ContainerSpec, ContainerState, type Container, type LogLine } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
-import type { ObservedState } from '../nodes/index.js';
+import type { Membership, ObservedState } from '../nodes/index.js';
+import { generateName, placeOneOff, reconcileNodes } from '../reconcile/index.js';
 import { matchesSelector, type ContainerRecordStore, type NodeStore, type WorkloadReader } from '../store/index.js';
 import { serverStream, unary } from './call.js';
-import { checkLabels, checkName, checkText, MAX_NAMES_PER_REQUEST } from './validate.js';
+import { checkLabels, checkName, checkNonNegative, checkText, MAX_NAMES_PER_REQUEST } from './validate.js';
 
 export interface ContainerServiceDeps {
   store: ContainerRecordStore & Pick<NodeStore, 'getNode'> & Pick<WorkloadReader, 'listWorkloads'>;
   observed: ObservedState;
   agents: AgentDialer;
+  /** Node records with live state, for placing one-off containers (Run). */
+  membership?: Pick<Membership, 'list' | 'listeningSinceUnixMs'>;
+  defaultRegistry?: string;
   logger: Logger;
   stopping: AbortSignal;
+}
+
+/** Most entries in one list or map of a run request (command, env, labels). */
+const MAX_ITEMS = 256;
+
+/** Checks a one-off container spec from a client; returns a normalized copy. */
+export function checkRunSpec(spec: ContainerSpec | undefined, defaultRegistry?: string): ContainerSpec {
+  if (!spec) throw new InvalidArgumentError('spec: expected the container to run, got nothing', { field: 'spec' });
+  if (spec.image === '') throw new InvalidArgumentError('spec.image: expected an image reference such as "busybox" or "registry.example.com/team/web:1.0", got nothing', { field: 'spec.image' });
+  let image: string;
+  try {
+    image = normalizeImageReference(spec.image, defaultRegistry ? { field: 'spec.image', defaultRegistry } : { field: 'spec.image' });
+  } catch (err) {
+    throw new InvalidArgumentError(`spec.image: ${messageOf(err)}`, { field: 'spec.image', cause: err });
+  }
+  for (const [field, list] of [['spec.entrypoint', spec.entrypoint], ['spec.command', spec.command]] as const) {
+    if (list.length > MAX_ITEMS) throw new InvalidArgumentError(`${field}: expected at most ${MAX_ITEMS} arguments, got ${list.length}`, { field });
+    list.forEach((a, i) => checkText(`${field}[${i}]`, a, 4096));
+  }
+  const env = Object.entries(spec.env);
+  if (env.length > MAX_ITEMS) throw new InvalidArgumentError(`spec.env: expected at most ${MAX_ITEMS} variables, got ${env.length}`, { field: 'spec.env' });
+  for (const [k, v] of env) {
+    const p = envNameProblem(k);
+    if (p) throw new InvalidArgumentError(`spec.env: ${p}`, { field: 'spec.env' });
+    if (v.length > 32768) throw new InvalidArgumentError(`spec.env[${JSON.stringify(k)}]: expected at most 32768 characters, got ${v.length}`, { field: `spec.env.${k}` });
+  }
+  checkText('spec.working_dir', spec.workingDir, 4096);
+  checkText('spec.user', spec.user, 256);
+  checkText('spec.hostname', spec.hostname, 63);
+  const r = spec.resources;
+  if (r) {
+    checkNonNegative('spec.resources.cpu_millis', r.cpuMillis);
+    checkNonNegative('spec.resources.memory_bytes', r.memoryBytes);
+    checkNonNegative('spec.resources.pids', r.pids);
+  }
+  return { ...ContainerSpec.decode(ContainerSpec.encode(spec).finish()), image, labels: checkLabels('spec.labels', spec.labels) };
 }
 
 const LIVE = new Set([ContainerState.CONTAINER_STATE_PENDING, ContainerState.CONTAINER_STATE_CREATED, ContainerState.CONTAINER_STATE_RUNNING]);
@@ -68,6 +111,44 @@ export function resolveContainer(all: readonly Container[], ref: string, field: 
 export function containerService(deps: ContainerServiceDeps): ContainerServiceServer {
   const { store, logger } = deps;
   return {
+    run: unary(logger, 'ContainerRun', async (req: RunRequest, { signal }): Promise<Container> => {
+      const membership = deps.membership;
+      if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');
+      const spec = checkRunSpec(req.spec, deps.defaultRegistry);
+      const node = req.node === '' ? undefined : checkName('node', req.node, 'node');
+      const nodeSelector = checkLabels('node_selector', req.nodeSelector);
+      const all = await mergedContainers(deps, signal);
+      const taken = (n: string): boolean => all.some((c) => c.name === n);
+      let name: string;
+      if (req.name !== '') {
+        name = checkName('name', req.name, 'container');
+        if (taken(name)) throw new AlreadyExistsError('container', name, { message: `failed to run container "${name}": the name is already in use; expected a new name (or remove the old container first)` });
+      } else {
+        name = generateName(() => randomInt(1 << 30) / (1 << 30), taken);
+      }
+      const [nodes, records] = await Promise.all([membership.list({ signal }), store.listContainerRecords({}, { signal })]);
+      const id = randomBytes(32).toString('hex');
+      const placed = placeOneOff(reconcileNodes(nodes, Date.now() - membership.listeningSinceUnixMs), records, {
+        id, name, spec: { ...spec, hostname: spec.hostname || name }, ...(node ? { node } : {}), nodeSelector, evalId: `run/${id}`, now: Date.now(),
+      });
+      if ('unplaced' in placed) throw new FailedPreconditionError(`failed to run container "${name}": no node can take it: ${placed.unplaced}`);
+      const record = placed.record;
+      // The record first: a controller that dies now leaves a record, never an unrecorded container.
+      await store.writeContainerRecords({ put: [record] }, { signal });
+      const address = nodes.find((n) => n.spec?.name === record.node)?.spec?.address ?? '';
+      const agent = deps.agents.agent(record.node, address);
+      try {
+        const started = await agent.runContainer({ id, name, spec: record.spec as ContainerSpec, workload: '', revision: 0, replica: 0 }, { signal });
+        logger.info('container started', { containerId: id, name, node: record.node, image: spec.image });
+        return { ...record, status: started.status };
+      } catch (err) {
+        // Nothing half-made stays behind: remove whatever the agent made, then the record.
+        await agent.removeContainer({ id, force: true }).catch(() => undefined);
+        await store.writeContainerRecords({ delete: [id] }).catch((e: unknown) => logger.warn('failed to delete the record of a container that did not start', { containerId: id, error: messageOf(e) }));
+        throw err;
+      }
+    }),
+
     list: unary(logger, 'ContainerList', async (req: ListContainersRequest, { signal }): Promise<ListContainersResponse> => {
       const selector = checkLabels('selector', req.selector);
       const node = req.node === '' ? undefined : checkName('node', req.node, 'node');

@@ -49,7 +49,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     'grpc.keepalive_permit_without_calls': 1,
   });
   if (opts.containers) {
-    server.addService(ContainerServiceService, containerService({ ...opts.containers, logger, stopping: stopping.signal }));
+    server.addService(ContainerServiceService, containerService({
+      ...opts.containers, membership: opts.membership, logger, stopping: stopping.signal,
+      ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    }));
     server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
   }
   server.addService(WorkloadServiceService, workloadService({

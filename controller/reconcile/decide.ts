@@ -32,6 +32,7 @@
  * maxUnavailable both 0, maxSurge counts as 1 so the update can progress.
  */
 import { ContainerSpec, ContainerState, type Container, type Workload, type WorkloadSpec, type WorkloadStatus, type Condition } from '../../proto/gen/berth/v1/types.js';
+import { ONE_OFF_SETTLE_MS } from './oneoff.js';
 import {
   chooseRemovals, schedule, withPlacements,
   type ClusterSnapshot, type ExistingReplica, type NodeSnapshot, type ResourceAmounts,
@@ -193,6 +194,13 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     const obs = observedByNode.get(r.node);
     if (obs?.synced && observedById.get(r.id)?.node !== r.node) plan.deleteRecords.push(r.id);
     else plan.remove.push({ id: r.id, name: r.name, workload: r.workload, node: r.node, deleteRecord: true });
+  }
+
+  // One-off containers its node no longer reports (auto-removed, or removed there) lose their record.
+  for (const r of input.records) {
+    if (r.workload !== '' || r.desiredState === REMOVED || condition(r.node) !== 'ready') continue;
+    if (!observedByNode.get(r.node)?.synced || observedById.get(r.id)?.node === r.node) continue;
+    if (input.now - r.updatedUnixMs >= ONE_OFF_SETTLE_MS) plan.deleteRecords.push(r.id);
   }
 
   // Orphans: reported by a Ready node, belonging to a workload, without a record.

@@ -9,6 +9,8 @@ export {
   type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type PlannedEvent, type EventReason,
 } from './decide.js';
 export {
-  Reconciler, RESYNC_INTERVAL_MS, LOST_AFTER_LISTENING_MS, RUN_SETTLE_MS, DEFAULT_CONCURRENCY, STOP_GRACE_SECONDS, type ReconcilerOptions,
+  Reconciler, FIRST_HEARTBEATS_MS, RESYNC_INTERVAL_MS, RUN_SETTLE_MS, DEFAULT_CONCURRENCY, STOP_GRACE_SECONDS, type ReconcilerOptions,
 } from './reconciler.js';
 export { EventRecorder, FLUSH_INTERVAL_MS, type EventSink } from './events.js';
+export { reconcileNodes, LOST_AFTER_LISTENING_MS } from './nodes.js';
+export { placeOneOff, generateName, ONE_OFF_SETTLE_MS, type OneOffRequest } from './oneoff.js';

@@ -28,19 +28,20 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { isCode, messageOf, silentLogger, type Logger } from '../../lib/index.js';
-import { NodeState, type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import { type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ContainerRecordStore, LeaderElection, LeadershipTerm, WorkloadStore } from '../store/index.js';
 import { decide, type ReconcileNode, type RemoveAction } from './decide.js';
 import type { EventSink } from './events.js';
+import { reconcileNodes } from './nodes.js';
 
 export const RESYNC_INTERVAL_MS = 30_000;
-/** A node must have been listened to this long before "NotReady" means lost. */
-export const LOST_AFTER_LISTENING_MS = 5_000;
 /** How long a successful RunContainer is not repeated while waiting for the report. */
 export const RUN_SETTLE_MS = 15_000;
 export const DEFAULT_CONCURRENCY = 32;
+/** A new controller listens this long (a heartbeat interval plus slack) before its first pass. */
+export const FIRST_HEARTBEATS_MS = 1500;
 /** The same decision (reason, name, message) is recorded as an event at most this often. */
 export const EVENT_REPEAT_MS = 60_000;
 /** Seconds between SIGTERM and SIGKILL when the reconciler stops a replica. */
@@ -175,6 +176,10 @@ export class Reconciler {
         }
       }
       void this.watch(s);
+      // A controller that just started has not heard every node's first heartbeat yet; placing
+      // now would put every new replica on the first node heard from.
+      const listened = this.now() - this.opts.membership.listeningSinceUnixMs;
+      if (listened < FIRST_HEARTBEATS_MS) await wait(FIRST_HEARTBEATS_MS - listened);
       while (!signal.aborted) {
         if (!s.dirty) {
           await new Promise<void>((resolve) => {
@@ -240,20 +245,9 @@ export class Reconciler {
 
   private async nodes(s: TermState): Promise<{ nodes: ReconcileNode[]; addresses: Map<string, string> }> {
     const list = await this.opts.membership.list({ signal: s.term.signal });
-    const listenedLongEnough = this.now() - this.opts.membership.listeningSinceUnixMs >= LOST_AFTER_LISTENING_MS;
     const addresses = new Map<string, string>();
-    const nodes = list.flatMap((n): ReconcileNode[] => {
-      if (!n.spec) return [];
-      addresses.set(n.spec.name, n.spec.address);
-      const ready = n.status?.state === NodeState.NODE_STATE_READY;
-      return [{
-        name: n.spec.name,
-        labels: n.spec.labels,
-        cordoned: n.spec.cordoned,
-        capacity: { cpuMillis: n.spec.capacity?.cpuMillis ?? 0, memoryBytes: n.spec.capacity?.memoryBytes ?? 0, pids: n.spec.capacity?.pids ?? 0 },
-        condition: ready ? 'ready' : listenedLongEnough ? 'lost' : 'unknown',
-      }];
-    });
+    for (const n of list) if (n.spec) addresses.set(n.spec.name, n.spec.address);
+    const nodes = reconcileNodes(list, this.now() - this.opts.membership.listeningSinceUnixMs);
     return { nodes, addresses };
   }
 

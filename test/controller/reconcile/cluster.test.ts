@@ -10,7 +10,8 @@ import { Etcd3 } from 'etcd3';
 import { createWriteStream } from 'node:fs';
 import { createLogger, silentLogger } from '../../../lib/index.js';
 import { connect } from 'nats';
-import { Event, type LogLine } from '../../../proto/gen/berth/v1/types.js';
+import { ContainerSpec, Event, type LogLine } from '../../../proto/gen/berth/v1/types.js';
+import type { RunRequest } from '../../../proto/gen/berth/v1/controller.js';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
 import { AgentPool } from '../../../controller/agents/index.js';
 import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
@@ -263,5 +264,32 @@ describe('reconciler with fake agents', function () {
     const runsOfVictim = agents.flatMap((a) => a.calls).filter((k) => k.method === 'RunContainer' && k.id === victim.id).length;
     assert.equal(runsOfVictim, 1, 'the removed replica is not started again');
     assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 2);
+  });
+
+  it('runs one-off containers where the scheduler (or --node) says, with clear errors for clashes and bad input', async () => {
+    const spec = (image: string) => ({ ...ContainerSpec.decode(new Uint8Array()), image, command: ['sleep', '100'] });
+    const run = (req: Partial<RunRequest>) => call(clients().containers, clients().containers.run, { name: '', node: '', nodeSelector: {}, spec: spec('127.0.0.1:5000/busybox'), ...req });
+    const one = await run({ name: 'job-1', node: 'n2' });
+    assert.equal(one.node, 'n2');
+    assert.equal(one.workload, '');
+    assert.equal(one.status?.state, ContainerState.CONTAINER_STATE_RUNNING);
+    assert.equal(one.spec?.image, '127.0.0.1:5000/busybox:latest');
+    assert.ok(agents[1]?.containers.has(one.id));
+    const generated = await run({});
+    assert.match(generated.name, /^[a-z]+-[a-z]+(-\d+)?$/);
+    await assert.rejects(run({ name: 'job-1' }), grpcError(grpc.status.ALREADY_EXISTS, /failed to run container "job-1": the name is already in use/));
+    await assert.rejects(run({ name: 'job-2', node: 'ghost' }), grpcError(grpc.status.FAILED_PRECONDITION, /failed to run container "job-2": no node can take it: 0\/3 nodes: 3 not a required node/));
+    await assert.rejects(run({ name: 'job-3', spec: spec('Not An Image') }), grpcError(grpc.status.INVALID_ARGUMENT, /spec\.image/));
+    await assert.rejects(run({ name: 'Bad_Name' }), grpcError(grpc.status.INVALID_ARGUMENT, /^name: /));
+    assert.equal((await (ctl as TestController).store.listContainerRecords()).length, 2, 'nothing recorded for refused runs');
+    // The reconciler leaves one-offs alone: no restart, no re-placement, no orphan removal.
+    const passes = (ctl as TestController).reconciler.passes;
+    await waitFor('more passes', () => (ctl as TestController).reconciler.passes >= passes + 2, 15_000);
+    assert.equal(total(), 2);
+    const listed = await call(clients().containers, clients().containers.list, { all: true, selector: {}, node: 'n2', workload: '' });
+    assert.ok(listed.containers.some((x) => x.name === 'job-1'));
+    const removed = await call(clients().containers, clients().containers.remove, { containers: ['job-1'], force: true });
+    assert.deepEqual(removed.removed, ['job-1']);
+    assert.equal(agents[1]?.containers.has(one.id), false);
   });
 });

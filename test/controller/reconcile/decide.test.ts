@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Workload} from '../../../proto/gen/berth/v1/types.js';
 import { Container, ContainerState, WorkloadSpec } from '../../../proto/gen/berth/v1/types.js';
 import {
-  containerSpecFor, decide, type ObservedNode, type ReconcileInput, type ReconcileNode, type NodeCondition,
+  ONE_OFF_SETTLE_MS, containerSpecFor, decide, type ObservedNode, type ReconcileInput, type ReconcileNode, type NodeCondition,
 } from '../../../controller/reconcile/index.js';
 
 const RUNNING = ContainerState.CONTAINER_STATE_RUNNING;
@@ -186,5 +186,17 @@ describe('decide', () => {
     assert.deepEqual([s?.desired, s?.running, s?.ready, s?.pending], [4, 4, 4, 0]);
     assert.equal(s?.conditions.find((c) => c.type === 'Progressing')?.reason, 'Complete');
     assert.equal(s?.conditions.find((c) => c.type === 'Available')?.status, true);
+  });
+
+  it('drops the record of a one-off container its node stopped reporting, once it has settled', () => {
+    const oneOff: Container = { ...Container.decode(new Uint8Array()), id: id(5), name: 'brave-turing', node: 'n1', workload: '', desiredState: RUNNING, updatedUnixMs: 1000 };
+    const young = decide(input({ nodes: nodes3, records: [oneOff], observed: [observed('n1', [])], now: 1000 + ONE_OFF_SETTLE_MS - 1 }));
+    assert.deepEqual([young.deleteRecords, young.run, young.remove], [[], [], []]);
+    const settled = decide(input({ nodes: nodes3, records: [oneOff], observed: [observed('n1', [])], now: 1000 + ONE_OFF_SETTLE_MS }));
+    assert.deepEqual(settled.deleteRecords, [oneOff.id]);
+    const stillThere = decide(input({ nodes: nodes3, records: [oneOff], observed: [observed('n1', [seen(oneOff)])], now: 1000 + ONE_OFF_SETTLE_MS }));
+    assert.deepEqual(stillThere.deleteRecords, []);
+    const notSynced = decide(input({ nodes: nodes3, records: [oneOff], observed: [observed('n1', [], false)], now: 1000 + ONE_OFF_SETTLE_MS }));
+    assert.deepEqual(notSynced.deleteRecords, []);
   });
 });

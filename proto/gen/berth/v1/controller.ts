@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Container, Event, LogLine, Node, NodeSpec, Workload, WorkloadRevision } from "./types.js";
+import { Container, ContainerSpec, Event, LogLine, Node, NodeSpec, Workload, WorkloadRevision } from "./types.js";
 
 /**
  * The controller's public API: what the berth CLI (and any other client) calls.
@@ -95,6 +95,23 @@ export interface WorkloadEvent {
   /** "added", "modified" or "deleted". */
   type: string;
   workload?: Workload | undefined;
+}
+
+export interface RunRequest {
+  /** DNS label, unique among containers; generated ("brave-turing") when empty. */
+  name: string;
+  spec?:
+    | ContainerSpec
+    | undefined;
+  /** Run on this node only (berth run --node). */
+  node: string;
+  /** Labels the node must have (berth run --constraint label=value). */
+  nodeSelector: { [key: string]: string };
+}
+
+export interface RunRequest_NodeSelectorEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListContainersRequest {
@@ -1148,6 +1165,221 @@ export const WorkloadEvent: MessageFns<WorkloadEvent> = {
     }
     if (message.workload !== undefined) {
       obj.workload = Workload.toJSON(message.workload);
+    }
+    return obj;
+  },
+};
+
+function createBaseRunRequest(): RunRequest {
+  return { name: "", spec: undefined, node: "", nodeSelector: {} };
+}
+
+export const RunRequest: MessageFns<RunRequest> = {
+  encode(message: RunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.spec !== undefined) {
+      ContainerSpec.encode(message.spec, writer.uint32(18).fork()).join();
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
+    }
+    globalThis.Object.entries(message.nodeSelector).forEach(([key, value]: [string, string]) => {
+      RunRequest_NodeSelectorEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.spec = ContainerSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = RunRequest_NodeSelectorEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.nodeSelector[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      spec: isSet(object.spec) ? ContainerSpec.fromJSON(object.spec) : undefined,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      nodeSelector: isObject(object.nodeSelector)
+        ? (globalThis.Object.entries(object.nodeSelector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_selector)
+        ? (globalThis.Object.entries(object.node_selector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: RunRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.spec !== undefined) {
+      obj.spec = ContainerSpec.toJSON(message.spec);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.nodeSelector) {
+      const entries = globalThis.Object.entries(message.nodeSelector) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeSelector = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeSelector[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+};
+
+function createBaseRunRequest_NodeSelectorEntry(): RunRequest_NodeSelectorEntry {
+  return { key: "", value: "" };
+}
+
+export const RunRequest_NodeSelectorEntry: MessageFns<RunRequest_NodeSelectorEntry> = {
+  encode(message: RunRequest_NodeSelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunRequest_NodeSelectorEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunRequest_NodeSelectorEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunRequest_NodeSelectorEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RunRequest_NodeSelectorEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
     }
     return obj;
   },
@@ -2486,6 +2718,20 @@ export const WorkloadServiceClient = makeGenericClientConstructor(
 
 export type ContainerServiceService = typeof ContainerServiceService;
 export const ContainerServiceService = {
+  /**
+   * Runs a one-off container (not part of a workload) on a node the scheduler
+   * picks, and returns it once the agent has started it. The container is a
+   * first-class record in etcd like a replica.
+   */
+  run: {
+    path: "/berth.v1.ContainerService/Run" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RunRequest): Buffer => Buffer.from(RunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunRequest => RunRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
   list: {
     path: "/berth.v1.ContainerService/List" as const,
     requestStream: false as const,
@@ -2520,12 +2766,35 @@ export const ContainerServiceService = {
 } as const;
 
 export interface ContainerServiceServer extends UntypedServiceImplementation {
+  /**
+   * Runs a one-off container (not part of a workload) on a node the scheduler
+   * picks, and returns it once the agent has started it. The container is a
+   * first-class record in etcd like a replica.
+   */
+  run: handleUnaryCall<RunRequest, Container>;
   list: handleUnaryCall<ListContainersRequest, ListContainersResponse>;
   logs: handleServerStreamingCall<ContainerLogsRequest, LogLine>;
   remove: handleUnaryCall<RemoveContainersRequest, RemoveContainersResponse>;
 }
 
 export interface ContainerServiceClient extends Client {
+  /**
+   * Runs a one-off container (not part of a workload) on a node the scheduler
+   * picks, and returns it once the agent has started it. The container is a
+   * first-class record in etcd like a replica.
+   */
+  run(request: RunRequest, callback: (error: ServiceError | null, response: Container) => void): ClientUnaryCall;
+  run(
+    request: RunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  run(
+    request: RunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
   list(
     request: ListContainersRequest,
     callback: (error: ServiceError | null, response: ListContainersResponse) => void,
