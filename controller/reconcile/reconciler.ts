@@ -320,17 +320,17 @@ export class Reconciler {
       // Wait for the report after a run, unless the container was reported and is gone again.
       if (ran !== undefined && now - ran < RUN_SETTLE_MS && !s.seen.has(r.id)) continue;
       if ((s.backoff.get(r.id)?.nextUnixMs ?? 0) > now) continue;
-      this.enqueue(s, r.id, () => this.run(s, r, address));
+      this.enqueue(s, r.id, { reason: 'StartFailed', name: r.name, node: r.node, workload: r.workload }, () => this.run(s, r, address));
     }
     for (const rm of plan.remove) {
       const address = addresses.get(rm.node);
       if (!address || s.inflight.has(rm.id)) continue;
       if ((s.backoff.get(rm.id)?.nextUnixMs ?? 0) > now) continue;
-      this.enqueue(s, rm.id, () => this.remove(s, rm, address));
+      this.enqueue(s, rm.id, { reason: 'RemoveFailed', name: rm.name, node: rm.node, workload: rm.workload }, () => this.remove(s, rm, address));
     }
   }
 
-  private enqueue(s: TermState, id: string, task: () => Promise<void>): void {
+  private enqueue(s: TermState, id: string, what: { reason: string; name: string; node: string; workload: string }, task: () => Promise<void>): void {
     s.inflight.add(id);
     s.queue.push(async () => {
       try {
@@ -344,6 +344,12 @@ export class Reconciler {
         b.nextUnixMs = this.now() + delay;
         s.backoff.set(id, b);
         this.logger.warn('agent call failed; will retry', { containerId: id, failures: b.failures, retryInMs: delay, error: messageOf(err) });
+        const message = `${what.reason === 'StartFailed' ? 'failed to start' : 'failed to remove'} "${what.name}" on node "${what.node}": ${messageOf(err)}; retrying in ${Math.round(delay / 1000)} s`;
+        const key = `${what.reason}\u0000${what.name}\u0000${messageOf(err)}`;
+        if (!s.recentEvents.has(key)) {
+          s.recentEvents.set(key, this.now());
+          this.opts.events?.emit({ kind: 'container', name: what.name, reason: what.reason, node: what.node, workload: what.workload, severity: 'warning', message });
+        }
         setTimeout(() => this.trigger(), delay).unref();
       } finally {
         s.inflight.delete(id);

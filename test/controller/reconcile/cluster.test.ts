@@ -292,4 +292,17 @@ describe('reconciler with fake agents', function () {
     assert.deepEqual(removed.removed, ['job-1']);
     assert.equal(agents[1]?.containers.has(one.id), false);
   });
+
+  it('records StartFailed events and an unavailable status when the agents cannot start a replica', async () => {
+    await apply(manifest('bad', { replicas: 2, image: '127.0.0.1:5000/missing:1' }));
+    const events = await waitForEvents(['StartFailed']);
+    const failed = events.filter((e) => e.reason === 'StartFailed');
+    assert.match(failed[0]?.message ?? '', /^failed to start "bad-\d-[0-9a-f]{5}" on node "n\d": failed to pull "127\.0\.0\.1:5000\/missing:1": manifest unknown; retrying in \d+ s$/);
+    assert.ok(failed.every((e) => e.workload === 'bad' && e.severity === 'warning'));
+    await waitFor('status unavailable', async () => {
+      const w = await call(clients().workloads, clients().workloads.get, { name: 'bad' });
+      return w.status?.running === 0 && w.status.conditions.some((x) => x.type === 'Available' && !x.status);
+    }, 10_000);
+    assert.equal((await (ctl as TestController).store.listContainerRecords({ workload: 'bad' })).length, 2, 'retried with the same records, not new ones');
+  });
 });

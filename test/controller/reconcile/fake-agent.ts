@@ -5,7 +5,8 @@
  * and a delta on every change. It registers through the controller's real
  * NodeService. pause() stops all publishing (the node looks dead, as after
  * kill -9 or a cut link) while keeping its containers; resume() comes back
- * with them.
+ * with them. RunContainer of an image whose reference contains "missing"
+ * fails as a failed pull would.
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -60,6 +61,10 @@ export class FakeAgent {
     return {
       runContainer: (c, cb) => {
         this.calls.push({ method: 'RunContainer', id: c.request.id, name: c.request.name });
+        if (c.request.spec?.image.includes('missing')) {
+          cb({ code: grpc.status.FAILED_PRECONDITION, details: `failed to pull "${c.request.spec.image}": manifest unknown` } as grpc.ServiceError);
+          return;
+        }
         let ctr = this.containers.get(c.request.id);
         if (!ctr) {
           ctr = running(c.request, node);
