@@ -8,7 +8,8 @@
 #   deploy/quickstart.sh down --purge   ... and delete its state dir
 #
 # Everything lives under BERTH_QUICKSTART_DIR (default /var/lib/berth-quickstart):
-# pid files in run/, logs in logs/, data in etcd/, nats/, registry/, agent/.
+# pid files in run/, logs in logs/, data in etcd/, nats/, registry/, agent/,
+# container runtime state in runtime/.
 # Ports (loopback only; below 32768 so they never collide with the ephemeral
 # ports that tests and outgoing connections use), each overridable:
 #   etcd       127.0.0.1:23790 (peer 23800)  BERTH_QS_ETCD_PORT, BERTH_QS_ETCD_PEER_PORT
@@ -45,7 +46,7 @@ BERTH_JS="$BERTH_REPO/dist/cmd/berth.js"
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 berth() { BERTH_CONTROLLER="$CONTROLLER" node "$BERTH_JS" "$@"; }
 
@@ -194,7 +195,8 @@ start_service() {
     agent)
       mkdir -p "$STATE/agent"
       launch agent node "$BERTH_JS" agent --controller "$CONTROLLER" --nats "$NATS_URL" \
-        --node "$NODE" --root "$STATE/agent" --listen "127.0.0.1:${AGENT_PORT}"
+        --node "$NODE" --root "$STATE/agent" --runtime-root "$STATE/runtime" \
+        --listen "127.0.0.1:${AGENT_PORT}"
       wait_ready agent node_ready
       ;;
   esac
@@ -332,12 +334,13 @@ stop_service() {
 
 # Containers outlive the agent (a shim per container supervises each one), so
 # `down` stops them itself with berth-runtime, over every runtime state dir
-# under the agent's root (a dir of per-container dirs that hold shim.pid).
+# under the state dir (the agent's --runtime-root is $STATE/runtime; a runtime
+# state dir is a dir of per-container dirs that hold shim.pid).
 # ACTION is "stop" (keeps their state and logs) or "delete" (removes them).
 containers() {
   local action="$1" root dir id n=0
   local runtime_cli="$BERTH_REPO/dist/agent/runtime-cli/main.js"
-  [[ -d "$STATE/agent" ]] || return 0
+  [[ -d "$STATE" ]] || return 0
   while read -r root; do
     [[ -n "$root" ]] || continue
     for dir in "$root"/*/; do
@@ -357,7 +360,7 @@ containers() {
           || warn "could not delete container $id (runtime root $root)"
       fi
     done
-  done < <(find "$STATE/agent" -xdev -name shim.pid -printf '%h\n' 2>/dev/null | xargs -r -n1 dirname | sort -u)
+  done < <(find "$STATE" -xdev -name shim.pid -printf '%h\n' 2>/dev/null | xargs -r -n1 dirname | sort -u)
   if ((n > 0)); then
     if [[ "$action" == stop ]]; then say "stopped $n container(s)"; else say "deleted $n container(s)"; fi
   fi

@@ -1,8 +1,9 @@
 /**
  * README command 1 for real: deploy/quickstart.sh starts etcd, NATS, a
  * registry with the busybox demo image, a controller and an agent, applies
- * examples/hello.yaml; run again it only reports what runs; `down --purge`
- * stops every process it started and deletes its state dir.
+ * examples/hello.yaml and hello's replica runs; run again it only reports what
+ * runs; `down --purge` stops every process it started (containers included)
+ * and deletes its state dir.
  *
  * It runs on free ports in a temp state dir, so it never touches a
  * quickstart cluster a person left running on the default ports. The
@@ -10,10 +11,11 @@
  * built checkout already.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, makeTempDir, tryRun, type RunResult } from '../harness/index.js';
+import { cleanupAgentContainers } from '../agent/containers/cleanup.js';
 
 /** The checkout: this file is <out>/test/deploy/quickstart.test.js. */
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -50,6 +52,24 @@ function processesUnder(dir: string): number[] {
         }
       } catch {
         // the process exited or is not ours to inspect
+      }
+    }
+  }
+  return found;
+}
+
+/** Live shim and init pids recorded in the runtime state under the quickstart's dir. */
+function containerProcesses(state: string): number[] {
+  const root = join(state, 'runtime', 'runtime');
+  if (!existsSync(root)) return [];
+  const found: number[] = [];
+  for (const id of readdirSync(root)) {
+    for (const file of ['shim.pid', 'init.pid']) {
+      try {
+        const pid = Number(readFileSync(join(root, id, file), 'utf8').trim().split(/\s+/)[0]);
+        if (Number.isInteger(pid) && pid > 0 && alive(pid)) found.push(pid);
+      } catch {
+        // not written (yet), or the attempt is gone
       }
     }
   }
@@ -109,8 +129,7 @@ describe('deploy/quickstart.sh', function () {
       BERTH_QS_NODE: NODE,
       BERTH_QS_IMAGES: 'busybox',
       BERTH_QS_SKIP_INSTALL: '1',
-      // Replicas are not awaited here: this test is about the script, not scheduling.
-      BERTH_QS_WORKLOAD_WAIT_SECONDS: '1',
+      BERTH_QS_WORKLOAD_WAIT_SECONDS: '60',
     };
   });
 
@@ -118,9 +137,13 @@ describe('deploy/quickstart.sh', function () {
     if (state === '') return;
     readPids();
     await quickstart('down', '--purge');
-    // Whatever `down` missed (it is the thing under test) is killed here, by pid.
+    // Whatever `down` missed (it is the thing under test) is removed here.
     for (const pid of pids.values()) {
       if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    if (existsSync(state)) {
+      await cleanupAgentContainers(join(state, 'agent'), join(state, 'runtime'));
+      rmSync(state, { recursive: true, force: true });
     }
   });
 
@@ -133,7 +156,8 @@ describe('deploy/quickstart.sh', function () {
       assert.ok(pid !== undefined && alive(pid), `${name} should be running\n${output(res)}`);
     }
     assert.match(res.stdout, /^workload\/hello created$/m, `hello.yaml should be applied\n${output(res)}`);
-    assert.match(res.stdout, /^hello\s/m, `berth get workloads should list hello\n${output(res)}`);
+    assert.match(res.stderr, /^hello: 1\/1 replicas ready$/m, `hello's replica should run\n${output(res)}`);
+    assert.match(res.stdout, /^hello\s+1\/1\s/m, `berth get workloads should list hello ready\n${output(res)}`);
     assert.match(res.stdout, new RegExp(`^${NODE}\\s+Ready`, 'm'), `berth get nodes should show ${NODE} Ready\n${output(res)}`);
   });
 
@@ -156,6 +180,9 @@ describe('deploy/quickstart.sh', function () {
   });
 
   it('stops every process it started and deletes its state when brought down with --purge', async () => {
+    const containerPids = containerProcesses(state);
+    assert.ok(containerPids.length >= 2, `hello's shim and init should be running, found pids ${containerPids.join(', ')}`);
+    for (const pid of containerPids) pids.set(`container process ${pid}`, pid);
     const res = await quickstart('down', '--purge');
     assert.equal(res.code, 0, output(res));
     for (const [name, pid] of pids) assert.equal(alive(pid), false, `${name} (pid ${pid}) should have stopped\n${output(res)}`);
