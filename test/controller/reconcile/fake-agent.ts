@@ -6,7 +6,8 @@
  * NodeService. pause() stops all publishing (the node looks dead, as after
  * kill -9 or a cut link) while keeping its containers; resume() comes back
  * with them. RunContainer of an image whose reference contains "missing"
- * fails as a failed pull would.
+ * fails as a failed pull would; one containing "slow" is CREATED for 1 s
+ * before it runs.
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -69,6 +70,16 @@ export class FakeAgent {
         if (!ctr) {
           ctr = running(c.request, node);
           this.containers.set(ctr.id, ctr);
+          if (c.request.spec?.image.includes('slow')) {
+            // Starting for a while before it runs (and counts as ready).
+            const started = ctr;
+            started.status = { ...(started.status as NonNullable<Container['status']>), state: ContainerState.CONTAINER_STATE_CREATED };
+            this.timers.push(setTimeout(() => {
+              if (this.containers.get(started.id) !== started) return;
+              started.status = { ...(started.status as NonNullable<Container['status']>), state: ContainerState.CONTAINER_STATE_RUNNING };
+              this.publishDelta([started], []);
+            }, 1000));
+          }
           this.publishDelta([ctr], []);
         }
         cb(null, ctr);
@@ -163,7 +174,7 @@ export class FakeAgent {
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
+    for (const t of this.timers) clearTimeout(t);
     this.timers = [];
     await this.nc?.close().catch(() => undefined);
     this.nc = undefined;
