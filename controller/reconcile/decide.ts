@@ -67,6 +67,21 @@ export interface ReconcileInput {
   now: number;
   /** Makes a new container id (64 hex). */
   newId: () => string;
+  /** Consecutive failed RunContainer calls per record id (the executor's count). */
+  startFailures?: ReadonlyMap<string, number>;
+}
+
+/** A replica of a new revision failing this many times (failed starts or restarts) makes the rollout roll back. */
+export const ROLLBACK_AFTER_FAILURES = 3;
+
+/** A rollout to undo: the workload goes back to the spec its old replicas run. */
+export interface Rollback {
+  workload: string;
+  /** The revision being rolled back. */
+  revision: number;
+  /** The container template of the replicas that worked (templateKey), to find the revision to return to. */
+  toTemplate: string;
+  reason: string;
 }
 
 export type EventReason = 'Scheduled' | 'Rescheduled' | 'ScalingDown' | 'Replaced' | 'Unschedulable' | 'OrphanRemoved' | 'WorkloadDeleted';
@@ -105,6 +120,8 @@ export interface ReconcilePlan {
   /** Status of every workload. */
   statuses: Map<string, WorkloadStatus>;
   events: PlannedEvent[];
+  /** Rollouts whose new replicas keep failing. */
+  rollbacks: Rollback[];
 }
 
 const RUNNING = ContainerState.CONTAINER_STATE_RUNNING;
@@ -174,7 +191,7 @@ function lowestFreeIndices(used: Set<number>, count: number): number[] {
 
 /** Computes the actions for one evaluation. */
 export function decide(input: ReconcileInput): ReconcilePlan {
-  const plan: ReconcilePlan = { create: [], markRemoved: [], run: [], remove: [], deleteRecords: [], statuses: new Map(), events: [] };
+  const plan: ReconcilePlan = { create: [], markRemoved: [], run: [], remove: [], deleteRecords: [], statuses: new Map(), events: [], rollbacks: [] };
   const nodes = new Map(input.nodes.map((n) => [n.name, n]));
   const observedByNode = new Map(input.observed.map((o) => [o.node, o]));
   const observedById = new Map<string, Container>();
@@ -265,6 +282,22 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     }
     const current = active.filter((r) => templateKey(r.spec) === key);
     const old = active.filter((r) => templateKey(r.spec) !== key);
+    if (old.length > 0) {
+      const failing = current.find((r) => {
+        const o = observedById.get(r.id);
+        return (input.startFailures?.get(r.id) ?? 0) >= ROLLBACK_AFTER_FAILURES || (o?.status?.restartCount ?? 0) >= ROLLBACK_AFTER_FAILURES;
+      });
+      if (failing) {
+        const o = observedById.get(failing.id);
+        const why = (input.startFailures?.get(failing.id) ?? 0) >= ROLLBACK_AFTER_FAILURES
+          ? `"${failing.name}" failed to start ${input.startFailures?.get(failing.id)} times`
+          : `"${failing.name}" restarted ${o?.status?.restartCount} times${o?.status?.reason ? ` (${o.status.reason})` : ''}`;
+        const counts = new Map<string, number>();
+        for (const r of old) counts.set(templateKey(r.spec), (counts.get(templateKey(r.spec)) ?? 0) + 1);
+        const toTemplate = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '';
+        plan.rollbacks.push({ workload: name, revision, toTemplate, reason: why });
+      }
+    }
     let surge = spec?.update?.maxSurge ?? 1;
     const maxUnavailable = spec?.update?.maxUnavailable ?? 0;
     if (surge === 0 && maxUnavailable === 0) surge = 1;
@@ -365,5 +398,8 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     }
     plan.statuses.set(name, { revision, desired, running: runningCount, ready: readyCount, pending, conditions });
   }
+  // Nothing is started that this same plan removes.
+  const going = new Set(plan.markRemoved.map((r) => r.id));
+  plan.run = plan.run.filter((r) => !going.has(r.id));
   return plan;
 }

@@ -5,8 +5,8 @@
  * carries it out while this controller leads.
  */
 export {
-  decide, containerSpecFor, templateKey, replicaName, isReady,
-  type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type PlannedEvent, type EventReason,
+  decide, ROLLBACK_AFTER_FAILURES, containerSpecFor, templateKey, replicaName, isReady,
+  type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type Rollback, type PlannedEvent, type EventReason,
 } from './decide.js';
 export {
   Reconciler, FIRST_HEARTBEATS_MS, RESYNC_INTERVAL_MS, RUN_SETTLE_MS, DEFAULT_CONCURRENCY, STOP_GRACE_SECONDS, type ReconcilerOptions,

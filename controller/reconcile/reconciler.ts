@@ -32,7 +32,7 @@ import { type Condition, type Container, type Workload, type WorkloadStatus } fr
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ContainerRecordStore, LeaderElection, LeadershipTerm, WorkloadStore } from '../store/index.js';
-import { decide, type ReconcileNode, type RemoveAction } from './decide.js';
+import { containerSpecFor, decide, templateKey, type ReconcileNode, type RemoveAction, type Rollback } from './decide.js';
 import type { EventSink } from './events.js';
 import { reconcileNodes } from './nodes.js';
 
@@ -48,7 +48,7 @@ export const EVENT_REPEAT_MS = 60_000;
 export const STOP_GRACE_SECONDS = 10;
 
 export interface ReconcilerOptions {
-  store: Pick<WorkloadStore, 'listWorkloads' | 'watchWorkloads'> & Pick<ContainerRecordStore, 'listContainerRecords' | 'getContainerRecord' | 'writeContainerRecords' | 'setWorkloadStatus'>;
+  store: Pick<WorkloadStore, 'listWorkloads' | 'watchWorkloads' | 'workloadHistory' | 'applyWorkloads'> & Pick<ContainerRecordStore, 'listContainerRecords' | 'getContainerRecord' | 'writeContainerRecords' | 'setWorkloadStatus'>;
   election: Pick<LeaderElection, 'onTerm'>;
   membership: Pick<Membership, 'list' | 'onTransition' | 'listeningSinceUnixMs'>;
   observed: ObservedState;
@@ -83,6 +83,8 @@ class TermState {
   readonly seen = new Set<string>();
   /** Events recorded recently (reason, name, message -> unix ms), so a repeated decision is recorded once a minute at most. */
   readonly recentEvents = new Map<string, number>();
+  /** Rollouts already rolled back this term (workload/revision). */
+  readonly rolledBack = new Set<string>();
   /** Each node's condition as the last pass saw it (node events are recorded on changes). */
   readonly nodeConditions = new Map<string, ReconcileNode['condition']>();
   wake: (() => void) | undefined;
@@ -272,7 +274,9 @@ export class Reconciler {
     const evalId = `${s.term.controllerId}/${s.term.startedUnixMs}/${s.passes}`;
     const plan = decide({
       workloads: [...s.workloads.values()], records: [...s.records.values()], nodes, observed, evalId, now: this.now(), newId: this.newId,
+      startFailures: new Map([...s.backoff.entries()].map(([id, b]) => [id, b.failures])),
     });
+    for (const rb of plan.rollbacks) await this.rollback(s, rb);
 
     const put = [...plan.create, ...plan.markRemoved];
     if (put.length > 0 || plan.deleteRecords.length > 0) {
@@ -368,6 +372,31 @@ export class Reconciler {
         s.running--;
         this.drain(s);
       });
+    }
+  }
+
+  /** Returns a workload to the newest earlier revision whose replicas worked (a new revision, cause "rollback to N"). */
+  private async rollback(s: TermState, rb: Rollback): Promise<void> {
+    const key = `${rb.workload}/${rb.revision}`;
+    if (s.rolledBack.has(key)) return;
+    s.rolledBack.add(key);
+    const signal = s.term.signal;
+    try {
+      const history = await this.opts.store.workloadHistory(rb.workload, { signal });
+      const target = [...history].reverse().find((h) => h.revision < rb.revision && templateKey(containerSpecFor(rb.workload, h.spec)) === rb.toTemplate);
+      const w = s.workloads.get(rb.workload);
+      if (!target?.spec || !w?.spec) {
+        this.logger.warn('no earlier revision to roll back to', { workload: rb.workload, revision: rb.revision });
+        return;
+      }
+      const spec = { ...target.spec, replicas: w.spec.replicas };
+      const [outcome] = await this.opts.store.applyWorkloads([{ name: rb.workload, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: `rollback to ${target.revision}` });
+      const message = `rolled back revision ${rb.revision} to revision ${target.revision} (now revision ${outcome?.revision ?? '?'}): ${rb.reason}`;
+      this.logger.warn('event', { kind: 'workload', name: rb.workload, reason: 'RolledBack', message });
+      this.opts.events?.emit({ kind: 'workload', name: rb.workload, reason: 'RolledBack', node: '', workload: rb.workload, severity: 'warning', message });
+    } catch (err) {
+      s.rolledBack.delete(key);
+      this.logger.warn('failed to roll back', { workload: rb.workload, revision: rb.revision, error: messageOf(err) });
     }
   }
 

@@ -305,4 +305,23 @@ describe('reconciler with fake agents', function () {
     }, 10_000);
     assert.equal((await (ctl as TestController).store.listContainerRecords({ workload: 'bad' })).length, 2, 'retried with the same records, not new ones');
   });
+
+  it('rolls back by itself when the new revision cannot start, and records why', async () => {
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('3 replicas running', () => total() === 3, 15_000);
+    const first = new Set(agents.flatMap((a) => [...a.containers.keys()]));
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/missing:2' }));
+    const events = await waitForEvents(['RolledBack']);
+    assert.match(events.find((e) => e.reason === 'RolledBack')?.message ?? '', /^rolled back revision 2 to revision 1 \(now revision 3\): "web-\d-[0-9a-f]{5}" failed to start 3 times$/);
+    const history = await call(clients().workloads, clients().workloads.history, { name: 'web' });
+    assert.deepEqual(history.revisions.map((r) => [r.revision, r.cause, r.spec?.image]), [
+      [1, 'apply', '127.0.0.1:5000/web:1'], [2, 'apply', '127.0.0.1:5000/missing:2'], [3, 'rollback to 1', '127.0.0.1:5000/web:1'],
+    ]);
+    await waitFor('only the first replicas and their records left', async () => {
+      const records = await (ctl as TestController).store.listContainerRecords({ workload: 'web' });
+      return records.length === 3 && records.every((r) => first.has(r.id));
+    }, 15_000);
+    assert.equal(total(), 3);
+    assert.deepEqual(new Set(agents.flatMap((a) => [...a.containers.keys()])), first, 'the working replicas were never touched');
+  });
 });

@@ -199,4 +199,21 @@ describe('decide', () => {
     const notSynced = decide(input({ nodes: nodes3, records: [oneOff], observed: [observed('n1', [], false)], now: 1000 + ONE_OFF_SETTLE_MS }));
     assert.deepEqual(notSynced.deleteRecords, []);
   });
+
+  it('asks to roll back a rollout whose new replica keeps failing, naming why', () => {
+    const v1 = workload('web', 3);
+    const v2 = workload('web', 3, { image: 'reg/web:broken' }, 2);
+    const old = [rec(0, v1, 'n1'), rec(1, v1, 'n2'), rec(2, v1, 'n3')];
+    const fresh = rec(3, v2, 'n1', { replica: 3 });
+    const obs = nodes3.map((n) => observed(n.name, old.filter((c) => c.node === n.name).map((c) => seen(c))));
+    const calm = decide(input({ workloads: [v2], nodes: nodes3, records: [...old, fresh], observed: obs, startFailures: new Map([[fresh.id, 2]]) }));
+    assert.deepEqual(calm.rollbacks, []);
+    const plan = decide(input({ workloads: [v2], nodes: nodes3, records: [...old, fresh], observed: obs, startFailures: new Map([[fresh.id, 3]]) }));
+    assert.equal(plan.rollbacks.length, 1);
+    assert.equal(plan.rollbacks[0]?.revision, 2);
+    assert.match(plan.rollbacks[0]?.reason ?? '', /"web-3-x" failed to start 3 times/);
+    const crashing = { ...seen(fresh), status: { ...(seen(fresh).status as NonNullable<Container['status']>), restartCount: 4, reason: 'Error' } };
+    const obs2 = obs.map((o) => (o.node === 'n1' ? observed('n1', [...o.containers, crashing]) : o));
+    assert.match(decide(input({ workloads: [v2], nodes: nodes3, records: [...old, fresh], observed: obs2 })).rollbacks[0]?.reason ?? '', /restarted 4 times \(Error\)/);
+  });
 });
