@@ -3,13 +3,16 @@ import { InvalidArgumentError, type Logger } from '../../lib/index.js';
 import type { ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse } from '../../proto/gen/berth/v1/controller.js';
 import type { NodeSpec } from '../../proto/gen/berth/v1/types.js';
 import { HEARTBEAT_INTERVAL_MS, type Membership } from '../nodes/index.js';
-import type { ClusterStore } from '../store/index.js';
+import { ContainerState } from '../../proto/gen/berth/v1/types.js';
+import type { ClusterStore, ContainerRecordStore } from '../store/index.js';
 import { unary } from './call.js';
 import { checkHostPort, checkLabels, checkName, checkNonNegative, checkText } from './validate.js';
 
 export interface NodeServiceDeps {
   membership: Membership;
   cluster: ClusterStore;
+  /** When given, List adds each node's allocated resources (the sum of its records' requests). */
+  records?: Pick<ContainerRecordStore, 'listContainerRecords'>;
   defaultRegistry?: string;
   logger: Logger;
 }
@@ -41,7 +44,25 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
   const { membership, logger } = deps;
   return {
     list: unary(logger, 'NodeList', async (_req: ListNodesRequest, { signal }): Promise<ListNodesResponse> => {
-      return { nodes: await membership.list({ signal }) };
+      const nodes = await membership.list({ signal });
+      if (!deps.records) return { nodes };
+      const records = await deps.records.listContainerRecords({}, { signal });
+      const per = new Map<string, { cpuMillis: number; memoryBytes: number; pids: number }>();
+      for (const r of records) {
+        if (r.desiredState === ContainerState.CONTAINER_STATE_REMOVED || r.node === '') continue;
+        const a = per.get(r.node) ?? { cpuMillis: 0, memoryBytes: 0, pids: 0 };
+        a.cpuMillis += r.spec?.resources?.cpuMillis ?? 0;
+        a.memoryBytes += r.spec?.resources?.memoryBytes ?? 0;
+        a.pids += r.spec?.resources?.pids ?? 0;
+        per.set(r.node, a);
+      }
+      return {
+        nodes: nodes.map((n) => {
+          const a = per.get(n.spec?.name ?? '');
+          if (!n.status) return n;
+          return { ...n, status: { ...n.status, allocated: { cpuMillis: a?.cpuMillis ?? 0, memoryBytes: a?.memoryBytes ?? 0, pids: a?.pids ?? 0 } } };
+        }),
+      };
     }),
     register: unary(logger, 'Register', async (req: RegisterNodeRequest, { signal }): Promise<RegisterNodeResponse> => {
       const node = await membership.register(checkNodeSpec(req.node), { signal });

@@ -59,7 +59,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(NodeServiceService, nodeService({
-    membership: opts.membership, cluster: opts.store, logger,
+    membership: opts.membership, cluster: opts.store, logger, ...(opts.containers ? { records: opts.containers.store } : {}),
     ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(SystemServiceService, systemService({ election: opts.election, logger }));

@@ -173,7 +173,7 @@ describe('controller API', () => {
       await assert.rejects(call(c.nodes, c.nodes.register, {}), grpcError(grpc.status.INVALID_ARGUMENT, /^node: expected the node to register/));
     });
 
-    it('answers UNIMPLEMENTED for the container service until the runtime exists', async () => {
+    it('answers UNIMPLEMENTED for the container service when the server has no container records', async () => {
       await assert.rejects(call(c.containers, c.containers.list, { all: false, selector: {}, node: '', workload: '' }), grpcError(grpc.status.UNIMPLEMENTED, /.*/));
     });
   });

@@ -324,4 +324,15 @@ describe('reconciler with fake agents', function () {
     assert.equal(total(), 3);
     assert.deepEqual(new Set(agents.flatMap((a) => [...a.containers.keys()])), first, 'the working replicas were never touched');
   });
+
+  it('shows what the replicas reserve on each node in NodeService.List', async () => {
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1', extra: '  resources:\n    cpu: 250m\n    memory: 64Mi\n    pids: 50' }));
+    await waitFor('3 replicas running', () => total() === 3, 15_000);
+    const { nodes } = await call(clients().nodes, clients().nodes.list, {});
+    assert.deepEqual(nodes.map((n) => [n.spec?.name, n.status?.allocated]), [
+      ['n1', { cpuMillis: 250, memoryBytes: 64 * 1024 * 1024, pids: 50 }],
+      ['n2', { cpuMillis: 250, memoryBytes: 64 * 1024 * 1024, pids: 50 }],
+      ['n3', { cpuMillis: 250, memoryBytes: 64 * 1024 * 1024, pids: 50 }],
+    ]);
+  });
 });
