@@ -1,10 +1,13 @@
 /** NodeService: agents register their node; clients list nodes with live status. */
 import { InvalidArgumentError, type Logger } from '../../lib/index.js';
-import type { ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse } from '../../proto/gen/berth/v1/controller.js';
+import type {
+  CordonNodeRequest, DrainNodeRequest, ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse,
+} from '../../proto/gen/berth/v1/controller.js';
 import type { NodeSpec } from '../../proto/gen/berth/v1/types.js';
 import { HEARTBEAT_INTERVAL_MS, type Membership } from '../nodes/index.js';
 import { ContainerState } from '../../proto/gen/berth/v1/types.js';
-import type { ClusterStore, ContainerRecordStore } from '../store/index.js';
+import { FailedPreconditionError } from '../../lib/index.js';
+import type { ClusterStore, ContainerRecordStore, NodeStore } from '../store/index.js';
 import { unary } from './call.js';
 import { checkHostPort, checkLabels, checkName, checkNonNegative, checkText } from './validate.js';
 
@@ -13,6 +16,8 @@ export interface NodeServiceDeps {
   cluster: ClusterStore;
   /** When given, List adds each node's allocated resources (the sum of its records' requests). */
   records?: Pick<ContainerRecordStore, 'listContainerRecords'>;
+  /** Where Cordon and Drain write; those calls fail with FAILED_PRECONDITION without it. */
+  nodeStore?: Pick<NodeStore, 'setNodeCordoned' | 'drainNode'>;
   defaultRegistry?: string;
   logger: Logger;
 }
@@ -32,6 +37,7 @@ export function checkNodeSpec(spec: NodeSpec | undefined): NodeSpec {
     },
     // Cordoning is the operator's decision; an agent cannot set or clear it.
     cordoned: false,
+    draining: false,
     agentVersion: checkText('node.agent_version', spec.agentVersion, 64),
     os: checkText('node.os', spec.os, 64),
     arch: checkText('node.arch', spec.arch, 64),
@@ -64,6 +70,22 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
         }),
       };
     }),
+    cordon: unary(logger, 'Cordon', async (req: CordonNodeRequest, { signal }) => {
+      if (!deps.nodeStore) throw new FailedPreconditionError('failed to cordon a node: this controller has no node store');
+      const name = checkName('name', req.name, 'node');
+      const node = await deps.nodeStore.setNodeCordoned(name, req.cordoned, { signal });
+      logger.info(req.cordoned ? 'node cordoned' : 'node uncordoned', { node: name });
+      return membership.merge(node);
+    }),
+
+    drain: unary(logger, 'Drain', async (req: DrainNodeRequest, { signal }) => {
+      if (!deps.nodeStore) throw new FailedPreconditionError('failed to drain a node: this controller has no node store');
+      const name = checkName('name', req.name, 'node');
+      const node = await deps.nodeStore.drainNode(name, { signal });
+      logger.info('node draining', { node: name });
+      return membership.merge(node);
+    }),
+
     register: unary(logger, 'Register', async (req: RegisterNodeRequest, { signal }): Promise<RegisterNodeResponse> => {
       const node = await membership.register(checkNodeSpec(req.node), { signal });
       return {

@@ -24,7 +24,7 @@ export interface ApiServerOptions {
   store: WorkloadStore & ClusterStore & Partial<ContainerRecordStore>;
   /** Serves ContainerService and workload status from container records when given. */
   containers?: {
-    store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode'> & WorkloadStore;
+    store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode' | 'setNodeCordoned' | 'drainNode'> & WorkloadStore;
     observed: ObservedState;
     agents: AgentDialer;
   };
@@ -59,7 +59,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(NodeServiceService, nodeService({
-    membership: opts.membership, cluster: opts.store, logger, ...(opts.containers ? { records: opts.containers.store } : {}),
+    membership: opts.membership, cluster: opts.store, logger, ...(opts.containers ? { records: opts.containers.store, nodeStore: opts.containers.store } : {}),
     ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
   }));
   server.addService(SystemServiceService, systemService({ election: opts.election, logger }));

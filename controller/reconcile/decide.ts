@@ -45,6 +45,8 @@ export interface ReconcileNode {
   name: string;
   labels: Record<string, string>;
   cordoned: boolean;
+  /** Its replicas move elsewhere like a rolling update (NodeService.Drain). */
+  draining?: boolean;
   /** Capacity as registered; 0 in a dimension means the agent did not report it (not limited). */
   capacity: ResourceAmounts;
   condition: NodeCondition;
@@ -84,7 +86,7 @@ export interface Rollback {
   reason: string;
 }
 
-export type EventReason = 'Scheduled' | 'Rescheduled' | 'ScalingDown' | 'Replaced' | 'Unschedulable' | 'OrphanRemoved' | 'WorkloadDeleted';
+export type EventReason = 'Drained' | 'Scheduled' | 'Rescheduled' | 'ScalingDown' | 'Replaced' | 'Unschedulable' | 'OrphanRemoved' | 'WorkloadDeleted';
 
 export interface PlannedEvent {
   kind: 'workload' | 'container';
@@ -280,9 +282,11 @@ export function decide(input: ReconcileInput): ReconcilePlan {
     for (const r of active) {
       if (condition(r.node) === 'ready' && !observedById.has(r.id)) plan.run.push(r);
     }
-    const current = active.filter((r) => templateKey(r.spec) === key);
-    const old = active.filter((r) => templateKey(r.spec) !== key);
-    if (old.length > 0) {
+    // Replicas on a draining node are replaced like those of an earlier revision.
+    const draining = (r: Container): boolean => nodes.get(r.node)?.draining === true;
+    const current = active.filter((r) => templateKey(r.spec) === key && !draining(r));
+    const old = active.filter((r) => templateKey(r.spec) !== key || draining(r));
+    if (old.some((r) => templateKey(r.spec) !== key)) {
       const failing = current.find((r) => {
         const o = observedById.get(r.id);
         return (input.startFailures?.get(r.id) ?? 0) >= ROLLBACK_AFTER_FAILURES || (o?.status?.restartCount ?? 0) >= ROLLBACK_AFTER_FAILURES;
@@ -293,7 +297,7 @@ export function decide(input: ReconcileInput): ReconcilePlan {
           ? `"${failing.name}" failed to start ${input.startFailures?.get(failing.id)} times`
           : `"${failing.name}" restarted ${o?.status?.restartCount} times${o?.status?.reason ? ` (${o.status.reason})` : ''}`;
         const counts = new Map<string, number>();
-        for (const r of old) counts.set(templateKey(r.spec), (counts.get(templateKey(r.spec)) ?? 0) + 1);
+        for (const r of old) if (templateKey(r.spec) !== key) counts.set(templateKey(r.spec), (counts.get(templateKey(r.spec)) ?? 0) + 1);
         const toTemplate = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '';
         plan.rollbacks.push({ workload: name, revision, toTemplate, reason: why });
       }
@@ -369,7 +373,9 @@ export function decide(input: ReconcileInput): ReconcilePlan {
         if (removed.has(r.id) || !isReady(observedById.get(r.id))) continue;
         removed.add(r.id);
         budget--;
-        markRemoved(r, { reason: 'Replaced', message: `removing "${r.name}" (revision ${r.revision}) for revision ${revision}`, severity: 'normal' });
+        markRemoved(r, draining(r)
+          ? { reason: 'Drained', message: `removing "${r.name}" from draining node "${r.node}"`, severity: 'normal' }
+          : { reason: 'Replaced', message: `removing "${r.name}" (revision ${r.revision}) for revision ${revision}`, severity: 'normal' });
       }
     }
 

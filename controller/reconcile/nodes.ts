@@ -18,6 +18,7 @@ export function reconcileNodes(nodes: readonly Node[], listenedMs: number): Reco
       name: n.spec.name,
       labels: n.spec.labels,
       cordoned: n.spec.cordoned,
+      draining: n.spec.draining,
       capacity: { cpuMillis: n.spec.capacity?.cpuMillis ?? 0, memoryBytes: n.spec.capacity?.memoryBytes ?? 0, pids: n.spec.capacity?.pids ?? 0 },
       condition: ready ? 'ready' : listenedMs >= LOST_AFTER_LISTENING_MS ? 'lost' : 'unknown',
     }];

@@ -319,7 +319,14 @@ export class EtcdStore implements DesiredStore {
   async setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node> {
     return this.updateNode(name, `${cordoned ? 'cordon' : 'uncordon'} node "${name}"`, opts, (old) => {
       if (!old) throw new NotFoundError('node', name);
-      return { ...old, spec: { ...(old.spec as NodeSpec), cordoned } };
+      return { ...old, spec: { ...(old.spec as NodeSpec), cordoned, draining: cordoned ? (old.spec?.draining ?? false) : false } };
+    });
+  }
+
+  async drainNode(name: string, opts?: CallOptions): Promise<Node> {
+    return this.updateNode(name, `drain node "${name}"`, opts, (old) => {
+      if (!old) throw new NotFoundError('node', name);
+      return { ...old, spec: { ...(old.spec as NodeSpec), cordoned: true, draining: true } };
     });
   }
 

@@ -135,7 +135,20 @@ export class MemoryStore implements DesiredStore {
 
   async setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node> {
     const n = await this.getNode(name, opts);
-    if (n.spec) n.spec.cordoned = cordoned;
+    if (n.spec) {
+      n.spec.cordoned = cordoned;
+      if (!cordoned) n.spec.draining = false;
+    }
+    this.nodes.set(name, n);
+    return cloneNode(n);
+  }
+
+  async drainNode(name: string, opts?: CallOptions): Promise<Node> {
+    const n = await this.getNode(name, opts);
+    if (n.spec) {
+      n.spec.cordoned = true;
+      n.spec.draining = true;
+    }
     this.nodes.set(name, n);
     return cloneNode(n);
   }

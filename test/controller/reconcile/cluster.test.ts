@@ -335,4 +335,29 @@ describe('reconciler with fake agents', function () {
       ['n3', { cpuMillis: 250, memoryBytes: 64 * 1024 * 1024, pids: 50 }],
     ]);
   });
+
+  it('drains a node one replica at a time without dropping below the desired count', async () => {
+    await apply(manifest('web', { replicas: 6, image: '127.0.0.1:5000/web:1' }));
+    await waitFor('6 replicas running', () => total() === 6, 15_000);
+    let lowest = Infinity;
+    let highest = 0;
+    const poll = setInterval(() => {
+      lowest = Math.min(lowest, total());
+      highest = Math.max(highest, agents.reduce((n, a) => n + a.containers.size, 0));
+    }, 2);
+    try {
+      const drained = await call(clients().nodes, clients().nodes.drain, { name: 'n1' });
+      assert.deepEqual([drained.spec?.cordoned, drained.spec?.draining], [true, true]);
+      await waitFor('n1 empty and 6 running elsewhere', () => agents[0]?.containers.size === 0 && total() === 6, 20_000);
+    } finally {
+      clearInterval(poll);
+    }
+    assert.ok(lowest >= 6, `running replicas dropped to ${lowest} during the drain (maxUnavailable 0)`);
+    assert.ok(highest <= 7, `${highest} containers existed at once (maxSurge 1)`);
+    assert.deepEqual(counts(), [0, 3, 3]);
+    assert.ok((await waitForEvents(['Drained'])).filter((e) => e.reason === 'Drained').every((e) => e.node === 'n1'));
+    const back = await call(clients().nodes, clients().nodes.cordon, { name: 'n1', cordoned: false });
+    assert.deepEqual([back.spec?.cordoned, back.spec?.draining], [false, false]);
+    await assert.rejects(call(clients().nodes, clients().nodes.drain, { name: 'ghost' }), grpcError(grpc.status.NOT_FOUND, /node "ghost" not found/));
+  });
 });

@@ -216,4 +216,21 @@ describe('decide', () => {
     const obs2 = obs.map((o) => (o.node === 'n1' ? observed('n1', [...o.containers, crashing]) : o));
     assert.match(decide(input({ workloads: [v2], nodes: nodes3, records: [...old, fresh], observed: obs2 })).rollbacks[0]?.reason ?? '', /restarted 4 times \(Error\)/);
   });
+
+  it('moves the replicas of a draining node like a rolling update', () => {
+    const w = workload('web', 3);
+    const records = [rec(0, w, 'n1'), rec(1, w, 'n2'), rec(2, w, 'n3')];
+    const nodes = [{ ...node('n1'), cordoned: true, draining: true }, node('n2'), node('n3')];
+    const obs = nodes3.map((n) => observed(n.name, records.filter((c) => c.node === n.name).map((c) => seen(c))));
+    const plan = decide(input({ workloads: [w], nodes, records, observed: obs }));
+    assert.equal(plan.create.length, 1);
+    assert.notEqual(plan.create[0]?.node, 'n1');
+    assert.deepEqual(plan.markRemoved, [], 'the drained replica stays until its replacement is ready');
+    assert.deepEqual(plan.rollbacks, []);
+    const fresh = plan.create[0] as Container;
+    const obs2 = obs.map((o) => (o.node === fresh.node ? observed(o.node, [...o.containers, seen(fresh)]) : o));
+    const next = decide(input({ workloads: [w], nodes, records: [...records, fresh], observed: obs2 }));
+    assert.deepEqual(next.markRemoved.map((r) => r.node), ['n1']);
+    assert.equal(next.events.find((e) => e.reason === 'Drained')?.node, 'n1');
+  });
 });

@@ -229,6 +229,17 @@ export function storeSuite(make: () => Promise<StoreFixture>, destroy: (f: Store
       assert.equal((await f.store.getNode('n1')).spec?.cordoned, true);
     });
 
+    it('drains a node (cordoned and draining, kept across re-registration) and ends the drain on uncordon', async () => {
+      await f.store.registerNode(nodeSpec('n1'));
+      const d = await f.store.drainNode('n1');
+      assert.deepEqual([d.spec?.cordoned, d.spec?.draining], [true, true]);
+      const again = await f.store.registerNode(nodeSpec('n1', { draining: false, cordoned: false }));
+      assert.deepEqual([again.spec?.cordoned, again.spec?.draining], [true, true]);
+      const u = await f.other.setNodeCordoned('n1', false);
+      assert.deepEqual([u.spec?.cordoned, u.spec?.draining], [false, false]);
+      await rejects(f.store.drainNode('ghost'), 'not_found', /node "ghost" not found/);
+    });
+
     it('fails with NotFound for an unknown node', async () => {
       await rejects(f.store.getNode('ghost'), 'not_found', /node "ghost" not found/);
       await rejects(f.store.setNodeCordoned('ghost', true), 'not_found', /node "ghost" not found/);

@@ -149,6 +149,15 @@ export interface RemoveContainersResponse {
   removed: string[];
 }
 
+export interface CordonNodeRequest {
+  name: string;
+  cordoned: boolean;
+}
+
+export interface DrainNodeRequest {
+  name: string;
+}
+
 export interface ListNodesRequest {
 }
 
@@ -1895,6 +1904,139 @@ export const RemoveContainersResponse: MessageFns<RemoveContainersResponse> = {
   },
 };
 
+function createBaseCordonNodeRequest(): CordonNodeRequest {
+  return { name: "", cordoned: false };
+}
+
+export const CordonNodeRequest: MessageFns<CordonNodeRequest> = {
+  encode(message: CordonNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.cordoned !== false) {
+      writer.uint32(16).bool(message.cordoned);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CordonNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCordonNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cordoned = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CordonNodeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      cordoned: isSet(object.cordoned) ? globalThis.Boolean(object.cordoned) : false,
+    };
+  },
+
+  toJSON(message: CordonNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.cordoned !== false) {
+      obj.cordoned = message.cordoned;
+    }
+    return obj;
+  },
+};
+
+function createBaseDrainNodeRequest(): DrainNodeRequest {
+  return { name: "" };
+}
+
+export const DrainNodeRequest: MessageFns<DrainNodeRequest> = {
+  encode(message: DrainNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainNodeRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: DrainNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+};
+
 function createBaseListNodesRequest(): ListNodesRequest {
   return {};
 }
@@ -2864,12 +3006,42 @@ export const NodeServiceService = {
       Buffer.from(RegisterNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegisterNodeResponse => RegisterNodeResponse.decode(value),
   },
+  /** Cordons (no new replicas) or uncordons a node; uncordon also ends a drain. */
+  cordon: {
+    path: "/berth.v1.NodeService/Cordon" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CordonNodeRequest): Buffer => Buffer.from(CordonNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CordonNodeRequest => CordonNodeRequest.decode(value),
+    responseSerialize: (value: Node): Buffer => Buffer.from(Node.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Node => Node.decode(value),
+  },
+  /**
+   * Cordons the node and moves its replicas to other nodes, respecting each
+   * workload's maxSurge and maxUnavailable.
+   */
+  drain: {
+    path: "/berth.v1.NodeService/Drain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DrainNodeRequest): Buffer => Buffer.from(DrainNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrainNodeRequest => DrainNodeRequest.decode(value),
+    responseSerialize: (value: Node): Buffer => Buffer.from(Node.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Node => Node.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
   list: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
   /** Called by an agent when it starts; creates or refreshes its node record. */
   register: handleUnaryCall<RegisterNodeRequest, RegisterNodeResponse>;
+  /** Cordons (no new replicas) or uncordons a node; uncordon also ends a drain. */
+  cordon: handleUnaryCall<CordonNodeRequest, Node>;
+  /**
+   * Cordons the node and moves its replicas to other nodes, respecting each
+   * workload's maxSurge and maxUnavailable.
+   */
+  drain: handleUnaryCall<DrainNodeRequest, Node>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -2903,6 +3075,35 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegisterNodeResponse) => void,
+  ): ClientUnaryCall;
+  /** Cordons (no new replicas) or uncordons a node; uncordon also ends a drain. */
+  cordon(request: CordonNodeRequest, callback: (error: ServiceError | null, response: Node) => void): ClientUnaryCall;
+  cordon(
+    request: CordonNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Node) => void,
+  ): ClientUnaryCall;
+  cordon(
+    request: CordonNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Node) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cordons the node and moves its replicas to other nodes, respecting each
+   * workload's maxSurge and maxUnavailable.
+   */
+  drain(request: DrainNodeRequest, callback: (error: ServiceError | null, response: Node) => void): ClientUnaryCall;
+  drain(
+    request: DrainNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Node) => void,
+  ): ClientUnaryCall;
+  drain(
+    request: DrainNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Node) => void,
   ): ClientUnaryCall;
 }
 
