@@ -37,7 +37,6 @@ export function checkNodeSpec(spec: NodeSpec | undefined): NodeSpec {
     },
     // Cordoning is the operator's decision; an agent cannot set or clear it.
     cordoned: false,
-    draining: false,
     agentVersion: checkText('node.agent_version', spec.agentVersion, 64),
     os: checkText('node.os', spec.os, 64),
     arch: checkText('node.arch', spec.arch, 64),

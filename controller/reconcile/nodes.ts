@@ -10,7 +10,7 @@ export const LOST_AFTER_LISTENING_MS = 5_000;
  * nodes are `lost` once this controller has listened for LOST_AFTER_LISTENING_MS,
  * `unknown` before that.
  */
-export function reconcileNodes(nodes: readonly Node[], listenedMs: number): ReconcileNode[] {
+export function reconcileNodes(nodes: readonly Node[], listenedMs: number, draining: ReadonlySet<string> = new Set()): ReconcileNode[] {
   return nodes.flatMap((n): ReconcileNode[] => {
     if (!n.spec) return [];
     const ready = n.status?.state === NodeState.NODE_STATE_READY;
@@ -18,7 +18,7 @@ export function reconcileNodes(nodes: readonly Node[], listenedMs: number): Reco
       name: n.spec.name,
       labels: n.spec.labels,
       cordoned: n.spec.cordoned,
-      draining: n.spec.draining,
+      draining: draining.has(n.spec.name),
       capacity: { cpuMillis: n.spec.capacity?.cpuMillis ?? 0, memoryBytes: n.spec.capacity?.memoryBytes ?? 0, pids: n.spec.capacity?.pids ?? 0 },
       condition: ready ? 'ready' : listenedMs >= LOST_AFTER_LISTENING_MS ? 'lost' : 'unknown',
     }];

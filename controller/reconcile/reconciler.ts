@@ -31,7 +31,7 @@ import { isCode, messageOf, silentLogger, type Logger } from '../../lib/index.js
 import { type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
-import type { ContainerRecordStore, LeaderElection, LeadershipTerm, WorkloadStore } from '../store/index.js';
+import type { ContainerRecordStore, LeaderElection, LeadershipTerm, NodeStore, WorkloadStore } from '../store/index.js';
 import { containerSpecFor, decide, templateKey, type ReconcileNode, type RemoveAction, type Rollback } from './decide.js';
 import type { EventSink } from './events.js';
 import { reconcileNodes } from './nodes.js';
@@ -48,7 +48,8 @@ export const EVENT_REPEAT_MS = 60_000;
 export const STOP_GRACE_SECONDS = 10;
 
 export interface ReconcilerOptions {
-  store: Pick<WorkloadStore, 'listWorkloads' | 'watchWorkloads' | 'workloadHistory' | 'applyWorkloads'> & Pick<ContainerRecordStore, 'listContainerRecords' | 'getContainerRecord' | 'writeContainerRecords' | 'setWorkloadStatus'>;
+  store: Pick<WorkloadStore, 'listWorkloads' | 'watchWorkloads' | 'workloadHistory' | 'applyWorkloads'> & Pick<ContainerRecordStore, 'listContainerRecords' | 'getContainerRecord' | 'writeContainerRecords' | 'setWorkloadStatus'>
+    & Pick<NodeStore, 'listDrainingNodes'>;
   election: Pick<LeaderElection, 'onTerm'>;
   membership: Pick<Membership, 'list' | 'onTransition' | 'listeningSinceUnixMs'>;
   observed: ObservedState;
@@ -246,10 +247,13 @@ export class Reconciler {
   }
 
   private async nodes(s: TermState): Promise<{ nodes: ReconcileNode[]; addresses: Map<string, string> }> {
-    const list = await this.opts.membership.list({ signal: s.term.signal });
+    const [list, draining] = await Promise.all([
+      this.opts.membership.list({ signal: s.term.signal }),
+      this.opts.store.listDrainingNodes({ signal: s.term.signal }),
+    ]);
     const addresses = new Map<string, string>();
     for (const n of list) if (n.spec) addresses.set(n.spec.name, n.spec.address);
-    const nodes = reconcileNodes(list, this.now() - this.opts.membership.listeningSinceUnixMs);
+    const nodes = reconcileNodes(list, this.now() - this.opts.membership.listeningSinceUnixMs, new Set(draining));
     return { nodes, addresses };
   }
 

@@ -317,17 +317,35 @@ export class EtcdStore implements DesiredStore {
   }
 
   async setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node> {
-    return this.updateNode(name, `${cordoned ? 'cordon' : 'uncordon'} node "${name}"`, opts, (old) => {
-      if (!old) throw new NotFoundError('node', name);
-      return { ...old, spec: { ...(old.spec as NodeSpec), cordoned, draining: cordoned ? (old.spec?.draining ?? false) : false } };
-    });
+    return this.updateNodeAnd(name, `${cordoned ? 'cordon' : 'uncordon'} node "${name}"`, cordoned, opts, cordoned
+      ? []
+      : [{ request_delete_range: { key: Buffer.from(this.keys.drain(name)) } }]);
   }
 
   async drainNode(name: string, opts?: CallOptions): Promise<Node> {
-    return this.updateNode(name, `drain node "${name}"`, opts, (old) => {
-      if (!old) throw new NotFoundError('node', name);
-      return { ...old, spec: { ...(old.spec as NodeSpec), cordoned: true, draining: true } };
+    return this.updateNodeAnd(name, `drain node "${name}"`, true, opts, [
+      { request_put: { key: Buffer.from(this.keys.drain(name)), value: Buffer.from(String(this.now())) } },
+    ]);
+  }
+
+  /** Sets the cordon flag of an existing node and runs `extra` in the same transaction. */
+  private async updateNodeAnd(name: string, what: string, cordoned: boolean, opts: CallOptions | undefined, extra: IRequestOp[]): Promise<Node> {
+    const key = this.keys.node(name);
+    return this.cas(what, [key], opts, async () => {
+      const [r] = await this.readMany(what, [key], (b) => Node.decode(b), opts);
+      if (!r?.value) throw new NotFoundError('node', name);
+      const next: Node = { ...r.value, spec: { ...(r.value.spec as NodeSpec), cordoned } };
+      return {
+        compare: [EtcdStore.unchanged(key, r.modRevision)],
+        ops: [{ request_put: { key: Buffer.from(key), value: Buffer.from(Node.encode(next).finish()) } }, ...extra],
+        result: cloneNode(next),
+      };
     });
+  }
+
+  async listDrainingNodes(opts?: CallOptions): Promise<string[]> {
+    const { kvs } = await this.listPrefix('list draining nodes', this.keys.drains(), opts);
+    return kvs.map((kv) => this.keys.nameOf(kv.key.toString(), this.keys.drains()));
   }
 
   async setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node> {

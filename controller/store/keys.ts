@@ -8,6 +8,7 @@
  *   <prefix>cluster/id                           cluster id (UTF-8), written once
  *   <prefix>containers/<id, 64 hex>              Container record (protobuf), written by the leader's reconciler
  *   <prefix>status/workloads/<name>              WorkloadStatus (protobuf), written by the leader's reconciler
+ *   <prefix>drains/<name>                        unix ms (UTF-8) when NodeService.Drain was called; deleted by uncordon
  *   <prefix>events/<unix ms, 13 digits>-<8 hex>  Event (protobuf); the last EVENTS_KEPT are kept
  *
  * The prefix is "/berth/v1/" in production; tests may use another one. Names
@@ -49,6 +50,12 @@ export class KeyLayout {
   }
   workloadStatus(name: string): string {
     return `${this.workloadStatuses()}${name}`;
+  }
+  drains(): string {
+    return `${this.prefix}drains/`;
+  }
+  drain(name: string): string {
+    return `${this.drains()}${name}`;
   }
   events(): string {
     return `${this.prefix}events/`;

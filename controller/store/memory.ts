@@ -23,6 +23,7 @@ export class MemoryStore implements DesiredStore {
   private readonly containers = new Map<string, Container>();
   private readonly statuses = new Map<string, WorkloadStatus>();
   private events: Event[] = [];
+  private readonly draining = new Set<string>();
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
   private readonly id = randomUUID();
@@ -135,22 +136,21 @@ export class MemoryStore implements DesiredStore {
 
   async setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node> {
     const n = await this.getNode(name, opts);
-    if (n.spec) {
-      n.spec.cordoned = cordoned;
-      if (!cordoned) n.spec.draining = false;
-    }
+    if (n.spec) n.spec.cordoned = cordoned;
+    if (!cordoned) this.draining.delete(name);
     this.nodes.set(name, n);
     return cloneNode(n);
   }
 
   async drainNode(name: string, opts?: CallOptions): Promise<Node> {
-    const n = await this.getNode(name, opts);
-    if (n.spec) {
-      n.spec.cordoned = true;
-      n.spec.draining = true;
-    }
-    this.nodes.set(name, n);
-    return cloneNode(n);
+    const n = await this.setNodeCordoned(name, true, opts);
+    this.draining.add(name);
+    return n;
+  }
+
+  async listDrainingNodes(opts?: CallOptions): Promise<string[]> {
+    this.check(opts);
+    return [...this.draining].sort();
   }
 
   async setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node> {

@@ -169,7 +169,7 @@ export function planDelete(names: readonly string[], exists: (name: string) => b
 
 /** The node record after a registration: the agent's facts, the stored cordon flag and status. */
 export function planRegister(old: Node | undefined, spec: NodeSpec, now: number): Node {
-  const next = copyMessage(NodeSpec, { ...spec, cordoned: old?.spec?.cordoned ?? false, draining: old?.spec?.draining ?? false });
+  const next = copyMessage(NodeSpec, { ...spec, cordoned: old?.spec?.cordoned ?? false });
   const base = old?.status ?? { ...NodeStatus.decode(new Uint8Array()), state: NodeState.NODE_STATE_NOT_READY, reason: 'registered; waiting for the first heartbeat' };
   const status = copyMessage(NodeStatus, { ...base, registeredUnixMs: now });
   return { spec: next, status };

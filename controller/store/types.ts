@@ -106,15 +106,20 @@ export type WorkloadStore = WorkloadReader & WorkloadWriter & WorkloadWatcher;
 export interface NodeStore {
   /**
    * Creates or refreshes a node record from what its agent reports. The cordon
-   * and drain flags and persisted status of an existing record are kept.
+   * flag and persisted status of an existing record are kept.
    */
   registerNode(spec: NodeSpec, opts?: CallOptions): Promise<Node>;
   getNode(name: string, opts?: CallOptions): Promise<Node>;
   listNodes(opts?: CallOptions): Promise<Node[]>;
   /** Sets the cordon flag; uncordoning also ends a drain. */
   setNodeCordoned(name: string, cordoned: boolean, opts?: CallOptions): Promise<Node>;
-  /** Cordons the node and marks it draining (the leader moves its replicas away). */
+  /**
+   * Cordons the node and marks it draining (the leader moves its replicas
+   * away). The mark lives under its own key, apart from the node record.
+   */
   drainNode(name: string, opts?: CallOptions): Promise<Node>;
+  /** Names of the nodes being drained. */
+  listDrainingNodes(opts?: CallOptions): Promise<string[]>;
   /** Replaces the persisted status (the leader calls this on transitions). */
   setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node>;
 }

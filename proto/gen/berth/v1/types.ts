@@ -325,12 +325,6 @@ export interface NodeSpec {
   kernel: string;
   /** "v1", "v2" or "hybrid". */
   cgroupVersion: string;
-  /**
-   * Set by NodeService.Drain (with cordoned): the leader moves this node's
-   * replicas elsewhere, respecting each workload's maxSurge/maxUnavailable.
-   * Cleared by uncordon. Kept across re-registration, like cordoned.
-   */
-  draining: boolean;
 }
 
 export interface NodeSpec_LabelsEntry {
@@ -2488,7 +2482,6 @@ function createBaseNodeSpec(): NodeSpec {
     arch: "",
     kernel: "",
     cgroupVersion: "",
-    draining: false,
   };
 }
 
@@ -2523,9 +2516,6 @@ export const NodeSpec: MessageFns<NodeSpec> = {
     }
     if (message.cgroupVersion !== "") {
       writer.uint32(82).string(message.cgroupVersion);
-    }
-    if (message.draining !== false) {
-      writer.uint32(88).bool(message.draining);
     }
     return writer;
   },
@@ -2626,14 +2616,6 @@ export const NodeSpec: MessageFns<NodeSpec> = {
             message.cgroupVersion = reader.string();
             continue;
           }
-          case 11: {
-            if (tag !== 88) {
-              break;
-            }
-
-            message.draining = reader.bool();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2679,7 +2661,6 @@ export const NodeSpec: MessageFns<NodeSpec> = {
         : isSet(object.cgroup_version)
         ? globalThis.String(object.cgroup_version)
         : "",
-      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
@@ -2720,9 +2701,6 @@ export const NodeSpec: MessageFns<NodeSpec> = {
     }
     if (message.cgroupVersion !== "") {
       obj.cgroupVersion = message.cgroupVersion;
-    }
-    if (message.draining !== false) {
-      obj.draining = message.draining;
     }
     return obj;
   },
