@@ -3,7 +3,8 @@
  * docs/internals.md) for anyone following the cluster live. Publishing is
  * best effort: while NATS is unreachable events are only stored in etcd.
  */
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
+import { closeGracefully, connectWithRetry } from './connect.js';
 import { messageOf, silentLogger, type Logger } from '../../lib/index.js';
 import { Event } from '../../proto/gen/berth/v1/types.js';
 
@@ -15,7 +16,7 @@ export interface EventPublisher {
 
 export class NatsEventPublisher implements EventPublisher {
   private nc: NatsConnection | undefined;
-  private stopped = false;
+  private readonly abort = new AbortController();
   private readonly logger: Logger;
 
   constructor(private readonly opts: { servers: string[]; logger?: Logger; name?: string }) {
@@ -24,19 +25,16 @@ export class NatsEventPublisher implements EventPublisher {
 
   /** Connects, retrying every second until it works or stop() is called. */
   async start(): Promise<void> {
-    while (!this.stopped && !this.nc) {
-      try {
-        this.nc = await connect({ servers: this.opts.servers, name: this.opts.name ?? 'berth-controller-events', reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 3000 });
-      } catch (err) {
-        this.logger.debug('NATS not reachable yet; retrying', { error: messageOf(err) });
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
-    if (this.stopped && this.nc) await this.stop();
+    this.nc = await connectWithRetry({
+      servers: this.opts.servers,
+      name: this.opts.name ?? 'berth-controller-events',
+      logger: this.logger,
+      signal: this.abort.signal,
+    });
   }
 
   publish(event: Event): void {
-    if (!this.nc || this.stopped) return;
+    if (!this.nc || this.abort.signal.aborted) return;
     try {
       this.nc.publish(EVENTS_SUBJECT, Event.encode(event).finish());
     } catch (err) {
@@ -45,10 +43,9 @@ export class NatsEventPublisher implements EventPublisher {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.abort.abort();
     const nc = this.nc;
     this.nc = undefined;
-    if (!nc) return;
-    await nc.drain().catch(() => nc.close().catch(() => undefined));
+    await closeGracefully(nc);
   }
 }

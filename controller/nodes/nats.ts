@@ -4,8 +4,9 @@
  * docs/internals.md). Messages that do not decode, or whose subject and body
  * disagree about the node name, are dropped and counted.
  */
-import { connect, type NatsConnection } from 'nats';
-import { UnavailableError, dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import type { NatsConnection } from 'nats';
+import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { closeGracefully, connectWithRetry } from './connect.js';
 import { Heartbeat } from '../../proto/gen/berth/v1/status.js';
 
 export const HEARTBEAT_SUBJECT_PREFIX = 'berth.v1.node.';
@@ -49,8 +50,7 @@ export function parseHeartbeat(subject: string, data: Uint8Array): { node: strin
 export class NatsHeartbeats implements HeartbeatSource {
   private nc: NatsConnection | undefined;
   private readonly logger: Logger;
-  private stopped = false;
-  private wake: (() => void) | undefined;
+  private readonly abort = new AbortController();
   dropped = 0;
 
   constructor(private readonly opts: NatsHeartbeatsOptions) {
@@ -62,39 +62,14 @@ export class NatsHeartbeats implements HeartbeatSource {
    * subscribes. Resolves once heartbeats can arrive, or when stopped first.
    */
   async start(onHeartbeat: (node: string, hb: Heartbeat) => void): Promise<void> {
-    let failures = 0;
-    while (!this.stopped && !this.nc) {
-      try {
-        // No waitOnFirstConnect: its retries cannot be cancelled, which would keep a stopped process alive.
-        this.nc = await connect({
-          servers: this.opts.servers,
-          name: this.opts.name ?? 'berth-controller',
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 500,
-          timeout: 3000,
-        });
-      } catch (err) {
-        const e = new UnavailableError(`failed to reach NATS at ${this.opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
-        if (failures++ === 0) this.logger.warn('NATS not reachable yet; retrying', { error: e.message });
-        else this.logger.debug('NATS not reachable yet; retrying', { error: e.message });
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 1000);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        this.wake = undefined;
-      }
-    }
-    if (!this.nc) return;
+    this.nc = await connectWithRetry({
+      servers: this.opts.servers,
+      name: this.opts.name ?? 'berth-controller',
+      logger: this.logger,
+      signal: this.abort.signal,
+    });
     const nc = this.nc;
-    if (this.stopped) {
-      this.nc = undefined;
-      await nc.close().catch(() => undefined);
-      return;
-    }
+    if (!nc) return;
     (async () => {
       for await (const s of nc.status()) this.logger.info('nats connection status', { type: s.type, data: String(s.data) });
     })().catch(() => undefined);
@@ -117,15 +92,9 @@ export class NatsHeartbeats implements HeartbeatSource {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wake?.();
+    this.abort.abort();
     const nc = this.nc;
     this.nc = undefined;
-    if (!nc) return;
-    try {
-      await nc.drain();
-    } catch {
-      await nc.close().catch(() => undefined);
-    }
+    await closeGracefully(nc);
   }
 }

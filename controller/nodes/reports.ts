@@ -14,8 +14,9 @@
  * entries, every container id 64 hex characters and its `node` equal to the
  * reporting node. A report failing any check is dropped whole and counted.
  */
-import { connect, type NatsConnection } from 'nats';
-import { UnavailableError, dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import type { NatsConnection } from 'nats';
+import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { closeGracefully, connectWithRetry } from './connect.js';
 import { ContainerReport } from '../../proto/gen/berth/v1/status.js';
 import type { Container } from '../../proto/gen/berth/v1/types.js';
 
@@ -133,8 +134,7 @@ export interface NatsContainerReportsOptions {
 export class NatsContainerReports {
   private nc: NatsConnection | undefined;
   private readonly logger: Logger;
-  private stopped = false;
-  private wake: (() => void) | undefined;
+  private readonly abort = new AbortController();
   dropped = 0;
 
   constructor(private readonly opts: NatsContainerReportsOptions) {
@@ -143,37 +143,14 @@ export class NatsContainerReports {
 
   /** Connects (retrying every second until stop()) and subscribes; resolves once reports can arrive. */
   async start(): Promise<void> {
-    let failures = 0;
-    while (!this.stopped && !this.nc) {
-      try {
-        this.nc = await connect({
-          servers: this.opts.servers,
-          name: this.opts.name ?? 'berth-controller-reports',
-          reconnect: true,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 500,
-          timeout: 3000,
-        });
-      } catch (err) {
-        const e = new UnavailableError(`failed to reach NATS at ${this.opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
-        if (failures++ === 0) this.logger.warn('NATS not reachable yet; retrying', { error: e.message });
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 1000);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        this.wake = undefined;
-      }
-    }
+    this.nc = await connectWithRetry({
+      servers: this.opts.servers,
+      name: this.opts.name ?? 'berth-controller-reports',
+      logger: this.logger,
+      signal: this.abort.signal,
+    });
     const nc = this.nc;
     if (!nc) return;
-    if (this.stopped) {
-      this.nc = undefined;
-      await nc.close().catch(() => undefined);
-      return;
-    }
     nc.subscribe(CONTAINERS_SUBJECT_WILDCARD, {
       callback: (err, msg) => {
         if (err) {
@@ -193,15 +170,9 @@ export class NatsContainerReports {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.wake?.();
+    this.abort.abort();
     const nc = this.nc;
     this.nc = undefined;
-    if (!nc) return;
-    try {
-      await nc.drain();
-    } catch {
-      await nc.close().catch(() => undefined);
-    }
+    await closeGracefully(nc);
   }
 }

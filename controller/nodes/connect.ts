@@ -1,0 +1,69 @@
+/**
+ * The one way the controller opens a NATS connection: retry every second while
+ * NATS is unreachable until it works or `signal` aborts, and close
+ * connections gracefully. Heartbeats, container reports and the event
+ * publisher all use it.
+ */
+import { connect, type NatsConnection } from 'nats';
+import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
+
+export interface ConnectOptions {
+  servers: string[];
+  /** Connection name shown by the NATS server's monitoring. */
+  name: string;
+  logger: Logger;
+  /** Aborting stops retrying; connect then resolves undefined. */
+  signal: AbortSignal;
+}
+
+/** Resolves a connection, or undefined when `signal` aborted first (nothing left open). */
+export async function connectWithRetry(opts: ConnectOptions): Promise<NatsConnection | undefined> {
+  let failures = 0;
+  while (!opts.signal.aborted) {
+    try {
+      // No waitOnFirstConnect: its retries cannot be cancelled, which would keep a stopped process alive.
+      const nc = await connect({
+        servers: opts.servers,
+        name: opts.name,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        timeout: 3000,
+      });
+      if (opts.signal.aborted) {
+        await nc.close().catch(() => undefined);
+        return undefined;
+      }
+      return nc;
+    } catch (err) {
+      const e = new UnavailableError(`failed to reach NATS at ${opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
+      if (failures++ === 0) opts.logger.warn('NATS not reachable yet; retrying', { error: e.message });
+      else opts.logger.debug('NATS not reachable yet; retrying', { error: e.message });
+      await sleep(1000, opts.signal);
+    }
+  }
+  return undefined;
+}
+
+/** Drains a connection (delivering what is in flight), falling back to close. */
+export async function closeGracefully(nc: NatsConnection | undefined): Promise<void> {
+  if (!nc) return;
+  try {
+    await nc.drain();
+  } catch {
+    await nc.close().catch(() => undefined);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
