@@ -28,19 +28,11 @@ import { fetchDebs, testCacheDir } from '../harness/images.js';
 import { startRegistry } from '../harness/index.js';
 import { pushBlob, pushManifest } from '../agent/images/fixtures.js';
 import { makeStack } from '../agent/images/stack.js';
+import { intArg } from './args.js';
 
 const DEBS = ['libc6', 'coreutils', 'bash', 'perl-base', 'perl-modules-5.36', 'libperl5.36', 'python3.11-minimal', 'libpython3.11-stdlib', 'vim-runtime', 'cpp-12'];
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v <= 0) {
-    process.stderr.write(`--${name}: expected a whole number > 0, got ${JSON.stringify(process.argv[i + 1] ?? '')}\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const arg = intArg;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -24,20 +24,12 @@ import { fileURLToPath } from 'node:url';
 import { LinuxSys } from '../../agent/sys/linux.js';
 import { detectCgroups, Runtime, writeBundle } from '../../agent/runtime/index.js';
 import { makeBusyboxRootfs } from '../agent/runtime/busybox.js';
+import { intArg } from './args.js';
 
 const CLI = fileURLToPath(new URL('../../agent/runtime-cli/main.js', import.meta.url));
 const HUGETLB = '/sys/fs/cgroup/hugetlb';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v <= 0) {
-    process.stderr.write(`--${name}: expected a whole number > 0, got ${JSON.stringify(process.argv[i + 1] ?? '')}\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const arg = intArg;
 
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;

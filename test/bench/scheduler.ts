@@ -28,19 +28,11 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { chooseRemovals, schedule, withPlacements } from '../../controller/scheduler/index.js';
 import type { ClusterSnapshot, NodeSnapshot, PlacementRequest } from '../../controller/scheduler/index.js';
+import { intArg } from './args.js';
 
 const GiB = 1024 * 1024 * 1024;
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v <= 0) {
-    process.stderr.write(`--${name}: expected a whole number > 0, got ${JSON.stringify(process.argv[i + 1] ?? '')}\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const arg = intArg;
 
 const nodeCount = arg('nodes', 1000);
 const replicaCount = arg('replicas', 10000);

@@ -1,0 +1,34 @@
+/**
+ * `npm run bench [-- NAME...]`: runs the benchmark scripts one after another
+ * (all of them by default) and passes their output through. Each script
+ * measures Berth side by side with a peer in the same run and prints ratios;
+ * docs/benchmarks.md records the figures and the command for each.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BENCHES: Record<string, string> = {
+  scheduler: 'pure scheduler: placements/s with 1,000 nodes and 10,000 replicas',
+  runtime: 'container start: agent path vs berth-runtime run vs crun run vs runc run (root)',
+  pull: 'image pull: Berth vs podman pull vs curl + tar -xzf (root, downloads Debian packages once)',
+};
+
+const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write('usage: npm run bench [-- NAME...]\n\n');
+  for (const [name, what] of Object.entries(BENCHES)) process.stdout.write(`  ${name.padEnd(10)} ${what}\n`);
+  process.exit(0);
+}
+const unknown = asked.filter((a) => !(a in BENCHES));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown benchmark ${unknown.map((u) => `"${u}"`).join(', ')}; expected one of ${Object.keys(BENCHES).join(', ')}\n`);
+  process.exit(2);
+}
+let failed = 0;
+for (const name of asked.length > 0 ? asked : Object.keys(BENCHES)) {
+  process.stdout.write(`\n== ${name}: ${BENCHES[name]}\n`);
+  const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+  const r = spawnSync(process.execPath, [script], { stdio: 'inherit' });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed > 0 ? 1 : 0);
