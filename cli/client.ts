@@ -8,6 +8,14 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type {
   ApplyRequest,
   ApplyResponse,
+  ContainerLogsRequest,
+  ListContainersRequest,
+  ListContainersResponse,
+  ListEventsRequest,
+  ListEventsResponse,
+  RemoveContainersRequest,
+  RemoveContainersResponse,
+  RunRequest,
   DeleteWorkloadsRequest,
   DeleteWorkloadsResponse,
   HistoryResponse,
@@ -16,7 +24,7 @@ import type {
   ScaleRequest,
   VersionResponse,
 } from '../proto/gen/berth/v1/controller.js';
-import type { Workload } from '../proto/gen/berth/v1/types.js';
+import type { Container, LogLine, Node, Workload } from '../proto/gen/berth/v1/types.js';
 import { BerthError, ErrorCode, UnavailableError, fromGrpcError } from '../lib/errors.js';
 import { connectFailureReason, isConnectFailure } from '../lib/unreachable.js';
 import type { CliContext } from './context.js';
@@ -31,6 +39,18 @@ export interface ControllerApi {
   history(name: string): Promise<HistoryResponse>;
   listNodes(): Promise<ListNodesResponse>;
   version(): Promise<VersionResponse>;
+  runContainer(req: RunRequest): Promise<Container>;
+  listContainers(req: Partial<ListContainersRequest>): Promise<ListContainersResponse>;
+  removeContainers(req: RemoveContainersRequest): Promise<RemoveContainersResponse>;
+  /**
+   * Streams a container's log lines to `onLine`; resolves when the stream ends
+   * (at once without follow; when the container exits or `signal` aborts with
+   * follow). Follow streams have no deadline.
+   */
+  logs(req: ContainerLogsRequest, onLine: (line: LogLine) => void, signal?: AbortSignal): Promise<void>;
+  cordonNode(name: string, cordoned: boolean): Promise<Node>;
+  drainNode(name: string): Promise<Node>;
+  listEvents(req: Partial<ListEventsRequest>): Promise<ListEventsResponse>;
   close(): void;
 }
 
@@ -58,6 +78,8 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
   const workloads = new gen.WorkloadServiceClient(ctx.controller, creds, options);
   const nodes = new gen.NodeServiceClient(ctx.controller, creds, options);
   const system = new gen.SystemServiceClient(ctx.controller, creds, options);
+  const containers = new gen.ContainerServiceClient(ctx.controller, creds, options);
+  const events = new gen.EventServiceClient(ctx.controller, creds, options);
 
   type Callback<Res> = (err: ServiceError | null, res: Res) => void;
   function call<Res>(what: string, invoke: (md: InstanceType<typeof grpc.Metadata>, opts: { deadline: number }, cb: Callback<Res>) => unknown): Promise<Res> {
@@ -80,10 +102,36 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
     history: (name) => call('WorkloadService.History', (md, o, cb) => workloads.history({ name }, md, o, cb)),
     listNodes: () => call('NodeService.List', (md, o, cb) => nodes.list({}, md, o, cb)),
     version: () => call('SystemService.Version', (md, o, cb) => system.version({}, md, o, cb)),
+    runContainer: (req) => call('ContainerService.Run', (md, o, cb) => containers.run(req, md, { deadline: o.deadline + 5 * 60_000 }, cb)),
+    listContainers: (req) => call('ContainerService.List', (md, o, cb) => containers.list({ all: false, selector: {}, node: '', workload: '', ...req }, md, o, cb)),
+    removeContainers: (req) => call('ContainerService.Remove', (md, o, cb) => containers.remove(req, md, o, cb)),
+    logs: (req, onLine, signal) => new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const stream = containers.logs(req, new grpc.Metadata(), req.follow ? {} : { deadline: Date.now() + ctx.timeoutMs });
+      const onAbort = (): void => stream.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      stream.on('data', (line: LogLine) => onLine(line));
+      stream.on('error', (err: ServiceError) => {
+        signal?.removeEventListener('abort', onAbort);
+        ctx.trace(`ContainerService.Logs to ${ctx.controller}: error code ${err.code} in ${Date.now() - t0} ms`);
+        if (err.code === 1 && signal?.aborted) resolve();
+        else reject(cliError(err, ctx));
+      });
+      stream.on('end', () => {
+        signal?.removeEventListener('abort', onAbort);
+        ctx.trace(`ContainerService.Logs to ${ctx.controller}: ended in ${Date.now() - t0} ms`);
+        resolve();
+      });
+    }),
+    cordonNode: (name, cordoned) => call('NodeService.Cordon', (md, o, cb) => nodes.cordon({ name, cordoned }, md, o, cb)),
+    drainNode: (name) => call('NodeService.Drain', (md, o, cb) => nodes.drain({ name }, md, o, cb)),
+    listEvents: (req) => call('EventService.List', (md, o, cb) => events.list({ sinceUnixMs: 0, limit: 0, workload: '', kind: '', ...req }, md, o, cb)),
     close() {
       workloads.close();
       nodes.close();
       system.close();
+      containers.close();
+      events.close();
     },
   };
 }

@@ -22,6 +22,9 @@ import { scaleVerb } from './scale.js';
 import { rolloutVerb } from './rollout.js';
 import { versionVerb } from './version.js';
 import { serverVerbs } from './servers.js';
+import { containerVerbs } from './containers.js';
+import { runVerb, separateRunCommand } from './run.js';
+import { clusterVerbs } from './cluster-verbs.js';
 
 function describeError(err: unknown, debug: boolean): string {
   if (!debug) {
@@ -71,6 +74,9 @@ Run "berth <command> --help" for the options and examples of a command.`);
   deleteVerb(program, run);
   scaleVerb(program, run);
   rolloutVerb(program, run);
+  containerVerbs(program, run);
+  runVerb(program, run);
+  clusterVerbs(program, run);
   versionVerb(program, run);
   serverVerbs(program, run);
   return program;
@@ -95,7 +101,7 @@ export async function runCli(argv: string[], io: CliIO = processIO): Promise<num
   };
   const program = buildProgram(io, run);
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(separateRunCommand(argv), { from: 'user' });
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {

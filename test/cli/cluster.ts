@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { freePort, makeTempDir, startEtcd, startNats, startProcess, tailLog, waitFor, type ManagedProcess, type Service } from '../harness/index.js';
+import { cleanupAgentContainers } from '../agent/containers/cleanup.js';
 import { BERTH_JS, berth, cleanEnv, type CliResult } from './helpers.js';
 
 export interface TestCluster {
@@ -61,7 +62,7 @@ export async function startCluster(options: { controller?: boolean } = {}): Prom
       const proc = startProcess({
         name: `agent-${node}`,
         command: process.execPath,
-        args: () => [BERTH_JS, 'agent', '--controller', address, '--nats', nats.url, '--node', node, '--root', join(root, 'state'), '--listen', '127.0.0.1:0', ...extra],
+        args: () => [BERTH_JS, 'agent', '--controller', address, '--nats', nats.url, '--node', node, '--root', join(root, 'state'), '--runtime-root', join(root, 'run'), '--listen', '127.0.0.1:0', ...extra],
         env: cleanEnv(),
       });
       cluster.agents.push(proc);
@@ -72,7 +73,18 @@ export async function startCluster(options: { controller?: boolean } = {}): Prom
       await cluster.controller?.stop();
       await nats.stop();
       await etcd.stop();
-      for (const r of roots) rmSync(r, { recursive: true, force: true });
+      // Containers outlive their agent by design: remove them (processes, cgroups, mounts) before the data roots.
+      // A root whose cleanup failed is kept (it may still hold mounts) and the failure is thrown.
+      const failures: unknown[] = [];
+      for (const r of roots) {
+        try {
+          await cleanupAgentContainers(join(r, 'state'), join(r, 'run'));
+          rmSync(r, { recursive: true, force: true });
+        } catch (err) {
+          failures.push(err);
+        }
+      }
+      if (failures.length > 0) throw new AggregateError(failures, `failed to clean up ${failures.length} agent root(s)`);
     },
   };
   if (options.controller !== false) {

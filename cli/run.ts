@@ -1,0 +1,194 @@
+/**
+ * `berth run [-d] IMAGE [COMMAND] [ARG...]`: a one-off container through
+ * ContainerService.Run. Every flag value is checked here before the call, so
+ * a bad value creates nothing.
+ *
+ * Without -d there is no attach RPC: the container is started, its logs are
+ * followed (ContainerService.Logs, follow) until the stream ends, then
+ * ContainerService.List is polled until the container has exited, and this
+ * program exits with the container's exit code.
+ */
+import type { Command } from 'commander';
+import type { ContainerSpec } from '../proto/gen/berth/v1/types.js';
+import { UsageError, type CliContext } from './context.js';
+import { parseSelector } from './output.js';
+import type { Verb } from './verb.js';
+
+export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
+
+export interface RunOptions {
+  detach?: boolean;
+  name?: string;
+  env?: string[];
+  envFile?: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  memory?: string;
+  cpus?: string;
+  pidsLimit?: string;
+  restart?: string;
+  label?: string[];
+  node?: string;
+  constraint?: string[];
+}
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function addEnv(env: Record<string, string>, raw: string, source: string, hostEnv: NodeJS.ProcessEnv): void {
+  const i = raw.indexOf('=');
+  const key = i < 0 ? raw : raw.slice(0, i);
+  if (!ENV_KEY.test(key)) throw new UsageError(`${source}: expected KEY=VALUE with KEY made of letters, digits and "_", got "${raw}"`);
+  if (i < 0) {
+    // "-e KEY" passes this program's KEY, as docker does; unset means not passed.
+    const v = hostEnv[key];
+    if (v !== undefined) env[key] = v;
+    return;
+  }
+  env[key] = raw.slice(i + 1);
+}
+
+async function quantity(kind: 'memory' | 'cpu' | 'pids', raw: string, flag: string): Promise<number> {
+  const q = await import('../lib/quantity.js');
+  try {
+    return kind === 'memory' ? q.parseMemory(raw, flag) : kind === 'cpu' ? q.parseCpu(raw, flag) : q.parsePids(raw, flag);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** Builds the Run request from the flags; throws UsageError naming the flag on any bad value. */
+export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<{ name: string; spec: ContainerSpec; node: string; nodeSelector: Record<string, string> }> {
+  if (image.trim() === '') throw new UsageError('IMAGE: expected an image reference such as "busybox", got nothing');
+  const env: Record<string, string> = {};
+  for (const f of opts.envFile ?? []) {
+    const { readFile } = await import('node:fs/promises');
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--env-file: failed to read "${f}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    text.split('\n').forEach((line, n) => {
+      const t = line.trim();
+      if (t === '' || t.startsWith('#')) return;
+      addEnv(env, t, `--env-file ${f}:${n + 1}`, ctx.io.env);
+    });
+  }
+  for (const e of opts.env ?? []) addEnv(env, e, '-e, --env', ctx.io.env);
+  const memoryBytes = opts.memory !== undefined ? await quantity('memory', opts.memory, '-m, --memory') : 0;
+  const cpuMillis = opts.cpus !== undefined ? await quantity('cpu', opts.cpus, '--cpus') : 0;
+  const pids = opts.pidsLimit !== undefined ? await quantity('pids', opts.pidsLimit, '--pids-limit') : 0;
+  const policy = opts.restart ?? 'never';
+  if (!(RESTART_POLICIES as readonly string[]).includes(policy)) {
+    throw new UsageError(`--restart: expected one of ${RESTART_POLICIES.join(', ')}, got "${opts.restart}"`);
+  }
+  const labels = opts.label ? parseSelector(opts.label) : {};
+  const nodeSelector = opts.constraint ? parseSelector(opts.constraint) : {};
+  const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : [];
+  const spec: ContainerSpec = {
+    image: image.trim(),
+    entrypoint,
+    command: [...command],
+    env,
+    workingDir: opts.workdir ?? '',
+    user: opts.user ?? '',
+    resources: { cpuMillis, memoryBytes, pids },
+    restart: { policy, backoffCapSeconds: 0 },
+    ports: [],
+    mounts: [],
+    tty: false,
+    stdin: false,
+    hostname: '',
+    labels,
+    autoRemove: false,
+  };
+  return { name: opts.name ?? '', spec, node: opts.node ?? '', nodeSelector };
+}
+
+/** Options of `berth run` that take a value (the next word), long and short. */
+const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint']);
+const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
+
+/**
+ * Docker's rule for `run`: every word after IMAGE belongs to the container's
+ * command, even words starting with "-". Returns argv with "--" inserted
+ * after IMAGE (when the verb is run and there is no "--" before it), so the
+ * parser leaves the command alone.
+ */
+export function separateRunCommand(argv: readonly string[]): string[] {
+  let i = 0;
+  // Global options before the verb.
+  while (i < argv.length && (argv[i] ?? '').startsWith('-')) {
+    const a = argv[i] ?? '';
+    i += GLOBAL_VALUE_OPTIONS.has(a) ? 2 : 1;
+  }
+  if (argv[i] !== 'run') return [...argv];
+  i++;
+  while (i < argv.length) {
+    const a = argv[i] ?? '';
+    if (a === '--') return [...argv];
+    if (!a.startsWith('-') || a === '-') break;
+    // "-m64Mi", "--memory=64Mi" and flags without values take one word.
+    i += RUN_VALUE_OPTIONS.has(a) || GLOBAL_VALUE_OPTIONS.has(a) ? 2 : 1;
+  }
+  if (i >= argv.length - 1 || argv[i + 1] === '--') return [...argv];
+  return [...argv.slice(0, i + 1), '--', ...argv.slice(i + 1)];
+}
+
+const EXITED = 4;
+const REMOVED = 5;
+
+export async function runRun(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<number> {
+  const req = await buildRunRequest(ctx, opts, image, command);
+  const { withController } = await import('./client.js');
+  return withController(ctx, async (api) => {
+    const c = await api.runContainer(req);
+    if (opts.detach) {
+      ctx.out(c.id);
+      return 0;
+    }
+    const { writeLogLine } = await import('./containers.js');
+    await api.logs({ container: c.id, follow: true, tail: 0, sinceUnixMs: 0 }, (l) => writeLogLine(ctx, l, false));
+    // The log stream ends when the container exits; its record may lag behind by a moment.
+    for (;;) {
+      const res = await api.listContainers({ all: true });
+      const now = res.containers.find((x) => x.id === c.id);
+      if (!now || now.status?.state === REMOVED) throw new Error(`container "${c.name}" was removed before its exit code was known`);
+      if (now.status?.state === EXITED) return now.status.exitCode;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+export const runVerb: Verb = (program, run) => {
+  program
+    .command('run')
+    .summary('run a one-off container')
+    .description(`Run a container (not part of a workload) on a node the scheduler picks. With -d, print its id and return at once. Without -d, print its output until it exits (following its logs) and exit with its exit code. Put "--" before a COMMAND whose arguments start with "-".`)
+    .argument('<image>', 'image reference')
+    .argument('[command...]', 'command and arguments (default: the image\'s)')
+    .option('-d, --detach', 'print the container id and return')
+    .option('--name <name>', 'container name (default: generated)')
+    .option('-e, --env <KEY=VALUE>', 'environment variable; "KEY" alone passes this shell\'s value (repeatable)', collect)
+    .option('--env-file <file>', 'read KEY=VALUE lines (# comments) from a file (repeatable); note: Node.js 20 also reads this flag itself and stops with exit code 9 when the file is missing', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user>', 'user[:group] to run as')
+    .option('--entrypoint <cmd>', 'override the image\'s entrypoint ("" clears it)')
+    .option('-m, --memory <size>', 'memory limit, e.g. "64Mi", "512M", "1Gi"')
+    .option('--cpus <n>', 'CPU limit in cores, e.g. "0.5", "2" or "500m"')
+    .option('--pids-limit <n>', 'most processes')
+    .option('--restart <policy>', `restart policy: ${RESTART_POLICIES.join(', ')} (default never)`)
+    .option('-l, --label <k=v>', 'container label (repeatable)', collect)
+    .option('--node <name>', 'run on this node only')
+    .option('--constraint <k=v>', 'run on a node with this label (repeatable)', collect)
+    .addHelpText('after', `
+Examples:
+  berth run -d --name sleeper busybox sleep 3600
+  berth run busybox echo hello
+  berth run -d -m 64Mi --cpus 0.5 --restart on-failure -e MODE=debug busybox -- sh -c 'echo $MODE'
+  berth run -d --node node-1 --constraint zone=a busybox sleep 60`)
+    .action(run((ctx, _cmd: Command, opts: RunOptions, args) => runRun(ctx, opts, args[0] as string, (args[1] as string[] | undefined) ?? [])));
+};

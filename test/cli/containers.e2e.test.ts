@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startCluster, type TestCluster } from './cluster.js';
+
+interface ContainerJson {
+  id: string;
+  name: string;
+  node?: string;
+  status?: { state?: string; exitCode?: number };
+}
+
+describe('cli container verbs end to end (real etcd, NATS, controller, agent, registry and containers)', function () {
+  this.timeout(180_000);
+  let reg: RegistryWithImages | undefined;
+  let cluster: TestCluster | undefined;
+  let image = '';
+
+  before(async () => {
+    reg = await startRegistryWithImages(['busybox']);
+    image = reg.images['busybox']?.reference ?? '';
+    assert.ok(image, 'busybox was pushed');
+  });
+
+  after(async () => {
+    await reg?.stop();
+  });
+
+  beforeEach(async () => {
+    cluster = await startCluster();
+    const agent = cluster.startAgent('node-1');
+    const c = cluster;
+    await waitFor('node-1 to be Ready', async () => {
+      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
+      const r = await c.cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && r.stdout.includes('"node-1"') && r.stdout.includes('NODE_STATE_READY');
+    }, 60_000, 500);
+  });
+
+  afterEach(async () => {
+    // Stops agents, controller, NATS and etcd, then removes the agents' containers and roots.
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  function cli(args: string[]): ReturnType<TestCluster['cli']> {
+    if (!cluster) throw new Error('no cluster');
+    return cluster.cli(args);
+  }
+
+  async function ps(all = true): Promise<ContainerJson[]> {
+    const r = await cli(['ps', ...(all ? ['-a'] : []), '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as ContainerJson[];
+  }
+
+  it('runs a detached container, lists it in ps and ps -q, refuses rm without -f and removes it with -f', async () => {
+    const run = await cli(['run', '-d', '--name', 'sleeper', '-l', 'app=test', image, 'sleep', '600']);
+    assert.equal(run.code, 0, run.stderr);
+    const id = run.stdout.trim();
+    assert.match(id, /^\S+$/);
+
+    await waitFor('sleeper to run', async () => (await ps(false)).some((c) => c.name === 'sleeper' && c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
+
+    const table = await cli(['ps']);
+    assert.equal(table.code, 0, table.stderr);
+    const [header, ...rows] = table.stdout.trimEnd().split('\n');
+    assert.match(header ?? '', /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES\s+NODE$/);
+    const row = rows.find((l) => l.includes('sleeper'));
+    assert.ok(row, table.stdout);
+    assert.ok(row.startsWith(id.slice(0, 12)), row);
+    assert.match(row, /"sleep 600"/);
+    assert.match(row, /\bUp /);
+    assert.match(row, /node-1$/);
+
+    const quiet = await cli(['ps', '-q']);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.deepEqual(quiet.stdout.trim().split('\n'), [id.slice(0, 12)]);
+
+    const filtered = await cli(['ps', '-q', '--filter', 'status=exited']);
+    assert.equal(filtered.code, 0, filtered.stderr);
+    assert.equal(filtered.stdout, '');
+
+    const replicas = await cli(['get', 'containers']);
+    assert.equal(replicas.code, 0, replicas.stderr);
+    assert.match(replicas.stdout, /^NAME\s+WORKLOAD\s+NODE\s+STATE\s+HEALTH\s+RESTARTS\s+AGE\n/);
+    assert.match(replicas.stdout, /sleeper\s+-\s+node-1\s+running/);
+
+    const refused = await cli(['rm', 'sleeper']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^error: .*sleeper.*running/m);
+    assert.ok((await ps()).some((c) => c.name === 'sleeper'), 'still there after a refused rm');
+
+    const removed = await cli(['rm', '-f', 'sleeper']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /sleeper/);
+    await waitFor('sleeper to be gone', async () => !(await ps()).some((c) => c.name === 'sleeper' && c.status?.state !== 'CONTAINER_STATE_REMOVED'), 30_000, 500);
+  });
+
+  it('prints the output of an echo container with logs, and exits with the exit code of a foreground run', async () => {
+    const run = await cli(['run', '-d', '--name', 'echoer', '-e', 'WORD=berth', image, '--', 'sh', '-c', 'echo hello $WORD; echo oops >&2']);
+    assert.equal(run.code, 0, run.stderr);
+    await waitFor('echoer to exit', async () => (await ps()).some((c) => c.name === 'echoer' && c.status?.state === 'CONTAINER_STATE_EXITED'), 60_000, 500);
+
+    const logs = await cli(['logs', 'echoer']);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.equal(logs.stdout, 'hello berth\n');
+    assert.equal(logs.stderr, 'oops\n');
+
+    const byPrefix = await cli(['logs', '--timestamps', run.stdout.trim().slice(0, 8)]);
+    assert.equal(byPrefix.code, 0, byPrefix.stderr);
+    assert.match(byPrefix.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z hello berth\n$/);
+
+    const exited = await cli(['ps', '-a']);
+    assert.match(exited.stdout, /echoer/);
+    assert.match(exited.stdout, /Exited \(0\)/);
+
+    const fg = await cli(['run', '--name', 'fg', image, 'sh', '-c', 'echo in the foreground; exit 3']);
+    assert.equal(fg.stdout, 'in the foreground\n', fg.stderr);
+    assert.equal(fg.code, 3, fg.stderr);
+  });
+
+  it('rejects bad flag values before creating anything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-test-cli-run-'));
+    const badEnvFile = join(dir, 'bad.env');
+    writeFileSync(badEnvFile, '# comment\nnot a variable\n');
+    try {
+      await rejectsAll(badEnvFile);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(await ps(), []);
+  });
+
+  async function rejectsAll(badEnvFile: string): Promise<void> {
+    for (const [args, message] of [
+      [['-m', '12XB'], /^error: -m, --memory: .*"12XB"/],
+      [['--cpus', '-1'], /^error: --cpus: .*"-1"/],
+      [['--restart', 'sometimes'], /^error: --restart: expected one of always, on-failure, never, got "sometimes"/],
+      [['--pids-limit', 'many'], /^error: --pids-limit: .*"many"/],
+      [['-e', '1BAD=x'], /^error: -e, --env: /],
+      [['--env-file', badEnvFile], /^error: --env-file .*bad\.env:2: expected KEY=VALUE/],
+    ] as const) {
+      const r = await cli(['run', '-d', '--name', 'never', ...args, image, 'true']);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stdout, '');
+    }
+  }
+
+  it('shows a cordoned node in get nodes, and uncordons it', async () => {
+    const cordon = await cli(['node', 'cordon', 'node-1']);
+    assert.equal(cordon.code, 0, cordon.stderr);
+    assert.equal(cordon.stdout, 'node/node-1 cordoned\n');
+    const nodes = await cli(['get', 'nodes']);
+    assert.match(nodes.stdout, /node-1\s+Ready,Cordoned/);
+
+    const uncordon = await cli(['node', 'uncordon', 'node-1']);
+    assert.equal(uncordon.code, 0, uncordon.stderr);
+    assert.doesNotMatch((await cli(['get', 'nodes'])).stdout, /Cordoned/);
+
+    const unknown = await cli(['node', 'cordon', 'no-such-node']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no-such-node/);
+  });
+
+  it('describes a workload with its replicas per node, history and events', async () => {
+    const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 1', `  image: ${image}`, '  command: ["sleep", "600"]', ''].join('\n');
+    const applied = await cluster?.cli(['apply', '-f', '-'], { stdin: manifest });
+    assert.equal(applied?.code, 0, applied?.stderr);
+    await waitFor('a web replica to run', async () => (await ps(false)).some((c) => c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
+    const d = await cli(['describe', 'workload', 'web']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.match(d.stdout, /^Name:\s+web$/m);
+    assert.match(d.stdout, /^Replicas per node:\n\s+NODE\s+RUNNING\s+OTHER\n\s+node-1\s+1\s+0$/m);
+    assert.match(d.stdout, /^History:\n\s+REVISION/m);
+    assert.match(d.stdout, /^Events:\n\s+LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+NODE\s+MESSAGE\n.*Scheduled\s+container\/web-/m);
+    const events = await cli(['events', '--limit', '50']);
+    assert.equal(events.code, 0, events.stderr);
+    assert.match(events.stdout, /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+NODE\s+MESSAGE\n\S/);
+    assert.match(events.stdout, /Started\s+container\/web-\S+\s+node-1/);
+    const limited = await cli(['events', '--limit', '1', '-o', 'json']);
+    assert.equal((JSON.parse(limited.stdout) as unknown[]).length, 1);
+    const replicas = await cli(['get', 'replicas', '-o', 'wide']);
+    assert.match(replicas.stdout, /\sweb\s+node-1\s+running\s/);
+    assert.equal((await cli(['delete', 'workload', 'web'])).code, 0);
+  });
+});
