@@ -16,9 +16,9 @@ import * as grpc from '@grpc/grpc-js';
 import { BerthError, CancelledError, UnavailableError, fromGrpcError, silentLogger, type Logger } from '../../lib/index.js';
 import {
   AgentServiceClient,
-  type AgentLogsRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
+  type AgentLogsRequest, type ListImagesResponse, type PullImageRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
 } from '../../proto/gen/berth/v1/agent.js';
-import type { Container, LogLine } from '../../proto/gen/berth/v1/types.js';
+import type { Container, ImageRecord, LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 
 export interface CallOptions {
   signal?: AbortSignal;
@@ -45,6 +45,9 @@ export interface AgentClient {
   listContainers(opts?: CallOptions): Promise<Container[]>;
   /** Streams log lines until the agent ends the stream or the signal fires. */
   logs(req: AgentLogsRequest, opts?: CallOptions): AsyncIterable<LogLine>;
+  /** Streams per-layer progress of a pull; the last message has finished set. */
+  pullImage(req: PullImageRequest, opts?: CallOptions): AsyncIterable<PullProgress>;
+  listImages(opts?: CallOptions): Promise<ImageRecord[]>;
 }
 
 /** Finds the client for a node. */
@@ -102,13 +105,27 @@ class PooledAgent implements AgentClient {
     return res.containers;
   }
 
-  async *logs(req: AgentLogsRequest, opts?: CallOptions): AsyncIterable<LogLine> {
-    const what = `call Logs on node "${this.node}" at "${this.address}"`;
-    const stream = this.client.logs(req);
+  logs(req: AgentLogsRequest, opts?: CallOptions): AsyncIterable<LogLine> {
+    return this.serverStream<LogLine>('Logs', () => this.client.logs(req), opts);
+  }
+
+  pullImage(req: PullImageRequest, opts?: CallOptions): AsyncIterable<PullProgress> {
+    return this.serverStream<PullProgress>('PullImage', () => this.client.pullImage(req), opts);
+  }
+
+  async listImages(opts?: CallOptions): Promise<ImageRecord[]> {
+    const res = await this.unary('ListImages', this.client.listImages as Unary<object, ListImagesResponse>, {}, this.timeoutMs, opts);
+    return res.images;
+  }
+
+  /** Yields the messages of a server stream; a cancel by `signal` ends it quietly. */
+  private async *serverStream<T>(method: string, open: () => grpc.ClientReadableStream<unknown>, opts?: CallOptions): AsyncIterable<T> {
+    const what = `call ${method} on node "${this.node}" at "${this.address}"`;
+    const stream = open();
     const onAbort = (): void => stream.cancel();
     opts?.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for await (const line of stream as AsyncIterable<LogLine>) yield line;
+      for await (const msg of stream as AsyncIterable<T>) yield msg;
     } catch (err) {
       const e = err as grpc.ServiceError;
       if (e.code === grpc.status.CANCELLED && opts?.signal?.aborted) return;

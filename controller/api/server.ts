@@ -1,15 +1,16 @@
 /**
  * The controller's gRPC server: the only place in controller/ that imports
  * @grpc/grpc-js. It serves WorkloadService, NodeService and SystemService, and
- * ContainerService and EventService when `containers` is given (otherwise its calls get UNIMPLEMENTED).
+ * ContainerService, EventService and ImageService when `containers` is given (otherwise its calls get UNIMPLEMENTED).
  */
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
-import { ContainerServiceService, EventServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
+import { ContainerServiceService, EventServiceService, ImageServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ClusterStore, ContainerRecordStore, EventStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
 import { eventService } from './events.js';
+import { imageService } from './images.js';
 import { containerService } from './containers.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
@@ -54,6 +55,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
     }));
     server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
+    server.addService(ImageServiceService, imageService({
+      membership: opts.membership, agents: opts.containers.agents, logger, stopping: stopping.signal,
+      ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    }));
   }
   server.addService(WorkloadServiceService, workloadService({
     store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),

@@ -20,7 +20,18 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Container, ContainerSpec, Event, LogLine, Node, NodeSpec, Workload, WorkloadRevision } from "./types.js";
+import {
+  Container,
+  ContainerSpec,
+  Event,
+  ImageRecord,
+  LogLine,
+  Node,
+  NodeSpec,
+  PullProgress,
+  Workload,
+  WorkloadRevision,
+} from "./types.js";
 
 /**
  * The controller's public API: what the berth CLI (and any other client) calls.
@@ -192,6 +203,24 @@ export interface ListEventsRequest {
 
 export interface ListEventsResponse {
   events: Event[];
+}
+
+export interface ImagePullRequest {
+  /** Image reference; a short name resolves against the default registry. */
+  reference: string;
+  /** Node to pull on; empty for every Ready node. */
+  node: string;
+}
+
+export interface ImageListRequest {
+  /** Node to list; empty for every Ready node. */
+  node: string;
+}
+
+export interface ImageListResponse {
+  images: ImageRecord[];
+  /** Nodes that could not be asked, with the reason ("node-2: connection refused"). */
+  unreachable: string[];
 }
 
 export interface VersionRequest {
@@ -2481,6 +2510,216 @@ export const ListEventsResponse: MessageFns<ListEventsResponse> = {
   },
 };
 
+function createBaseImagePullRequest(): ImagePullRequest {
+  return { reference: "", node: "" };
+}
+
+export const ImagePullRequest: MessageFns<ImagePullRequest> = {
+  encode(message: ImagePullRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePullRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePullRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePullRequest {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: ImagePullRequest): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+};
+
+function createBaseImageListRequest(): ImageListRequest {
+  return { node: "" };
+}
+
+export const ImageListRequest: MessageFns<ImageListRequest> = {
+  encode(message: ImageListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageListRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageListRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageListRequest {
+    return { node: isSet(object.node) ? globalThis.String(object.node) : "" };
+  },
+
+  toJSON(message: ImageListRequest): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+};
+
+function createBaseImageListResponse(): ImageListResponse {
+  return { images: [], unreachable: [] };
+}
+
+export const ImageListResponse: MessageFns<ImageListResponse> = {
+  encode(message: ImageListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      ImageRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.unreachable) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageListResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageListResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.images.push(ImageRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unreachable.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageListResponse {
+    return {
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageRecord.fromJSON(e)) : [],
+      unreachable: globalThis.Array.isArray(object?.unreachable)
+        ? object.unreachable.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImageListResponse): unknown {
+    const obj: any = {};
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => ImageRecord.toJSON(e));
+    }
+    if (message.unreachable?.length) {
+      obj.unreachable = message.unreachable;
+    }
+    return obj;
+  },
+};
+
 function createBaseVersionRequest(): VersionRequest {
   return {};
 }
@@ -3160,6 +3399,85 @@ export const EventServiceClient = makeGenericClientConstructor(
 ) as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): EventServiceClient;
   service: typeof EventServiceService;
+  serviceName: string;
+};
+
+/** Images on the nodes: the controller fans each call out to the agents. */
+export type ImageServiceService = typeof ImageServiceService;
+export const ImageServiceService = {
+  /**
+   * Pulls an image on one node, or on every Ready node, streaming each node's
+   * per-layer progress (PullProgress.node says which); every node's last
+   * message has finished set, with error when that node failed.
+   */
+  pull: {
+    path: "/berth.v1.ImageService/Pull" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ImagePullRequest): Buffer => Buffer.from(ImagePullRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImagePullRequest => ImagePullRequest.decode(value),
+    responseSerialize: (value: PullProgress): Buffer => Buffer.from(PullProgress.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PullProgress => PullProgress.decode(value),
+  },
+  /** Lists the images of one node, or of every Ready node. */
+  list: {
+    path: "/berth.v1.ImageService/List" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImageListRequest): Buffer => Buffer.from(ImageListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImageListRequest => ImageListRequest.decode(value),
+    responseSerialize: (value: ImageListResponse): Buffer => Buffer.from(ImageListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageListResponse => ImageListResponse.decode(value),
+  },
+} as const;
+
+export interface ImageServiceServer extends UntypedServiceImplementation {
+  /**
+   * Pulls an image on one node, or on every Ready node, streaming each node's
+   * per-layer progress (PullProgress.node says which); every node's last
+   * message has finished set, with error when that node failed.
+   */
+  pull: handleServerStreamingCall<ImagePullRequest, PullProgress>;
+  /** Lists the images of one node, or of every Ready node. */
+  list: handleUnaryCall<ImageListRequest, ImageListResponse>;
+}
+
+export interface ImageServiceClient extends Client {
+  /**
+   * Pulls an image on one node, or on every Ready node, streaming each node's
+   * per-layer progress (PullProgress.node says which); every node's last
+   * message has finished set, with error when that node failed.
+   */
+  pull(request: ImagePullRequest, options?: Partial<CallOptions>): ClientReadableStream<PullProgress>;
+  pull(
+    request: ImagePullRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<PullProgress>;
+  /** Lists the images of one node, or of every Ready node. */
+  list(
+    request: ImageListRequest,
+    callback: (error: ServiceError | null, response: ImageListResponse) => void,
+  ): ClientUnaryCall;
+  list(
+    request: ImageListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImageListResponse) => void,
+  ): ClientUnaryCall;
+  list(
+    request: ImageListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImageListResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const ImageServiceClient = makeGenericClientConstructor(
+  ImageServiceService,
+  "berth.v1.ImageService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ImageServiceClient;
+  service: typeof ImageServiceService;
   serviceName: string;
 };
 

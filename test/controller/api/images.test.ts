@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { ImageServiceClient, NodeServiceClient } from '../../../proto/gen/berth/v1/controller.js';
+import { LayerPhase, NodeState, type ImageRecord, type PullProgress } from '../../../proto/gen/berth/v1/types.js';
+import { startRegistryWithImages, waitFor } from '../../harness/index.js';
+import { startCluster, type TestCluster } from '../../cli/cluster.js';
+
+type Registry = Awaited<ReturnType<typeof startRegistryWithImages>>;
+
+function pull(client: ImageServiceClient, reference: string, node = ''): Promise<{ messages: PullProgress[]; error?: grpc.ServiceError }> {
+  return new Promise((resolve) => {
+    const messages: PullProgress[] = [];
+    const stream = client.pull({ reference, node });
+    stream.on('data', (m: PullProgress) => messages.push(m));
+    stream.on('error', (error: grpc.ServiceError) => resolve({ messages, error }));
+    stream.on('end', () => resolve({ messages }));
+  });
+}
+
+function list(client: ImageServiceClient, node = ''): Promise<{ images: ImageRecord[]; unreachable: string[] }> {
+  return new Promise((resolve, reject) => client.list({ node }, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+describe('ImageService (controller)', function () {
+  this.timeout(120_000);
+  let cluster: TestCluster | undefined;
+  let registry: Registry | undefined;
+  let images: ImageServiceClient | undefined;
+  let nodes: NodeServiceClient | undefined;
+
+  before(async () => {
+    registry = await startRegistryWithImages(['busybox']);
+    cluster = await startCluster();
+    cluster.startAgent('img-a');
+    cluster.startAgent('img-b');
+    images = new ImageServiceClient(cluster.address, grpc.credentials.createInsecure());
+    nodes = new NodeServiceClient(cluster.address, grpc.credentials.createInsecure());
+    await waitFor('both agents Ready', () => new Promise<boolean>((resolve) => {
+      nodes?.list({}, (err, res) => resolve(!err && res.nodes.filter((n) => n.status?.state === NodeState.NODE_STATE_READY).length === 2));
+    }), 30_000);
+  });
+
+  after(async () => {
+    images?.close();
+    nodes?.close();
+    await cluster?.stop();
+    await registry?.stop();
+  });
+
+  it('pulls on every Ready node with per-layer progress, then lists the image once per node', async () => {
+    const ref = registry?.images['busybox']?.reference ?? '';
+    const r = await pull(images as ImageServiceClient, ref);
+    assert.equal(r.error, undefined);
+    const finals = r.messages.filter((m) => m.finished);
+    assert.deepEqual(finals.map((m) => m.node).sort(), ['img-a', 'img-b']);
+    for (const f of finals) {
+      assert.equal(f.error, '');
+      assert.equal(f.digest, registry?.images['busybox']?.digest);
+    }
+    const layerPhases = new Set(r.messages.flatMap((m) => m.layers.map((l) => l.phase)));
+    assert.ok(layerPhases.has(LayerPhase.LAYER_PHASE_DONE), 'layers reach done');
+
+    const listed = await list(images as ImageServiceClient);
+    assert.deepEqual(listed.unreachable, []);
+    const mine = listed.images.filter((i) => i.digest === registry?.images['busybox']?.digest);
+    assert.deepEqual(mine.map((i) => i.node).sort(), ['img-a', 'img-b']);
+    assert.ok(mine.every((i) => i.sizeBytes > 0 && i.repository.endsWith('busybox')));
+
+    const again = await pull(images as ImageServiceClient, ref, 'img-a');
+    const phases = again.messages.flatMap((m) => m.layers.map((l) => l.phase));
+    assert.ok(phases.includes(LayerPhase.LAYER_PHASE_ALREADY_EXISTS), 'a second pull finds the layers present');
+    assert.deepEqual(again.messages.filter((m) => m.finished).map((m) => m.node), ['img-a']);
+  });
+
+  it('reports a missing image as that node\'s error and rejects bad input by field', async () => {
+    const host = registry?.registry.host ?? '';
+    const r = await pull(images as ImageServiceClient, `${host}/no-such-image:latest`, 'img-b');
+    assert.equal(r.error, undefined);
+    const final = r.messages.find((m) => m.finished);
+    assert.equal(final?.node, 'img-b');
+    assert.match(final?.error ?? '', /no-such-image/);
+
+    const bad = await pull(images as ImageServiceClient, 'Not A Reference');
+    assert.equal(bad.error?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(bad.error?.details ?? '', /^reference: /);
+
+    const unknown = await pull(images as ImageServiceClient, `${host}/busybox:latest`, 'no-such-node');
+    assert.equal(unknown.error?.code, grpc.status.NOT_FOUND);
+    assert.match(unknown.error?.details ?? '', /node "no-such-node" not found/);
+  });
+});
