@@ -25,6 +25,7 @@ import { serverVerbs } from './servers.js';
 import { containerVerbs } from './containers.js';
 import { runVerb, separateRunCommand } from './run.js';
 import { clusterVerbs } from './cluster-verbs.js';
+import { imageVerbs } from './images.js';
 
 function describeError(err: unknown, debug: boolean): string {
   if (!debug) {
@@ -77,6 +78,7 @@ Run "berth <command> --help" for the options and examples of a command.`);
   containerVerbs(program, run);
   runVerb(program, run);
   clusterVerbs(program, run);
+  imageVerbs(program, run);
   versionVerb(program, run);
   serverVerbs(program, run);
   return program;
