@@ -236,10 +236,33 @@ export function writeLogLine(ctx: CliContext, line: LogLine, timestamps: boolean
   stream.write(Buffer.from(line.data));
 }
 
+/** Like writeLogLine, with "[name] " before every line (for `logs workload/NAME`). */
+export function writePrefixedLogLine(ctx: CliContext, line: LogLine, timestamps: boolean, prefix: string): void {
+  const stream = line.stream === 'stderr' ? ctx.io.stderr : ctx.io.stdout;
+  const time = timestamps ? `${new Date(line.unixMs).toISOString()} ` : '';
+  const text = Buffer.from(line.data).toString('utf8');
+  const parts = text.split('\n');
+  if (parts[parts.length - 1] === '') parts.pop();
+  stream.write(parts.map((p) => `[${prefix}] ${time}${p}\n`).join(''));
+}
+
 export async function runLogs(ctx: CliContext, opts: LogsOptions, container: string): Promise<number> {
   const tail = parseTail(opts.tail);
   const sinceUnixMs = opts.since !== undefined ? parseSince(opts.since) : 0;
   const { withController } = await import('./client.js');
+  const workload = /^(?:workload|workloads|wl)\/(.+)$/.exec(container)?.[1];
+  if (workload !== undefined) {
+    // Every replica of the workload that is not removed, each line prefixed with the replica's name.
+    return withController(ctx, async (api) => {
+      await api.getWorkload(workload);
+      const res = await api.listContainers({ all: true, workload });
+      const replicas = res.containers.filter((c) => c.status?.state !== REMOVED).sort((a, b) => (a.name < b.name ? -1 : 1));
+      if (replicas.length === 0) ctx.io.stderr.write(`workload "${workload}" has no replicas.\n`);
+      await Promise.all(replicas.map((c) =>
+        api.logs({ container: c.id, follow: Boolean(opts.follow), tail, sinceUnixMs }, (l) => writePrefixedLogLine(ctx, l, Boolean(opts.timestamps), c.name))));
+      return 0;
+    });
+  }
   return withController(ctx, async (api) => {
     // The controller resolves names and unambiguous id prefixes itself.
     await api.logs({ container, follow: Boolean(opts.follow), tail, sinceUnixMs }, (l) => writeLogLine(ctx, l, Boolean(opts.timestamps)));
@@ -297,8 +320,8 @@ Examples:
   program
     .command('logs')
     .summary('print the logs of a container')
-    .description('Print what a container wrote to stdout and stderr (to this program\'s stdout and stderr). The container is named by its name or an unambiguous id prefix.')
-    .argument('<container>', 'container name or id prefix')
+    .description('Print what a container wrote to stdout and stderr (to this program\'s stdout and stderr). The container is named by its name or an unambiguous id prefix; "workload/NAME" prints the logs of every replica of a workload, each line prefixed with "[replica-name] ".')
+    .argument('<container>', 'container name or id prefix, or workload/NAME')
     .option('-f, --follow', 'keep printing new lines until the container exits (or Ctrl-C)')
     .option('-n, --tail <n>', 'only the last N lines ("all" for every line)')
     .option('--since <when>', 'only lines since a duration ago ("10m", "2h") or a time ("2026-01-02T15:04:05Z")')
@@ -307,7 +330,8 @@ Examples:
 Examples:
   berth logs web-0
   berth logs -f --tail 20 web-0
-  berth logs --since 10m --timestamps 3f2a9c`)
+  berth logs --since 10m --timestamps 3f2a9c
+  berth logs -f workload/web`)
     .action(run((ctx, _cmd: Command, opts: LogsOptions, args) => runLogs(ctx, opts, args[0] as string)));
 
   program

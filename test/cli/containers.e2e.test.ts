@@ -166,8 +166,8 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     assert.match(unknown.stderr, /no-such-node/);
   });
 
-  it('describes a workload with its replicas per node, history and events', async () => {
-    const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 1', `  image: ${image}`, '  command: ["sleep", "600"]', ''].join('\n');
+  it('describes a workload with its replicas per node, history and events, and prints the logs of its replicas prefixed', async () => {
+    const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 1', `  image: ${image}`, '  command: ["sh", "-c", "echo ready; sleep 600"]', ''].join('\n');
     const applied = await cluster?.cli(['apply', '-f', '-'], { stdin: manifest });
     assert.equal(applied?.code, 0, applied?.stderr);
     await waitFor('a web replica to run', async () => (await ps(false)).some((c) => c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
@@ -183,6 +183,7 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     assert.match(events.stdout, /Started\s+container\/web-\S+\s+node-1/);
     const limited = await cli(['events', '--limit', '1', '-o', 'json']);
     assert.equal((JSON.parse(limited.stdout) as unknown[]).length, 1);
+    await waitFor('the replica to print "ready"', async () => /^\[web-\S+\] ready\n$/.test((await cli(['logs', 'workload/web'])).stdout), 30_000, 500);
     const replicas = await cli(['get', 'replicas', '-o', 'wide']);
     assert.match(replicas.stdout, /\sweb\s+node-1\s+running\s/);
     assert.equal((await cli(['delete', 'workload', 'web'])).code, 0);

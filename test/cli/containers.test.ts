@@ -84,3 +84,18 @@ describe('cli/run separateRunCommand', () => {
     assert.deepEqual(separateRunCommand(['ps', '-a', 'x', '-q']), ['ps', '-a', 'x', '-q']);
   });
 });
+
+describe('cli/containers writePrefixedLogLine', () => {
+  it('prefixes every line with the replica name when a chunk holds several lines', async () => {
+    const { PassThrough, Readable } = await import('node:stream');
+    const { makeContext } = await import('../../cli/context.js');
+    const { writePrefixedLogLine } = await import('../../cli/containers.js');
+    const stdout = new PassThrough();
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    const ctx = makeContext({ stdout, stderr: new PassThrough(), stdin: Readable.from(['']), env: {} }, {});
+    writePrefixedLogLine(ctx, { unixMs: 0, stream: 'stdout', data: Buffer.from('a\nb\n'), source: '' }, false, 'web-0');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(Buffer.concat(chunks).toString(), '[web-0] a\n[web-0] b\n');
+  });
+});
