@@ -26,7 +26,14 @@ export function parseLimit(raw: string | undefined): number {
 
 const KINDS = ['workload', 'container', 'node'];
 
-export async function runEvents(ctx: CliContext, opts: { limit?: string; workload?: string; kind?: string; output?: string }): Promise<number> {
+/** How often `events -f` asks for new events (there is no event stream RPC). */
+export const FOLLOW_POLL_MS = 1000;
+
+function eventKey(e: Event): string {
+  return `${e.unixMs}\u0000${e.kind}\u0000${e.name}\u0000${e.reason}\u0000${e.message}`;
+}
+
+export async function runEvents(ctx: CliContext, opts: { limit?: string; workload?: string; kind?: string; output?: string; follow?: boolean }): Promise<number> {
   const limit = parseLimit(opts.limit);
   if (opts.kind !== undefined && !KINDS.includes(opts.kind)) throw new UsageError(`--kind: expected one of ${KINDS.join(', ')}, got "${opts.kind}"`);
   if (opts.output !== undefined && opts.output !== 'table' && opts.output !== 'json') throw new UsageError(`-o, --output: expected "table" or "json", got "${opts.output}"`);
@@ -34,6 +41,23 @@ export async function runEvents(ctx: CliContext, opts: { limit?: string; workloa
   const { Event: EventMsg } = await import('../proto/gen/berth/v1/types.js');
   return withController(ctx, async (api) => {
     const res = await api.listEvents({ limit, workload: opts.workload ?? '', kind: opts.kind ?? '' });
+    if (opts.follow) {
+      // Table without later re-alignment: each new event is one line in the same columns as the first batch.
+      if (opts.output === 'json') throw new UsageError('-f, --follow: not available with -o json');
+      let seen = new Set(res.events.map(eventKey));
+      let last = res.events.reduce((m, e) => Math.max(m, e.unixMs), 0);
+      ctx.out(eventTable(res.events).trimEnd());
+      for (;;) {
+        await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS));
+        const more = await api.listEvents({ sinceUnixMs: last, workload: opts.workload ?? '', kind: opts.kind ?? '' });
+        const fresh = more.events.filter((e) => !seen.has(eventKey(e)));
+        if (fresh.length === 0) continue;
+        const lines = eventTable(fresh).trimEnd().split('\n').slice(1);
+        for (const l of lines) ctx.out(l);
+        last = more.events.reduce((m, e) => Math.max(m, e.unixMs), last);
+        seen = new Set(more.events.filter((e) => e.unixMs === last).map(eventKey));
+      }
+    }
     if (opts.output === 'json') ctx.out(formatJson(res.events.map((e) => EventMsg.toJSON(e))));
     else if (res.events.length === 0) ctx.io.stderr.write('No events found.\n');
     else ctx.out(eventTable(res.events));
@@ -122,6 +146,7 @@ export const clusterVerbs: Verb = (program, run) => {
     .summary('list recent events')
     .description('List recent events (the controller keeps the last 1000), oldest first.')
     .option('--limit <n>', 'only the newest N events (1 to 1000)')
+    .option('-f, --follow', 'keep printing new events (asks the controller every second) until Ctrl-C')
     .option('--workload <name>', 'only events about this workload and its containers')
     .option('--kind <kind>', 'only events of this kind: workload, container or node')
     .option('-o, --output <format>', '"table" (default) or "json"')
@@ -129,8 +154,9 @@ export const clusterVerbs: Verb = (program, run) => {
 Examples:
   berth events
   berth events --limit 20
+  berth events -f
   berth events --workload web --kind container`)
-    .action(run((ctx, _cmd: Command, opts: { limit?: string; workload?: string; kind?: string; output?: string }) => runEvents(ctx, opts)));
+    .action(run((ctx, _cmd: Command, opts: { limit?: string; workload?: string; kind?: string; output?: string; follow?: boolean }) => runEvents(ctx, opts)));
 
   const node = program
     .command('node')

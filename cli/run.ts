@@ -18,6 +18,7 @@ export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
 
 export interface RunOptions {
   detach?: boolean;
+  rm?: boolean;
   name?: string;
   env?: string[];
   envFile?: string[];
@@ -101,7 +102,8 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
     stdin: false,
     hostname: '',
     labels,
-    autoRemove: false,
+    // Detached: the agent removes it when it exits. Attached: this program removes it after reading its exit code.
+    autoRemove: Boolean(opts.rm && opts.detach),
   };
   return { name: opts.name ?? '', spec, node: opts.node ?? '', nodeSelector };
 }
@@ -155,7 +157,10 @@ export async function runRun(ctx: CliContext, opts: RunOptions, image: string, c
       const res = await api.listContainers({ all: true });
       const now = res.containers.find((x) => x.id === c.id);
       if (!now || now.status?.state === REMOVED) throw new Error(`container "${c.name}" was removed before its exit code was known`);
-      if (now.status?.state === EXITED) return now.status.exitCode;
+      if (now.status?.state === EXITED) {
+        if (opts.rm) await api.removeContainers({ containers: [c.id], force: true });
+        return now.status.exitCode;
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
   });
@@ -171,6 +176,7 @@ export const runVerb: Verb = (program, run) => {
     .argument('<image>', 'image reference')
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('-d, --detach', 'print the container id and return')
+    .option('--rm', 'remove the container when it exits (attached: once its exit code is known; with -d: by the agent)')
     .option('--name <name>', 'container name (default: generated)')
     .option('-e, --env <KEY=VALUE>', 'environment variable; "KEY" alone passes this shell\'s value (repeatable)', collect)
     .option('--env-file <file>', 'read KEY=VALUE lines (# comments) from a file (repeatable); note: Node.js 20 also reads this flag itself and stops with exit code 9 when the file is missing', collect)
@@ -188,6 +194,7 @@ export const runVerb: Verb = (program, run) => {
 Examples:
   berth run -d --name sleeper busybox sleep 3600
   berth run busybox echo hello
+  berth run --rm busybox true
   berth run -d -m 64Mi --cpus 0.5 --restart on-failure -e MODE=debug busybox -- sh -c 'echo $MODE'
   berth run -d --node node-1 --constraint zone=a busybox sleep 60`)
     .action(run((ctx, _cmd: Command, opts: RunOptions, args) => runRun(ctx, opts, args[0] as string, (args[1] as string[] | undefined) ?? [])));

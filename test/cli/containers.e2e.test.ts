@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { spawn } from 'node:child_process';
+import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
 
 interface ContainerJson {
@@ -120,6 +122,11 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     const fg = await cli(['run', '--name', 'fg', image, 'sh', '-c', 'echo in the foreground; exit 3']);
     assert.equal(fg.stdout, 'in the foreground\n', fg.stderr);
     assert.equal(fg.code, 3, fg.stderr);
+    assert.match((await cli(['ps', '-a'])).stdout, /\sfg\s/);
+
+    const gone = await cli(['run', '--rm', '--name', 'gone', image, 'sh', '-c', 'exit 4']);
+    assert.equal(gone.code, 4, gone.stderr);
+    assert.ok(!(await ps()).some((c) => c.name === 'gone' && c.status?.state !== 'CONTAINER_STATE_REMOVED'), 'removed after --rm');
   });
 
   it('rejects bad flag values before creating anything', async () => {
@@ -168,9 +175,21 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
 
   it('describes a workload with its replicas per node, history and events, and prints the logs of its replicas prefixed', async () => {
     const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 1', `  image: ${image}`, '  command: ["sh", "-c", "echo ready; sleep 600"]', ''].join('\n');
-    const applied = await cluster?.cli(['apply', '-f', '-'], { stdin: manifest });
-    assert.equal(applied?.code, 0, applied?.stderr);
-    await waitFor('a web replica to run', async () => (await ps(false)).some((c) => c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
+    // `events -f` started before the workload exists must print its Started event as it happens.
+    const follower = spawn(process.execPath, [BERTH_JS, 'events', '-f'], { env: cleanEnv({ BERTH_CONTROLLER: cluster?.address ?? '' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout.on('data', (d: Buffer) => (followed += d.toString()));
+    follower.stderr.on('data', (d: Buffer) => (followed += d.toString()));
+    try {
+      const applied = await cluster?.cli(['apply', '-f', '-'], { stdin: manifest });
+      assert.equal(applied?.code, 0, applied?.stderr);
+      await waitFor('a web replica to run', async () => (await ps(false)).some((c) => c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
+      await waitFor('events -f to print the Started event', () => /Started\s+container\/web-/.test(followed), 30_000, 200);
+      assert.match(followed, /^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+NODE\s+MESSAGE\n/);
+      assert.equal(follower.exitCode, null, followed);
+    } finally {
+      if (follower.pid !== undefined && follower.exitCode === null) process.kill(follower.pid, 'SIGKILL');
+    }
     const d = await cli(['describe', 'workload', 'web']);
     assert.equal(d.code, 0, d.stderr);
     assert.match(d.stdout, /^Name:\s+web$/m);
