@@ -15,6 +15,8 @@ import type {
   ListEventsResponse,
   RemoveContainersRequest,
   RemoveContainersResponse,
+  StopContainersRequest,
+  StopContainersResponse,
   RunRequest,
   DeleteWorkloadsRequest,
   DeleteWorkloadsResponse,
@@ -42,6 +44,7 @@ export interface ControllerApi {
   runContainer(req: RunRequest): Promise<Container>;
   listContainers(req: Partial<ListContainersRequest>): Promise<ListContainersResponse>;
   removeContainers(req: RemoveContainersRequest): Promise<RemoveContainersResponse>;
+  stopContainers(req: StopContainersRequest): Promise<StopContainersResponse>;
   /**
    * Streams a container's log lines to `onLine`; resolves when the stream ends
    * (at once without follow; when the container exits or `signal` aborts with
@@ -105,6 +108,8 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
     runContainer: (req) => call('ContainerService.Run', (md, o, cb) => containers.run(req, md, { deadline: o.deadline + 5 * 60_000 }, cb)),
     listContainers: (req) => call('ContainerService.List', (md, o, cb) => containers.list({ all: false, selector: {}, node: '', workload: '', ...req }, md, o, cb)),
     removeContainers: (req) => call('ContainerService.Remove', (md, o, cb) => containers.remove(req, md, o, cb)),
+    // A stop waits out the grace period on each container: give it that long on top of the deadline.
+    stopContainers: (req) => call('ContainerService.Stop', (md, o, cb) => containers.stop(req, md, { deadline: o.deadline + req.containers.length * ((req.graceSeconds || 10) + 5) * 1000 }, cb)),
     logs: (req, onLine, signal) => new Promise<void>((resolve, reject) => {
       const t0 = Date.now();
       const stream = containers.logs(req, new grpc.Metadata(), req.follow ? {} : { deadline: Date.now() + ctx.timeoutMs });

@@ -279,6 +279,24 @@ export async function runRm(ctx: CliContext, opts: { force?: boolean }, names: r
   });
 }
 
+export async function runStop(ctx: CliContext, opts: { time?: string }, names: readonly string[]): Promise<number> {
+  const graceSeconds = opts.time === undefined ? 0 : parseGrace(opts.time);
+  const { withController } = await import('./client.js');
+  return withController(ctx, async (api) => {
+    const res = await api.stopContainers({ containers: [...names], graceSeconds });
+    for (const n of res.stopped) ctx.out(n);
+    return 0;
+  });
+}
+
+function parseGrace(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 1 || n > 3600) {
+    throw new UsageError(`--time: expected whole seconds from 1 to 3600 before SIGKILL, got "${raw}"`);
+  }
+  return n;
+}
+
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export const containerVerbs: Verb = (program, run) => {
@@ -345,4 +363,16 @@ Examples:
   berth rm old-job
   berth rm -f web-debug 3f2a9c`)
     .action(run((ctx, _cmd: Command, opts: { force?: boolean }, args) => runRm(ctx, opts, args[0] as string[])));
+
+  program
+    .command('stop')
+    .summary('stop running containers')
+    .description('Stop containers by name or id prefix: SIGTERM, then SIGKILL after the grace period (default 10 s). A stopped container stays listed by `ps -a` and is not restarted by its restart policy.')
+    .argument('<containers...>', 'container names or id prefixes')
+    .option('-t, --time <seconds>', 'seconds to wait after SIGTERM before SIGKILL (default 10)')
+    .addHelpText('after', `
+Examples:
+  berth stop web-debug
+  berth stop -t 2 3f2a9c old-job`)
+    .action(run((ctx, _cmd: Command, opts: { time?: string }, args) => runStop(ctx, opts, args[0] as string[])));
 };

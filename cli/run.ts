@@ -4,7 +4,8 @@
  * a bad value creates nothing.
  *
  * Without -d there is no attach RPC: the container is started, its logs are
- * followed (ContainerService.Logs, follow) until the stream ends, then
+ * followed (ContainerService.Logs, follow) until the stream ends (Ctrl-C
+ * stops the container through ContainerService.Stop first), then
  * ContainerService.List is polled until the container has exited, and this
  * program exits with the container's exit code.
  */
@@ -151,7 +152,23 @@ export async function runRun(ctx: CliContext, opts: RunOptions, image: string, c
       return 0;
     }
     const { writeLogLine } = await import('./containers.js');
-    await api.logs({ container: c.id, follow: true, tail: 0, sinceUnixMs: 0 }, (l) => writeLogLine(ctx, l, false));
+    // Ctrl-C stops the container (SIGTERM, then SIGKILL after the grace period) and still
+    // waits for its exit code; a second Ctrl-C leaves at once, the container left as it is.
+    let interrupted = false;
+    const onInterrupt = (): void => {
+      if (interrupted) process.exit(130);
+      interrupted = true;
+      ctx.io.stderr.write(`stopping container "${c.name}" (Ctrl-C again to leave it running)\n`);
+      api.stopContainers({ containers: [c.id], graceSeconds: 0 }).catch((err: unknown) => {
+        ctx.io.stderr.write(`error: failed to stop container "${c.name}": ${err instanceof Error ? err.message : String(err)}\n`);
+      });
+    };
+    process.on('SIGINT', onInterrupt);
+    try {
+      await api.logs({ container: c.id, follow: true, tail: 0, sinceUnixMs: 0 }, (l) => writeLogLine(ctx, l, false));
+    } finally {
+      process.removeListener('SIGINT', onInterrupt);
+    }
     // The log stream ends when the container exits; its record may lag behind by a moment.
     for (;;) {
       const res = await api.listContainers({ all: true });

@@ -13,7 +13,7 @@ import {
   AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, envNameProblem, isCode, messageOf, normalizeImageReference, type Logger,
 } from '../../lib/index.js';
 import type {
-  ContainerLogsRequest, ContainerServiceServer, ListContainersRequest, ListContainersResponse, RemoveContainersRequest, RemoveContainersResponse, RunRequest,
+  ContainerLogsRequest, ContainerServiceServer, ListContainersRequest, ListContainersResponse, RemoveContainersRequest, RemoveContainersResponse, RunRequest, StopContainersRequest, StopContainersResponse,
 } from '../../proto/gen/berth/v1/controller.js';
 import { ContainerSpec, ContainerState, type Container, type LogLine } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
@@ -33,6 +33,9 @@ export interface ContainerServiceDeps {
   logger: Logger;
   stopping: AbortSignal;
 }
+
+/** Longest grace period a stop may ask for, in seconds. */
+const MAX_GRACE_SECONDS = 3600;
 
 /** Most entries in one list or map of a run request (command, env, labels). */
 const MAX_ITEMS = 256;
@@ -209,6 +212,27 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
         removed.push(c.name);
       }
       return { removed };
+    }),
+
+    stop: unary(logger, 'ContainerStop', async (req: StopContainersRequest, { signal }): Promise<StopContainersResponse> => {
+      if (req.containers.length === 0) throw new InvalidArgumentError('containers: expected at least one container name or id, got none', { field: 'containers' });
+      if (req.containers.length > MAX_NAMES_PER_REQUEST) {
+        throw new InvalidArgumentError(`containers: expected at most ${MAX_NAMES_PER_REQUEST} names per request, got ${req.containers.length}`, { field: 'containers' });
+      }
+      if (req.graceSeconds > MAX_GRACE_SECONDS) {
+        throw new InvalidArgumentError(`grace_seconds: expected at most ${MAX_GRACE_SECONDS}, got ${req.graceSeconds}`, { field: 'grace_seconds' });
+      }
+      const all = await mergedContainers(deps, signal);
+      // Resolve every name before stopping anything.
+      const targets = req.containers.map((ref, i) => resolveContainer(all, ref, `containers[${i}]`));
+      const stopped: string[] = [];
+      for (const c of targets) {
+        const node = await store.getNode(c.node, { signal });
+        await deps.agents.agent(c.node, node.spec?.address ?? '').stopContainer({ id: c.id, graceSeconds: req.graceSeconds }, { signal });
+        logger.info('container stopped', { containerId: c.id, name: c.name, node: c.node });
+        stopped.push(c.name);
+      }
+      return { stopped };
     }),
   };
 }

@@ -129,6 +129,38 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     assert.ok(!(await ps()).some((c) => c.name === 'gone' && c.status?.state !== 'CONTAINER_STATE_REMOVED'), 'removed after --rm');
   });
 
+  it('stops a running container with SIGTERM and a grace period, and stops an attached run on Ctrl-C', async () => {
+    const run = await cli(['run', '-d', '--name', 'stubborn', image, 'sleep', '600']);
+    assert.equal(run.code, 0, run.stderr);
+    await waitFor('stubborn to run', async () => (await ps(false)).some((c) => c.name === 'stubborn'), 60_000, 500);
+    // sleep as pid 1 ignores SIGTERM, so the stop ends with SIGKILL after the 1 s grace period.
+    const stop = await cli(['stop', '-t', '1', 'stubborn']);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(stop.stdout, 'stubborn\n');
+    await waitFor('stubborn to show as exited 137', async () => (await ps()).some((c) => c.name === 'stubborn' && c.status?.state === 'CONTAINER_STATE_EXITED' && c.status.exitCode === 137), 30_000, 500);
+    assert.equal((await cli(['stop', '-t', 'soon', 'stubborn'])).code, 2);
+    assert.equal((await cli(['stop', 'no-such-container'])).code, 1);
+
+    // An attached run: the first Ctrl-C (SIGINT to the CLI) stops the container, whose TERM trap exits 143.
+    const child = spawn(process.execPath, [BERTH_JS, 'run', '--name', 'attached', image, 'sh', '-c', 'trap "echo got TERM; exit 143" TERM; echo ready; while true; do sleep 0.2; done'],
+      { env: cleanEnv({ BERTH_CONTROLLER: cluster?.address ?? '' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      await waitFor('the attached container to print ready', () => out.includes('ready'), 60_000, 100);
+      child.kill('SIGINT');
+      const code = await exited;
+      assert.equal(code, 143, `stdout: ${out}\nstderr: ${err}`);
+      assert.match(out, /got TERM/);
+      assert.match(err, /stopping container "attached"/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
   it('rejects bad flag values before creating anything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-test-cli-run-'));
     const badEnvFile = join(dir, 'bad.env');

@@ -160,6 +160,18 @@ export interface RemoveContainersResponse {
   removed: string[];
 }
 
+export interface StopContainersRequest {
+  /** Names or unambiguous id prefixes. */
+  containers: string[];
+  /** Seconds between SIGTERM and SIGKILL; 0 for the default (10 s). */
+  graceSeconds: number;
+}
+
+export interface StopContainersResponse {
+  /** Names of the containers stopped (already exited ones included). */
+  stopped: string[];
+}
+
 export interface CordonNodeRequest {
   name: string;
   cordoned: boolean;
@@ -1933,6 +1945,147 @@ export const RemoveContainersResponse: MessageFns<RemoveContainersResponse> = {
   },
 };
 
+function createBaseStopContainersRequest(): StopContainersRequest {
+  return { containers: [], graceSeconds: 0 };
+}
+
+export const StopContainersRequest: MessageFns<StopContainersRequest> = {
+  encode(message: StopContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.graceSeconds !== 0) {
+      writer.uint32(16).uint32(message.graceSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.graceSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+      graceSeconds: isSet(object.graceSeconds)
+        ? globalThis.Number(object.graceSeconds)
+        : isSet(object.grace_seconds)
+        ? globalThis.Number(object.grace_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: StopContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    if (message.graceSeconds !== 0) {
+      obj.graceSeconds = Math.round(message.graceSeconds);
+    }
+    return obj;
+  },
+};
+
+function createBaseStopContainersResponse(): StopContainersResponse {
+  return { stopped: [] };
+}
+
+export const StopContainersResponse: MessageFns<StopContainersResponse> = {
+  encode(message: StopContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stopped) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stopped.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopContainersResponse {
+    return {
+      stopped: globalThis.Array.isArray(object?.stopped) ? object.stopped.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: StopContainersResponse): unknown {
+    const obj: any = {};
+    if (message.stopped?.length) {
+      obj.stopped = message.stopped;
+    }
+    return obj;
+  },
+};
+
 function createBaseCordonNodeRequest(): CordonNodeRequest {
   return { name: "", cordoned: false };
 }
@@ -3144,6 +3297,21 @@ export const ContainerServiceService = {
       Buffer.from(RemoveContainersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveContainersResponse => RemoveContainersResponse.decode(value),
   },
+  /**
+   * Stops running containers: SIGTERM, then SIGKILL after the grace period.
+   * A stopped container is not restarted by its restart policy.
+   */
+  stop: {
+    path: "/berth.v1.ContainerService/Stop" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopContainersRequest): Buffer =>
+      Buffer.from(StopContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopContainersRequest => StopContainersRequest.decode(value),
+    responseSerialize: (value: StopContainersResponse): Buffer =>
+      Buffer.from(StopContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StopContainersResponse => StopContainersResponse.decode(value),
+  },
 } as const;
 
 export interface ContainerServiceServer extends UntypedServiceImplementation {
@@ -3156,6 +3324,11 @@ export interface ContainerServiceServer extends UntypedServiceImplementation {
   list: handleUnaryCall<ListContainersRequest, ListContainersResponse>;
   logs: handleServerStreamingCall<ContainerLogsRequest, LogLine>;
   remove: handleUnaryCall<RemoveContainersRequest, RemoveContainersResponse>;
+  /**
+   * Stops running containers: SIGTERM, then SIGKILL after the grace period.
+   * A stopped container is not restarted by its restart policy.
+   */
+  stop: handleUnaryCall<StopContainersRequest, StopContainersResponse>;
 }
 
 export interface ContainerServiceClient extends Client {
@@ -3211,6 +3384,25 @@ export interface ContainerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveContainersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stops running containers: SIGTERM, then SIGKILL after the grace period.
+   * A stopped container is not restarted by its restart policy.
+   */
+  stop(
+    request: StopContainersRequest,
+    callback: (error: ServiceError | null, response: StopContainersResponse) => void,
+  ): ClientUnaryCall;
+  stop(
+    request: StopContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StopContainersResponse) => void,
+  ): ClientUnaryCall;
+  stop(
+    request: StopContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StopContainersResponse) => void,
   ): ClientUnaryCall;
 }
 
