@@ -78,4 +78,17 @@ describe('berth pull and berth images', function () {
     assert.match(out.text, /pull-a: [0-9a-f]{12} \[[\u2588\u2591]+\] (Already exists|Pull complete)/);
     assert.match(out.text, /pull-b: [0-9a-f]{12} \[[\u2588\u2591]+\] (Already exists|Pull complete)/);
   });
+
+  it('shows the cluster in berth info: controller, both nodes with agent and cgroup versions, and image counts', async () => {
+    const text = await cluster?.cli(['info']);
+    assert.equal(text?.code, 0, text?.stderr);
+    assert.match(text?.stdout ?? '', /^Controller: 127\.0\.0\.1:\d+, version \d+\.\d+\.\d+, id \S+, leader \S+$/m);
+    assert.match(text?.stdout ?? '', /^Nodes: 2 \(Ready 2\)$/m);
+    assert.match(text?.stdout ?? '', /^\s+pull-a\s+Ready\s+\d+\.\d+\.\d+\s+linux\/\S+\s+\S+\s+(v1|v2|hybrid)\s/m);
+    const json = await cluster?.cli(['info', '-o', 'json']);
+    const info = JSON.parse(json?.stdout ?? '{}') as { nodes: { total: number; list: { name: string; cgroupVersion: string }[] }; images: { unique: number; total: number } };
+    assert.equal(info.nodes.total, 2);
+    assert.deepEqual(info.nodes.list.map((n) => n.name).sort(), ['pull-a', 'pull-b']);
+    assert.ok(info.images.unique >= 1 && info.images.total >= 2, JSON.stringify(info.images));
+  });
 });
