@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 const BENCHES: Record<string, string> = {
   scheduler: 'pure scheduler: placements/s with 1,000 nodes and 10,000 replicas',
   runtime: 'container start: agent path vs berth-runtime run vs crun run vs runc run (root)',
+  scale: 'hollow agents: 1,000 nodes, 10,000 replicas: apply-to-all-running and node-loss-to-replaced',
   pull: 'image pull: Berth vs podman pull vs curl + tar -xzf (root, downloads Debian packages once)',
 };
 

@@ -1,0 +1,312 @@
+/**
+ * Scale benchmark (issue 5) with hollow agents: real etcd, NATS and a real
+ * `berth controller` process; N agents whose container manager, AgentService
+ * gRPC server, registration, heartbeats and NATS container reports are the
+ * real agent code, over the hollow runtime of test/agent/containers/hollow.ts
+ * (containers "start" at once; no process, mount or cgroup is made).
+ *
+ *   npx tsc -p tsconfig.json --outDir .build-scalebench --tsBuildInfoFile .build-scalebench/.tsbuildinfo
+ *   node .build-scalebench/test/bench/scale.js [--nodes 1000] [--replicas 10000] [--workers 4] [--workloads 10]
+ *
+ * The agents live in --workers child processes (this script with --worker),
+ * each hosting nodes/workers agents with their own gRPC servers and NATS
+ * connections. Steps and figures:
+ * 1. the scheduler alone: placements/s of schedule() for the same cluster size
+ *    (in this process, no I/O);
+ * 2. apply-to-all-running: --workloads workload files totalling --replicas are
+ *    applied through WorkloadService.Apply; the clock stops when
+ *    ContainerService.List shows every replica running (target: under 10 s);
+ * 3. node-loss-to-replaced: one worker's first agent is killed (its gRPC
+ *    server, heartbeats and reports stop at once, as when a machine dies); the
+ *    clock stops when ContainerService.List again shows every replica running
+ *    and none on the lost node.
+ * Everything started (processes by PID, temp dirs) is stopped on exit, on
+ * failure and on Ctrl-C.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
+import { BERTH_VERSION, messageOf, silentLogger } from '../../lib/index.js';
+import {
+  ContainerServiceClient, SystemServiceClient, WorkloadServiceClient,
+  type ListContainersResponse,
+} from '../../proto/gen/berth/v1/controller.js';
+import { ContainerState } from '../../proto/gen/berth/v1/types.js';
+import { schedule, type ClusterSnapshot, type NodeSnapshot } from '../../controller/scheduler/index.js';
+import { agentServiceHandlers, startAgentServer, type AgentServer } from '../../agent/api/index.js';
+import { ContainerManager } from '../../agent/containers/index.js';
+import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from '../../agent/node/index.js';
+import { ContainerReporter, StatusPublisher } from '../../agent/status/index.js';
+import { hollowImages, hollowParts } from '../agent/containers/hollow.js';
+import { freePort, startProcess, tailLog, waitFor, type ManagedProcess } from '../harness/process.js';
+import { startEtcd, startNats, type Service } from '../harness/services.js';
+import { intArg } from './args.js';
+
+const GiB = 1024 * 1024 * 1024;
+/** What each hollow node claims to have: enough for replicas/nodes replicas with room to re-place a lost node's. */
+const HOLLOW_CAPACITY = { cpuMillis: 64000, memoryBytes: 256 * GiB, pids: 1_000_000 };
+
+function strArg(name: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i < 0 ? undefined : process.argv[i + 1];
+  if (v === undefined) {
+    process.stderr.write(`--${name}: required\n`);
+    process.exit(2);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------- worker side
+
+interface HollowAgent {
+  name: string;
+  manager: ContainerManager;
+  server: AgentServer;
+  publisher: StatusPublisher;
+  reporter: ContainerReporter;
+}
+
+async function startHollowAgent(name: string, root: string, nats: string, registrar: ReturnType<typeof grpcRegistrar>): Promise<HollowAgent> {
+  const logger = silentLogger();
+  const parts = hollowParts();
+  const manager = new ContainerManager({ node: name, root: join(root, name), logger, ...parts });
+  await manager.recover();
+  const publisher = await StatusPublisher.connect({ servers: [nats], node: name, logger });
+  const reporter = new ContainerReporter(name, manager, publisher);
+  reporter.start();
+  const server = await startAgentServer({
+    listen: '127.0.0.1:0', logger,
+    implementation: agentServiceHandlers({ node: name, containers: manager, images: { pull: hollowImages.pull, list: async () => [] }, runtime: parts.runtime, logger }),
+  });
+  const facts = { ...detectNodeFacts(), ...HOLLOW_CAPACITY };
+  const spec = buildNodeSpec({ name, labels: { hollow: 'true' }, address: server.address, agentVersion: BERTH_VERSION }, facts);
+  const registered = await registerWithRetry(registrar, spec, { logger });
+  publisher.startHeartbeats({
+    intervalMs: registered.heartbeatIntervalMs > 0 ? registered.heartbeatIntervalMs : 1000,
+    capacity: spec.capacity, containers: () => manager.count,
+  });
+  return { name, manager, server, publisher, reporter };
+}
+
+async function stopHollowAgent(a: HollowAgent): Promise<void> {
+  a.reporter.stop();
+  a.publisher.stopHeartbeats();
+  a.manager.close();
+  await a.server.close(0).catch(() => undefined);
+  await a.publisher.close().catch(() => undefined);
+}
+
+/** `--worker`: hosts agents --first .. --first+--count-1; prints "ready" then obeys "kill NAME" lines on stdin. */
+async function worker(): Promise<void> {
+  const first = Number(strArg('first'));
+  const count = intArg('count', 1);
+  const nats = strArg('nats');
+  const controller = strArg('controller');
+  const root = mkdtempSync(join(tmpdir(), 'berth-hollow-'));
+  const registrar = grpcRegistrar(controller, 30_000);
+  const agents = new Map<string, HollowAgent>();
+  const cleanup = async (): Promise<void> => {
+    await Promise.all([...agents.values()].map(stopHollowAgent));
+    agents.clear();
+    registrar.close();
+    rmSync(root, { recursive: true, force: true });
+  };
+  const onSignal = (): void => void cleanup().finally(() => process.exit(0));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    const names = Array.from({ length: count }, (_, i) => `hollow-${String(first + i).padStart(5, '0')}`);
+    const concurrency = 25;
+    for (let i = 0; i < names.length; i += concurrency) {
+      const batch = await Promise.all(names.slice(i, i + concurrency).map((n) => startHollowAgent(n, root, nats, registrar)));
+      for (const a of batch) agents.set(a.name, a);
+    }
+    process.stdout.write(`ready ${agents.size}\n`);
+  } catch (err) {
+    process.stderr.write(`worker failed: ${messageOf(err)}\n`);
+    await cleanup();
+    process.exit(1);
+  }
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    const [cmd, name] = line.trim().split(/\s+/);
+    const a = name ? agents.get(name) : undefined;
+    if (cmd === 'kill' && a) {
+      agents.delete(a.name);
+      // A dead machine: no goodbye, just silence (the node's containers vanish with it).
+      void stopHollowAgent(a).then(() => process.stdout.write(`killed ${a.name}\n`));
+    }
+  });
+  rl.on('close', () => void cleanup().finally(() => process.exit(0)));
+}
+
+// ------------------------------------------------------------ orchestrator side
+
+type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
+
+function call<Req, Res>(client: grpc.Client, method: Unary<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+function workloadYaml(name: string, replicas: number): string {
+  return [
+    'apiVersion: berth/v1', 'kind: Workload', 'metadata:', `  name: ${name}`, '  labels:', `    app: ${name}`,
+    'spec:', `  replicas: ${replicas}`, '  image: 127.0.0.1:5000/hollow:1', '',
+  ].join('\n');
+}
+
+function schedulerAlone(nodes: number, replicas: number): number {
+  const list: NodeSnapshot[] = [];
+  for (let i = 0; i < nodes; i++) {
+    list.push({ name: `hollow-${String(i).padStart(5, '0')}`, labels: { hollow: 'true' }, ready: true, cordoned: false, capacity: { ...HOLLOW_CAPACITY } });
+  }
+  const cluster: ClusterSnapshot = { nodes: list, replicas: [] };
+  const run = (): number => {
+    const t0 = performance.now();
+    const plan = schedule(cluster, { workload: 'w', replicas, resources: { cpuMillis: 0, memoryBytes: 0, pids: 0 } }, { evalId: `bench-${t0}` });
+    const dt = (performance.now() - t0) / 1000;
+    return plan.placements.length / dt;
+  };
+  run();
+  const rates = [run(), run(), run()].sort((a, b) => a - b);
+  return rates[1] ?? 0;
+}
+
+interface Worker { child: ChildProcess; first: number; count: number; lines: string[] }
+
+async function main(): Promise<void> {
+  const nodes = intArg('nodes', 1000);
+  const replicas = intArg('replicas', 10000);
+  const workerCount = Math.min(intArg('workers', 4), nodes);
+  const workloadCount = Math.min(intArg('workloads', 10), replicas);
+  const berth = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
+  const self = fileURLToPath(import.meta.url);
+
+  let etcd: Service | undefined;
+  let nats: Service | undefined;
+  let controller: ManagedProcess | undefined;
+  const workers: Worker[] = [];
+  const clients: grpc.Client[] = [];
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    for (const c of clients) c.close();
+    await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
+      if (w.child.exitCode !== null || w.child.signalCode !== null) return resolve();
+      const t = setTimeout(() => w.child.kill('SIGKILL'), 10_000);
+      w.child.once('exit', () => { clearTimeout(t); resolve(); });
+      w.child.kill('SIGTERM');
+    })));
+    await controller?.stop();
+    await Promise.all([etcd?.stop(), nats?.stop()]);
+  };
+  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    process.stdout.write(`nodes ${nodes}, replicas ${replicas}, worker processes ${workerCount}, workloads ${workloadCount}\n`);
+    const placementsPerSec = schedulerAlone(nodes, replicas);
+    process.stdout.write(`scheduler alone: ${Math.round(placementsPerSec)} placements/s\n`);
+
+    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
+    const address = `127.0.0.1:${await freePort()}`;
+    const etcdUrl = etcd.url;
+    const natsUrl = nats.url;
+    const ctl = controller = startProcess({
+      name: 'scale-controller', command: process.execPath,
+      args: () => [berth, 'controller', '--etcd', etcdUrl, '--nats', natsUrl, '--listen', address, '--id', 'scale', '--log-level', 'warn'],
+    });
+    await waitFor('the controller to listen', () => {
+      if (ctl.exited()) throw new Error(`controller exited:\n${tailLog(ctl)}`);
+      return tailLog(ctl, 200).includes(`listening on ${address}`);
+    }, 30_000);
+    const opts = { 'grpc.max_receive_message_length': -1 };
+    const system = new SystemServiceClient(address, grpc.credentials.createInsecure(), opts);
+    const workloads = new WorkloadServiceClient(address, grpc.credentials.createInsecure(), opts);
+    const containers = new ContainerServiceClient(address, grpc.credentials.createInsecure(), opts);
+    clients.push(system, workloads, containers);
+    await waitFor('the controller to lead', async () => (await call(system, system.version, {})).leader, 30_000, 100);
+
+    const tAgents = performance.now();
+    const per = Math.ceil(nodes / workerCount);
+    for (let first = 0; first < nodes; first += per) {
+      const count = Math.min(per, nodes - first);
+      const child = spawn(process.execPath, [self, '--worker', '--first', String(first), '--count', String(count), '--nats', natsUrl, '--controller', address], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      const w: Worker = { child, first, count, lines: [] };
+      createInterface({ input: child.stdout! }).on('line', (l) => w.lines.push(l));
+      workers.push(w);
+    }
+    await waitFor('every hollow agent to register', () => {
+      for (const w of workers) if (w.child.exitCode !== null) throw new Error(`worker ${w.first} exited with ${w.child.exitCode}`);
+      return workers.every((w) => w.lines.some((l) => l.startsWith('ready')));
+    }, 600_000, 100);
+    process.stdout.write(`${nodes} hollow agents registered and heartbeating in ${((performance.now() - tAgents) / 1000).toFixed(1)} s\n`);
+
+    const names = Array.from({ length: workloadCount }, (_, i) => `scale-${i}`);
+    const sizes = names.map((_, i) => Math.floor(replicas / workloadCount) + (i < replicas % workloadCount ? 1 : 0));
+    const listAll = async (): Promise<ListContainersResponse['containers']> => {
+      const parts = await Promise.all(names.map((workload) => call(containers, containers.list, { all: false, selector: {}, node: '', workload }, 60_000)));
+      return parts.flatMap((p) => p.containers);
+    };
+    const running = (cs: ListContainersResponse['containers'], lost?: string): number =>
+      cs.filter((c) => c.status?.state === ContainerState.CONTAINER_STATE_RUNNING && (lost === undefined || c.node !== lost)).length;
+
+    const t0 = performance.now();
+    for (let i = 0; i < names.length; i++) {
+      await call(workloads, workloads.apply, { manifest: workloadYaml(names[i]!, sizes[i]!), source: `${names[i]}.yaml`, dryRun: false });
+    }
+    const tApplied = performance.now();
+    let last = 0;
+    await waitFor(`${replicas} replicas running`, async () => {
+      last = running(await listAll());
+      return last === replicas;
+    }, 600_000, 200);
+    const applySec = (performance.now() - t0) / 1000;
+    process.stdout.write(`apply (${workloadCount} calls): ${((tApplied - t0) / 1000).toFixed(2)} s\n`);
+    process.stdout.write(`apply-to-all-running: ${applySec.toFixed(2)} s (${Math.round(replicas / applySec)} replicas/s; target < 10 s)\n`);
+
+    // Node loss: the first agent of the first worker goes silent.
+    const victim = `hollow-${String(workers[0]!.first).padStart(5, '0')}`;
+    const onVictim = (await listAll()).filter((c) => c.node === victim).length;
+    const tLoss = performance.now();
+    workers[0]!.child.stdin!.write(`kill ${victim}\n`);
+    let lastLog = performance.now();
+    await waitFor(`the lost node's ${onVictim} replicas replaced`, async () => {
+      const cs = await listAll();
+      const done = running(cs, victim) === replicas;
+      if (!done && performance.now() - lastLog > 5000) {
+        lastLog = performance.now();
+        const states = cs.filter((c) => c.node === victim).map((c) => ContainerState[c.status?.state ?? 0]);
+        process.stdout.write(`  waiting: ${running(cs, victim)} running elsewhere; on ${victim}: ${JSON.stringify(states.slice(0, 3))}${states.length > 3 ? '...' : ''}\n`);
+      }
+      return done;
+    }, intArg('loss-timeout', 120) * 1000, 200);
+    const lossSec = (performance.now() - tLoss) / 1000;
+    const stale = (await listAll()).filter((c) => c.node === victim).map((c) => ContainerState[c.status?.state ?? 0]);
+    if (stale.length > 0) process.stdout.write(`  note: ContainerService.List still lists ${stale.length} replicas on ${victim} (states ${JSON.stringify([...new Set(stale)])})\n`);
+    process.stdout.write(`node-loss-to-replaced: ${lossSec.toFixed(2)} s (${onVictim} replicas on ${victim})\n`);
+    process.stdout.write(`${JSON.stringify({ nodes, replicas, placementsPerSec: Math.round(placementsPerSec), applyToAllRunningSec: Number(applySec.toFixed(2)), replicasPerSec: Math.round(replicas / applySec), nodeLossToReplacedSec: Number(lossSec.toFixed(2)), lastRunningCount: last })}\n`);
+  } finally {
+    await cleanup();
+  }
+}
+
+if (process.argv.includes('--worker')) {
+  await worker();
+} else {
+  await main().catch((err: unknown) => {
+    process.stderr.write(`scale benchmark failed: ${messageOf(err)}\n`);
+    process.exitCode = 1;
+  });
+}
