@@ -107,7 +107,8 @@ async function worker(): Promise<void> {
   const count = intArg('count', 1);
   const nats = strArg('nats');
   const controller = strArg('controller');
-  const root = mkdtempSync(join(tmpdir(), 'berth-hollow-'));
+  // Under the orchestrator's temp dir, which it removes even if this process is killed.
+  const root = strArg('root');
   const registrar = grpcRegistrar(controller, 30_000);
   const agents = new Map<string, HollowAgent>();
   const cleanup = async (): Promise<void> => {
@@ -116,7 +117,9 @@ async function worker(): Promise<void> {
     registrar.close();
     rmSync(root, { recursive: true, force: true });
   };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(0));
+  // Hollow agents own no process, mount or cgroup, and the orchestrator removes the root:
+  // on a signal, exiting at once is a clean stop (sockets close with the process).
+  const onSignal = (): void => process.exit(0);
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
@@ -193,6 +196,7 @@ async function main(): Promise<void> {
   let nats: Service | undefined;
   let controller: ManagedProcess | undefined;
   const workers: Worker[] = [];
+  const scratch = mkdtempSync(join(tmpdir(), 'berth-scale-'));
   const clients: grpc.Client[] = [];
   let cleaned = false;
   const cleanup = async (): Promise<void> => {
@@ -201,14 +205,27 @@ async function main(): Promise<void> {
     for (const c of clients) c.close();
     await Promise.all(workers.map((w) => new Promise<void>((resolve) => {
       if (w.child.exitCode !== null || w.child.signalCode !== null) return resolve();
-      const t = setTimeout(() => w.child.kill('SIGKILL'), 10_000);
+      const t = setTimeout(() => w.child.kill('SIGKILL'), 3_000);
       w.child.once('exit', () => { clearTimeout(t); resolve(); });
       w.child.kill('SIGTERM');
     })));
     await controller?.stop();
     await Promise.all([etcd?.stop(), nats?.stop()]);
+    rmSync(scratch, { recursive: true, force: true });
   };
-  const onSignal = (): void => void cleanup().finally(() => process.exit(130));
+  let stopping = false;
+  const onSignal = (): void => {
+    stopping = true;
+    void cleanup().finally(() => process.exit(130));
+  };
+  /** waitFor, but gives up at once when a signal arrived (cleanup is then under way). */
+  const until = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number, intervalMs: number): Promise<void> =>
+    waitFor(what, async () => {
+      if (stopping) return true;
+      return fn();
+    }, timeoutMs, intervalMs).then(() => {
+      if (stopping) throw new Error('interrupted');
+    });
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
@@ -240,14 +257,14 @@ async function main(): Promise<void> {
     const per = Math.ceil(nodes / workerCount);
     for (let first = 0; first < nodes; first += per) {
       const count = Math.min(per, nodes - first);
-      const child = spawn(process.execPath, [self, '--worker', '--first', String(first), '--count', String(count), '--nats', natsUrl, '--controller', address], {
+      const child = spawn(process.execPath, [self, '--worker', '--first', String(first), '--count', String(count), '--nats', natsUrl, '--controller', address, '--root', join(scratch, `w${first}`)], {
         stdio: ['pipe', 'pipe', 'inherit'],
       });
       const w: Worker = { child, first, count, lines: [] };
       createInterface({ input: child.stdout! }).on('line', (l) => w.lines.push(l));
       workers.push(w);
     }
-    await waitFor('every hollow agent to register', () => {
+    await until('every hollow agent to register', () => {
       for (const w of workers) if (w.child.exitCode !== null) throw new Error(`worker ${w.first} exited with ${w.child.exitCode}`);
       return workers.every((w) => w.lines.some((l) => l.startsWith('ready')));
     }, 600_000, 100);
@@ -268,7 +285,7 @@ async function main(): Promise<void> {
     }
     const tApplied = performance.now();
     let last = 0;
-    await waitFor(`${replicas} replicas running`, async () => {
+    await until(`${replicas} replicas running`, async () => {
       last = running(await listAll());
       return last === replicas;
     }, 600_000, 200);
@@ -282,7 +299,7 @@ async function main(): Promise<void> {
     const tLoss = performance.now();
     workers[0]!.child.stdin!.write(`kill ${victim}\n`);
     let lastLog = performance.now();
-    await waitFor(`the lost node's ${onVictim} replicas replaced`, async () => {
+    await until(`the lost node's ${onVictim} replicas replaced`, async () => {
       const cs = await listAll();
       const done = running(cs, victim) === replicas;
       if (!done && performance.now() - lastLog > 5000) {
