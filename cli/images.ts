@@ -134,19 +134,23 @@ export async function runPull(ctx: CliContext, reference: string, node: string |
   return failed > 0 ? 1 : 0;
 }
 
-export async function runImages(ctx: CliContext, node: string | undefined, output: string | undefined): Promise<number> {
-  const format = parseOutputFormat(output, ['table', 'json', 'yaml']);
+/** ImageService.List on one node, or on every Ready node when `node` is empty. */
+export async function listImages(ctx: CliContext, node: string | undefined): Promise<ImageListResponse> {
   const client = await imageClient(ctx);
   const { cliError } = await import('./client.js');
   const { Metadata } = await import('@grpc/grpc-js');
-  let res: ImageListResponse;
   try {
-    res = await new Promise<ImageListResponse>((resolve, reject) => {
+    return await new Promise<ImageListResponse>((resolve, reject) => {
       client.list({ node: node ?? '' }, new Metadata(), { deadline: Date.now() + ctx.timeoutMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
     });
   } finally {
     client.close();
   }
+}
+
+export async function runImages(ctx: CliContext, node: string | undefined, output: string | undefined): Promise<number> {
+  const format = parseOutputFormat(output, ['table', 'json', 'yaml']);
+  const res = await listImages(ctx, node);
   if (format === 'json') ctx.out(formatJson(res.images));
   else if (format === 'yaml') ctx.out(await formatYaml(res.images));
   else {

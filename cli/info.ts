@@ -23,20 +23,6 @@ export interface ClusterInfo {
   workloads: number;
 }
 
-async function listImages(ctx: CliContext): Promise<ImageListResponse> {
-  const grpc = await import('@grpc/grpc-js');
-  const gen = await import('../proto/gen/berth/v1/controller.js');
-  const { cliError } = await import('./client.js');
-  const client = new gen.ImageServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
-  try {
-    return await new Promise<ImageListResponse>((resolve, reject) => {
-      client.list({ node: '' }, new grpc.Metadata(), { deadline: Date.now() + ctx.timeoutMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
-    });
-  } finally {
-    client.close();
-  }
-}
-
 export async function runInfo(ctx: CliContext, output: string | undefined): Promise<number> {
   const format = parseOutputFormat(output, ['table', 'json', 'yaml']);
   const { withController } = await import('./client.js');
@@ -46,7 +32,8 @@ export async function runInfo(ctx: CliContext, output: string | undefined): Prom
     ]);
     let images: ImageListResponse = { images: [], unreachable: [] };
     try {
-      images = await listImages(ctx);
+      const { listImages } = await import('./images.js');
+      images = await listImages(ctx, undefined);
     } catch (err) {
       // No Ready node to ask is not an error for an overview.
       images = { images: [], unreachable: [messageOf(err)] };
