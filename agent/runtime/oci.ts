@@ -10,7 +10,7 @@
  */
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { ValidationError, type FieldProblem } from '../../lib/errors.js';
-import type { InitCapabilities, InitMount, InitRlimit } from '../sys/index.js';
+import type { InitCapabilities, InitMount, InitRlimit, InitSpec } from '../sys/index.js';
 import type { Resources } from './cgroups.js';
 
 export interface OciUser {
@@ -149,31 +149,15 @@ export function capabilityMask(names: readonly string[] | undefined, field: stri
   return mask;
 }
 
-/** The InitSpec fields that come from config.json. */
-export interface ResolvedConfig {
-  rootfs: string;
-  rootfsReadonly: boolean;
-  hostname?: string;
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-  args: string[];
-  env: string[];
-  noNewPrivileges: boolean;
-  /** From the annotation io.berth.seccomp ("default"; absent or "unconfined" = none). */
-  seccomp?: 'default';
-  terminal: boolean;
-  consoleSize?: { rows: number; cols: number };
+/** The InitSpec fields that come from config.json, plus what only the runtime uses (resources, annotations). */
+export type ResolvedConfig = Pick<InitSpec,
+  'rootfs' | 'rootfsReadonly' | 'hostname' | 'cwd' | 'uid' | 'gid' | 'additionalGids' | 'args' | 'env' |
+  'noNewPrivileges' | 'seccomp' | 'terminal' | 'consoleSize' | 'rlimits' | 'mounts' | 'maskedPaths' |
+  'readonlyPaths' | 'joinNamespaces'> & {
   capabilities: InitCapabilities;
-  rlimits: InitRlimit[];
-  mounts: InitMount[];
-  maskedPaths: string[];
-  readonlyPaths: string[];
-  joinNamespaces: { type: 'net' | 'ipc' | 'uts'; path: string }[];
   resources: Resources;
   annotations: Record<string, string>;
-}
+};
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;

@@ -220,10 +220,8 @@ export class Runtime implements ContainerRuntime {
     return cfg;
   }
 
-  /** Creates a container from the bundle (state "created", or "running" with `start`). */
-  async create(id: string, bundle: string, options: CreateOptions = {}): Promise<ContainerInfo> {
-    const dir = this.stateDir(id);
-    const cfg = await this.loadBundle(bundle);
+  /** Makes a new container's state dir (0700 under a 0711 root); an existing one means the id is taken. */
+  private async makeStateDir(id: string, dir: string): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o711 });
     try {
       await mkdir(dir, { mode: 0o700 });
@@ -231,6 +229,13 @@ export class Runtime implements ContainerRuntime {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError('container', id);
       throw e;
     }
+  }
+
+  /** Creates a container from the bundle (state "created", or "running" with `start`). */
+  async create(id: string, bundle: string, options: CreateOptions = {}): Promise<ContainerInfo> {
+    const dir = this.stateDir(id);
+    const cfg = await this.loadBundle(bundle);
+    await this.makeStateDir(id, dir);
     let cgroup: ContainerCgroup | undefined;
     try {
       const resources = { ...cfg.resources, ...options.resources };
@@ -277,13 +282,7 @@ export class Runtime implements ContainerRuntime {
   async runAttached(id: string, bundle: string, options: { resources?: Resources; signal?: AbortSignal } = {}): Promise<number> {
     const dir = this.stateDir(id);
     const cfg = await this.loadBundle(bundle);
-    await mkdir(this.root, { recursive: true, mode: 0o711 });
-    try {
-      await mkdir(dir, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError('container', id);
-      throw e;
-    }
+    await this.makeStateDir(id, dir);
     let cgroup: ContainerCgroup | undefined;
     try {
       const resources = { ...cfg.resources, ...options.resources };

@@ -7,6 +7,9 @@
 import { connect, type NatsConnection } from 'nats';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
 
+/** A message that passed its checks, or the reason it is dropped. */
+export type Parsed<T> = T | string;
+
 export interface ConnectOptions {
   servers: string[];
   /** Connection name shown by the NATS server's monitoring. */
@@ -65,5 +68,32 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }
     signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Subscribes to `subject` and hands each message that `parse` accepts to
+ * `deliver`; a message `parse` refuses (a string reason) is dropped, counted
+ * through `onDrop` and logged at debug. `what` names the messages in logs.
+ */
+export function subscribeParsed<T>(
+  nc: NatsConnection,
+  subject: string,
+  opts: { what: string; logger: Logger; parse: (subject: string, data: Uint8Array) => Parsed<T>; deliver: (msg: T) => void; onDrop: () => void },
+): void {
+  nc.subscribe(subject, {
+    callback: (err, msg) => {
+      if (err) {
+        opts.logger.warn(`${opts.what} subscription error`, { error: messageOf(err) });
+        return;
+      }
+      const parsed = opts.parse(msg.subject, msg.data);
+      if (typeof parsed === 'string') {
+        opts.onDrop();
+        opts.logger.debug(`${opts.what} dropped`, { subject: msg.subject, reason: parsed });
+        return;
+      }
+      opts.deliver(parsed);
+    },
   });
 }

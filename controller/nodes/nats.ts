@@ -6,7 +6,7 @@
  */
 import type { NatsConnection } from 'nats';
 import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
-import { closeGracefully, connectWithRetry } from './connect.js';
+import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 import { Heartbeat } from '../../proto/gen/berth/v1/status.js';
 
 export const HEARTBEAT_SUBJECT_PREFIX = 'berth.v1.node.';
@@ -73,20 +73,9 @@ export class NatsHeartbeats implements HeartbeatSource {
     (async () => {
       for await (const s of nc.status()) this.logger.info('nats connection status', { type: s.type, data: String(s.data) });
     })().catch(() => undefined);
-    nc.subscribe(HEARTBEAT_SUBJECT_WILDCARD, {
-      callback: (err, msg) => {
-        if (err) {
-          this.logger.warn('heartbeat subscription error', { error: messageOf(err) });
-          return;
-        }
-        const parsed = parseHeartbeat(msg.subject, msg.data);
-        if (typeof parsed === 'string') {
-          this.dropped++;
-          this.logger.debug('heartbeat dropped', { subject: msg.subject, reason: parsed });
-          return;
-        }
-        onHeartbeat(parsed.node, parsed.hb);
-      },
+    subscribeParsed(nc, HEARTBEAT_SUBJECT_WILDCARD, {
+      what: 'heartbeat', logger: this.logger, parse: parseHeartbeat,
+      deliver: (p) => onHeartbeat(p.node, p.hb), onDrop: () => this.dropped++,
     });
     await nc.flush();
   }

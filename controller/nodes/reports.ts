@@ -16,7 +16,7 @@
  */
 import type { NatsConnection } from 'nats';
 import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
-import { closeGracefully, connectWithRetry } from './connect.js';
+import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 import { ContainerReport } from '../../proto/gen/berth/v1/status.js';
 import type { Container } from '../../proto/gen/berth/v1/types.js';
 
@@ -151,20 +151,9 @@ export class NatsContainerReports {
     });
     const nc = this.nc;
     if (!nc) return;
-    nc.subscribe(CONTAINERS_SUBJECT_WILDCARD, {
-      callback: (err, msg) => {
-        if (err) {
-          this.logger.warn('container report subscription error', { error: messageOf(err) });
-          return;
-        }
-        const parsed = parseContainerReport(msg.subject, msg.data);
-        if (typeof parsed === 'string') {
-          this.dropped++;
-          this.logger.debug('container report dropped', { subject: msg.subject, reason: parsed });
-          return;
-        }
-        this.opts.observed.apply(parsed.node, parsed.report);
-      },
+    subscribeParsed(nc, CONTAINERS_SUBJECT_WILDCARD, {
+      what: 'container report', logger: this.logger, parse: parseContainerReport,
+      deliver: (p) => this.opts.observed.apply(p.node, p.report), onDrop: () => this.dropped++,
     });
     await nc.flush();
   }

@@ -948,6 +948,27 @@ static void find_executable(char *out, size_t size)
 	fail("executable \"%s\" not found in $PATH (%s)", file, env_path());
 }
 
+/* The last steps before exec, shared by the init and exec stages: enter the
+ * working directory (resolved after pivot_root or setns, so it cannot leave
+ * the root: getcwd() fails for a directory outside it, CVE-2024-21626), cut
+ * the capabilities, set no_new_privs, and find the executable on PATH. */
+static void enter_workdir_drop_privileges(char *exe, size_t size)
+{
+	const char *cwd = spec.cwd ? spec.cwd : "/";
+	if (chdir(cwd) < 0)
+		fail("working directory \"%s\" inside the container", cwd);
+	char buf[PATH_MAX];
+	if (!getcwd(buf, sizeof buf) || buf[0] != '/') {
+		errno = 0;
+		fail("working directory \"%s\" is outside the container root", cwd);
+	}
+	if (spec.have_caps)
+		set_caps();
+	if (spec.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail("set no_new_privs");
+	find_executable(exe, size);
+}
+
 /* Stage C. Never returns. */
 static void init_main(int sock, int in, int out, int err)
 {
@@ -1034,22 +1055,8 @@ static void init_main(int sock, int in, int out, int err)
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		fail("clear keepcaps");
 
-	/* The working directory, resolved after pivot_root: it cannot leave the root.
-	 * getcwd() fails for a directory outside the root (CVE-2024-21626). */
-	const char *cwd = spec.cwd ? spec.cwd : "/";
-	if (chdir(cwd) < 0)
-		fail("working directory \"%s\" inside the container", cwd);
-	char buf[PATH_MAX];
-	if (!getcwd(buf, sizeof buf) || buf[0] != '/') {
-		errno = 0;
-		fail("working directory \"%s\" is outside the container root", cwd);
-	}
-	if (spec.have_caps)
-		set_caps();
-	if (spec.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		fail("set no_new_privs");
 	char exe[PATH_MAX];
-	find_executable(exe, sizeof exe);
+	enter_workdir_drop_privileges(exe, sizeof exe);
 	umask(022);
 
 	send_msg(init_sock, MSG_READY, 0, NULL);
@@ -1647,20 +1654,8 @@ static int exec_main(void)
 		    setresgid(spec.gid, spec.gid, spec.gid) < 0 || setresuid(spec.uid, spec.uid, spec.uid) < 0 ||
 		    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 			fail("set user %u:%u", (unsigned)spec.uid, (unsigned)spec.gid);
-		const char *cwd = spec.cwd ? spec.cwd : "/";
-		char buf[PATH_MAX];
-		if (chdir(cwd) < 0)
-			fail("working directory \"%s\" inside the container", cwd);
-		if (!getcwd(buf, sizeof buf) || buf[0] != '/') {
-			errno = 0;
-			fail("working directory \"%s\" is outside the container root", cwd);
-		}
-		if (spec.have_caps)
-			set_caps();
-		if (spec.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-			fail("set no_new_privs");
 		char exe[PATH_MAX];
-		find_executable(exe, sizeof exe);
+		enter_workdir_drop_privileges(exe, sizeof exe);
 		if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 			for (int fd = 3; fd < 65536; fd++)
 				fcntl(fd, F_SETFD, FD_CLOEXEC);
