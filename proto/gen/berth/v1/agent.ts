@@ -20,7 +20,15 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Container, ContainerSpec, ImageRecord, LogLine, PullProgress } from "./types.js";
+import {
+  Container,
+  ContainerSpec,
+  ImageRecord,
+  ImageRemoval,
+  ImageSearchResult,
+  LogLine,
+  PullProgress,
+} from "./types.js";
 
 /** The agent's API, called by the controller (never by the CLI). */
 
@@ -65,6 +73,32 @@ export interface ListImagesRequest {
 
 export interface ListImagesResponse {
   images: ImageRecord[];
+}
+
+export interface RemoveImagesRequest {
+  /** References (short names allowed) or manifest digests (full, or a prefix of at least 12 hex digits). */
+  references: string[];
+  /** Remove even while containers use the images (their layers stay until the containers are gone). */
+  force: boolean;
+  /** Check and report what would be removed, change nothing. */
+  dryRun: boolean;
+}
+
+export interface PruneImagesRequest {
+  /** Also remove every image record no container uses. */
+  all: boolean;
+}
+
+export interface SearchImagesRequest {
+  term: string;
+  /** Registry host; empty for the agent's default registry. */
+  registry: string;
+  /** At most this many repositories (1..100). */
+  limit: number;
+}
+
+export interface SearchImagesResponse {
+  results: ImageSearchResult[];
 }
 
 export interface AgentLogsRequest {
@@ -675,6 +709,312 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
   },
 };
 
+function createBaseRemoveImagesRequest(): RemoveImagesRequest {
+  return { references: [], force: false, dryRun: false };
+}
+
+export const RemoveImagesRequest: MessageFns<RemoveImagesRequest> = {
+  encode(message: RemoveImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.force !== false) {
+      writer.uint32(16).bool(message.force);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(24).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveImagesRequest {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
+    };
+  },
+
+  toJSON(message: RemoveImagesRequest): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    return obj;
+  },
+};
+
+function createBasePruneImagesRequest(): PruneImagesRequest {
+  return { all: false };
+}
+
+export const PruneImagesRequest: MessageFns<PruneImagesRequest> = {
+  encode(message: PruneImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.all !== false) {
+      writer.uint32(8).bool(message.all);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PruneImagesRequest {
+    return { all: isSet(object.all) ? globalThis.Boolean(object.all) : false };
+  },
+
+  toJSON(message: PruneImagesRequest): unknown {
+    const obj: any = {};
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    return obj;
+  },
+};
+
+function createBaseSearchImagesRequest(): SearchImagesRequest {
+  return { term: "", registry: "", limit: 0 };
+}
+
+export const SearchImagesRequest: MessageFns<SearchImagesRequest> = {
+  encode(message: SearchImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.term !== "") {
+      writer.uint32(10).string(message.term);
+    }
+    if (message.registry !== "") {
+      writer.uint32(18).string(message.registry);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.term = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchImagesRequest {
+    return {
+      term: isSet(object.term) ? globalThis.String(object.term) : "",
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: SearchImagesRequest): unknown {
+    const obj: any = {};
+    if (message.term !== "") {
+      obj.term = message.term;
+    }
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+};
+
+function createBaseSearchImagesResponse(): SearchImagesResponse {
+  return { results: [] };
+}
+
+export const SearchImagesResponse: MessageFns<SearchImagesResponse> = {
+  encode(message: SearchImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ImageSearchResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchImagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchImagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ImageSearchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchImagesResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ImageSearchResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SearchImagesResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ImageSearchResult.toJSON(e));
+    }
+    return obj;
+  },
+};
+
 function createBaseAgentLogsRequest(): AgentLogsRequest {
   return { id: "", follow: false, tail: 0, sinceUnixMs: 0 };
 }
@@ -845,6 +1185,41 @@ export const AgentServiceService = {
     responseSerialize: (value: ListImagesResponse): Buffer => Buffer.from(ListImagesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListImagesResponse => ListImagesResponse.decode(value),
   },
+  /**
+   * Removes image records, then the blobs and snapshots only they used. All
+   * references are checked first: one in use (without force) fails the call
+   * with FAILED_PRECONDITION and nothing is removed.
+   */
+  removeImages: {
+    path: "/berth.v1.AgentService/RemoveImages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveImagesRequest): Buffer => Buffer.from(RemoveImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveImagesRequest => RemoveImagesRequest.decode(value),
+    responseSerialize: (value: ImageRemoval): Buffer => Buffer.from(ImageRemoval.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageRemoval => ImageRemoval.decode(value),
+  },
+  /** Deletes unreferenced blobs and snapshots; with all, also every image no container uses. */
+  pruneImages: {
+    path: "/berth.v1.AgentService/PruneImages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PruneImagesRequest): Buffer => Buffer.from(PruneImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PruneImagesRequest => PruneImagesRequest.decode(value),
+    responseSerialize: (value: ImageRemoval): Buffer => Buffer.from(ImageRemoval.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageRemoval => ImageRemoval.decode(value),
+  },
+  /** The registry's catalog filtered by a term, with tags. */
+  searchImages: {
+    path: "/berth.v1.AgentService/SearchImages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SearchImagesRequest): Buffer => Buffer.from(SearchImagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SearchImagesRequest => SearchImagesRequest.decode(value),
+    responseSerialize: (value: SearchImagesResponse): Buffer =>
+      Buffer.from(SearchImagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SearchImagesResponse => SearchImagesResponse.decode(value),
+  },
   logs: {
     path: "/berth.v1.AgentService/Logs" as const,
     requestStream: false as const,
@@ -864,6 +1239,16 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   /** Streams per-layer progress; the last message has finished set. */
   pullImage: handleServerStreamingCall<PullImageRequest, PullProgress>;
   listImages: handleUnaryCall<ListImagesRequest, ListImagesResponse>;
+  /**
+   * Removes image records, then the blobs and snapshots only they used. All
+   * references are checked first: one in use (without force) fails the call
+   * with FAILED_PRECONDITION and nothing is removed.
+   */
+  removeImages: handleUnaryCall<RemoveImagesRequest, ImageRemoval>;
+  /** Deletes unreferenced blobs and snapshots; with all, also every image no container uses. */
+  pruneImages: handleUnaryCall<PruneImagesRequest, ImageRemoval>;
+  /** The registry's catalog filtered by a term, with tags. */
+  searchImages: handleUnaryCall<SearchImagesRequest, SearchImagesResponse>;
   logs: handleServerStreamingCall<AgentLogsRequest, LogLine>;
 }
 
@@ -949,6 +1334,58 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListImagesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes image records, then the blobs and snapshots only they used. All
+   * references are checked first: one in use (without force) fails the call
+   * with FAILED_PRECONDITION and nothing is removed.
+   */
+  removeImages(
+    request: RemoveImagesRequest,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  removeImages(
+    request: RemoveImagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  removeImages(
+    request: RemoveImagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  /** Deletes unreferenced blobs and snapshots; with all, also every image no container uses. */
+  pruneImages(
+    request: PruneImagesRequest,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  pruneImages(
+    request: PruneImagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  pruneImages(
+    request: PruneImagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImageRemoval) => void,
+  ): ClientUnaryCall;
+  /** The registry's catalog filtered by a term, with tags. */
+  searchImages(
+    request: SearchImagesRequest,
+    callback: (error: ServiceError | null, response: SearchImagesResponse) => void,
+  ): ClientUnaryCall;
+  searchImages(
+    request: SearchImagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SearchImagesResponse) => void,
+  ): ClientUnaryCall;
+  searchImages(
+    request: SearchImagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SearchImagesResponse) => void,
   ): ClientUnaryCall;
   logs(request: AgentLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;
   logs(request: AgentLogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;

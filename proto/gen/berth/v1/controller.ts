@@ -25,6 +25,8 @@ import {
   ContainerSpec,
   Event,
   ImageRecord,
+  ImageRemoval,
+  ImageSearchResult,
   LogLine,
   Node,
   NodeSpec,
@@ -233,6 +235,45 @@ export interface ImageListResponse {
   images: ImageRecord[];
   /** Nodes that could not be asked, with the reason ("node-2: connection refused"). */
   unreachable: string[];
+}
+
+export interface ImageRemoveRequest {
+  /** References (short names allowed) or manifest digests (full or >= 12 hex prefix). */
+  references: string[];
+  /** Node to remove from; empty for every Ready node. */
+  node: string;
+  force: boolean;
+}
+
+export interface ImageRemoveResponse {
+  /** One entry per node that had at least one of the images. */
+  nodes: ImageRemoval[];
+}
+
+export interface ImagePruneRequest {
+  /** Also remove every image no container uses. */
+  all: boolean;
+  /** Node to prune; empty for every Ready node. */
+  node: string;
+}
+
+export interface ImagePruneResponse {
+  /** One entry per node; error is set on a node that failed. */
+  nodes: ImageRemoval[];
+}
+
+export interface ImageSearchRequest {
+  term: string;
+  /** Registry host; empty for the cluster's default registry. */
+  registry: string;
+  /** At most this many repositories (1..100, default 25). */
+  limit: number;
+}
+
+export interface ImageSearchResponse {
+  results: ImageSearchResult[];
+  /** The node whose agent asked the registry. */
+  node: string;
 }
 
 export interface VersionRequest {
@@ -2873,6 +2914,460 @@ export const ImageListResponse: MessageFns<ImageListResponse> = {
   },
 };
 
+function createBaseImageRemoveRequest(): ImageRemoveRequest {
+  return { references: [], node: "", force: false };
+}
+
+export const ImageRemoveRequest: MessageFns<ImageRemoveRequest> = {
+  encode(message: ImageRemoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    if (message.force !== false) {
+      writer.uint32(24).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageRemoveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageRemoveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageRemoveRequest {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+    };
+  },
+
+  toJSON(message: ImageRemoveRequest): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    return obj;
+  },
+};
+
+function createBaseImageRemoveResponse(): ImageRemoveResponse {
+  return { nodes: [] };
+}
+
+export const ImageRemoveResponse: MessageFns<ImageRemoveResponse> = {
+  encode(message: ImageRemoveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.nodes) {
+      ImageRemoval.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageRemoveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageRemoveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodes.push(ImageRemoval.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageRemoveResponse {
+    return {
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => ImageRemoval.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImageRemoveResponse): unknown {
+    const obj: any = {};
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => ImageRemoval.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseImagePruneRequest(): ImagePruneRequest {
+  return { all: false, node: "" };
+}
+
+export const ImagePruneRequest: MessageFns<ImagePruneRequest> = {
+  encode(message: ImagePruneRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.all !== false) {
+      writer.uint32(8).bool(message.all);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePruneRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePruneRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePruneRequest {
+    return {
+      all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: ImagePruneRequest): unknown {
+    const obj: any = {};
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+};
+
+function createBaseImagePruneResponse(): ImagePruneResponse {
+  return { nodes: [] };
+}
+
+export const ImagePruneResponse: MessageFns<ImagePruneResponse> = {
+  encode(message: ImagePruneResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.nodes) {
+      ImageRemoval.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePruneResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePruneResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodes.push(ImageRemoval.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePruneResponse {
+    return {
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => ImageRemoval.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImagePruneResponse): unknown {
+    const obj: any = {};
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => ImageRemoval.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseImageSearchRequest(): ImageSearchRequest {
+  return { term: "", registry: "", limit: 0 };
+}
+
+export const ImageSearchRequest: MessageFns<ImageSearchRequest> = {
+  encode(message: ImageSearchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.term !== "") {
+      writer.uint32(10).string(message.term);
+    }
+    if (message.registry !== "") {
+      writer.uint32(18).string(message.registry);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageSearchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageSearchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.term = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageSearchRequest {
+    return {
+      term: isSet(object.term) ? globalThis.String(object.term) : "",
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ImageSearchRequest): unknown {
+    const obj: any = {};
+    if (message.term !== "") {
+      obj.term = message.term;
+    }
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+};
+
+function createBaseImageSearchResponse(): ImageSearchResponse {
+  return { results: [], node: "" };
+}
+
+export const ImageSearchResponse: MessageFns<ImageSearchResponse> = {
+  encode(message: ImageSearchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ImageSearchResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageSearchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageSearchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ImageSearchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageSearchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ImageSearchResult.fromJSON(e))
+        : [],
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: ImageSearchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ImageSearchResult.toJSON(e));
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+};
+
 function createBaseVersionRequest(): VersionRequest {
   return {};
 }
@@ -3621,6 +4116,43 @@ export const ImageServiceService = {
     responseSerialize: (value: ImageListResponse): Buffer => Buffer.from(ImageListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImageListResponse => ImageListResponse.decode(value),
   },
+  /**
+   * Removes images from one node, or from every Ready node that has them.
+   * Every node is checked first; when any refuses (an image in use without
+   * force, unreachable) nothing is removed anywhere.
+   */
+  remove: {
+    path: "/berth.v1.ImageService/Remove" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImageRemoveRequest): Buffer => Buffer.from(ImageRemoveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImageRemoveRequest => ImageRemoveRequest.decode(value),
+    responseSerialize: (value: ImageRemoveResponse): Buffer => Buffer.from(ImageRemoveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageRemoveResponse => ImageRemoveResponse.decode(value),
+  },
+  /**
+   * Deletes unreferenced blobs and snapshots (and, with all, unused images) on
+   * one node or every Ready node.
+   */
+  prune: {
+    path: "/berth.v1.ImageService/Prune" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImagePruneRequest): Buffer => Buffer.from(ImagePruneRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImagePruneRequest => ImagePruneRequest.decode(value),
+    responseSerialize: (value: ImagePruneResponse): Buffer => Buffer.from(ImagePruneResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImagePruneResponse => ImagePruneResponse.decode(value),
+  },
+  /** Searches a registry's catalog (through one Ready node's agent). */
+  search: {
+    path: "/berth.v1.ImageService/Search" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImageSearchRequest): Buffer => Buffer.from(ImageSearchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImageSearchRequest => ImageSearchRequest.decode(value),
+    responseSerialize: (value: ImageSearchResponse): Buffer => Buffer.from(ImageSearchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImageSearchResponse => ImageSearchResponse.decode(value),
+  },
 } as const;
 
 export interface ImageServiceServer extends UntypedServiceImplementation {
@@ -3632,6 +4164,19 @@ export interface ImageServiceServer extends UntypedServiceImplementation {
   pull: handleServerStreamingCall<ImagePullRequest, PullProgress>;
   /** Lists the images of one node, or of every Ready node. */
   list: handleUnaryCall<ImageListRequest, ImageListResponse>;
+  /**
+   * Removes images from one node, or from every Ready node that has them.
+   * Every node is checked first; when any refuses (an image in use without
+   * force, unreachable) nothing is removed anywhere.
+   */
+  remove: handleUnaryCall<ImageRemoveRequest, ImageRemoveResponse>;
+  /**
+   * Deletes unreferenced blobs and snapshots (and, with all, unused images) on
+   * one node or every Ready node.
+   */
+  prune: handleUnaryCall<ImagePruneRequest, ImagePruneResponse>;
+  /** Searches a registry's catalog (through one Ready node's agent). */
+  search: handleUnaryCall<ImageSearchRequest, ImageSearchResponse>;
 }
 
 export interface ImageServiceClient extends Client {
@@ -3661,6 +4206,61 @@ export interface ImageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImageListResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes images from one node, or from every Ready node that has them.
+   * Every node is checked first; when any refuses (an image in use without
+   * force, unreachable) nothing is removed anywhere.
+   */
+  remove(
+    request: ImageRemoveRequest,
+    callback: (error: ServiceError | null, response: ImageRemoveResponse) => void,
+  ): ClientUnaryCall;
+  remove(
+    request: ImageRemoveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImageRemoveResponse) => void,
+  ): ClientUnaryCall;
+  remove(
+    request: ImageRemoveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImageRemoveResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes unreferenced blobs and snapshots (and, with all, unused images) on
+   * one node or every Ready node.
+   */
+  prune(
+    request: ImagePruneRequest,
+    callback: (error: ServiceError | null, response: ImagePruneResponse) => void,
+  ): ClientUnaryCall;
+  prune(
+    request: ImagePruneRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImagePruneResponse) => void,
+  ): ClientUnaryCall;
+  prune(
+    request: ImagePruneRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImagePruneResponse) => void,
+  ): ClientUnaryCall;
+  /** Searches a registry's catalog (through one Ready node's agent). */
+  search(
+    request: ImageSearchRequest,
+    callback: (error: ServiceError | null, response: ImageSearchResponse) => void,
+  ): ClientUnaryCall;
+  search(
+    request: ImageSearchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImageSearchResponse) => void,
+  ): ClientUnaryCall;
+  search(
+    request: ImageSearchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImageSearchResponse) => void,
   ): ClientUnaryCall;
 }
 

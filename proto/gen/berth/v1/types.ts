@@ -202,6 +202,11 @@ export interface PortSpec {
   publish: number;
   /** "tcp" or "udp". */
   protocol: string;
+  /**
+   * Host address the published port listens on (berth run -p HOSTIP:...);
+   * unset or empty for every address of the node.
+   */
+  hostIp?: string | undefined;
 }
 
 export interface RestartSpec {
@@ -263,7 +268,11 @@ export interface WorkloadSpec {
   restart?: RestartSpec | undefined;
   health?: HealthSpec | undefined;
   placement?: PlacementSpec | undefined;
-  update?: UpdateSpec | undefined;
+  update?:
+    | UpdateSpec
+    | undefined;
+  /** "cluster" (the default when unset), "host" or "none"; see ContainerSpec.network. */
+  network?: string | undefined;
 }
 
 export interface WorkloadSpec_EnvEntry {
@@ -325,6 +334,11 @@ export interface NodeSpec {
   kernel: string;
   /** "v1", "v2" or "hybrid". */
   cgroupVersion: string;
+  /**
+   * IPv4 address other nodes route this node's container subnet through
+   * (host-gw next hop); unset for the host part of address.
+   */
+  internalIp?: string | undefined;
 }
 
 export interface NodeSpec_LabelsEntry {
@@ -343,7 +357,22 @@ export interface NodeStatus {
 
 export interface Node {
   spec?: NodeSpec | undefined;
-  status?: NodeStatus | undefined;
+  status?:
+    | NodeStatus
+    | undefined;
+  /**
+   * Container network of the node, allocated by the controller on
+   * registration; kept across re-registrations, released with the node.
+   */
+  network?: NodeNetwork | undefined;
+}
+
+export interface NodeNetwork {
+  /**
+   * The node's container subnet, e.g. "10.244.3.0/24" (a /24 of the
+   * controller's --cluster-cidr).
+   */
+  subnet: string;
 }
 
 export interface MountSpec {
@@ -375,6 +404,12 @@ export interface ContainerSpec {
   labels: { [key: string]: string };
   /** Remove when it exits (berth run --rm). */
   autoRemove: boolean;
+  /**
+   * "cluster" (the default when unset or empty: own network namespace with
+   * eth0 on the node's bridge and an address from the node's subnet),
+   * "host" (the node's network namespace) or "none" (own namespace, lo only).
+   */
+  network?: string | undefined;
 }
 
 export interface ContainerSpec_EnvEntry {
@@ -475,6 +510,32 @@ export interface LogLine {
   data: Buffer;
   /** Container name, set when several containers are streamed together. */
   source: string;
+}
+
+/** What removing or pruning images did (or, for a dry run, would do) on one node. */
+export interface ImageRemoval {
+  node: string;
+  /** Image records removed. */
+  images: ImageRecord[];
+  /** References asked for that this node does not have (Remove only). */
+  missing: string[];
+  /**
+   * Blobs (layers, configs, manifests) and unpacked layer snapshots deleted;
+   * layers another image or a container still uses stay.
+   */
+  blobsDeleted: number;
+  snapshotsDeleted: number;
+  /** Disk space freed (allocated blocks). */
+  bytesFreed: number;
+  /** Set when this node failed. */
+  error: string;
+}
+
+/** One repository of a registry's catalog. */
+export interface ImageSearchResult {
+  registry: string;
+  repository: string;
+  tags: string[];
 }
 
 function createBaseObjectMeta(): ObjectMeta {
@@ -801,7 +862,7 @@ export const Resources: MessageFns<Resources> = {
 };
 
 function createBasePortSpec(): PortSpec {
-  return { name: "", container: 0, publish: 0, protocol: "" };
+  return { name: "", container: 0, publish: 0, protocol: "", hostIp: undefined };
 }
 
 export const PortSpec: MessageFns<PortSpec> = {
@@ -817,6 +878,9 @@ export const PortSpec: MessageFns<PortSpec> = {
     }
     if (message.protocol !== "") {
       writer.uint32(34).string(message.protocol);
+    }
+    if (message.hostIp !== undefined) {
+      writer.uint32(42).string(message.hostIp);
     }
     return writer;
   },
@@ -866,6 +930,14 @@ export const PortSpec: MessageFns<PortSpec> = {
             message.protocol = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.hostIp = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -884,6 +956,11 @@ export const PortSpec: MessageFns<PortSpec> = {
       container: isSet(object.container) ? globalThis.Number(object.container) : 0,
       publish: isSet(object.publish) ? globalThis.Number(object.publish) : 0,
       protocol: isSet(object.protocol) ? globalThis.String(object.protocol) : "",
+      hostIp: isSet(object.hostIp)
+        ? globalThis.String(object.hostIp)
+        : isSet(object.host_ip)
+        ? globalThis.String(object.host_ip)
+        : undefined,
     };
   },
 
@@ -900,6 +977,9 @@ export const PortSpec: MessageFns<PortSpec> = {
     }
     if (message.protocol !== "") {
       obj.protocol = message.protocol;
+    }
+    if (message.hostIp !== undefined) {
+      obj.hostIp = message.hostIp;
     }
     return obj;
   },
@@ -1591,6 +1671,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     health: undefined,
     placement: undefined,
     update: undefined,
+    network: undefined,
   };
 }
 
@@ -1628,6 +1709,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.update !== undefined) {
       UpdateSpec.encode(message.update, writer.uint32(90).fork()).join();
+    }
+    if (message.network !== undefined) {
+      writer.uint32(98).string(message.network);
     }
     return writer;
   },
@@ -1736,6 +1820,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.update = UpdateSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.network = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1774,6 +1866,7 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
       health: isSet(object.health) ? HealthSpec.fromJSON(object.health) : undefined,
       placement: isSet(object.placement) ? PlacementSpec.fromJSON(object.placement) : undefined,
       update: isSet(object.update) ? UpdateSpec.fromJSON(object.update) : undefined,
+      network: isSet(object.network) ? globalThis.String(object.network) : undefined,
     };
   },
 
@@ -1817,6 +1910,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.update !== undefined) {
       obj.update = UpdateSpec.toJSON(message.update);
+    }
+    if (message.network !== undefined) {
+      obj.network = message.network;
     }
     return obj;
   },
@@ -2482,6 +2578,7 @@ function createBaseNodeSpec(): NodeSpec {
     arch: "",
     kernel: "",
     cgroupVersion: "",
+    internalIp: undefined,
   };
 }
 
@@ -2516,6 +2613,9 @@ export const NodeSpec: MessageFns<NodeSpec> = {
     }
     if (message.cgroupVersion !== "") {
       writer.uint32(82).string(message.cgroupVersion);
+    }
+    if (message.internalIp !== undefined) {
+      writer.uint32(90).string(message.internalIp);
     }
     return writer;
   },
@@ -2616,6 +2716,14 @@ export const NodeSpec: MessageFns<NodeSpec> = {
             message.cgroupVersion = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.internalIp = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2661,6 +2769,11 @@ export const NodeSpec: MessageFns<NodeSpec> = {
         : isSet(object.cgroup_version)
         ? globalThis.String(object.cgroup_version)
         : "",
+      internalIp: isSet(object.internalIp)
+        ? globalThis.String(object.internalIp)
+        : isSet(object.internal_ip)
+        ? globalThis.String(object.internal_ip)
+        : undefined,
     };
   },
 
@@ -2701,6 +2814,9 @@ export const NodeSpec: MessageFns<NodeSpec> = {
     }
     if (message.cgroupVersion !== "") {
       obj.cgroupVersion = message.cgroupVersion;
+    }
+    if (message.internalIp !== undefined) {
+      obj.internalIp = message.internalIp;
     }
     return obj;
   },
@@ -2925,7 +3041,7 @@ export const NodeStatus: MessageFns<NodeStatus> = {
 };
 
 function createBaseNode(): Node {
-  return { spec: undefined, status: undefined };
+  return { spec: undefined, status: undefined, network: undefined };
 }
 
 export const Node: MessageFns<Node> = {
@@ -2935,6 +3051,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.status !== undefined) {
       NodeStatus.encode(message.status, writer.uint32(18).fork()).join();
+    }
+    if (message.network !== undefined) {
+      NodeNetwork.encode(message.network, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2968,6 +3087,14 @@ export const Node: MessageFns<Node> = {
             message.status = NodeStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.network = NodeNetwork.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2984,6 +3111,7 @@ export const Node: MessageFns<Node> = {
     return {
       spec: isSet(object.spec) ? NodeSpec.fromJSON(object.spec) : undefined,
       status: isSet(object.status) ? NodeStatus.fromJSON(object.status) : undefined,
+      network: isSet(object.network) ? NodeNetwork.fromJSON(object.network) : undefined,
     };
   },
 
@@ -2994,6 +3122,67 @@ export const Node: MessageFns<Node> = {
     }
     if (message.status !== undefined) {
       obj.status = NodeStatus.toJSON(message.status);
+    }
+    if (message.network !== undefined) {
+      obj.network = NodeNetwork.toJSON(message.network);
+    }
+    return obj;
+  },
+};
+
+function createBaseNodeNetwork(): NodeNetwork {
+  return { subnet: "" };
+}
+
+export const NodeNetwork: MessageFns<NodeNetwork> = {
+  encode(message: NodeNetwork, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subnet !== "") {
+      writer.uint32(10).string(message.subnet);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeNetwork {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeNetwork();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subnet = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeNetwork {
+    return { subnet: isSet(object.subnet) ? globalThis.String(object.subnet) : "" };
+  },
+
+  toJSON(message: NodeNetwork): unknown {
+    const obj: any = {};
+    if (message.subnet !== "") {
+      obj.subnet = message.subnet;
     }
     return obj;
   },
@@ -3126,6 +3315,7 @@ function createBaseContainerSpec(): ContainerSpec {
     hostname: "",
     labels: {},
     autoRemove: false,
+    network: undefined,
   };
 }
 
@@ -3178,6 +3368,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     });
     if (message.autoRemove !== false) {
       writer.uint32(128).bool(message.autoRemove);
+    }
+    if (message.network !== undefined) {
+      writer.uint32(138).string(message.network);
     }
     return writer;
   },
@@ -3329,6 +3522,14 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
             message.autoRemove = reader.bool();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.network = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3395,6 +3596,7 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
         : isSet(object.auto_remove)
         ? globalThis.Boolean(object.auto_remove)
         : false,
+      network: isSet(object.network) ? globalThis.String(object.network) : undefined,
     };
   },
 
@@ -3459,6 +3661,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     }
     if (message.autoRemove !== false) {
       obj.autoRemove = message.autoRemove;
+    }
+    if (message.network !== undefined) {
+      obj.network = message.network;
     }
     return obj;
   },
@@ -4753,6 +4958,258 @@ export const LogLine: MessageFns<LogLine> = {
     }
     if (message.source !== "") {
       obj.source = message.source;
+    }
+    return obj;
+  },
+};
+
+function createBaseImageRemoval(): ImageRemoval {
+  return { node: "", images: [], missing: [], blobsDeleted: 0, snapshotsDeleted: 0, bytesFreed: 0, error: "" };
+}
+
+export const ImageRemoval: MessageFns<ImageRemoval> = {
+  encode(message: ImageRemoval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    for (const v of message.images) {
+      ImageRecord.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.missing) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.blobsDeleted !== 0) {
+      writer.uint32(32).int64(message.blobsDeleted);
+    }
+    if (message.snapshotsDeleted !== 0) {
+      writer.uint32(40).int64(message.snapshotsDeleted);
+    }
+    if (message.bytesFreed !== 0) {
+      writer.uint32(48).int64(message.bytesFreed);
+    }
+    if (message.error !== "") {
+      writer.uint32(58).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageRemoval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageRemoval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.images.push(ImageRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.missing.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.blobsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.snapshotsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytesFreed = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageRemoval {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageRecord.fromJSON(e)) : [],
+      missing: globalThis.Array.isArray(object?.missing) ? object.missing.map((e: any) => globalThis.String(e)) : [],
+      blobsDeleted: isSet(object.blobsDeleted)
+        ? globalThis.Number(object.blobsDeleted)
+        : isSet(object.blobs_deleted)
+        ? globalThis.Number(object.blobs_deleted)
+        : 0,
+      snapshotsDeleted: isSet(object.snapshotsDeleted)
+        ? globalThis.Number(object.snapshotsDeleted)
+        : isSet(object.snapshots_deleted)
+        ? globalThis.Number(object.snapshots_deleted)
+        : 0,
+      bytesFreed: isSet(object.bytesFreed)
+        ? globalThis.Number(object.bytesFreed)
+        : isSet(object.bytes_freed)
+        ? globalThis.Number(object.bytes_freed)
+        : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: ImageRemoval): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => ImageRecord.toJSON(e));
+    }
+    if (message.missing?.length) {
+      obj.missing = message.missing;
+    }
+    if (message.blobsDeleted !== 0) {
+      obj.blobsDeleted = Math.round(message.blobsDeleted);
+    }
+    if (message.snapshotsDeleted !== 0) {
+      obj.snapshotsDeleted = Math.round(message.snapshotsDeleted);
+    }
+    if (message.bytesFreed !== 0) {
+      obj.bytesFreed = Math.round(message.bytesFreed);
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+};
+
+function createBaseImageSearchResult(): ImageSearchResult {
+  return { registry: "", repository: "", tags: [] };
+}
+
+export const ImageSearchResult: MessageFns<ImageSearchResult> = {
+  encode(message: ImageSearchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    if (message.repository !== "") {
+      writer.uint32(18).string(message.repository);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageSearchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageSearchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.repository = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageSearchResult {
+    return {
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      repository: isSet(object.repository) ? globalThis.String(object.repository) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ImageSearchResult): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.repository !== "") {
+      obj.repository = message.repository;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
     }
     return obj;
   },
