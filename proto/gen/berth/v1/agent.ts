@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -21,6 +23,15 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
+  ContainerDetails,
+  ContainerProcesses,
+  ContainerStats,
+  CopyToContainerRequest,
+  CopyToContainerResponse,
+  TarChunk,
+  WaitResult,
+} from "./containers.js";
+import {
   Container,
   ContainerSpec,
   ImageRecord,
@@ -28,9 +39,43 @@ import {
   ImageSearchResult,
   LogLine,
   PullProgress,
+  Resources,
 } from "./types.js";
 
 /** The agent's API, called by the controller (never by the CLI). */
+
+export interface ContainerIdRequest {
+  id: string;
+}
+
+export interface KillContainerRequest {
+  id: string;
+  /** Name or number; empty for SIGKILL. */
+  signal: string;
+}
+
+export interface RenameContainerOnNodeRequest {
+  id: string;
+  name: string;
+}
+
+export interface UpdateContainerRequest {
+  id: string;
+  resources?: Resources | undefined;
+}
+
+export interface AgentStatsRequest {
+  ids: string[];
+}
+
+export interface AgentStatsResponse {
+  stats: ContainerStats[];
+}
+
+export interface AgentCopyFromRequest {
+  id: string;
+  path: string;
+}
 
 export interface RunContainerRequest {
   /** Chosen by the controller so that a retried call is idempotent. */
@@ -107,6 +152,482 @@ export interface AgentLogsRequest {
   tail: number;
   sinceUnixMs: number;
 }
+
+function createBaseContainerIdRequest(): ContainerIdRequest {
+  return { id: "" };
+}
+
+export const ContainerIdRequest: MessageFns<ContainerIdRequest> = {
+  encode(message: ContainerIdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerIdRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerIdRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerIdRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: ContainerIdRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+};
+
+function createBaseKillContainerRequest(): KillContainerRequest {
+  return { id: "", signal: "" };
+}
+
+export const KillContainerRequest: MessageFns<KillContainerRequest> = {
+  encode(message: KillContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.signal !== "") {
+      writer.uint32(18).string(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KillContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKillContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KillContainerRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+    };
+  },
+
+  toJSON(message: KillContainerRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    return obj;
+  },
+};
+
+function createBaseRenameContainerOnNodeRequest(): RenameContainerOnNodeRequest {
+  return { id: "", name: "" };
+}
+
+export const RenameContainerOnNodeRequest: MessageFns<RenameContainerOnNodeRequest> = {
+  encode(message: RenameContainerOnNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenameContainerOnNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenameContainerOnNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenameContainerOnNodeRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: RenameContainerOnNodeRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+};
+
+function createBaseUpdateContainerRequest(): UpdateContainerRequest {
+  return { id: "", resources: undefined };
+}
+
+export const UpdateContainerRequest: MessageFns<UpdateContainerRequest> = {
+  encode(message: UpdateContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateContainerRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateContainerRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    return obj;
+  },
+};
+
+function createBaseAgentStatsRequest(): AgentStatsRequest {
+  return { ids: [] };
+}
+
+export const AgentStatsRequest: MessageFns<AgentStatsRequest> = {
+  encode(message: AgentStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentStatsRequest {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: AgentStatsRequest): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+};
+
+function createBaseAgentStatsResponse(): AgentStatsResponse {
+  return { stats: [] };
+}
+
+export const AgentStatsResponse: MessageFns<AgentStatsResponse> = {
+  encode(message: AgentStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stats) {
+      ContainerStats.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stats.push(ContainerStats.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentStatsResponse {
+    return {
+      stats: globalThis.Array.isArray(object?.stats) ? object.stats.map((e: any) => ContainerStats.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AgentStatsResponse): unknown {
+    const obj: any = {};
+    if (message.stats?.length) {
+      obj.stats = message.stats.map((e) => ContainerStats.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseAgentCopyFromRequest(): AgentCopyFromRequest {
+  return { id: "", path: "" };
+}
+
+export const AgentCopyFromRequest: MessageFns<AgentCopyFromRequest> = {
+  encode(message: AgentCopyFromRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentCopyFromRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentCopyFromRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentCopyFromRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: AgentCopyFromRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+};
 
 function createBaseRunContainerRequest(): RunContainerRequest {
   return { id: "", name: "", spec: undefined, workload: "", revision: 0, replica: 0 };
@@ -1229,6 +1750,104 @@ export const AgentServiceService = {
     responseSerialize: (value: LogLine): Buffer => Buffer.from(LogLine.encode(value).finish()),
     responseDeserialize: (value: Buffer): LogLine => LogLine.decode(value),
   },
+  /** Starts an exited or created container again (a new attempt over the same rootfs). */
+  startContainer: {
+    path: "/berth.v1.AgentService/StartContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ContainerIdRequest): Buffer => Buffer.from(ContainerIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ContainerIdRequest => ContainerIdRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
+  killContainer: {
+    path: "/berth.v1.AgentService/KillContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KillContainerRequest): Buffer => Buffer.from(KillContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KillContainerRequest => KillContainerRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
+  /** Returns once the container is not running; no deadline of its own. */
+  waitContainer: {
+    path: "/berth.v1.AgentService/WaitContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ContainerIdRequest): Buffer => Buffer.from(ContainerIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ContainerIdRequest => ContainerIdRequest.decode(value),
+    responseSerialize: (value: WaitResult): Buffer => Buffer.from(WaitResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WaitResult => WaitResult.decode(value),
+  },
+  renameContainer: {
+    path: "/berth.v1.AgentService/RenameContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RenameContainerOnNodeRequest): Buffer =>
+      Buffer.from(RenameContainerOnNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RenameContainerOnNodeRequest => RenameContainerOnNodeRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
+  inspectContainer: {
+    path: "/berth.v1.AgentService/InspectContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ContainerIdRequest): Buffer => Buffer.from(ContainerIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ContainerIdRequest => ContainerIdRequest.decode(value),
+    responseSerialize: (value: ContainerDetails): Buffer => Buffer.from(ContainerDetails.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ContainerDetails => ContainerDetails.decode(value),
+  },
+  topContainer: {
+    path: "/berth.v1.AgentService/TopContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ContainerIdRequest): Buffer => Buffer.from(ContainerIdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ContainerIdRequest => ContainerIdRequest.decode(value),
+    responseSerialize: (value: ContainerProcesses): Buffer => Buffer.from(ContainerProcesses.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ContainerProcesses => ContainerProcesses.decode(value),
+  },
+  /** Changes limits live (cgroups) and keeps them for later attempts; 0 keeps a field. */
+  updateContainer: {
+    path: "/berth.v1.AgentService/UpdateContainer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateContainerRequest): Buffer =>
+      Buffer.from(UpdateContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateContainerRequest => UpdateContainerRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
+  /** One sample per container asked for (all on the node when ids is empty). */
+  containerStats: {
+    path: "/berth.v1.AgentService/ContainerStats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AgentStatsRequest): Buffer => Buffer.from(AgentStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AgentStatsRequest => AgentStatsRequest.decode(value),
+    responseSerialize: (value: AgentStatsResponse): Buffer => Buffer.from(AgentStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AgentStatsResponse => AgentStatsResponse.decode(value),
+  },
+  copyFromContainer: {
+    path: "/berth.v1.AgentService/CopyFromContainer" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: AgentCopyFromRequest): Buffer => Buffer.from(AgentCopyFromRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AgentCopyFromRequest => AgentCopyFromRequest.decode(value),
+    responseSerialize: (value: TarChunk): Buffer => Buffer.from(TarChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TarChunk => TarChunk.decode(value),
+  },
+  copyToContainer: {
+    path: "/berth.v1.AgentService/CopyToContainer" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyToContainerRequest): Buffer =>
+      Buffer.from(CopyToContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyToContainerRequest => CopyToContainerRequest.decode(value),
+    responseSerialize: (value: CopyToContainerResponse): Buffer =>
+      Buffer.from(CopyToContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyToContainerResponse => CopyToContainerResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -1250,6 +1869,20 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   /** The registry's catalog filtered by a term, with tags. */
   searchImages: handleUnaryCall<SearchImagesRequest, SearchImagesResponse>;
   logs: handleServerStreamingCall<AgentLogsRequest, LogLine>;
+  /** Starts an exited or created container again (a new attempt over the same rootfs). */
+  startContainer: handleUnaryCall<ContainerIdRequest, Container>;
+  killContainer: handleUnaryCall<KillContainerRequest, Container>;
+  /** Returns once the container is not running; no deadline of its own. */
+  waitContainer: handleUnaryCall<ContainerIdRequest, WaitResult>;
+  renameContainer: handleUnaryCall<RenameContainerOnNodeRequest, Container>;
+  inspectContainer: handleUnaryCall<ContainerIdRequest, ContainerDetails>;
+  topContainer: handleUnaryCall<ContainerIdRequest, ContainerProcesses>;
+  /** Changes limits live (cgroups) and keeps them for later attempts; 0 keeps a field. */
+  updateContainer: handleUnaryCall<UpdateContainerRequest, Container>;
+  /** One sample per container asked for (all on the node when ids is empty). */
+  containerStats: handleUnaryCall<AgentStatsRequest, AgentStatsResponse>;
+  copyFromContainer: handleServerStreamingCall<AgentCopyFromRequest, TarChunk>;
+  copyToContainer: handleClientStreamingCall<CopyToContainerRequest, CopyToContainerResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -1389,6 +2022,152 @@ export interface AgentServiceClient extends Client {
   ): ClientUnaryCall;
   logs(request: AgentLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;
   logs(request: AgentLogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;
+  /** Starts an exited or created container again (a new attempt over the same rootfs). */
+  startContainer(
+    request: ContainerIdRequest,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  startContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  startContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  killContainer(
+    request: KillContainerRequest,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  killContainer(
+    request: KillContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  killContainer(
+    request: KillContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  /** Returns once the container is not running; no deadline of its own. */
+  waitContainer(
+    request: ContainerIdRequest,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  waitContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  waitContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  renameContainer(
+    request: RenameContainerOnNodeRequest,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  renameContainer(
+    request: RenameContainerOnNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  renameContainer(
+    request: RenameContainerOnNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  inspectContainer(
+    request: ContainerIdRequest,
+    callback: (error: ServiceError | null, response: ContainerDetails) => void,
+  ): ClientUnaryCall;
+  inspectContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ContainerDetails) => void,
+  ): ClientUnaryCall;
+  inspectContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ContainerDetails) => void,
+  ): ClientUnaryCall;
+  topContainer(
+    request: ContainerIdRequest,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  topContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  topContainer(
+    request: ContainerIdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  /** Changes limits live (cgroups) and keeps them for later attempts; 0 keeps a field. */
+  updateContainer(
+    request: UpdateContainerRequest,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  updateContainer(
+    request: UpdateContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  updateContainer(
+    request: UpdateContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  /** One sample per container asked for (all on the node when ids is empty). */
+  containerStats(
+    request: AgentStatsRequest,
+    callback: (error: ServiceError | null, response: AgentStatsResponse) => void,
+  ): ClientUnaryCall;
+  containerStats(
+    request: AgentStatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AgentStatsResponse) => void,
+  ): ClientUnaryCall;
+  containerStats(
+    request: AgentStatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AgentStatsResponse) => void,
+  ): ClientUnaryCall;
+  copyFromContainer(request: AgentCopyFromRequest, options?: Partial<CallOptions>): ClientReadableStream<TarChunk>;
+  copyFromContainer(
+    request: AgentCopyFromRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<TarChunk>;
+  copyToContainer(
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyToContainer(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyToContainer(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyToContainer(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(

@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -20,6 +22,15 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import {
+  ContainerDetails,
+  ContainerProcesses,
+  ContainerStats,
+  CopyToContainerRequest,
+  CopyToContainerResponse,
+  TarChunk,
+  WaitResult,
+} from "./containers.js";
 import {
   Container,
   ContainerSpec,
@@ -31,6 +42,7 @@ import {
   Node,
   NodeSpec,
   PullProgress,
+  Resources,
   Workload,
   WorkloadRevision,
 } from "./types.js";
@@ -172,6 +184,86 @@ export interface StopContainersRequest {
 export interface StopContainersResponse {
   /** Names of the containers stopped (already exited ones included). */
   stopped: string[];
+}
+
+export interface StartContainersRequest {
+  /** Names or unambiguous id prefixes. */
+  containers: string[];
+}
+
+export interface StartContainersResponse {
+  started: string[];
+}
+
+export interface RestartContainersRequest {
+  containers: string[];
+  /** As StopContainersRequest.grace_seconds. */
+  graceSeconds: number;
+}
+
+export interface RestartContainersResponse {
+  restarted: string[];
+}
+
+export interface KillContainersRequest {
+  containers: string[];
+  /** Name ("KILL", "SIGTERM") or number; empty for SIGKILL. */
+  signal: string;
+}
+
+export interface KillContainersResponse {
+  killed: string[];
+}
+
+export interface WaitContainerRequest {
+  container: string;
+}
+
+export interface RenameContainerRequest {
+  container: string;
+  newName: string;
+}
+
+export interface InspectContainersRequest {
+  containers: string[];
+}
+
+export interface InspectContainersResponse {
+  containers: ContainerDetails[];
+}
+
+export interface TopContainerRequest {
+  container: string;
+}
+
+export interface UpdateContainersRequest {
+  containers: string[];
+  /** New limits; a field left 0 keeps its value. */
+  resources?: Resources | undefined;
+}
+
+export interface UpdateContainersResponse {
+  updated: string[];
+}
+
+export interface ContainerStatsRequest {
+  /** Names or id prefixes; none for every running container (all: every container). */
+  containers: string[];
+  all: boolean;
+  /** Keep sending a sample every second until cancelled. */
+  stream: boolean;
+}
+
+export interface ContainerStatsResponse {
+  stats: ContainerStats[];
+  /** Nodes that could not be asked, with the reason. */
+  unreachable: string[];
+}
+
+export interface CopyFromContainerRequest {
+  container: string;
+  /** Absolute path inside the container. */
+  path: string;
 }
 
 export interface CordonNodeRequest {
@@ -2127,6 +2219,1108 @@ export const StopContainersResponse: MessageFns<StopContainersResponse> = {
   },
 };
 
+function createBaseStartContainersRequest(): StartContainersRequest {
+  return { containers: [] };
+}
+
+export const StartContainersRequest: MessageFns<StartContainersRequest> = {
+  encode(message: StartContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StartContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    return obj;
+  },
+};
+
+function createBaseStartContainersResponse(): StartContainersResponse {
+  return { started: [] };
+}
+
+export const StartContainersResponse: MessageFns<StartContainersResponse> = {
+  encode(message: StartContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.started) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.started.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartContainersResponse {
+    return {
+      started: globalThis.Array.isArray(object?.started) ? object.started.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: StartContainersResponse): unknown {
+    const obj: any = {};
+    if (message.started?.length) {
+      obj.started = message.started;
+    }
+    return obj;
+  },
+};
+
+function createBaseRestartContainersRequest(): RestartContainersRequest {
+  return { containers: [], graceSeconds: 0 };
+}
+
+export const RestartContainersRequest: MessageFns<RestartContainersRequest> = {
+  encode(message: RestartContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.graceSeconds !== 0) {
+      writer.uint32(16).uint32(message.graceSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestartContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestartContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.graceSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestartContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+      graceSeconds: isSet(object.graceSeconds)
+        ? globalThis.Number(object.graceSeconds)
+        : isSet(object.grace_seconds)
+        ? globalThis.Number(object.grace_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: RestartContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    if (message.graceSeconds !== 0) {
+      obj.graceSeconds = Math.round(message.graceSeconds);
+    }
+    return obj;
+  },
+};
+
+function createBaseRestartContainersResponse(): RestartContainersResponse {
+  return { restarted: [] };
+}
+
+export const RestartContainersResponse: MessageFns<RestartContainersResponse> = {
+  encode(message: RestartContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.restarted) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestartContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestartContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restarted.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestartContainersResponse {
+    return {
+      restarted: globalThis.Array.isArray(object?.restarted)
+        ? object.restarted.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RestartContainersResponse): unknown {
+    const obj: any = {};
+    if (message.restarted?.length) {
+      obj.restarted = message.restarted;
+    }
+    return obj;
+  },
+};
+
+function createBaseKillContainersRequest(): KillContainersRequest {
+  return { containers: [], signal: "" };
+}
+
+export const KillContainersRequest: MessageFns<KillContainersRequest> = {
+  encode(message: KillContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.signal !== "") {
+      writer.uint32(18).string(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KillContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKillContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KillContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+    };
+  },
+
+  toJSON(message: KillContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    return obj;
+  },
+};
+
+function createBaseKillContainersResponse(): KillContainersResponse {
+  return { killed: [] };
+}
+
+export const KillContainersResponse: MessageFns<KillContainersResponse> = {
+  encode(message: KillContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.killed) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KillContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKillContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.killed.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KillContainersResponse {
+    return {
+      killed: globalThis.Array.isArray(object?.killed) ? object.killed.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: KillContainersResponse): unknown {
+    const obj: any = {};
+    if (message.killed?.length) {
+      obj.killed = message.killed;
+    }
+    return obj;
+  },
+};
+
+function createBaseWaitContainerRequest(): WaitContainerRequest {
+  return { container: "" };
+}
+
+export const WaitContainerRequest: MessageFns<WaitContainerRequest> = {
+  encode(message: WaitContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WaitContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWaitContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WaitContainerRequest {
+    return { container: isSet(object.container) ? globalThis.String(object.container) : "" };
+  },
+
+  toJSON(message: WaitContainerRequest): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    return obj;
+  },
+};
+
+function createBaseRenameContainerRequest(): RenameContainerRequest {
+  return { container: "", newName: "" };
+}
+
+export const RenameContainerRequest: MessageFns<RenameContainerRequest> = {
+  encode(message: RenameContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    if (message.newName !== "") {
+      writer.uint32(18).string(message.newName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenameContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenameContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenameContainerRequest {
+    return {
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      newName: isSet(object.newName)
+        ? globalThis.String(object.newName)
+        : isSet(object.new_name)
+        ? globalThis.String(object.new_name)
+        : "",
+    };
+  },
+
+  toJSON(message: RenameContainerRequest): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.newName !== "") {
+      obj.newName = message.newName;
+    }
+    return obj;
+  },
+};
+
+function createBaseInspectContainersRequest(): InspectContainersRequest {
+  return { containers: [] };
+}
+
+export const InspectContainersRequest: MessageFns<InspectContainersRequest> = {
+  encode(message: InspectContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InspectContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    return obj;
+  },
+};
+
+function createBaseInspectContainersResponse(): InspectContainersResponse {
+  return { containers: [] };
+}
+
+export const InspectContainersResponse: MessageFns<InspectContainersResponse> = {
+  encode(message: InspectContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      ContainerDetails.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(ContainerDetails.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectContainersResponse {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerDetails.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InspectContainersResponse): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerDetails.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseTopContainerRequest(): TopContainerRequest {
+  return { container: "" };
+}
+
+export const TopContainerRequest: MessageFns<TopContainerRequest> = {
+  encode(message: TopContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TopContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTopContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TopContainerRequest {
+    return { container: isSet(object.container) ? globalThis.String(object.container) : "" };
+  },
+
+  toJSON(message: TopContainerRequest): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    return obj;
+  },
+};
+
+function createBaseUpdateContainersRequest(): UpdateContainersRequest {
+  return { containers: [], resources: undefined };
+}
+
+export const UpdateContainersRequest: MessageFns<UpdateContainersRequest> = {
+  encode(message: UpdateContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateContainersRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateContainersRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
+    return obj;
+  },
+};
+
+function createBaseUpdateContainersResponse(): UpdateContainersResponse {
+  return { updated: [] };
+}
+
+export const UpdateContainersResponse: MessageFns<UpdateContainersResponse> = {
+  encode(message: UpdateContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.updated) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.updated.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateContainersResponse {
+    return {
+      updated: globalThis.Array.isArray(object?.updated) ? object.updated.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: UpdateContainersResponse): unknown {
+    const obj: any = {};
+    if (message.updated?.length) {
+      obj.updated = message.updated;
+    }
+    return obj;
+  },
+};
+
+function createBaseContainerStatsRequest(): ContainerStatsRequest {
+  return { containers: [], all: false, stream: false };
+}
+
+export const ContainerStatsRequest: MessageFns<ContainerStatsRequest> = {
+  encode(message: ContainerStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.all !== false) {
+      writer.uint32(16).bool(message.all);
+    }
+    if (message.stream !== false) {
+      writer.uint32(24).bool(message.stream);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stream = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerStatsRequest {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => globalThis.String(e))
+        : [],
+      all: isSet(object.all) ? globalThis.Boolean(object.all) : false,
+      stream: isSet(object.stream) ? globalThis.Boolean(object.stream) : false,
+    };
+  },
+
+  toJSON(message: ContainerStatsRequest): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers;
+    }
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    if (message.stream !== false) {
+      obj.stream = message.stream;
+    }
+    return obj;
+  },
+};
+
+function createBaseContainerStatsResponse(): ContainerStatsResponse {
+  return { stats: [], unreachable: [] };
+}
+
+export const ContainerStatsResponse: MessageFns<ContainerStatsResponse> = {
+  encode(message: ContainerStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.stats) {
+      ContainerStats.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.unreachable) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stats.push(ContainerStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unreachable.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerStatsResponse {
+    return {
+      stats: globalThis.Array.isArray(object?.stats) ? object.stats.map((e: any) => ContainerStats.fromJSON(e)) : [],
+      unreachable: globalThis.Array.isArray(object?.unreachable)
+        ? object.unreachable.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ContainerStatsResponse): unknown {
+    const obj: any = {};
+    if (message.stats?.length) {
+      obj.stats = message.stats.map((e) => ContainerStats.toJSON(e));
+    }
+    if (message.unreachable?.length) {
+      obj.unreachable = message.unreachable;
+    }
+    return obj;
+  },
+};
+
+function createBaseCopyFromContainerRequest(): CopyFromContainerRequest {
+  return { container: "", path: "" };
+}
+
+export const CopyFromContainerRequest: MessageFns<CopyFromContainerRequest> = {
+  encode(message: CopyFromContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyFromContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyFromContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyFromContainerRequest {
+    return {
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: CopyFromContainerRequest): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+};
+
 function createBaseCordonNodeRequest(): CordonNodeRequest {
   return { name: "", cordoned: false };
 }
@@ -3807,6 +5001,140 @@ export const ContainerServiceService = {
       Buffer.from(StopContainersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StopContainersResponse => StopContainersResponse.decode(value),
   },
+  /**
+   * Starts exited or created containers again: same id, name and root
+   * filesystem; running ones are left as they are.
+   */
+  start: {
+    path: "/berth.v1.ContainerService/Start" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartContainersRequest): Buffer =>
+      Buffer.from(StartContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartContainersRequest => StartContainersRequest.decode(value),
+    responseSerialize: (value: StartContainersResponse): Buffer =>
+      Buffer.from(StartContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartContainersResponse => StartContainersResponse.decode(value),
+  },
+  /** Stop (as Stop), then Start. */
+  restart: {
+    path: "/berth.v1.ContainerService/Restart" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestartContainersRequest): Buffer =>
+      Buffer.from(RestartContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestartContainersRequest => RestartContainersRequest.decode(value),
+    responseSerialize: (value: RestartContainersResponse): Buffer =>
+      Buffer.from(RestartContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestartContainersResponse => RestartContainersResponse.decode(value),
+  },
+  /** Sends a signal to the main process of running containers. */
+  kill: {
+    path: "/berth.v1.ContainerService/Kill" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KillContainersRequest): Buffer =>
+      Buffer.from(KillContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KillContainersRequest => KillContainersRequest.decode(value),
+    responseSerialize: (value: KillContainersResponse): Buffer =>
+      Buffer.from(KillContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KillContainersResponse => KillContainersResponse.decode(value),
+  },
+  /** Returns once the container is not running (at once for an exited one). */
+  wait: {
+    path: "/berth.v1.ContainerService/Wait" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WaitContainerRequest): Buffer => Buffer.from(WaitContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WaitContainerRequest => WaitContainerRequest.decode(value),
+    responseSerialize: (value: WaitResult): Buffer => Buffer.from(WaitResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WaitResult => WaitResult.decode(value),
+  },
+  /** Renames a container; the new name must be unused in the cluster. */
+  rename: {
+    path: "/berth.v1.ContainerService/Rename" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RenameContainerRequest): Buffer =>
+      Buffer.from(RenameContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RenameContainerRequest => RenameContainerRequest.decode(value),
+    responseSerialize: (value: Container): Buffer => Buffer.from(Container.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Container => Container.decode(value),
+  },
+  inspect: {
+    path: "/berth.v1.ContainerService/Inspect" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InspectContainersRequest): Buffer =>
+      Buffer.from(InspectContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InspectContainersRequest => InspectContainersRequest.decode(value),
+    responseSerialize: (value: InspectContainersResponse): Buffer =>
+      Buffer.from(InspectContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InspectContainersResponse => InspectContainersResponse.decode(value),
+  },
+  /** The processes inside a running container. */
+  top: {
+    path: "/berth.v1.ContainerService/Top" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TopContainerRequest): Buffer => Buffer.from(TopContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TopContainerRequest => TopContainerRequest.decode(value),
+    responseSerialize: (value: ContainerProcesses): Buffer => Buffer.from(ContainerProcesses.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ContainerProcesses => ContainerProcesses.decode(value),
+  },
+  /**
+   * Changes the limits of running containers without restarting them; fields
+   * left 0 keep their value. All containers are checked before any changes.
+   */
+  update: {
+    path: "/berth.v1.ContainerService/Update" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateContainersRequest): Buffer =>
+      Buffer.from(UpdateContainersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateContainersRequest => UpdateContainersRequest.decode(value),
+    responseSerialize: (value: UpdateContainersResponse): Buffer =>
+      Buffer.from(UpdateContainersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateContainersResponse => UpdateContainersResponse.decode(value),
+  },
+  /** Resource use from the cgroups; with stream, a new sample every second. */
+  stats: {
+    path: "/berth.v1.ContainerService/Stats" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ContainerStatsRequest): Buffer =>
+      Buffer.from(ContainerStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ContainerStatsRequest => ContainerStatsRequest.decode(value),
+    responseSerialize: (value: ContainerStatsResponse): Buffer =>
+      Buffer.from(ContainerStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ContainerStatsResponse => ContainerStatsResponse.decode(value),
+  },
+  /**
+   * A file or directory of a container as a tar stream (its top entry is the
+   * path's last component).
+   */
+  copyFrom: {
+    path: "/berth.v1.ContainerService/CopyFrom" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CopyFromContainerRequest): Buffer =>
+      Buffer.from(CopyFromContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyFromContainerRequest => CopyFromContainerRequest.decode(value),
+    responseSerialize: (value: TarChunk): Buffer => Buffer.from(TarChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TarChunk => TarChunk.decode(value),
+  },
+  /** Unpacks a tar stream into a container (see CopyToHeader). */
+  copyTo: {
+    path: "/berth.v1.ContainerService/CopyTo" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyToContainerRequest): Buffer =>
+      Buffer.from(CopyToContainerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyToContainerRequest => CopyToContainerRequest.decode(value),
+    responseSerialize: (value: CopyToContainerResponse): Buffer =>
+      Buffer.from(CopyToContainerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyToContainerResponse => CopyToContainerResponse.decode(value),
+  },
 } as const;
 
 export interface ContainerServiceServer extends UntypedServiceImplementation {
@@ -3824,6 +5152,36 @@ export interface ContainerServiceServer extends UntypedServiceImplementation {
    * A stopped container is not restarted by its restart policy.
    */
   stop: handleUnaryCall<StopContainersRequest, StopContainersResponse>;
+  /**
+   * Starts exited or created containers again: same id, name and root
+   * filesystem; running ones are left as they are.
+   */
+  start: handleUnaryCall<StartContainersRequest, StartContainersResponse>;
+  /** Stop (as Stop), then Start. */
+  restart: handleUnaryCall<RestartContainersRequest, RestartContainersResponse>;
+  /** Sends a signal to the main process of running containers. */
+  kill: handleUnaryCall<KillContainersRequest, KillContainersResponse>;
+  /** Returns once the container is not running (at once for an exited one). */
+  wait: handleUnaryCall<WaitContainerRequest, WaitResult>;
+  /** Renames a container; the new name must be unused in the cluster. */
+  rename: handleUnaryCall<RenameContainerRequest, Container>;
+  inspect: handleUnaryCall<InspectContainersRequest, InspectContainersResponse>;
+  /** The processes inside a running container. */
+  top: handleUnaryCall<TopContainerRequest, ContainerProcesses>;
+  /**
+   * Changes the limits of running containers without restarting them; fields
+   * left 0 keep their value. All containers are checked before any changes.
+   */
+  update: handleUnaryCall<UpdateContainersRequest, UpdateContainersResponse>;
+  /** Resource use from the cgroups; with stream, a new sample every second. */
+  stats: handleServerStreamingCall<ContainerStatsRequest, ContainerStatsResponse>;
+  /**
+   * A file or directory of a container as a tar stream (its top entry is the
+   * path's last component).
+   */
+  copyFrom: handleServerStreamingCall<CopyFromContainerRequest, TarChunk>;
+  /** Unpacks a tar stream into a container (see CopyToHeader). */
+  copyTo: handleClientStreamingCall<CopyToContainerRequest, CopyToContainerResponse>;
 }
 
 export interface ContainerServiceClient extends Client {
@@ -3899,6 +5257,173 @@ export interface ContainerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StopContainersResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Starts exited or created containers again: same id, name and root
+   * filesystem; running ones are left as they are.
+   */
+  start(
+    request: StartContainersRequest,
+    callback: (error: ServiceError | null, response: StartContainersResponse) => void,
+  ): ClientUnaryCall;
+  start(
+    request: StartContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartContainersResponse) => void,
+  ): ClientUnaryCall;
+  start(
+    request: StartContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartContainersResponse) => void,
+  ): ClientUnaryCall;
+  /** Stop (as Stop), then Start. */
+  restart(
+    request: RestartContainersRequest,
+    callback: (error: ServiceError | null, response: RestartContainersResponse) => void,
+  ): ClientUnaryCall;
+  restart(
+    request: RestartContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestartContainersResponse) => void,
+  ): ClientUnaryCall;
+  restart(
+    request: RestartContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestartContainersResponse) => void,
+  ): ClientUnaryCall;
+  /** Sends a signal to the main process of running containers. */
+  kill(
+    request: KillContainersRequest,
+    callback: (error: ServiceError | null, response: KillContainersResponse) => void,
+  ): ClientUnaryCall;
+  kill(
+    request: KillContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KillContainersResponse) => void,
+  ): ClientUnaryCall;
+  kill(
+    request: KillContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KillContainersResponse) => void,
+  ): ClientUnaryCall;
+  /** Returns once the container is not running (at once for an exited one). */
+  wait(
+    request: WaitContainerRequest,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  wait(
+    request: WaitContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  wait(
+    request: WaitContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WaitResult) => void,
+  ): ClientUnaryCall;
+  /** Renames a container; the new name must be unused in the cluster. */
+  rename(
+    request: RenameContainerRequest,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  rename(
+    request: RenameContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  rename(
+    request: RenameContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Container) => void,
+  ): ClientUnaryCall;
+  inspect(
+    request: InspectContainersRequest,
+    callback: (error: ServiceError | null, response: InspectContainersResponse) => void,
+  ): ClientUnaryCall;
+  inspect(
+    request: InspectContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InspectContainersResponse) => void,
+  ): ClientUnaryCall;
+  inspect(
+    request: InspectContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InspectContainersResponse) => void,
+  ): ClientUnaryCall;
+  /** The processes inside a running container. */
+  top(
+    request: TopContainerRequest,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  top(
+    request: TopContainerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  top(
+    request: TopContainerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ContainerProcesses) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes the limits of running containers without restarting them; fields
+   * left 0 keep their value. All containers are checked before any changes.
+   */
+  update(
+    request: UpdateContainersRequest,
+    callback: (error: ServiceError | null, response: UpdateContainersResponse) => void,
+  ): ClientUnaryCall;
+  update(
+    request: UpdateContainersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateContainersResponse) => void,
+  ): ClientUnaryCall;
+  update(
+    request: UpdateContainersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateContainersResponse) => void,
+  ): ClientUnaryCall;
+  /** Resource use from the cgroups; with stream, a new sample every second. */
+  stats(request: ContainerStatsRequest, options?: Partial<CallOptions>): ClientReadableStream<ContainerStatsResponse>;
+  stats(
+    request: ContainerStatsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ContainerStatsResponse>;
+  /**
+   * A file or directory of a container as a tar stream (its top entry is the
+   * path's last component).
+   */
+  copyFrom(request: CopyFromContainerRequest, options?: Partial<CallOptions>): ClientReadableStream<TarChunk>;
+  copyFrom(
+    request: CopyFromContainerRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<TarChunk>;
+  /** Unpacks a tar stream into a container (see CopyToHeader). */
+  copyTo(
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyTo(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyTo(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
+  copyTo(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyToContainerResponse) => void,
+  ): ClientWritableStream<CopyToContainerRequest>;
 }
 
 export const ContainerServiceClient = makeGenericClientConstructor(
