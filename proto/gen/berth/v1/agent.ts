@@ -31,6 +31,7 @@ import {
   TarChunk,
   WaitResult,
 } from "./containers.js";
+import { TerminalSize } from "./streams.js";
 import {
   Container,
   ContainerSpec,
@@ -85,6 +86,12 @@ export interface RunContainerRequest {
   workload: string;
   revision: number;
   replica: number;
+  /** Create it but start it only on an attach with start (AgentStreamService.Attach). */
+  waitForAttach?:
+    | boolean
+    | undefined;
+  /** First window size with spec.tty. */
+  consoleSize?: TerminalSize | undefined;
 }
 
 export interface StopContainerRequest {
@@ -630,7 +637,16 @@ export const AgentCopyFromRequest: MessageFns<AgentCopyFromRequest> = {
 };
 
 function createBaseRunContainerRequest(): RunContainerRequest {
-  return { id: "", name: "", spec: undefined, workload: "", revision: 0, replica: 0 };
+  return {
+    id: "",
+    name: "",
+    spec: undefined,
+    workload: "",
+    revision: 0,
+    replica: 0,
+    waitForAttach: undefined,
+    consoleSize: undefined,
+  };
 }
 
 export const RunContainerRequest: MessageFns<RunContainerRequest> = {
@@ -652,6 +668,12 @@ export const RunContainerRequest: MessageFns<RunContainerRequest> = {
     }
     if (message.replica !== 0) {
       writer.uint32(48).uint32(message.replica);
+    }
+    if (message.waitForAttach !== undefined) {
+      writer.uint32(56).bool(message.waitForAttach);
+    }
+    if (message.consoleSize !== undefined) {
+      TerminalSize.encode(message.consoleSize, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -717,6 +739,22 @@ export const RunContainerRequest: MessageFns<RunContainerRequest> = {
             message.replica = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.waitForAttach = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.consoleSize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -737,6 +775,16 @@ export const RunContainerRequest: MessageFns<RunContainerRequest> = {
       workload: isSet(object.workload) ? globalThis.String(object.workload) : "",
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
       replica: isSet(object.replica) ? globalThis.Number(object.replica) : 0,
+      waitForAttach: isSet(object.waitForAttach)
+        ? globalThis.Boolean(object.waitForAttach)
+        : isSet(object.wait_for_attach)
+        ? globalThis.Boolean(object.wait_for_attach)
+        : undefined,
+      consoleSize: isSet(object.consoleSize)
+        ? TerminalSize.fromJSON(object.consoleSize)
+        : isSet(object.console_size)
+        ? TerminalSize.fromJSON(object.console_size)
+        : undefined,
     };
   },
 
@@ -759,6 +807,12 @@ export const RunContainerRequest: MessageFns<RunContainerRequest> = {
     }
     if (message.replica !== 0) {
       obj.replica = Math.round(message.replica);
+    }
+    if (message.waitForAttach !== undefined) {
+      obj.waitForAttach = message.waitForAttach;
+    }
+    if (message.consoleSize !== undefined) {
+      obj.consoleSize = TerminalSize.toJSON(message.consoleSize);
     }
     return obj;
   },

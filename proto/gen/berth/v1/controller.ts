@@ -31,6 +31,7 @@ import {
   TarChunk,
   WaitResult,
 } from "./containers.js";
+import { TerminalSize } from "./streams.js";
 import {
   Container,
   ContainerSpec,
@@ -132,6 +133,15 @@ export interface RunRequest {
   node: string;
   /** Labels the node must have (berth run --constraint label=value). */
   nodeSelector: { [key: string]: string };
+  /**
+   * Create the container but start it only when an attach with start comes
+   * (StreamService.Attach; berth run -it/-t): nothing it prints is missed.
+   */
+  waitForAttach?:
+    | boolean
+    | undefined;
+  /** First window size of a container with a tty (spec.tty). */
+  consoleSize?: TerminalSize | undefined;
 }
 
 export interface RunRequest_NodeSelectorEntry {
@@ -1354,7 +1364,7 @@ export const WorkloadEvent: MessageFns<WorkloadEvent> = {
 };
 
 function createBaseRunRequest(): RunRequest {
-  return { name: "", spec: undefined, node: "", nodeSelector: {} };
+  return { name: "", spec: undefined, node: "", nodeSelector: {}, waitForAttach: undefined, consoleSize: undefined };
 }
 
 export const RunRequest: MessageFns<RunRequest> = {
@@ -1371,6 +1381,12 @@ export const RunRequest: MessageFns<RunRequest> = {
     globalThis.Object.entries(message.nodeSelector).forEach(([key, value]: [string, string]) => {
       RunRequest_NodeSelectorEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
     });
+    if (message.waitForAttach !== undefined) {
+      writer.uint32(40).bool(message.waitForAttach);
+    }
+    if (message.consoleSize !== undefined) {
+      TerminalSize.encode(message.consoleSize, writer.uint32(50).fork()).join();
+    }
     return writer;
   },
 
@@ -1422,6 +1438,22 @@ export const RunRequest: MessageFns<RunRequest> = {
             }
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.waitForAttach = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.consoleSize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1466,6 +1498,16 @@ export const RunRequest: MessageFns<RunRequest> = {
           {},
         )
         : {},
+      waitForAttach: isSet(object.waitForAttach)
+        ? globalThis.Boolean(object.waitForAttach)
+        : isSet(object.wait_for_attach)
+        ? globalThis.Boolean(object.wait_for_attach)
+        : undefined,
+      consoleSize: isSet(object.consoleSize)
+        ? TerminalSize.fromJSON(object.consoleSize)
+        : isSet(object.console_size)
+        ? TerminalSize.fromJSON(object.console_size)
+        : undefined,
     };
   },
 
@@ -1488,6 +1530,12 @@ export const RunRequest: MessageFns<RunRequest> = {
           obj.nodeSelector[k] = v;
         });
       }
+    }
+    if (message.waitForAttach !== undefined) {
+      obj.waitForAttach = message.waitForAttach;
+    }
+    if (message.consoleSize !== undefined) {
+      obj.consoleSize = TerminalSize.toJSON(message.consoleSize);
     }
     return obj;
   },
