@@ -46,6 +46,7 @@ import {
   Resources,
   Workload,
   WorkloadRevision,
+  WorkloadSpec,
 } from "./types.js";
 
 /**
@@ -67,6 +68,101 @@ export interface ApplyResult {
   /** "created", "configured" or "unchanged". */
   action: string;
   revision: number;
+  /** Dry runs only: the spec change and what the reconciler would do first. */
+  preview?: ApplyPreview | undefined;
+}
+
+/**
+ * What an apply would change and do, computed by a dry run against the
+ * current cluster (the same decision the leader's next pass would make).
+ */
+export interface ApplyPreview {
+  /** The stored spec; unset for a workload the apply would create. */
+  previous?:
+    | WorkloadSpec
+    | undefined;
+  /** The spec the apply would store. */
+  spec?:
+    | WorkloadSpec
+    | undefined;
+  /** New replicas and the nodes they would go to. */
+  place: PlannedReplica[];
+  /** Replicas that would be removed (scale down; or replaced by a rolling update). */
+  remove: PlannedReplica[];
+  /** Replicas no node can take now, and the scheduler's summary of why. */
+  pending: number;
+  pendingReason: string;
+  /**
+   * Replicas of the current spec a rolling update would replace in all
+   * (the first step is in place/remove; the rest follow as replicas get ready).
+   */
+  replace: number;
+}
+
+export interface PlannedReplica {
+  /** "web-3": workload and replica index (the id suffix is chosen when it is created). */
+  name: string;
+  node: string;
+}
+
+export interface RolloutStatusRequest {
+  name: string;
+}
+
+export interface RolloutStatusResponse {
+  workload: string;
+  /**
+   * The workload's current spec revision and why it exists ("apply",
+   * "scale", "restart", "undo to 2", "rollback to 1: ...").
+   */
+  revision: number;
+  cause: string;
+  desired: number;
+  /** Replicas running the current revision's spec on nodes that are not lost. */
+  updated: number;
+  /** Of those, ready ones (running and healthy). */
+  updatedReady: number;
+  /** Ready replicas of any revision. */
+  available: number;
+  /** Replicas of earlier revisions (or on draining nodes) not yet replaced. */
+  old: number;
+  /** Replicas no node can take, and why (from the reconciler's last pass). */
+  pending: number;
+  pendingReason: string;
+  /** Every replica runs the current spec and is ready, none is left over. */
+  complete: boolean;
+  /**
+   * Set when the current revision is an automatic rollback: the revision
+   * that failed and why.
+   */
+  rolledBackRevision: number;
+  rollbackReason: string;
+  /**
+   * Replicas of the current revision that are not ready, and why
+   * ("web-2-3fa1c on node \"n1\": restarted 2 times (Error)").
+   */
+  notReady: string[];
+}
+
+export interface UndoRequest {
+  name: string;
+  /**
+   * The revision whose spec to return to; 0 for the newest earlier revision
+   * with a different spec.
+   */
+  toRevision: number;
+}
+
+export interface UndoResponse {
+  workload?:
+    | Workload
+    | undefined;
+  /** The revision whose spec the new revision has. */
+  toRevision: number;
+}
+
+export interface RestartRequest {
+  name: string;
 }
 
 export interface ApplyResponse {
@@ -484,7 +580,7 @@ export const ApplyRequest: MessageFns<ApplyRequest> = {
 };
 
 function createBaseApplyResult(): ApplyResult {
-  return { name: "", action: "", revision: 0 };
+  return { name: "", action: "", revision: 0, preview: undefined };
 }
 
 export const ApplyResult: MessageFns<ApplyResult> = {
@@ -497,6 +593,9 @@ export const ApplyResult: MessageFns<ApplyResult> = {
     }
     if (message.revision !== 0) {
       writer.uint32(24).int64(message.revision);
+    }
+    if (message.preview !== undefined) {
+      ApplyPreview.encode(message.preview, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -538,6 +637,14 @@ export const ApplyResult: MessageFns<ApplyResult> = {
             message.revision = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.preview = ApplyPreview.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -555,6 +662,7 @@ export const ApplyResult: MessageFns<ApplyResult> = {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       action: isSet(object.action) ? globalThis.String(object.action) : "",
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      preview: isSet(object.preview) ? ApplyPreview.fromJSON(object.preview) : undefined,
     };
   },
 
@@ -568,6 +676,802 @@ export const ApplyResult: MessageFns<ApplyResult> = {
     }
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
+    }
+    if (message.preview !== undefined) {
+      obj.preview = ApplyPreview.toJSON(message.preview);
+    }
+    return obj;
+  },
+};
+
+function createBaseApplyPreview(): ApplyPreview {
+  return { previous: undefined, spec: undefined, place: [], remove: [], pending: 0, pendingReason: "", replace: 0 };
+}
+
+export const ApplyPreview: MessageFns<ApplyPreview> = {
+  encode(message: ApplyPreview, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.previous !== undefined) {
+      WorkloadSpec.encode(message.previous, writer.uint32(10).fork()).join();
+    }
+    if (message.spec !== undefined) {
+      WorkloadSpec.encode(message.spec, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.place) {
+      PlannedReplica.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.remove) {
+      PlannedReplica.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.pending !== 0) {
+      writer.uint32(40).uint32(message.pending);
+    }
+    if (message.pendingReason !== "") {
+      writer.uint32(50).string(message.pendingReason);
+    }
+    if (message.replace !== 0) {
+      writer.uint32(56).uint32(message.replace);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyPreview {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyPreview();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.previous = WorkloadSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.spec = WorkloadSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.place.push(PlannedReplica.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.remove.push(PlannedReplica.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pending = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pendingReason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.replace = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyPreview {
+    return {
+      previous: isSet(object.previous) ? WorkloadSpec.fromJSON(object.previous) : undefined,
+      spec: isSet(object.spec) ? WorkloadSpec.fromJSON(object.spec) : undefined,
+      place: globalThis.Array.isArray(object?.place) ? object.place.map((e: any) => PlannedReplica.fromJSON(e)) : [],
+      remove: globalThis.Array.isArray(object?.remove) ? object.remove.map((e: any) => PlannedReplica.fromJSON(e)) : [],
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      pendingReason: isSet(object.pendingReason)
+        ? globalThis.String(object.pendingReason)
+        : isSet(object.pending_reason)
+        ? globalThis.String(object.pending_reason)
+        : "",
+      replace: isSet(object.replace) ? globalThis.Number(object.replace) : 0,
+    };
+  },
+
+  toJSON(message: ApplyPreview): unknown {
+    const obj: any = {};
+    if (message.previous !== undefined) {
+      obj.previous = WorkloadSpec.toJSON(message.previous);
+    }
+    if (message.spec !== undefined) {
+      obj.spec = WorkloadSpec.toJSON(message.spec);
+    }
+    if (message.place?.length) {
+      obj.place = message.place.map((e) => PlannedReplica.toJSON(e));
+    }
+    if (message.remove?.length) {
+      obj.remove = message.remove.map((e) => PlannedReplica.toJSON(e));
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.pendingReason !== "") {
+      obj.pendingReason = message.pendingReason;
+    }
+    if (message.replace !== 0) {
+      obj.replace = Math.round(message.replace);
+    }
+    return obj;
+  },
+};
+
+function createBasePlannedReplica(): PlannedReplica {
+  return { name: "", node: "" };
+}
+
+export const PlannedReplica: MessageFns<PlannedReplica> = {
+  encode(message: PlannedReplica, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PlannedReplica {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePlannedReplica();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PlannedReplica {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: PlannedReplica): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+};
+
+function createBaseRolloutStatusRequest(): RolloutStatusRequest {
+  return { name: "" };
+}
+
+export const RolloutStatusRequest: MessageFns<RolloutStatusRequest> = {
+  encode(message: RolloutStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutStatusRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RolloutStatusRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+};
+
+function createBaseRolloutStatusResponse(): RolloutStatusResponse {
+  return {
+    workload: "",
+    revision: 0,
+    cause: "",
+    desired: 0,
+    updated: 0,
+    updatedReady: 0,
+    available: 0,
+    old: 0,
+    pending: 0,
+    pendingReason: "",
+    complete: false,
+    rolledBackRevision: 0,
+    rollbackReason: "",
+    notReady: [],
+  };
+}
+
+export const RolloutStatusResponse: MessageFns<RolloutStatusResponse> = {
+  encode(message: RolloutStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workload !== "") {
+      writer.uint32(10).string(message.workload);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).int64(message.revision);
+    }
+    if (message.cause !== "") {
+      writer.uint32(26).string(message.cause);
+    }
+    if (message.desired !== 0) {
+      writer.uint32(32).uint32(message.desired);
+    }
+    if (message.updated !== 0) {
+      writer.uint32(40).uint32(message.updated);
+    }
+    if (message.updatedReady !== 0) {
+      writer.uint32(48).uint32(message.updatedReady);
+    }
+    if (message.available !== 0) {
+      writer.uint32(56).uint32(message.available);
+    }
+    if (message.old !== 0) {
+      writer.uint32(64).uint32(message.old);
+    }
+    if (message.pending !== 0) {
+      writer.uint32(72).uint32(message.pending);
+    }
+    if (message.pendingReason !== "") {
+      writer.uint32(82).string(message.pendingReason);
+    }
+    if (message.complete !== false) {
+      writer.uint32(88).bool(message.complete);
+    }
+    if (message.rolledBackRevision !== 0) {
+      writer.uint32(96).int64(message.rolledBackRevision);
+    }
+    if (message.rollbackReason !== "") {
+      writer.uint32(106).string(message.rollbackReason);
+    }
+    for (const v of message.notReady) {
+      writer.uint32(114).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workload = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cause = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.desired = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.updated = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.updatedReady = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.available = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.old = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.pending = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.pendingReason = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.complete = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rolledBackRevision = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.rollbackReason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.notReady.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutStatusResponse {
+    return {
+      workload: isSet(object.workload) ? globalThis.String(object.workload) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      cause: isSet(object.cause) ? globalThis.String(object.cause) : "",
+      desired: isSet(object.desired) ? globalThis.Number(object.desired) : 0,
+      updated: isSet(object.updated) ? globalThis.Number(object.updated) : 0,
+      updatedReady: isSet(object.updatedReady)
+        ? globalThis.Number(object.updatedReady)
+        : isSet(object.updated_ready)
+        ? globalThis.Number(object.updated_ready)
+        : 0,
+      available: isSet(object.available) ? globalThis.Number(object.available) : 0,
+      old: isSet(object.old) ? globalThis.Number(object.old) : 0,
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      pendingReason: isSet(object.pendingReason)
+        ? globalThis.String(object.pendingReason)
+        : isSet(object.pending_reason)
+        ? globalThis.String(object.pending_reason)
+        : "",
+      complete: isSet(object.complete) ? globalThis.Boolean(object.complete) : false,
+      rolledBackRevision: isSet(object.rolledBackRevision)
+        ? globalThis.Number(object.rolledBackRevision)
+        : isSet(object.rolled_back_revision)
+        ? globalThis.Number(object.rolled_back_revision)
+        : 0,
+      rollbackReason: isSet(object.rollbackReason)
+        ? globalThis.String(object.rollbackReason)
+        : isSet(object.rollback_reason)
+        ? globalThis.String(object.rollback_reason)
+        : "",
+      notReady: globalThis.Array.isArray(object?.notReady)
+        ? object.notReady.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.not_ready)
+        ? object.not_ready.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RolloutStatusResponse): unknown {
+    const obj: any = {};
+    if (message.workload !== "") {
+      obj.workload = message.workload;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.cause !== "") {
+      obj.cause = message.cause;
+    }
+    if (message.desired !== 0) {
+      obj.desired = Math.round(message.desired);
+    }
+    if (message.updated !== 0) {
+      obj.updated = Math.round(message.updated);
+    }
+    if (message.updatedReady !== 0) {
+      obj.updatedReady = Math.round(message.updatedReady);
+    }
+    if (message.available !== 0) {
+      obj.available = Math.round(message.available);
+    }
+    if (message.old !== 0) {
+      obj.old = Math.round(message.old);
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.pendingReason !== "") {
+      obj.pendingReason = message.pendingReason;
+    }
+    if (message.complete !== false) {
+      obj.complete = message.complete;
+    }
+    if (message.rolledBackRevision !== 0) {
+      obj.rolledBackRevision = Math.round(message.rolledBackRevision);
+    }
+    if (message.rollbackReason !== "") {
+      obj.rollbackReason = message.rollbackReason;
+    }
+    if (message.notReady?.length) {
+      obj.notReady = message.notReady;
+    }
+    return obj;
+  },
+};
+
+function createBaseUndoRequest(): UndoRequest {
+  return { name: "", toRevision: 0 };
+}
+
+export const UndoRequest: MessageFns<UndoRequest> = {
+  encode(message: UndoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.toRevision !== 0) {
+      writer.uint32(16).int64(message.toRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UndoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUndoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.toRevision = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UndoRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      toRevision: isSet(object.toRevision)
+        ? globalThis.Number(object.toRevision)
+        : isSet(object.to_revision)
+        ? globalThis.Number(object.to_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: UndoRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.toRevision !== 0) {
+      obj.toRevision = Math.round(message.toRevision);
+    }
+    return obj;
+  },
+};
+
+function createBaseUndoResponse(): UndoResponse {
+  return { workload: undefined, toRevision: 0 };
+}
+
+export const UndoResponse: MessageFns<UndoResponse> = {
+  encode(message: UndoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workload !== undefined) {
+      Workload.encode(message.workload, writer.uint32(10).fork()).join();
+    }
+    if (message.toRevision !== 0) {
+      writer.uint32(16).int64(message.toRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UndoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUndoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workload = Workload.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.toRevision = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UndoResponse {
+    return {
+      workload: isSet(object.workload) ? Workload.fromJSON(object.workload) : undefined,
+      toRevision: isSet(object.toRevision)
+        ? globalThis.Number(object.toRevision)
+        : isSet(object.to_revision)
+        ? globalThis.Number(object.to_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: UndoResponse): unknown {
+    const obj: any = {};
+    if (message.workload !== undefined) {
+      obj.workload = Workload.toJSON(message.workload);
+    }
+    if (message.toRevision !== 0) {
+      obj.toRevision = Math.round(message.toRevision);
+    }
+    return obj;
+  },
+};
+
+function createBaseRestartRequest(): RestartRequest {
+  return { name: "" };
+}
+
+export const RestartRequest: MessageFns<RestartRequest> = {
+  encode(message: RestartRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestartRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestartRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestartRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RestartRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
     }
     return obj;
   },
@@ -4861,6 +5765,48 @@ export const WorkloadServiceService = {
     responseSerialize: (value: WorkloadEvent): Buffer => Buffer.from(WorkloadEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): WorkloadEvent => WorkloadEvent.decode(value),
   },
+  /**
+   * Progress of the workload's current revision: how many replicas run its
+   * spec and are ready, how many of earlier revisions are left, and whether
+   * it is an automatic rollback of a failed revision. Clients poll it
+   * (berth rollout status).
+   */
+  rolloutStatus: {
+    path: "/berth.v1.WorkloadService/RolloutStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RolloutStatusRequest): Buffer => Buffer.from(RolloutStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RolloutStatusRequest => RolloutStatusRequest.decode(value),
+    responseSerialize: (value: RolloutStatusResponse): Buffer =>
+      Buffer.from(RolloutStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutStatusResponse => RolloutStatusResponse.decode(value),
+  },
+  /**
+   * Makes a new revision with the spec of an earlier one (the replica count
+   * stays), cause "undo to N"; replicas are replaced by a rolling update.
+   */
+  undo: {
+    path: "/berth.v1.WorkloadService/Undo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UndoRequest): Buffer => Buffer.from(UndoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UndoRequest => UndoRequest.decode(value),
+    responseSerialize: (value: UndoResponse): Buffer => Buffer.from(UndoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UndoResponse => UndoResponse.decode(value),
+  },
+  /**
+   * Makes a new revision with the same spec and a new restarted_unix_ms, so
+   * every replica is replaced by a rolling update; cause "restart".
+   */
+  restart: {
+    path: "/berth.v1.WorkloadService/Restart" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestartRequest): Buffer => Buffer.from(RestartRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestartRequest => RestartRequest.decode(value),
+    responseSerialize: (value: Workload): Buffer => Buffer.from(Workload.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Workload => Workload.decode(value),
+  },
 } as const;
 
 export interface WorkloadServiceServer extends UntypedServiceImplementation {
@@ -4877,6 +5823,23 @@ export interface WorkloadServiceServer extends UntypedServiceImplementation {
   history: handleUnaryCall<HistoryRequest, HistoryResponse>;
   /** Streams the current workloads, then every change until cancelled. */
   watch: handleServerStreamingCall<WatchWorkloadsRequest, WorkloadEvent>;
+  /**
+   * Progress of the workload's current revision: how many replicas run its
+   * spec and are ready, how many of earlier revisions are left, and whether
+   * it is an automatic rollback of a failed revision. Clients poll it
+   * (berth rollout status).
+   */
+  rolloutStatus: handleUnaryCall<RolloutStatusRequest, RolloutStatusResponse>;
+  /**
+   * Makes a new revision with the spec of an earlier one (the replica count
+   * stays), cause "undo to N"; replicas are replaced by a rolling update.
+   */
+  undo: handleUnaryCall<UndoRequest, UndoResponse>;
+  /**
+   * Makes a new revision with the same spec and a new restarted_unix_ms, so
+   * every replica is replaced by a rolling update; cause "restart".
+   */
+  restart: handleUnaryCall<RestartRequest, Workload>;
 }
 
 export interface WorkloadServiceClient extends Client {
@@ -4976,6 +5939,59 @@ export interface WorkloadServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WorkloadEvent>;
+  /**
+   * Progress of the workload's current revision: how many replicas run its
+   * spec and are ready, how many of earlier revisions are left, and whether
+   * it is an automatic rollback of a failed revision. Clients poll it
+   * (berth rollout status).
+   */
+  rolloutStatus(
+    request: RolloutStatusRequest,
+    callback: (error: ServiceError | null, response: RolloutStatusResponse) => void,
+  ): ClientUnaryCall;
+  rolloutStatus(
+    request: RolloutStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutStatusResponse) => void,
+  ): ClientUnaryCall;
+  rolloutStatus(
+    request: RolloutStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Makes a new revision with the spec of an earlier one (the replica count
+   * stays), cause "undo to N"; replicas are replaced by a rolling update.
+   */
+  undo(request: UndoRequest, callback: (error: ServiceError | null, response: UndoResponse) => void): ClientUnaryCall;
+  undo(
+    request: UndoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UndoResponse) => void,
+  ): ClientUnaryCall;
+  undo(
+    request: UndoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UndoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Makes a new revision with the same spec and a new restarted_unix_ms, so
+   * every replica is replaced by a rolling update; cause "restart".
+   */
+  restart(request: RestartRequest, callback: (error: ServiceError | null, response: Workload) => void): ClientUnaryCall;
+  restart(
+    request: RestartRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Workload) => void,
+  ): ClientUnaryCall;
+  restart(
+    request: RestartRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Workload) => void,
+  ): ClientUnaryCall;
 }
 
 export const WorkloadServiceClient = makeGenericClientConstructor(

@@ -58,6 +58,11 @@ export enum ContainerState {
   CONTAINER_STATE_RUNNING = 3,
   CONTAINER_STATE_EXITED = 4,
   CONTAINER_STATE_REMOVED = 5,
+  /**
+   * CONTAINER_STATE_UNKNOWN - The container's node is NotReady: its last reported state can no longer
+   * be trusted (the controller lists it so, never an agent).
+   */
+  CONTAINER_STATE_UNKNOWN = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -81,6 +86,9 @@ export function containerStateFromJSON(object: any): ContainerState {
     case 5:
     case "CONTAINER_STATE_REMOVED":
       return ContainerState.CONTAINER_STATE_REMOVED;
+    case 6:
+    case "CONTAINER_STATE_UNKNOWN":
+      return ContainerState.CONTAINER_STATE_UNKNOWN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -102,6 +110,8 @@ export function containerStateToJSON(object: ContainerState): string {
       return "CONTAINER_STATE_EXITED";
     case ContainerState.CONTAINER_STATE_REMOVED:
       return "CONTAINER_STATE_REMOVED";
+    case ContainerState.CONTAINER_STATE_UNKNOWN:
+      return "CONTAINER_STATE_UNKNOWN";
     case ContainerState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -272,7 +282,15 @@ export interface WorkloadSpec {
     | UpdateSpec
     | undefined;
   /** "cluster" (the default when unset), "host" or "none"; see ContainerSpec.network. */
-  network?: string | undefined;
+  network?:
+    | string
+    | undefined;
+  /**
+   * Set by `berth rollout restart` (unix ms): a different value is a new
+   * revision whose replicas replace the old ones. Kept across applies of a
+   * file that does not name it.
+   */
+  restartedUnixMs?: number | undefined;
 }
 
 export interface WorkloadSpec_EnvEntry {
@@ -353,6 +371,8 @@ export interface NodeStatus {
   reason: string;
   allocated?: NodeResources | undefined;
   containers: number;
+  /** Replicas of workloads placed on the node (the controller's records, desired running). */
+  replicas?: number | undefined;
 }
 
 export interface Node {
@@ -1672,6 +1692,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     placement: undefined,
     update: undefined,
     network: undefined,
+    restartedUnixMs: undefined,
   };
 }
 
@@ -1712,6 +1733,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.network !== undefined) {
       writer.uint32(98).string(message.network);
+    }
+    if (message.restartedUnixMs !== undefined) {
+      writer.uint32(104).int64(message.restartedUnixMs);
     }
     return writer;
   },
@@ -1828,6 +1852,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.network = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.restartedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1867,6 +1899,11 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
       placement: isSet(object.placement) ? PlacementSpec.fromJSON(object.placement) : undefined,
       update: isSet(object.update) ? UpdateSpec.fromJSON(object.update) : undefined,
       network: isSet(object.network) ? globalThis.String(object.network) : undefined,
+      restartedUnixMs: isSet(object.restartedUnixMs)
+        ? globalThis.Number(object.restartedUnixMs)
+        : isSet(object.restarted_unix_ms)
+        ? globalThis.Number(object.restarted_unix_ms)
+        : undefined,
     };
   },
 
@@ -1913,6 +1950,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.network !== undefined) {
       obj.network = message.network;
+    }
+    if (message.restartedUnixMs !== undefined) {
+      obj.restartedUnixMs = Math.round(message.restartedUnixMs);
     }
     return obj;
   },
@@ -2898,7 +2938,15 @@ export const NodeSpec_LabelsEntry: MessageFns<NodeSpec_LabelsEntry> = {
 };
 
 function createBaseNodeStatus(): NodeStatus {
-  return { state: 0, lastHeartbeatUnixMs: 0, registeredUnixMs: 0, reason: "", allocated: undefined, containers: 0 };
+  return {
+    state: 0,
+    lastHeartbeatUnixMs: 0,
+    registeredUnixMs: 0,
+    reason: "",
+    allocated: undefined,
+    containers: 0,
+    replicas: undefined,
+  };
 }
 
 export const NodeStatus: MessageFns<NodeStatus> = {
@@ -2920,6 +2968,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     if (message.containers !== 0) {
       writer.uint32(48).uint32(message.containers);
+    }
+    if (message.replicas !== undefined) {
+      writer.uint32(56).uint32(message.replicas);
     }
     return writer;
   },
@@ -2985,6 +3036,14 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.containers = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.replicas = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3013,6 +3072,7 @@ export const NodeStatus: MessageFns<NodeStatus> = {
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       allocated: isSet(object.allocated) ? NodeResources.fromJSON(object.allocated) : undefined,
       containers: isSet(object.containers) ? globalThis.Number(object.containers) : 0,
+      replicas: isSet(object.replicas) ? globalThis.Number(object.replicas) : undefined,
     };
   },
 
@@ -3035,6 +3095,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     if (message.containers !== 0) {
       obj.containers = Math.round(message.containers);
+    }
+    if (message.replicas !== undefined) {
+      obj.replicas = Math.round(message.replicas);
     }
     return obj;
   },
