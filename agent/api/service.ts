@@ -10,14 +10,14 @@ import { ErrorCode, InvalidArgumentError, isCode, messageOf, toGrpcStatus, type 
 import type { AgentLogsRequest, AgentServiceServer, PullImageRequest } from '../../proto/gen/berth/v1/agent.js';
 import type { LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 import { containerIdProblem, type ContainerManager } from '../containers/index.js';
-import { pullWithProgress, toProtoImageRecord, type ImageService } from '../images/index.js';
+import { pullWithProgress, toProtoImageRecord, toProtoImageRemoval, type ImageService } from '../images/index.js';
 import type { ContainerRuntime, LogEntry } from '../runtime/index.js';
 import { parseImageReference } from '../../lib/index.js';
 
 export interface AgentServiceDeps {
   node: string;
   containers: ContainerManager;
-  images: Pick<ImageService, 'pull' | 'list'>;
+  images: Pick<ImageService, 'pull' | 'list' | 'removeMany' | 'prune' | 'search'>;
   runtime: Pick<ContainerRuntime, 'logs' | 'state'>;
   logger: Logger;
   /** A sink per pull for its progress (NATS); the stream gets every message regardless. */
@@ -88,6 +88,20 @@ export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer
 
     listImages: unary(log, 'ListImages', async () => ({
       images: (await deps.images.list()).map((r) => toProtoImageRecord(r, deps.node)),
+    })),
+
+    removeImages: unary(log, 'RemoveImages', async (req) => {
+      if (req.references.length === 0 || req.references.length > 100) {
+        throw new InvalidArgumentError(`references: expected 1 to 100 image references, got ${req.references.length}`, { field: 'references' });
+      }
+      for (const ref of req.references) if (typeof ref !== 'string' || ref === '' || ref.length > 512) throw new InvalidArgumentError(`references: expected image references of 1 to 512 characters, got "${String(ref).slice(0, 40)}"`, { field: 'references' });
+      return toProtoImageRemoval(await deps.images.removeMany(req.references, { force: req.force, dryRun: req.dryRun }), deps.node);
+    }),
+
+    pruneImages: unary(log, 'PruneImages', async (req) => toProtoImageRemoval(await deps.images.prune({ all: req.all }), deps.node)),
+
+    searchImages: unary(log, 'SearchImages', async (req, signal) => ({
+      results: await deps.images.search(req.term, { ...(req.registry ? { registry: req.registry } : {}), limit: req.limit || 25, signal }),
     })),
 
     pullImage: (call: ServerWritableStream<PullImageRequest, PullProgress>): void => {

@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ImageRecord as ProtoImageRecord } from '../../proto/gen/berth/v1/types.js';
+import type { ImageRecord as ProtoImageRecord, ImageRemoval } from '../../proto/gen/berth/v1/types.js';
 
 export interface LayerRecord {
   digest: string;
@@ -96,5 +96,21 @@ export function toProtoImageRecord(rec: ImageRecord, node: string): ProtoImageRe
     sizeBytes: rec.size,
     createdUnixMs: Number.isFinite(created) ? created : 0,
     node,
+  };
+}
+
+/** A removal or prune result in its wire form (proto berth.v1.ImageRemoval). */
+export function toProtoImageRemoval(
+  r: { images: ImageRecord[]; missing?: string[]; blobs: number; snapshots: number; bytesFreed: number },
+  node: string,
+): ImageRemoval {
+  return {
+    node,
+    images: r.images.map((i) => toProtoImageRecord(i, node)),
+    missing: r.missing ?? [],
+    blobsDeleted: r.blobs,
+    snapshotsDeleted: r.snapshots,
+    bytesFreed: r.bytesFreed,
+    error: '',
   };
 }

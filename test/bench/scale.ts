@@ -48,6 +48,14 @@ import { startEtcd, startNats, type Service } from '../harness/services.js';
 import { intArg } from './args.js';
 
 const GiB = 1024 * 1024 * 1024;
+/** A hollow node has no images: pulls are hollow, lists and removals empty. */
+const hollowAgentImages = {
+  pull: hollowImages.pull,
+  list: async () => [],
+  removeMany: async (refs: string[]) => ({ images: [], missing: refs, blobs: 0, snapshots: 0, bytesFreed: 0 }),
+  prune: async () => ({ images: [], blobs: 0, snapshots: 0, bytesFreed: 0 }),
+  search: async () => [],
+};
 /** What each hollow node claims to have: enough for replicas/nodes replicas with room to re-place a lost node's. */
 const HOLLOW_CAPACITY = { cpuMillis: 64000, memoryBytes: 256 * GiB, pids: 1_000_000 };
 
@@ -81,7 +89,7 @@ async function startHollowAgent(name: string, root: string, nats: string, regist
   reporter.start();
   const server = await startAgentServer({
     listen: '127.0.0.1:0', logger,
-    implementation: agentServiceHandlers({ node: name, containers: manager, images: { pull: hollowImages.pull, list: async () => [] }, runtime: parts.runtime, logger }),
+    implementation: agentServiceHandlers({ node: name, containers: manager, images: hollowAgentImages, runtime: parts.runtime, logger }),
   });
   const facts = { ...detectNodeFacts(), ...HOLLOW_CAPACITY };
   const spec = buildNodeSpec({ name, labels: { hollow: 'true' }, address: server.address, agentVersion: BERTH_VERSION }, facts);

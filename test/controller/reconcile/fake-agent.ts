@@ -106,6 +106,9 @@ export class FakeAgent {
         c.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not in the fake' });
       },
       listImages: unimplemented,
+      removeImages: unimplemented,
+      pruneImages: unimplemented,
+      searchImages: unimplemented,
       logs: (c) => {
         this.calls.push({ method: 'Logs', id: c.request.id });
         const ctr = this.containers.get(c.request.id);
