@@ -6,3 +6,4 @@ export * from './reference.js';
 export * from './quantity.js';
 export * from './unreachable.js';
 export * from './workload/index.js';
+export * from './volumes.js';

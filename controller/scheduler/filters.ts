@@ -59,6 +59,13 @@ export const requiredNodeFilter: NodeFilter = {
   passes: (s, i, req) => req.requiredNodes === undefined || req.requiredNodes.has(s.nodes[i]?.name ?? ''),
 };
 
+/** The node holding the request's local volumes (see volumes.ts). */
+export const volumeFilter: NodeFilter = {
+  reason: RejectReason.VolumeOnOtherNode,
+  stage: 'feasibility',
+  passes: (s, i, req) => req.volumes.length === 0 || req.volumes.every((v) => v.node === s.nodes[i]?.name),
+};
+
 /** A dimension fits when nothing is requested or used + requested <= capacity. */
 function fits(used: number, requested: number, capacity: number): boolean {
   return requested === 0 || used + requested <= capacity;
@@ -94,6 +101,7 @@ export const defaultFilters: readonly NodeFilter[] = [
   cordonFilter,
   nodeSelectorFilter,
   requiredNodeFilter,
+  volumeFilter,
   cpuFilter,
   memoryFilter,
   pidsFilter,

@@ -19,7 +19,9 @@ export type {
   ResourceAmounts,
   ScheduleOptions,
   Unplaced,
+  VolumeLocation,
 } from './types.js';
+export { volumeSummary } from './volumes.js';
 export { RejectReason, REASON_ORDER, reasonText, countReasons, formatSummary } from './reasons.js';
 export { SchedulerInputError } from './errors.js';
 export { schedule, withPlacements, defaultPipeline } from './plan.js';
@@ -29,6 +31,7 @@ export {
   cordonFilter,
   nodeSelectorFilter,
   requiredNodeFilter,
+  volumeFilter,
   cpuFilter,
   memoryFilter,
   pidsFilter,

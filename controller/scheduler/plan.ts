@@ -26,6 +26,7 @@ import { scorerFor } from './scorers.js';
 import type { Scorer } from './scorers.js';
 import { NodeHeap } from './heap.js';
 import { buildState, compileRequest, place } from './state.js';
+import { volumeSummary } from './volumes.js';
 import type { CompiledRequest } from './state.js';
 import type {
   ClusterSnapshot,
@@ -107,7 +108,7 @@ export function schedule(
       nodesTotal: state.size,
       nodesAvailable: 0,
       reasons,
-      summary: formatSummary(0, state.size, reasons),
+      summary: volumeSummary(state, req, pipeline.filters) ?? formatSummary(0, state.size, reasons),
     },
   };
 }

@@ -6,7 +6,7 @@
  */
 import { SchedulerInputError } from './errors.js';
 import { seededHasher } from './random.js';
-import type { ClusterSnapshot, NodeSnapshot, PlacementRequest, ResourceAmounts } from './types.js';
+import type { ClusterSnapshot, NodeSnapshot, PlacementRequest, ResourceAmounts, VolumeLocation } from './types.js';
 
 /** Most pending replicas one request may carry. */
 export const MAX_REPLICAS_PER_REQUEST = 1_000_000;
@@ -25,6 +25,8 @@ export interface CompiledRequest {
   readonly maxPerNode: number;
   /** Undefined = any node. */
   readonly requiredNodes: ReadonlySet<string> | undefined;
+  /** Existing local volumes the replicas mount, with their nodes (empty = none). */
+  readonly volumes: readonly VolumeLocation[];
 }
 
 /** Per-node arrays; index i is snapshot.nodes[i]. */
@@ -165,6 +167,17 @@ export function compileRequest(snapshot: ClusterSnapshot, request: PlacementRequ
     });
   }
 
+  const volumes: VolumeLocation[] = [];
+  if (request.volumes !== undefined) {
+    if (!Array.isArray(request.volumes)) fail(workload, 'request.volumes', 'a list of { name, node }', request.volumes);
+    request.volumes.forEach((v: unknown, i) => {
+      const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+      if (typeof o['name'] !== 'string' || o['name'] === '') fail(workload, `request.volumes[${i}].name`, 'a non-empty volume name', o['name']);
+      if (typeof o['node'] !== 'string' || o['node'] === '') fail(workload, `request.volumes[${i}].node`, 'a non-empty node name', o['node']);
+      volumes.push({ name: o['name'], node: o['node'] });
+    });
+  }
+
   return {
     workload,
     replicaIds,
@@ -175,6 +188,7 @@ export function compileRequest(snapshot: ClusterSnapshot, request: PlacementRequ
     spread: p.spread ?? true,
     maxPerNode,
     requiredNodes,
+    volumes,
   };
 }
 

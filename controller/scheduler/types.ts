@@ -97,6 +97,20 @@ export interface PlacementRequest {
    * RejectReason.NodeNotAllowed.
    */
   readonly requiredNodes?: readonly string[] | undefined;
+  /**
+   * Local volumes the replicas mount that exist already, with the node each
+   * lives on: the replicas may only run there (RejectReason.VolumeOnOtherNode),
+   * and when they cannot, the summary says where the volume is and why that
+   * node cannot take them. Volumes that do not exist yet are left out (they
+   * are created on whichever node is chosen).
+   */
+  readonly volumes?: readonly VolumeLocation[] | undefined;
+}
+
+/** A local volume and the node that holds it. */
+export interface VolumeLocation {
+  readonly name: string;
+  readonly node: string;
 }
 
 export interface ScheduleOptions {

@@ -17,6 +17,8 @@ interface FilterCase {
   text: string;
   snapshot: ClusterSnapshot;
   request: PlacementRequest;
+  /** When the summary is not the count form (volumes name their node). */
+  summary?: string;
 }
 
 const cases: FilterCase[] = [
@@ -43,6 +45,13 @@ const cases: FilterCase[] = [
     text: 'not a required node',
     snapshot: cluster([node('n1')]),
     request: { ...small, requiredNodes: ['n9'] },
+  },
+  {
+    reason: RejectReason.VolumeOnOtherNode,
+    text: 'volume on another node',
+    snapshot: cluster([node('n1')]),
+    request: { ...small, volumes: [{ name: 'data', node: 'n9' }] },
+    summary: '0/1 nodes: volume "data" is on node "n9" which is not registered',
   },
   {
     reason: RejectReason.InsufficientCpu,
@@ -76,7 +85,7 @@ describe('scheduler filters', () => {
       const plan = schedule(c.snapshot, c.request, { evalId: 'e1' });
       assert.deepEqual(plan.placements, []);
       assert.ok(plan.unplaced);
-      assert.equal(plan.unplaced.summary, `0/1 nodes: 1 ${c.text}`);
+      assert.equal(plan.unplaced.summary, c.summary ?? `0/1 nodes: 1 ${c.text}`);
       assert.deepEqual(plan.unplaced.reasons, [{ reason: c.reason, text: c.text, nodes: 1 }]);
       assert.equal(reasonText(c.reason), c.text);
     });
