@@ -87,6 +87,8 @@ export interface StreamReady {
   containerId: string;
   containerName: string;
   node: string;
+  /** The stream is a terminal's (output is one stream; a client puts its own terminal in raw mode). */
+  tty: boolean;
 }
 
 export interface StreamExit {
@@ -582,7 +584,7 @@ export const StreamInput: MessageFns<StreamInput> = {
 };
 
 function createBaseStreamReady(): StreamReady {
-  return { containerId: "", containerName: "", node: "" };
+  return { containerId: "", containerName: "", node: "", tty: false };
 }
 
 export const StreamReady: MessageFns<StreamReady> = {
@@ -595,6 +597,9 @@ export const StreamReady: MessageFns<StreamReady> = {
     }
     if (message.node !== "") {
       writer.uint32(26).string(message.node);
+    }
+    if (message.tty !== false) {
+      writer.uint32(32).bool(message.tty);
     }
     return writer;
   },
@@ -636,6 +641,14 @@ export const StreamReady: MessageFns<StreamReady> = {
             message.node = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tty = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -661,6 +674,7 @@ export const StreamReady: MessageFns<StreamReady> = {
         ? globalThis.String(object.container_name)
         : "",
       node: isSet(object.node) ? globalThis.String(object.node) : "",
+      tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
     };
   },
 
@@ -674,6 +688,9 @@ export const StreamReady: MessageFns<StreamReady> = {
     }
     if (message.node !== "") {
       obj.node = message.node;
+    }
+    if (message.tty !== false) {
+      obj.tty = message.tty;
     }
     return obj;
   },
