@@ -1,0 +1,16 @@
+/**
+ * The built-in autoscaler (issue 8). decide() is pure: policy + observation +
+ * history -> replica count and reason. See types.ts for the vocabulary.
+ */
+export type {
+  AutoscaleDecision,
+  AutoscaleHistory,
+  AutoscaleMetric,
+  AutoscaleObservation,
+  AutoscalePolicy,
+  Recommendation,
+  ScaleBehavior,
+  ScaleChange,
+} from './types.js';
+export { EMPTY_HISTORY } from './types.js';
+export { decide, AutoscaleInputError } from './decide.js';
