@@ -199,7 +199,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     // The API is served from the start; its handlers answer UNAVAILABLE until the agent is ready.
     const ready: { impl?: AgentServiceServer } = {};
     const proxy = Object.fromEntries(
-      (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'logs'] as const).map((m) => [
+      (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'removeImages', 'pruneImages', 'searchImages', 'logs'] as const).map((m) => [
         m,
         (call: { emit: (event: string, e: Error) => void }, callback?: (e: { code: number; details: string }) => void) => {
           const impl = ready.impl;
