@@ -7,3 +7,4 @@ export * from './quantity.js';
 export * from './unreachable.js';
 export * from './workload/index.js';
 export * from './volumes.js';
+export * from './network.js';

@@ -114,3 +114,4 @@ export interface CgroupFs {
 }
 
 export type Sys = ContainerProcessOps & ProcessOps & CgroupFs;
+export * from './net.js';
