@@ -14,3 +14,7 @@ export type {
 } from './types.js';
 export { EMPTY_HISTORY } from './types.js';
 export { decide, AutoscaleInputError } from './decide.js';
+export { LoadWindow } from './window.js';
+export type { ReplicaSample, WindowOptions } from './window.js';
+export { Autoscaler } from './autoscaler.js';
+export type { AutoscaledWorkload, AutoscaleTarget, AutoscaleEvents, AutoscalerOptions, TickResult } from './autoscaler.js';
