@@ -15,6 +15,7 @@ import {
   FailedPreconditionError,
   CancelledError,
   InvalidArgumentError,
+  UnavailableError,
   createLogger,
   messageOf,
   parseLogLevel,
@@ -25,7 +26,8 @@ import {
   type Setting,
 } from '../lib/index.js';
 import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from './node/index.js';
-import { agentServiceHandlers, startAgentServer, type AgentServer } from './api/index.js';
+import { agentServiceHandlers, agentVolumeHandlers, startAgentServer, type AgentServer } from './api/index.js';
+import { checkAllowBind, LocalVolumes } from './volumes/index.js';
 import { ContainerReporter, PullProgressThrottle, StatusPublisher } from './status/index.js';
 import { ContainerManager } from './containers/index.js';
 import { detectCgroups, Runtime, writeBundle } from './runtime/index.js';
@@ -78,6 +80,7 @@ export const agentSettings = {
   runtimeRoot: { flag: 'runtime-root', env: 'BERTH_RUNTIME_ROOT', key: 'runtime-root', parse: parsers.string, default: '/run/berth' } as Setting<string>,
   defaultRegistry: { flag: 'default-registry', env: 'BERTH_DEFAULT_REGISTRY', key: 'default-registry', parse: registryHost, default: '' } as Setting<string>,
   insecureRegistry: { flag: 'insecure-registry', env: 'BERTH_INSECURE_REGISTRY', key: 'insecure-registry', parse: registryList, default: [] } as Setting<string[]>,
+  allowBind: { flag: 'allow-bind', env: 'BERTH_ALLOW_BIND', key: 'allow-bind', parse: (raw: string, source: string) => checkAllowBind(raw.split(':').filter(Boolean), source), default: [] } as Setting<string[]>,
   logLevel: { flag: 'log-level', env: 'BERTH_LOG_LEVEL', key: 'log-level', parse: (raw: string, source: string) => parseLogLevel(raw, source), default: 'info' } as Setting<string>,
 };
 
@@ -96,6 +99,7 @@ function buildCommand(): Command {
     .option('--labels <k=v,...>', 'node labels, comma-separated key=value pairs (env BERTH_LABELS)')
     .option('--listen <host:port>', 'agent API listen address; port 0 picks one (default 127.0.0.1:7071)')
     .option('--address <host:port>', 'agent API address the controller dials (default: the listen address)')
+    .option('--allow-bind <dir>', 'a host directory containers may bind-mount from (-v /dir/x:/data); repeat for more (env BERTH_ALLOW_BIND, ":"-separated; default none)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--config <file>', 'YAML file with any of the settings above (flags and environment win)')
     .option('--log-level <level>', 'error, warn, info or debug (env BERTH_LOG_LEVEL; default info)')
     .addHelpText('after', `
@@ -171,6 +175,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   let logger: Logger;
   try {
     cfg = resolveConfig(agentSettings, { flags, file: typeof flags['config'] === 'string' ? flags['config'] : undefined });
+    checkAllowBind(cfg.allowBind);
     if (cfg.node === '') throw new UsageError('--node: the host name is not a valid node name; give one with --node or BERTH_NODE');
     logger = createLogger({ level: cfg.logLevel, defaultMeta: { program: 'agent', node: cfg.node } });
   } catch (err) {
@@ -214,7 +219,17 @@ export async function runAgent(argv: string[]): Promise<number> {
         },
       ]),
     ) as unknown as AgentServiceServer;
-    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy });
+    let mgr: ContainerManager | undefined;
+    const volumes = new LocalVolumes({
+      root: cfg.root, allowBind: cfg.allowBind, logger,
+      inUse: (name) => {
+        // Until the containers are recovered nobody can say a volume is free.
+        if (!mgr) throw new UnavailableError('the agent is starting; try again');
+        return mgr.list().filter((c) => c.spec?.mounts.some((m) => m.type === 'volume' && m.source === name)).map((c) => c.name || c.id);
+      },
+    });
+    await volumes.open();
+    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy, volumes: agentVolumeHandlers({ node: cfg.node, volumes, logger }) });
     const spec = buildNodeSpec(
       { name: cfg.node, labels: cfg.labels, address: advertisedAddress(cfg.address, server.address), agentVersion: BERTH_VERSION },
       facts,
@@ -237,7 +252,6 @@ export async function runAgent(argv: string[]): Promise<number> {
       nodeMaker: new HelperNodeMaker({ helperPath: sys.helperPath }),
       ...(existsSync('/usr/bin/zstd') ? { zstd: new ZstdCliDecoder() } : {}),
     });
-    let mgr: ContainerManager | undefined;
     const images = new ImageService({
       puller, records, content, snapshotter, client, defaultRegistry,
       inUse: async (image) => (mgr?.list() ?? []).filter((c) => c.spec?.image === image.reference).map((c) => c.id),
@@ -247,7 +261,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       return (p) => t.push(p);
     };
     manager = mgr = new ContainerManager({
-      node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink, defaultRegistry,
+      node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink, defaultRegistry, mounts: volumes,
     });
     await manager.recover();
     ready.impl = agentServiceHandlers({ node: cfg.node, containers: manager, images, runtime, logger, pullProgressSink });

@@ -10,7 +10,8 @@ import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION, createLogger, messageOf, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
 import { startApiServer, type ApiServer } from './api/index.js';
-import { AgentPool } from './agents/index.js';
+import { VolumeManager } from './volumes/index.js';
+import { AgentVolumePool, AgentPool } from './agents/index.js';
 import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from './nodes/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { EtcdElection, EtcdStore } from './store/index.js';
@@ -87,6 +88,8 @@ export async function runController(argv: string[]): Promise<number> {
   const observed = new ObservedState();
   const reports = new NatsContainerReports({ servers: cfg.nats, observed, logger, name: `berth-controller-${cfg.id}-reports` });
   const agents = new AgentPool({ logger });
+  const volumePool = new AgentVolumePool();
+  const volumes = new VolumeManager({ store, observed, agents: volumePool, membership, logger });
   const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
   const events = new EventRecorder({ store, publisher, logger });
   const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger });
@@ -98,6 +101,7 @@ export async function runController(argv: string[]): Promise<number> {
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
     agents.close();
+    volumePool.close();
     await events.stop();
     await publisher.stop();
     await reports.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
@@ -118,7 +122,7 @@ export async function runController(argv: string[]): Promise<number> {
       store,
       election,
       membership,
-      containers: { store, observed, agents },
+      containers: { store, observed, volumes, agents },
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
     });

@@ -1,3 +1,4 @@
 /** agent/api: the agent's gRPC server and its AgentService handlers. */
 export * from './server.js';
 export * from './service.js';
+export * from './volumes.js';

@@ -12,6 +12,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { AgentServiceService, type AgentServiceServer } from '../../proto/gen/berth/v1/agent.js';
 import { UnavailableError, type Logger } from '../../lib/index.js';
+import { AgentVolumeServiceService, type AgentVolumeServiceServer } from '../../proto/gen/berth/v1/volumes.js';
 
 export interface AgentServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -19,6 +20,8 @@ export interface AgentServerOptions {
   logger: Logger;
   /** The AgentService methods this agent implements. */
   implementation?: Partial<AgentServiceServer>;
+  /** AgentVolumeService (the node's volumes), when this agent serves it. */
+  volumes?: AgentVolumeServiceServer;
 }
 
 export interface AgentServer {
@@ -37,6 +40,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const log = options.logger.child({ component: 'api' });
   const server = new Server();
   server.addService(AgentServiceService, (options.implementation ?? {}) as AgentServiceServer);
+  if (options.volumes) server.addService(AgentVolumeServiceService, options.volumes);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, ServerCredentials.createInsecure(), (err, p) => {
       if (err) reject(new UnavailableError(`failed to listen on "${options.listen}": ${err.message}`, { cause: err }));

@@ -33,13 +33,14 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, CancelledError, InternalError, messageOf, type Logger } from '../../lib/index.js';
+import { AlreadyExistsError, CancelledError, InternalError, InvalidArgumentError, messageOf, type Logger } from '../../lib/index.js';
 import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
 import {
   Container,
   ContainerSpec,
   ContainerState,
   ContainerStatus,
+  type MountSpec,
   type PullProgress,
 } from '../../proto/gen/berth/v1/types.js';
 import { pullWithProgress, type ImageRecord, type PullOptions } from '../images/index.js';
@@ -75,6 +76,17 @@ export interface ContainerNetwork {
   teardown(id: string): Promise<void>;
 }
 
+/**
+ * Volumes and bind mounts (agent/volumes): `check` refuses bad bind sources
+ * before anything of a container is made; `resolve` gives the runtime host
+ * paths, creating volumes on first use. Without one, containers with mounts
+ * are refused.
+ */
+export interface MountResolver {
+  checkBinds(mounts: readonly MountSpec[]): Promise<void>;
+  resolve(mounts: readonly MountSpec[], opts: { signal?: AbortSignal }): Promise<NonNullable<RunOptions['mounts']>>;
+}
+
 export type BundleWriter = (dir: string, rootfs: string, image: ImageConfig, options: RunOptions) => Promise<unknown>;
 
 export interface ContainerManagerOptions {
@@ -89,6 +101,7 @@ export interface ContainerManagerOptions {
   /** Gives each pull started by RunContainer a sink for its progress messages (e.g. a throttled NATS publisher). */
   pullProgressSink?: () => (p: PullProgress) => void;
   network?: ContainerNetwork;
+  mounts?: MountResolver;
   /** Registry for short image names (as the image service uses). */
   defaultRegistry?: string;
   /** Default grace period of StopContainer when the request gives 0; default 10 s. */
@@ -300,6 +313,12 @@ export class ContainerManager {
         return clone(existing.container);
       }).then((c) => c ?? this.run(req, opts));
     }
+    if (req.spec.mounts.length > 0) {
+      // Bind sources are checked before anything is made (and before the id is taken).
+      if (!this.opts.mounts) throw new InvalidArgumentError('spec.mounts: this agent does not support volumes or bind mounts; expected none', { field: 'spec.mounts' });
+      await this.opts.mounts.checkBinds(req.spec.mounts);
+      if (this.entries.has(req.id)) return this.run(req, opts);
+    }
     const now = Date.now();
     const e: Entry = {
       container: {
@@ -323,6 +342,7 @@ export class ContainerManager {
         const bundle = join(e.dir, 'bundle');
         await mkdir(bundle, { recursive: true });
         const runOptions = this.runOptions(e.container);
+        if (req.spec.mounts.length > 0 && this.opts.mounts) runOptions.mounts = await this.opts.mounts.resolve(req.spec.mounts, { signal: opts.signal });
         if (this.opts.network) {
           const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });
           runOptions.netnsPath = n.netnsPath;

@@ -3,7 +3,7 @@
  * is checked before anything is created (requests are hostile). All problems
  * are reported together as a ValidationError naming each field.
  */
-import { envNameProblem, labelKeyProblem, labelValueProblem, parseImageReference, ValidationError, messageOf, type FieldProblem } from '../../lib/index.js';
+import { envNameProblem, labelKeyProblem, labelValueProblem, mountProblems, parseImageReference, ValidationError, messageOf, type FieldProblem } from '../../lib/index.js';
 import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
 import type { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
 import { RESTART_POLICIES } from './backoff.js';
@@ -110,7 +110,7 @@ export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegi
     if (p.publish !== 0) problems.push({ path: `spec.ports[${i}].publish`, message: 'publishing host ports is not supported by this agent yet; expected 0' });
     if (p.protocol !== '' && p.protocol !== 'tcp' && p.protocol !== 'udp') problems.push({ path: `spec.ports[${i}].protocol`, message: `expected "tcp" or "udp", got ${q(p.protocol)}` });
   });
-  if (spec.mounts.length > 0) problems.push({ path: 'spec.mounts', message: 'volumes and bind mounts are not supported by this agent yet; expected none' });
+  problems.push(...mountProblems(spec.mounts));
   if (spec.stdin) problems.push({ path: 'spec.stdin', message: 'attaching stdin is not supported by the agent API; expected false' });
   const labelKeys = Object.keys(spec.labels);
   if (labelKeys.length > MAX_LABELS) problems.push({ path: 'spec.labels', message: `expected at most ${MAX_LABELS} labels, got ${labelKeys.length}` });

@@ -52,6 +52,12 @@ export interface RunOptions {
   /** Extra /etc/hosts lines: [hostname, address]. */
   extraHosts?: [string, string][];
   annotations?: Record<string, string>;
+  /**
+   * Host paths bind-mounted into the container (volumes, allowed bind mounts),
+   * after the default mounts. The runtime resolves each destination inside the
+   * rootfs (symlinks cannot lead out) and creates it when missing.
+   */
+  mounts?: { source: string; destination: string; readOnly: boolean }[];
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -215,6 +221,9 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
       { destination: '/etc/hostname', type: 'bind', source: join(dir, 'hostname'), options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
       { destination: '/etc/hosts', type: 'bind', source: join(dir, 'hosts'), options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: join(dir, 'resolv.conf'), options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+      ...(options.mounts ?? []).map((m) => ({
+        destination: m.destination, type: 'bind', source: m.source, options: ['rbind', 'nosuid', 'nodev', ...(m.readOnly ? ['ro'] : [])],
+      })),
     ],
     annotations: { [SECCOMP_ANNOTATION]: options.seccomp ?? 'default', ...options.annotations },
     linux: {

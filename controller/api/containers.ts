@@ -22,6 +22,7 @@ import { generateName, placeOneOff, reconcileNodes } from '../reconcile/index.js
 import { matchesSelector, type ContainerRecordStore, type NodeStore, type WorkloadReader } from '../store/index.js';
 import { serverStream, unary } from './call.js';
 import { checkLabels, checkName, checkNonNegative, checkText, MAX_NAMES_PER_REQUEST } from './validate.js';
+import { checkMounts, type VolumeManager } from '../volumes/index.js';
 
 export interface ContainerServiceDeps {
   store: ContainerRecordStore & Pick<NodeStore, 'getNode'> & Pick<WorkloadReader, 'listWorkloads'>;
@@ -30,6 +31,8 @@ export interface ContainerServiceDeps {
   /** Node records with live state, for placing one-off containers (Run). */
   membership?: Pick<Membership, 'list' | 'listeningSinceUnixMs'>;
   defaultRegistry?: string;
+  /** Named volumes (spec.mounts of one-off containers); without it, containers with mounts are refused. */
+  volumes?: VolumeManager;
   logger: Logger;
   stopping: AbortSignal;
 }
@@ -118,6 +121,9 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       const membership = deps.membership;
       if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');
       const spec = checkRunSpec(req.spec, deps.defaultRegistry);
+      checkMounts(spec.mounts);
+      const volumes = deps.volumes;
+      if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
       const node = req.node === '' ? undefined : checkName('node', req.node, 'node');
       const nodeSelector = checkLabels('node_selector', req.nodeSelector);
       const all = await mergedContainers(deps, signal);
@@ -133,9 +139,12 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       const id = randomBytes(32).toString('hex');
       const placed = placeOneOff(reconcileNodes(nodes, Date.now() - membership.listeningSinceUnixMs), records, {
         id, name, spec: { ...spec, hostname: spec.hostname || name }, ...(node ? { node } : {}), nodeSelector, evalId: `run/${id}`, now: Date.now(),
+        volumes: volumes ? await volumes.locate(spec.mounts, { signal }) : [],
       });
       if ('unplaced' in placed) throw new FailedPreconditionError(`failed to run container "${name}": no node can take it: ${placed.unplaced}`);
       const record = placed.record;
+      // Volumes used for the first time live where the container landed.
+      const claimed = volumes ? await volumes.claim(spec.mounts, record.node, { signal }) : [];
       // The record first: a controller that dies now leaves a record, never an unrecorded container.
       await store.writeContainerRecords({ put: [record] }, { signal });
       const address = nodes.find((n) => n.spec?.name === record.node)?.spec?.address ?? '';
@@ -148,6 +157,7 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
         // Nothing half-made stays behind: remove whatever the agent made, then the record.
         await agent.removeContainer({ id, force: true }).catch(() => undefined);
         await store.writeContainerRecords({ delete: [id] }).catch((e: unknown) => logger.warn('failed to delete the record of a container that did not start', { containerId: id, error: messageOf(e) }));
+        await volumes?.release(claimed, record.node);
         throw err;
       }
     }),

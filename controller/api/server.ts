@@ -10,6 +10,9 @@ import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ClusterStore, ContainerRecordStore, EventStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
 import { eventService } from './events.js';
+import { volumeService } from './volumes.js';
+import { VolumeServiceService } from '../../proto/gen/berth/v1/volumes.js';
+import type { VolumeManager } from '../volumes/index.js';
 import { imageService } from './images.js';
 import { containerService } from './containers.js';
 import { nodeService } from './nodes.js';
@@ -28,6 +31,8 @@ export interface ApiServerOptions {
     store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode' | 'setNodeCordoned' | 'drainNode'> & WorkloadStore;
     observed: ObservedState;
     agents: AgentDialer;
+    /** Named volumes: VolumeService is served, and one-off containers may mount volumes, when given. */
+    volumes?: VolumeManager;
   };
   election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
   membership: Membership;
@@ -55,6 +60,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
     }));
     server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
+    if (opts.containers.volumes) server.addService(VolumeServiceService, volumeService({ volumes: opts.containers.volumes, logger }));
     server.addService(ImageServiceService, imageService({
       membership: opts.membership, agents: opts.containers.agents, logger, stopping: stopping.signal,
       ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),

@@ -11,7 +11,7 @@
  * mistaken for a gone one.
  */
 import { ContainerState, type Container, type ContainerSpec } from '../../proto/gen/berth/v1/types.js';
-import { schedule, type ClusterSnapshot, type ExistingReplica, type NodeSnapshot, type PlacementPlan } from '../scheduler/index.js';
+import { schedule, type ClusterSnapshot, type ExistingReplica, type NodeSnapshot, type PlacementPlan, type VolumeLocation } from '../scheduler/index.js';
 import type { ReconcileNode } from './decide.js';
 
 export const ONE_OFF_SETTLE_MS = 30_000;
@@ -42,6 +42,8 @@ export interface OneOffRequest {
   nodeSelector?: Record<string, string>;
   evalId: string;
   now: number;
+  /** Existing local volumes the container mounts, with their nodes: it must run there. */
+  volumes?: VolumeLocation[];
 }
 
 /** Places one one-off container; returns its record (desired RUNNING) or the scheduler's reason summary. */
@@ -68,6 +70,7 @@ export function placeOneOff(nodes: readonly ReconcileNode[], records: readonly C
     resources: { cpuMillis: req.spec.resources?.cpuMillis ?? 0, memoryBytes: req.spec.resources?.memoryBytes ?? 0, pids: req.spec.resources?.pids ?? 0 },
     placement: { nodeSelector: req.nodeSelector ?? {}, spread: true, maxPerNode: 0 },
     ...(req.node ? { requiredNodes: [req.node] } : {}),
+    ...(req.volumes && req.volumes.length > 0 ? { volumes: req.volumes } : {}),
   }, { evalId: req.evalId });
   const placed = plan.placements[0];
   if (!placed) return { unplaced: plan.unplaced?.summary ?? 'no node could take it' };

@@ -8,16 +8,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Etcd3, isRecoverableError, type ICompare, type IKeyValue, type IRequestOp, type ITxnResponse, type Watcher } from 'etcd3';
-import { BerthError, CancelledError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { AlreadyExistsError, BerthError, CancelledError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, messageOf, silentLogger, type Logger } from '../../lib/index.js';
 import { Container, Event, Node, Workload, WorkloadRevision, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
+import { Volume } from '../../proto/gen/berth/v1/volumes.js';
 import { Channel } from './channel.js';
 import { ConflictError, EtcdUnavailableError } from './errors.js';
 import { KeyLayout, prefixEnd } from './keys.js';
 import { checkContainerId, checkRecordChange, filterEvents, cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
 import { CONTAINER_OPS_PER_TXN, EVENTS_KEPT } from './types.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector,
+  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, VolumeStore,
   WorkloadChange, WorkloadDocument,
 } from './types.js';
 
@@ -45,7 +46,7 @@ interface Read<T> {
   modRevision: string;
 }
 
-export class EtcdStore implements DesiredStore {
+export class EtcdStore implements DesiredStore, VolumeStore {
   /** @internal the client, for election.ts in this directory only. */
   readonly client: Etcd3;
   readonly keys: KeyLayout;
@@ -432,6 +433,39 @@ export class EtcdStore implements DesiredStore {
     const res = await this.call('list events', opts, () =>
       this.client.kv.range({ key: Buffer.from(start), range_end: prefixEnd(this.keys.events()), sort_order: 'Ascend', sort_target: 'Key' }));
     return filterEvents(res.kvs.map((kv) => Event.decode(kv.value)), filter);
+  }
+
+  async listVolumes(opts?: CallOptions): Promise<Volume[]> {
+    const { kvs } = await this.listPrefix('list volumes', this.keys.volumes(), opts);
+    return kvs.map((kv) => Volume.decode(kv.value));
+  }
+
+  async getVolume(name: string, opts?: CallOptions): Promise<Volume | undefined> {
+    const [r] = await this.readMany(`get volume "${name}"`, [this.keys.volume(name)], (b) => Volume.decode(b), opts);
+    return r?.value;
+  }
+
+  async createVolume(volume: Volume, opts?: CallOptions): Promise<Volume> {
+    const key = Buffer.from(this.keys.volume(volume.name));
+    const stored: Volume = { ...volume, inUseBy: [] };
+    const res = await this.txn(`create volume "${volume.name}"`, opts,
+      [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      [{ request_put: { key, value: Buffer.from(Volume.encode(stored).finish()) } }]);
+    if (!res.succeeded) throw new AlreadyExistsError('volume', volume.name, { message: `volume "${volume.name}" already exists` });
+    return stored;
+  }
+
+  async putVolume(volume: Volume, opts?: CallOptions): Promise<void> {
+    const stored: Volume = { ...volume, inUseBy: [] };
+    await this.call(`write volume "${volume.name}"`, opts, () =>
+      this.client.kv.put({ key: Buffer.from(this.keys.volume(volume.name)), value: Buffer.from(Volume.encode(stored).finish()) }));
+  }
+
+  async deleteVolumes(names: readonly string[], opts?: CallOptions): Promise<void> {
+    for (let i = 0; i < names.length; i += CONTAINER_OPS_PER_TXN) {
+      const batch = names.slice(i, i + CONTAINER_OPS_PER_TXN);
+      await this.txn(`delete ${batch.length} volumes`, opts, [], batch.map((n): IRequestOp => ({ request_delete_range: { key: Buffer.from(this.keys.volume(n)) } })));
+    }
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

@@ -10,6 +10,7 @@
  *   <prefix>status/workloads/<name>              WorkloadStatus (protobuf), written by the leader's reconciler
  *   <prefix>drains/<name>                        unix ms (UTF-8) when NodeService.Drain was called; deleted by uncordon
  *   <prefix>events/<unix ms, 13 digits>-<8 hex>  Event (protobuf); the last EVENTS_KEPT are kept
+ *   <prefix>volumes/<name>                       Volume (protobuf, without in_use_by): the node holding it
  *
  * The prefix is "/berth/v1/" in production; tests may use another one. Names
  * are DNS labels (no "/"), so "<kind>/<name>" never matches a longer name as a
@@ -62,6 +63,12 @@ export class KeyLayout {
   }
   event(unixMs: number, suffix: string): string {
     return `${this.events()}${String(Math.max(0, Math.floor(unixMs))).padStart(13, '0')}-${suffix}`;
+  }
+  volumes(): string {
+    return `${this.prefix}volumes/`;
+  }
+  volume(name: string): string {
+    return `${this.volumes()}${name}`;
   }
   clusterId(): string {
     return `${this.prefix}cluster/id`;

@@ -4,19 +4,21 @@
  * not need persistence. Writes are synchronous, so every call is atomic.
  */
 import { randomUUID } from 'node:crypto';
-import { CancelledError, NotFoundError, UnavailableError } from '../../lib/index.js';
+import { AlreadyExistsError, CancelledError, NotFoundError, UnavailableError } from '../../lib/index.js';
+import { Volume } from '../../proto/gen/berth/v1/volumes.js';
 import { Event as EventCodec, WorkloadStatus as StatusCodec } from '../../proto/gen/berth/v1/types.js';
 import type { Container, Event, NodeSpec, NodeStatus, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
 import { checkContainerId, checkRecordChange, filterEvents, cloneContainer, cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
 import type {
-  ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
+  VolumeStore, ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
   WorkloadChange, WorkloadDocument, WorkloadRevision,
 } from './types.js';
 import { EVENTS_KEPT } from './types.js';
 import { WorkloadRevision as RevisionCodec } from '../../proto/gen/berth/v1/types.js';
 
-export class MemoryStore implements DesiredStore {
+export class MemoryStore implements DesiredStore, VolumeStore {
+  private readonly volumes = new Map<string, Volume>();
   private readonly workloads = new Map<string, Workload>();
   private readonly revisions = new Map<string, Map<number, WorkloadRevision>>();
   private readonly nodes = new Map<string, Node>();
@@ -206,6 +208,35 @@ export class MemoryStore implements DesiredStore {
   async listEvents(filter: EventFilter = {}, opts?: CallOptions): Promise<Event[]> {
     this.check(opts);
     return filterEvents(this.events, filter).map((e) => copyMessage(EventCodec, e));
+  }
+
+  async listVolumes(opts?: CallOptions): Promise<Volume[]> {
+    this.check(opts);
+    return [...this.volumes.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((v) => copyMessage(Volume, v));
+  }
+
+  async getVolume(name: string, opts?: CallOptions): Promise<Volume | undefined> {
+    this.check(opts);
+    const v = this.volumes.get(name);
+    return v ? copyMessage(Volume, v) : undefined;
+  }
+
+  async createVolume(volume: Volume, opts?: CallOptions): Promise<Volume> {
+    this.check(opts);
+    if (this.volumes.has(volume.name)) throw new AlreadyExistsError('volume', volume.name, { message: `volume "${volume.name}" already exists` });
+    const stored = copyMessage(Volume, { ...volume, inUseBy: [] });
+    this.volumes.set(volume.name, stored);
+    return copyMessage(Volume, stored);
+  }
+
+  async putVolume(volume: Volume, opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    this.volumes.set(volume.name, copyMessage(Volume, { ...volume, inUseBy: [] }));
+  }
+
+  async deleteVolumes(names: readonly string[], opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    for (const n of names) this.volumes.delete(n);
   }
 
   async clusterId(opts?: CallOptions): Promise<string> {

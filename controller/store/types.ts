@@ -25,8 +25,9 @@
  * the backing store cannot be reached.
  */
 import type { Container, Event, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
+import type { Volume } from '../../proto/gen/berth/v1/volumes.js';
 
-export type { Container, Event, Node, NodeSpec, NodeStatus, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus };
+export type { Container, Event, Node, NodeSpec, NodeStatus, Volume, Workload, WorkloadRevision, WorkloadSpec, WorkloadStatus };
 
 /** How many revision records each workload keeps. */
 export const REVISIONS_KEPT = 10;
@@ -187,6 +188,24 @@ export interface EventStore {
   appendEvents(events: readonly Event[], opts?: CallOptions): Promise<void>;
   /** Matching events, oldest first. */
   listEvents(filter?: EventFilter, opts?: CallOptions): Promise<Event[]>;
+}
+
+/**
+ * Volume records: one per named volume (`<prefix>volumes/<name>`), saying
+ * which node holds its data. `inUseBy` is never stored (it is derived from
+ * container records when read by the API).
+ */
+export interface VolumeStore {
+  /** Every volume record, by name. */
+  listVolumes(opts?: CallOptions): Promise<Volume[]>;
+  /** The record, or undefined when there is none. */
+  getVolume(name: string, opts?: CallOptions): Promise<Volume | undefined>;
+  /** Writes a new record; AlreadyExistsError when the name is taken. */
+  createVolume(volume: Volume, opts?: CallOptions): Promise<Volume>;
+  /** Creates or replaces a record. */
+  putVolume(volume: Volume, opts?: CallOptions): Promise<void>;
+  /** Deletes records (missing names are skipped) in one write. */
+  deleteVolumes(names: readonly string[], opts?: CallOptions): Promise<void>;
 }
 
 /** Most container record operations in one atomic write. */

@@ -1,0 +1,2 @@
+/** controller/volumes: named volumes (records in the store, directories on nodes). See manager.ts. */
+export * from './manager.js';
