@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
-import { BERTH_VERSION, createLogger, messageOf, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
+import { BERTH_VERSION, createLogger, DEFAULT_CLUSTER_CIDR, messageOf, parseClusterCidr, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
 import { startApiServer, type ApiServer } from './api/index.js';
 import { VolumeManager } from './volumes/index.js';
 import { AgentVolumePool, AgentPool } from './agents/index.js';
@@ -35,6 +35,13 @@ export const controllerSettings = {
     default: `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63),
   } satisfies Setting<string>,
   logLevel: { flag: 'log-level', env: 'BERTH_LOG_LEVEL', key: 'log-level', parse: (raw: string, source: string) => parseLogLevel(raw, source), default: 'info' } satisfies Setting<string>,
+  clusterCidr: {
+    flag: 'cluster-cidr', env: 'BERTH_CLUSTER_CIDR', key: 'cluster-cidr', default: DEFAULT_CLUSTER_CIDR,
+    parse: (raw: string, source: string): string => {
+      parseClusterCidr(raw, source);
+      return raw;
+    },
+  } satisfies Setting<string>,
 };
 
 function waitForSignal(): Promise<string> {
@@ -61,6 +68,7 @@ export async function runController(argv: string[]): Promise<number> {
     .option('--id <name>', 'controller id for leader election (env BERTH_CONTROLLER_ID; default hostname-pid)')
     .option('--config <file>', 'YAML file with any of the settings above')
     .option('--log-level <level>', 'error, warn, info or debug (env BERTH_LOG_LEVEL; default info)')
+    .option('--cluster-cidr <cidr>', 'IPv4 range split into one /24 container subnet per node (env BERTH_CLUSTER_CIDR; default 10.244.0.0/16)')
     .version(BERTH_VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -81,7 +89,7 @@ export async function runController(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger({ level: cfg.logLevel, defaultMeta: { program: 'controller', controllerId: cfg.id } });
-  const store = new EtcdStore({ endpoints: cfg.etcd, logger });
+  const store = new EtcdStore({ endpoints: cfg.etcd, logger, clusterCidr: cfg.clusterCidr });
   const election = new EtcdElection(store, { controllerId: cfg.id, logger });
   const heartbeats = new NatsHeartbeats({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}` });
   const membership = new Membership({ store, election, heartbeats, logger });

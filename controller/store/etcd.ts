@@ -13,6 +13,8 @@ import { Container, Event, Node, Workload, WorkloadRevision, WorkloadStatus } fr
 import type { NodeSpec, NodeStatus } from '../../proto/gen/berth/v1/types.js';
 import { Volume } from '../../proto/gen/berth/v1/volumes.js';
 import { Channel } from './channel.js';
+import { chooseSubnet, subnetIndexOfKey, subnetKey, subnetsPrefix } from './subnets.js';
+import { DEFAULT_CLUSTER_CIDR, parseClusterCidr, type Ipv4Cidr } from '../../lib/network.js';
 import { ConflictError, EtcdUnavailableError } from './errors.js';
 import { KeyLayout, prefixEnd } from './keys.js';
 import { checkContainerId, checkRecordChange, filterEvents, cloneNode, cloneWorkload, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
@@ -38,6 +40,8 @@ export interface EtcdStoreOptions {
   now?: () => number;
   /** Test hook: runs between the read and the guarded write of every attempt (to inject conflicts). */
   beforeCommit?: (attempt: number) => Promise<void>;
+  /** Range node container subnets (/24s) are allocated from; default 10.244.0.0/16. */
+  clusterCidr?: string;
 }
 
 /** The current value of a key and the mod revision to compare against (0 when absent). */
@@ -54,6 +58,7 @@ export class EtcdStore implements DesiredStore, VolumeStore {
   private readonly timeoutMs: number;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly cluster: Ipv4Cidr;
   private readonly beforeCommit: ((attempt: number) => Promise<void>) | undefined;
   private readonly watchers = new Set<Channel<WorkloadChange>>();
   private closed = false;
@@ -68,6 +73,7 @@ export class EtcdStore implements DesiredStore, VolumeStore {
     this.logger = (opts.logger ?? silentLogger()).child({ component: 'store' });
     this.now = opts.now ?? Date.now;
     this.beforeCommit = opts.beforeCommit;
+    this.cluster = parseClusterCidr(opts.clusterCidr ?? DEFAULT_CLUSTER_CIDR);
     this.client = new Etcd3({
       hosts: [...this.endpoints],
       dialTimeout: Math.min(this.timeoutMs, 3000),
@@ -302,8 +308,54 @@ export class EtcdStore implements DesiredStore, VolumeStore {
     });
   }
 
+  /** Creates or refreshes the node record and gives the node a container subnet (its own again when it has one), atomically. */
   async registerNode(spec: NodeSpec, opts?: CallOptions): Promise<Node> {
-    return this.updateNode(spec.name, `register node "${spec.name}"`, opts, (old) => planRegister(old, spec, this.now()));
+    const what = `register node "${spec.name}"`;
+    const key = this.keys.node(spec.name);
+    const prefix = this.keys.prefix;
+    return this.cas(what, [key, subnetsPrefix(prefix)], opts, async () => {
+      const [r] = await this.readMany(what, [key], (b) => Node.decode(b), opts);
+      const { kvs } = await this.listPrefix(what, subnetsPrefix(prefix), opts);
+      const owners = new Map<number, string>();
+      for (const kv of kvs) {
+        const i = subnetIndexOfKey(prefix, kv.key.toString());
+        if (i !== undefined) owners.set(i, kv.value.toString());
+      }
+      const { index, subnet } = chooseSubnet(this.cluster, spec.name, r?.value?.network?.subnet, owners);
+      const next: Node = { ...planRegister(r?.value, spec, this.now()), network: { subnet } };
+      const sk = Buffer.from(subnetKey(prefix, index));
+      const owned = owners.get(index) === spec.name;
+      return {
+        compare: [EtcdStore.unchanged(key, r?.modRevision ?? '0'), ...(owned ? [] : [{ key: sk, target: 'Create', result: 'Equal', create_revision: 0 } as ICompare])],
+        ops: [
+          { request_put: { key: Buffer.from(key), value: Buffer.from(Node.encode(next).finish()) } },
+          ...(owned ? [] : [{ request_put: { key: sk, value: Buffer.from(spec.name) } }]),
+        ],
+        result: cloneNode(next),
+      };
+    });
+  }
+
+  /** Deletes a node record, its drain mark and its subnet in one write (the subnet becomes free). */
+  async deleteNode(name: string, opts?: CallOptions): Promise<void> {
+    const what = `delete node "${name}"`;
+    const key = this.keys.node(name);
+    const prefix = this.keys.prefix;
+    await this.cas(what, [key], opts, async () => {
+      const [r] = await this.readMany(what, [key], (b) => Node.decode(b), opts);
+      if (!r?.value) throw new NotFoundError('node', name);
+      const { kvs } = await this.listPrefix(what, subnetsPrefix(prefix), opts);
+      const mine = kvs.filter((kv) => kv.value.toString() === name && subnetIndexOfKey(prefix, kv.key.toString()) !== undefined);
+      return {
+        compare: [EtcdStore.unchanged(key, r.modRevision)],
+        ops: [
+          { request_delete_range: { key: Buffer.from(key) } },
+          { request_delete_range: { key: Buffer.from(this.keys.drain(name)) } },
+          ...mine.map((kv): IRequestOp => ({ request_delete_range: { key: kv.key } })),
+        ],
+        result: undefined,
+      };
+    });
   }
 
   async getNode(name: string, opts?: CallOptions): Promise<Node> {

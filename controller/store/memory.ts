@@ -9,6 +9,8 @@ import { Volume } from '../../proto/gen/berth/v1/volumes.js';
 import { Event as EventCodec, WorkloadStatus as StatusCodec } from '../../proto/gen/berth/v1/types.js';
 import type { Container, Event, NodeSpec, NodeStatus, WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import { Channel } from './channel.js';
+import { chooseSubnet } from './subnets.js';
+import { DEFAULT_CLUSTER_CIDR, nodeSubnetIndex, parseClusterCidr } from '../../lib/network.js';
 import { checkContainerId, checkRecordChange, filterEvents, cloneContainer, cloneNode, cloneWorkload, copyMessage, matchesSelector, planApply, planDelete, planRegister, planScale, type WorkloadWrite } from './plan.js';
 import type {
   VolumeStore, ApplyOptions, ApplyOutcome, CallOptions, ContainerFilter, EventFilter, ContainerRecordChange, DeleteOptions, DesiredStore, LabelSelector, LeaderElection, LeadershipTerm, Node, Workload,
@@ -119,9 +121,24 @@ export class MemoryStore implements DesiredStore, VolumeStore {
 
   async registerNode(spec: NodeSpec, opts?: CallOptions): Promise<Node> {
     this.check(opts);
-    const node = planRegister(this.nodes.get(spec.name), spec, this.now());
+    const old = this.nodes.get(spec.name);
+    const cluster = parseClusterCidr(DEFAULT_CLUSTER_CIDR);
+    const owners = new Map<number, string>();
+    for (const n of this.nodes.values()) {
+      const i = nodeSubnetIndex(cluster, n.network?.subnet ?? '');
+      if (i !== undefined) owners.set(i, n.spec?.name ?? '');
+    }
+    const { subnet } = chooseSubnet(cluster, spec.name, old?.network?.subnet, owners);
+    const node: Node = { ...planRegister(old, spec, this.now()), network: { subnet } };
     this.nodes.set(spec.name, node);
     return cloneNode(node);
+  }
+
+  async deleteNode(name: string, opts?: CallOptions): Promise<void> {
+    this.check(opts);
+    if (!this.nodes.has(name)) throw new NotFoundError('node', name);
+    this.nodes.delete(name);
+    this.draining.delete(name);
   }
 
   async getNode(name: string, opts?: CallOptions): Promise<Node> {

@@ -123,6 +123,11 @@ export interface NodeStore {
   listDrainingNodes(opts?: CallOptions): Promise<string[]>;
   /** Replaces the persisted status (the leader calls this on transitions). */
   setNodeStatus(name: string, status: NodeStatus, opts?: CallOptions): Promise<Node>;
+  /**
+   * Deletes a node record with its drain mark and releases its container
+   * subnet (Node.network.subnet, allocated by registerNode) in one write.
+   */
+  deleteNode(name: string, opts?: CallOptions): Promise<void>;
 }
 
 /** Which container records to list; every given field must match. */
