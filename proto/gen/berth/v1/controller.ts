@@ -400,6 +400,11 @@ export interface RegisterNodeResponse {
   heartbeatIntervalMs: number;
   clusterId: string;
   defaultRegistry: string;
+  /**
+   * The controller's --cluster-cidr: the range node container subnets come
+   * from (routes and the no-NAT rule cover all of it).
+   */
+  clusterCidr?: string | undefined;
 }
 
 export interface ListEventsRequest {
@@ -4567,7 +4572,7 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
 };
 
 function createBaseRegisterNodeResponse(): RegisterNodeResponse {
-  return { node: undefined, heartbeatIntervalMs: 0, clusterId: "", defaultRegistry: "" };
+  return { node: undefined, heartbeatIntervalMs: 0, clusterId: "", defaultRegistry: "", clusterCidr: undefined };
 }
 
 export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
@@ -4583,6 +4588,9 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
     }
     if (message.defaultRegistry !== "") {
       writer.uint32(34).string(message.defaultRegistry);
+    }
+    if (message.clusterCidr !== undefined) {
+      writer.uint32(42).string(message.clusterCidr);
     }
     return writer;
   },
@@ -4632,6 +4640,14 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
             message.defaultRegistry = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clusterCidr = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4662,6 +4678,11 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
         : isSet(object.default_registry)
         ? globalThis.String(object.default_registry)
         : "",
+      clusterCidr: isSet(object.clusterCidr)
+        ? globalThis.String(object.clusterCidr)
+        : isSet(object.cluster_cidr)
+        ? globalThis.String(object.cluster_cidr)
+        : undefined,
     };
   },
 
@@ -4678,6 +4699,9 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
     }
     if (message.defaultRegistry !== "") {
       obj.defaultRegistry = message.defaultRegistry;
+    }
+    if (message.clusterCidr !== undefined) {
+      obj.clusterCidr = message.clusterCidr;
     }
     return obj;
   },
