@@ -21,6 +21,9 @@ import type {
   DeleteWorkloadsRequest,
   DeleteWorkloadsResponse,
   HistoryResponse,
+  RolloutStatusResponse,
+  UndoRequest,
+  UndoResponse,
   ListNodesResponse,
   ListWorkloadsResponse,
   ScaleRequest,
@@ -39,6 +42,9 @@ export interface ControllerApi {
   deleteWorkloads(req: DeleteWorkloadsRequest): Promise<DeleteWorkloadsResponse>;
   scale(req: ScaleRequest): Promise<Workload>;
   history(name: string): Promise<HistoryResponse>;
+  rolloutStatus(name: string): Promise<RolloutStatusResponse>;
+  undo(req: UndoRequest): Promise<UndoResponse>;
+  restart(name: string): Promise<Workload>;
   listNodes(): Promise<ListNodesResponse>;
   version(): Promise<VersionResponse>;
   runContainer(req: RunRequest): Promise<Container>;
@@ -103,6 +109,9 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
     deleteWorkloads: (req) => call('WorkloadService.Delete', (md, o, cb) => workloads.delete(req, md, o, cb)),
     scale: (req) => call('WorkloadService.Scale', (md, o, cb) => workloads.scale(req, md, o, cb)),
     history: (name) => call('WorkloadService.History', (md, o, cb) => workloads.history({ name }, md, o, cb)),
+    rolloutStatus: (name) => call('WorkloadService.RolloutStatus', (md, o, cb) => workloads.rolloutStatus({ name }, md, o, cb)),
+    undo: (req) => call('WorkloadService.Undo', (md, o, cb) => workloads.undo(req, md, o, cb)),
+    restart: (name) => call('WorkloadService.Restart', (md, o, cb) => workloads.restart({ name }, md, o, cb)),
     listNodes: () => call('NodeService.List', (md, o, cb) => nodes.list({}, md, o, cb)),
     version: () => call('SystemService.Version', (md, o, cb) => system.version({}, md, o, cb)),
     runContainer: (req) => call('ContainerService.Run', (md, o, cb) => containers.run(req, md, { deadline: o.deadline + 5 * 60_000 }, cb)),

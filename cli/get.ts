@@ -55,18 +55,32 @@ export function nodeStatus(n: Node): string {
   return n.spec?.cordoned ? `${base},Cordoned` : base;
 }
 
-/** Table rows for nodes; `wide` adds kernel, os/arch, cgroup version, containers and last heartbeat. */
+/** "allocated/capacity" in one unit style: "500m/2", "64Mi/7.8Gi", "0/32768"; "-" for a capacity the agent did not report. */
+export function allocationText(allocated: number, capacity: number, format: (n: number) => string): string {
+  return `${allocated ? format(allocated) : '0'}/${capacity ? format(capacity) : '-'}`;
+}
+
+/**
+ * Table rows for nodes: capacity and what placed replicas request of it
+ * (CPU, MEMORY, PIDS as allocated/capacity) and the replica count; `wide`
+ * adds kernel, os/arch, cgroup version, containers reported by the node and
+ * the last heartbeat.
+ */
 export function nodeTable(items: readonly Node[], wide: boolean, nowMs = Date.now()): string {
-  const headers = ['NAME', 'STATUS', 'ADDRESS', 'CPU', 'MEMORY', 'LABELS', 'AGE', 'VERSION'];
+  const headers = ['NAME', 'STATUS', 'ADDRESS', 'CPU', 'MEMORY', 'PIDS', 'REPLICAS', 'LABELS', 'AGE', 'VERSION'];
   if (wide) headers.push('KERNEL', 'OS/ARCH', 'CGROUP', 'CONTAINERS', 'LAST HEARTBEAT');
   const rows = items.map((n) => {
     const s = n.spec;
+    const cap = s?.capacity;
+    const alloc = n.status?.allocated;
     const row = [
       s?.name ?? '',
       nodeStatus(n),
       s?.address || '-',
-      formatCpu(s?.capacity?.cpuMillis ?? 0),
-      s?.capacity?.memoryBytes ? formatBytes(s.capacity.memoryBytes) : '-',
+      allocationText(alloc?.cpuMillis ?? 0, cap?.cpuMillis ?? 0, formatCpu),
+      allocationText(alloc?.memoryBytes ?? 0, cap?.memoryBytes ?? 0, formatBytes),
+      allocationText(alloc?.pids ?? 0, cap?.pids ?? 0, String),
+      n.status?.replicas === undefined ? '-' : String(n.status.replicas),
       formatLabels(s?.labels),
       formatAge(n.status?.registeredUnixMs ?? 0, nowMs),
       s?.agentVersion || '-',
@@ -170,7 +184,7 @@ Examples:
     .command('nodes')
     .aliases(['node', 'no'])
     .summary('list nodes, or show one')
-    .description('List the nodes that registered with the controller and whether they are Ready (heartbeating) or NotReady.')
+    .description('List the nodes that registered with the controller, whether they are Ready (heartbeating) or NotReady, their capacity and how much of it placed replicas request (CPU, MEMORY and PIDS as allocated/capacity), and how many replicas each runs.')
     .argument('[name]', 'show only this node')
     .addOption(outputOption())
     .option('-l, --selector <k=v,...>', 'only nodes whose labels match all pairs (repeatable)', (v: string, prev: string[] = []) => [...prev, v])

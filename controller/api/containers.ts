@@ -76,11 +76,26 @@ export function checkRunSpec(spec: ContainerSpec | undefined, defaultRegistry?: 
   return { ...ContainerSpec.decode(ContainerSpec.encode(spec).finish()), image, labels: checkLabels('spec.labels', spec.labels) };
 }
 
-const LIVE = new Set([ContainerState.CONTAINER_STATE_PENDING, ContainerState.CONTAINER_STATE_CREATED, ContainerState.CONTAINER_STATE_RUNNING]);
+const LIVE = new Set([ContainerState.CONTAINER_STATE_PENDING, ContainerState.CONTAINER_STATE_CREATED, ContainerState.CONTAINER_STATE_RUNNING, ContainerState.CONTAINER_STATE_UNKNOWN]);
 
-/** Records with their observed status, plus reported containers without a record (one-offs, leftovers). */
-export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' | 'observed'>, signal?: AbortSignal): Promise<Container[]> {
-  const records = await deps.store.listContainerRecords({}, signal ? { signal } : {});
+/**
+ * Records with their observed status, plus reported containers without a record (one-offs, leftovers).
+ * A container on a lost node (NotReady once this controller has listened long enough, or no longer
+ * registered) is UNKNOWN with reason "NodeLost", as Kubernetes shows pods of a lost node: its last
+ * report may say running, but nobody knows, and its replacement runs elsewhere.
+ */
+export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' | 'observed' | 'membership'>, signal?: AbortSignal): Promise<Container[]> {
+  const [records, nodes] = await Promise.all([
+    deps.store.listContainerRecords({}, signal ? { signal } : {}),
+    deps.membership ? deps.membership.list(signal ? { signal } : {}) : undefined,
+  ]);
+  const conditions = nodes && deps.membership ? new Map(reconcileNodes(nodes, Date.now() - deps.membership.listeningSinceUnixMs).map((n) => [n.name, n.condition])) : undefined;
+  const reasons = new Map((nodes ?? []).map((n) => [n.spec?.name ?? '', n.status?.reason ?? '']));
+  const lost = (c: Container): Container => {
+    if (!conditions || c.node === '' || (conditions.get(c.node) ?? 'lost') !== 'lost' || !c.status) return c;
+    const why = reasons.get(c.node);
+    return { ...c, status: { ...c.status, state: ContainerState.CONTAINER_STATE_UNKNOWN, reason: 'NodeLost', message: `node "${c.node}" is not ready${why ? `: ${why}` : ''}` } };
+  };
   const seen = new Set<string>();
   const out: Container[] = [];
   for (const r of records) {
@@ -90,10 +105,10 @@ export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' 
       state: ContainerState.CONTAINER_STATE_PENDING, exitCode: 0, reason: r.desiredState === ContainerState.CONTAINER_STATE_REMOVED ? 'Removing' : 'Starting',
       message: '', startedUnixMs: 0, finishedUnixMs: 0, restartCount: 0, health: '', pid: 0, ipAddress: '',
     };
-    out.push({ ...r, status });
+    out.push(lost({ ...r, status }));
   }
   for (const node of deps.observed.nodeNames()) {
-    for (const c of deps.observed.containers(node)) if (!seen.has(c.id)) out.push({ ...c, node });
+    for (const c of deps.observed.containers(node)) if (!seen.has(c.id)) out.push(lost({ ...c, node }));
   }
   return out.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
 }

@@ -52,20 +52,21 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
       const nodes = await membership.list({ signal });
       if (!deps.records) return { nodes };
       const records = await deps.records.listContainerRecords({}, { signal });
-      const per = new Map<string, { cpuMillis: number; memoryBytes: number; pids: number }>();
+      const per = new Map<string, { cpuMillis: number; memoryBytes: number; pids: number; replicas: number }>();
       for (const r of records) {
         if (r.desiredState === ContainerState.CONTAINER_STATE_REMOVED || r.node === '') continue;
-        const a = per.get(r.node) ?? { cpuMillis: 0, memoryBytes: 0, pids: 0 };
+        const a = per.get(r.node) ?? { cpuMillis: 0, memoryBytes: 0, pids: 0, replicas: 0 };
         a.cpuMillis += r.spec?.resources?.cpuMillis ?? 0;
         a.memoryBytes += r.spec?.resources?.memoryBytes ?? 0;
         a.pids += r.spec?.resources?.pids ?? 0;
+        if (r.workload !== '') a.replicas++;
         per.set(r.node, a);
       }
       return {
         nodes: nodes.map((n) => {
           const a = per.get(n.spec?.name ?? '');
           if (!n.status) return n;
-          return { ...n, status: { ...n.status, allocated: { cpuMillis: a?.cpuMillis ?? 0, memoryBytes: a?.memoryBytes ?? 0, pids: a?.pids ?? 0 } } };
+          return { ...n, status: { ...n.status, allocated: { cpuMillis: a?.cpuMillis ?? 0, memoryBytes: a?.memoryBytes ?? 0, pids: a?.pids ?? 0 }, replicas: a?.replicas ?? 0 } };
         }),
       };
     }),

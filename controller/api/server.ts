@@ -28,7 +28,7 @@ export interface ApiServerOptions {
   store: WorkloadStore & ClusterStore & Partial<ContainerRecordStore>;
   /** Serves ContainerService and workload status from container records when given. */
   containers?: {
-    store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode' | 'setNodeCordoned' | 'drainNode'> & WorkloadStore;
+    store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode' | 'setNodeCordoned' | 'drainNode' | 'listDrainingNodes'> & WorkloadStore;
     observed: ObservedState;
     agents: AgentDialer;
     /** Named volumes: VolumeService is served, and one-off containers may mount volumes, when given. */
@@ -77,6 +77,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
+    ...(opts.containers ? { cluster: { records: opts.containers.store, observed: opts.containers.observed, membership: opts.membership } } : {}),
       if (err) reject(new UnavailableError(`failed to listen on "${opts.listen}": ${messageOf(err)}`, { cause: err }));
       else resolve(p);
     });

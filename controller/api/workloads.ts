@@ -1,11 +1,19 @@
-/** WorkloadService: apply, read, delete, scale, history and watch workloads. */
-import { InvalidArgumentError, validateWorkloadFile, type Logger } from '../../lib/index.js';
+/**
+ * WorkloadService: apply (with a dry-run preview), read, delete, scale,
+ * history and watch workloads; rollout status, undo and restart.
+ */
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, validateWorkloadFile, type Logger } from '../../lib/index.js';
 import type {
-  ApplyRequest, ApplyResponse, DeleteWorkloadsRequest, DeleteWorkloadsResponse, GetWorkloadRequest, HistoryRequest, HistoryResponse,
-  ListWorkloadsRequest, ListWorkloadsResponse, ScaleRequest, WatchWorkloadsRequest, WorkloadEvent, WorkloadServiceServer,
+  ApplyRequest, ApplyResponse, ApplyResult, DeleteWorkloadsRequest, DeleteWorkloadsResponse, GetWorkloadRequest, HistoryRequest, HistoryResponse,
+  ListWorkloadsRequest, ListWorkloadsResponse, RestartRequest, RolloutStatusRequest, RolloutStatusResponse, ScaleRequest, UndoRequest, UndoResponse,
+  WatchWorkloadsRequest, WorkloadEvent, WorkloadServiceServer,
 } from '../../proto/gen/berth/v1/controller.js';
 import type { Workload } from '../../proto/gen/berth/v1/types.js';
-import type { ContainerRecordStore, WorkloadDocument, WorkloadStore } from '../store/index.js';
+import type { Membership, ObservedState } from '../nodes/index.js';
+import {
+  containerSpecFor, previewApply, reconcileNodes, rolloutProgress, templateKey, type ApplyPreviewView, type ObservedNode, type ReconcileNode,
+} from '../reconcile/index.js';
+import { canonicalSpec, type ContainerRecordStore, type NodeStore, type WorkloadDocument, type WorkloadStore } from '../store/index.js';
 import { serverStream, unary } from './call.js';
 import { MAX_MANIFEST_BYTES, checkLabels, checkName, checkNames, checkText } from './validate.js';
 
@@ -18,6 +26,32 @@ export interface WorkloadServiceDeps {
   statuses?: Pick<ContainerRecordStore, 'getWorkloadStatus'>;
   /** Fires when the server stops; ends open watches. */
   stopping: AbortSignal;
+  /**
+   * The cluster as the reconciler sees it (records, reports, nodes): RolloutStatus
+   * and the dry-run preview of Apply need it; without it RolloutStatus fails with
+   * FAILED_PRECONDITION and previews carry only the spec change.
+   */
+  cluster?: {
+    records: Pick<ContainerRecordStore, 'listContainerRecords' | 'getWorkloadStatus'> & Pick<NodeStore, 'listDrainingNodes'>;
+    observed: Pick<ObservedState, 'synced' | 'containers'>;
+    membership: Pick<Membership, 'list' | 'listeningSinceUnixMs'>;
+  };
+}
+
+/** The cluster snapshot decide() takes: records, nodes with their conditions, each node's reported containers. */
+async function clusterView(cluster: NonNullable<WorkloadServiceDeps['cluster']>, signal: AbortSignal): Promise<{ records: Awaited<ReturnType<ContainerRecordStore['listContainerRecords']>>; nodes: ReconcileNode[]; observed: ObservedNode[] }> {
+  const [list, draining, records] = await Promise.all([
+    cluster.membership.list({ signal }),
+    cluster.records.listDrainingNodes({ signal }),
+    cluster.records.listContainerRecords({}, { signal }),
+  ]);
+  const nodes = reconcileNodes(list, Date.now() - cluster.membership.listeningSinceUnixMs, new Set(draining));
+  const observed = nodes.map((n) => ({ node: n.name, synced: cluster.observed.synced(n.name), containers: cluster.observed.containers(n.name) }));
+  return { records, nodes, observed };
+}
+
+function revisionList(revisions: readonly { revision: number }[]): string {
+  return revisions.length === 0 ? 'none' : revisions.map((r) => String(r.revision)).join(', ');
 }
 
 export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServer {
@@ -43,14 +77,43 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
       if (validated.length === 0) {
         throw new InvalidArgumentError(`manifest: expected at least one workload document${source ? ` in "${source}"` : ''}, got none`, { field: 'manifest' });
       }
-      const docs: WorkloadDocument[] = validated.map((v) => ({ name: v.metadata.name, labels: { ...v.metadata.labels }, spec: v.spec }));
+      const stored = new Map((await store.listWorkloads(undefined, { signal })).map((w) => [w.metadata?.name ?? '', w]));
+      const docs: WorkloadDocument[] = validated.map((v) => {
+        // A workload file never names restarted_unix_ms: keep the one `rollout restart` set, or
+        // applying the same file again would restart every replica once more.
+        const restarted = stored.get(v.metadata.name)?.spec?.restartedUnixMs;
+        return { name: v.metadata.name, labels: { ...v.metadata.labels }, spec: restarted ? { ...v.spec, restartedUnixMs: restarted } : v.spec };
+      });
       const outcomes = await store.applyWorkloads(docs, { dryRun: req.dryRun, signal });
       if (!req.dryRun) {
         for (const o of outcomes) {
           if (o.action !== 'unchanged') logger.info('workload applied', { workload: o.name, action: o.action, revision: o.revision });
         }
+        return { results: outcomes.map((o) => ({ name: o.name, action: o.action, revision: o.revision })) };
       }
-      return { results: outcomes.map((o) => ({ name: o.name, action: o.action, revision: o.revision })) };
+      // Dry run: what the leader's next pass would do if the apply were made now.
+      let previews = new Map<string, ApplyPreviewView>();
+      if (deps.cluster) {
+        const view = await clusterView(deps.cluster, signal);
+        const after = new Map(stored);
+        for (const o of outcomes) after.set(o.name, o.workload);
+        previews = previewApply({
+          workloads: [...after.values()], applied: outcomes.map((o) => o.name), ...view, evalId: `dry-run/${Date.now()}`, now: Date.now(),
+        });
+      }
+      return {
+        results: outcomes.map((o): ApplyResult => {
+          const p = previews.get(o.name);
+          const previous = stored.get(o.name)?.spec;
+          return {
+            name: o.name, action: o.action, revision: o.revision,
+            preview: {
+              ...(previous ? { previous } : {}), ...(o.workload.spec ? { spec: o.workload.spec } : {}),
+              place: p?.place ?? [], remove: p?.remove ?? [], pending: p?.pending ?? 0, pendingReason: p?.pendingReason ?? '', replace: p?.replace ?? 0,
+            },
+          };
+        }),
+      };
     }),
 
     get: unary(logger, 'Get', async (req: GetWorkloadRequest, { signal }): Promise<Workload> => {
@@ -79,6 +142,63 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
 
     history: unary(logger, 'History', async (req: HistoryRequest, { signal }): Promise<HistoryResponse> => {
       return { revisions: await store.workloadHistory(checkName('name', req.name), { signal }) };
+    }),
+
+    rolloutStatus: unary(logger, 'RolloutStatus', async (req: RolloutStatusRequest, { signal }): Promise<RolloutStatusResponse> => {
+      const name = checkName('name', req.name);
+      const cluster = deps.cluster;
+      if (!cluster) throw new FailedPreconditionError(`failed to read the rollout status of "${name}": this controller does not serve container records`);
+      const workload = await store.getWorkload(name, { signal });
+      const [history, view, status] = await Promise.all([
+        store.workloadHistory(name, { signal }), clusterView(cluster, signal), cluster.records.getWorkloadStatus(name, { signal }),
+      ]);
+      return rolloutProgress({ workload, history, ...view, ...(status ? { status } : {}) });
+    }),
+
+    undo: unary(logger, 'Undo', async (req: UndoRequest, { signal }): Promise<UndoResponse> => {
+      const name = checkName('name', req.name);
+      if (!Number.isSafeInteger(req.toRevision) || req.toRevision < 0) {
+        throw new InvalidArgumentError(`to_revision: expected a revision number (or 0 for the previous one), got ${req.toRevision}`, { field: 'to_revision' });
+      }
+      const w = await store.getWorkload(name, { signal });
+      const current = w.status?.revision ?? 0;
+      const history = await store.workloadHistory(name, { signal });
+      const currentKey = templateKey(containerSpecFor(name, w.spec));
+      let target = history.find((h) => h.revision === req.toRevision);
+      if (req.toRevision === 0) {
+        target = [...history].reverse().find((h) => h.revision < current && templateKey(containerSpecFor(name, h.spec)) !== currentKey);
+        if (!target) {
+          throw new FailedPreconditionError(`failed to undo "${name}": no earlier revision with a different spec is kept (revisions kept: ${revisionList(history)}); nothing to go back to`);
+        }
+      } else if (req.toRevision === current) {
+        throw new FailedPreconditionError(`failed to undo "${name}" to revision ${req.toRevision}: it is the current revision; expected an earlier one (see berth rollout history ${name})`);
+      } else if (!target) {
+        throw new NotFoundError('revision', `${name}/${req.toRevision}`, {
+          message: `failed to undo "${name}" to revision ${req.toRevision}: no such revision; expected one of the revisions kept: ${revisionList(history)}`,
+        });
+      }
+      if (!target.spec || !w.spec) throw new FailedPreconditionError(`failed to undo "${name}" to revision ${target.revision}: the revision record has no spec`);
+      // The replica count is not rolled back (as with automatic rollbacks): scaling is a separate decision.
+      const spec = { ...target.spec, replicas: w.spec.replicas };
+      if (canonicalSpec(spec) === canonicalSpec(w.spec)) {
+        throw new FailedPreconditionError(`failed to undo "${name}" to revision ${target.revision}: its spec is the current one (revision ${current}) apart from replicas; nothing to undo`);
+      }
+      const [outcome] = await store.applyWorkloads([{ name, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: `undo to ${target.revision}` });
+      if (!outcome) throw new FailedPreconditionError(`failed to undo "${name}": the store returned no outcome`);
+      logger.info('workload rolled back', { workload: name, toRevision: target.revision, revision: outcome.revision });
+      return { workload: outcome.workload, toRevision: target.revision };
+    }),
+
+    restart: unary(logger, 'Restart', async (req: RestartRequest, { signal }): Promise<Workload> => {
+      const name = checkName('name', req.name);
+      const w = await store.getWorkload(name, { signal });
+      if (!w.spec) throw new FailedPreconditionError(`failed to restart "${name}": the workload has no spec`);
+      // Strictly later than the last restart, so two restarts in one millisecond still differ.
+      const restartedUnixMs = Math.max(Date.now(), (w.spec.restartedUnixMs ?? 0) + 1);
+      const [outcome] = await store.applyWorkloads([{ name, labels: { ...(w.metadata?.labels ?? {}) }, spec: { ...w.spec, restartedUnixMs } }], { signal, cause: 'restart' });
+      if (!outcome) throw new FailedPreconditionError(`failed to restart "${name}": the store returned no outcome`);
+      logger.info('workload restarted', { workload: name, revision: outcome.revision });
+      return outcome.workload;
     }),
 
     watch: serverStream(logger, 'Watch', deps.stopping, async (_req: WatchWorkloadsRequest, send: (e: WorkloadEvent) => void, { signal }) => {

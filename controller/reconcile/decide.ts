@@ -139,6 +139,9 @@ function sortKeys(value: unknown): unknown {
   return value;
 }
 
+/** Container label carrying a workload's `restarted_unix_ms` (ISO 8601), set by `berth rollout restart`. */
+export const RESTARTED_AT_LABEL = 'io.berth.restarted-at';
+
 /** The container a workload's spec makes (the template). */
 export function containerSpecFor(workload: string, spec: WorkloadSpec | undefined): ContainerSpec {
   const s = spec;
@@ -153,7 +156,8 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
     ...(s?.restart ? { restart: s.restart } : {}),
     ...(s?.health ? { health: s.health } : {}),
     ports: [...(s?.ports ?? [])],
-    labels: { 'io.berth.workload': workload },
+    // A restart (`berth rollout restart`) changes the template, so a rolling update replaces every replica.
+    labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: new Date(s.restartedUnixMs).toISOString() } : {}) },
   }));
 }
 

@@ -5,7 +5,7 @@
  * carries it out while this controller leads.
  */
 export {
-  decide, ROLLBACK_AFTER_FAILURES, containerSpecFor, templateKey, replicaName, isReady,
+  decide, ROLLBACK_AFTER_FAILURES, RESTARTED_AT_LABEL, containerSpecFor, templateKey, replicaName, isReady,
   type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type Rollback, type PlannedEvent, type EventReason,
 } from './decide.js';
 export {
@@ -14,3 +14,7 @@ export {
 export { EventRecorder, FLUSH_INTERVAL_MS, type EventSink } from './events.js';
 export { reconcileNodes, LOST_AFTER_LISTENING_MS } from './nodes.js';
 export { placeOneOff, generateName, ONE_OFF_SETTLE_MS, type OneOffRequest } from './oneoff.js';
+export {
+  rolloutProgress, previewApply, rollbackCause, parseRollbackCause, MAX_NOT_READY,
+  type RolloutProgress, type ProgressInput, type ApplyPreviewView, type PlannedReplicaView, type PreviewInput,
+} from './progress.js';

@@ -35,6 +35,7 @@ import type { ContainerRecordStore, LeaderElection, LeadershipTerm, NodeStore, W
 import { containerSpecFor, decide, templateKey, type ReconcileNode, type RemoveAction, type Rollback } from './decide.js';
 import type { EventSink } from './events.js';
 import { reconcileNodes } from './nodes.js';
+import { rollbackCause } from './progress.js';
 
 export const RESYNC_INTERVAL_MS = 30_000;
 /** How long a successful RunContainer is not repeated while waiting for the report. */
@@ -379,7 +380,7 @@ export class Reconciler {
     }
   }
 
-  /** Returns a workload to the newest earlier revision whose replicas worked (a new revision, cause "rollback to N"). */
+  /** Returns a workload to the newest earlier revision whose replicas worked (a new revision, cause "rollback to N: revision M failed: why"). */
   private async rollback(s: TermState, rb: Rollback): Promise<void> {
     const key = `${rb.workload}/${rb.revision}`;
     if (s.rolledBack.has(key)) return;
@@ -394,7 +395,7 @@ export class Reconciler {
         return;
       }
       const spec = { ...target.spec, replicas: w.spec.replicas };
-      const [outcome] = await this.opts.store.applyWorkloads([{ name: rb.workload, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: `rollback to ${target.revision}` });
+      const [outcome] = await this.opts.store.applyWorkloads([{ name: rb.workload, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: rollbackCause(target.revision, rb.revision, rb.reason) });
       const message = `rolled back revision ${rb.revision} to revision ${target.revision} (now revision ${outcome?.revision ?? '?'}): ${rb.reason}`;
       this.logger.warn('event', { kind: 'workload', name: rb.workload, reason: 'RolledBack', message });
       this.opts.events?.emit({ kind: 'workload', name: rb.workload, reason: 'RolledBack', node: '', workload: rb.workload, severity: 'warning', message });

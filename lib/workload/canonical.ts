@@ -54,6 +54,8 @@ function canonicalSpecValue(s: WorkloadSpec): unknown {
       maxPerNode: s.placement?.maxPerNode ?? 0,
     },
     update: { maxSurge: s.update?.maxSurge ?? 0, maxUnavailable: s.update?.maxUnavailable ?? 0 },
+    // Only when set (berth rollout restart), so specs without it keep their canonical text.
+    ...(s.restartedUnixMs ? { restartedUnixMs: s.restartedUnixMs } : {}),
   };
 }
 

@@ -47,7 +47,7 @@ describe('agent/main with a controller (berth agent + berth get nodes)', () => {
     await waitFor('node-2 to be Ready', async () => (await state('node-2')) === 'NODE_STATE_READY', 15_000, 200);
     assert.equal((await nodes()).find((x) => x.spec.name === 'node-2')?.spec.address, 'node-2.example:7071');
     const table = await cluster.cli(['get', 'nodes']);
-    assert.match(table.stdout, /^node-1\s+Ready\s+127\.0\.0\.1:\d+\s+\d+\s+[\d.]+[KMGT]i\s+disk=ssd,zone=a\s+\d+s\s+\S+$/m);
+    assert.match(table.stdout, /^node-1\s+Ready\s+127\.0\.0\.1:\d+\s+0\/\d+\s+0\/[\d.]+[KMGT]i\s+0\/\d+\s+0\s+disk=ssd,zone=a\s+\d+s\s+\S+$/m);
   });
 
   it('is NotReady within 5 s after SIGTERM, and the agent exits 0', async () => {

@@ -81,13 +81,17 @@ describe('cli/output', () => {
     const now = Date.now();
     const node = (name: string, state: NodeState): Node => ({
       spec: { name, labels: { zone: 'a' }, address: '127.0.0.1:7071', capacity: { cpuMillis: 2000, memoryBytes: 8_375_000_000, pids: 32768 }, cordoned: false, agentVersion: '0.1.0', os: 'linux', arch: 'amd64', kernel: '6.1', cgroupVersion: 'hybrid' },
-      status: { state, lastHeartbeatUnixMs: now - 1000, registeredUnixMs: now - 3 * 3_600_000, reason: '', containers: 0 },
+      status: {
+        state, lastHeartbeatUnixMs: now - 1000, registeredUnixMs: now - 3 * 3_600_000, reason: '', containers: 0,
+        allocated: { cpuMillis: name === 'n1' ? 1500 : 0, memoryBytes: name === 'n1' ? 512 * 1024 * 1024 : 0, pids: name === 'n1' ? 300 : 0 },
+        replicas: name === 'n1' ? 3 : 0,
+      },
     });
     const text = nodeTable([node('n1', NodeState.NODE_STATE_READY), node('n2', NodeState.NODE_STATE_NOT_READY)], false, now);
     const lines = text.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^NAME\s+STATUS\s+ADDRESS\s+CPU\s+MEMORY\s+LABELS\s+AGE\s+VERSION$/);
-    assert.match(lines[1] ?? '', /^n1\s+Ready\s+127\.0\.0\.1:7071\s+2\s+7\.8Gi\s+zone=a\s+3h\s+0\.1\.0$/);
-    assert.match(lines[2] ?? '', /^n2\s+NotReady\s/);
+    assert.match(lines[0] ?? '', /^NAME\s+STATUS\s+ADDRESS\s+CPU\s+MEMORY\s+PIDS\s+REPLICAS\s+LABELS\s+AGE\s+VERSION$/);
+    assert.match(lines[1] ?? '', /^n1\s+Ready\s+127\.0\.0\.1:7071\s+1500m\/2\s+512Mi\/7\.8Gi\s+300\/32768\s+3\s+zone=a\s+3h\s+0\.1\.0$/);
+    assert.match(lines[2] ?? '', /^n2\s+NotReady\s+127\.0\.0\.1:7071\s+0\/2\s+0\/7\.8Gi\s+0\/32768\s+0\s/);
     assert.match(nodeTable([node('n1', NodeState.NODE_STATE_READY)], true, now), /hybrid\s+0\s+1s ago$/m);
   });
 

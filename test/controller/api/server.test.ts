@@ -55,11 +55,11 @@ describe('controller API', () => {
   describe('WorkloadService', () => {
     it('reports created, then unchanged, then configured with revision 2', async () => {
       const first = await apply(manifest('web'));
-      assert.deepEqual(first.results, [{ name: 'web', action: 'created', revision: 1 }]);
+      assert.deepEqual(first.results, [{ name: 'web', action: 'created', revision: 1, preview: undefined }]);
       const second = await apply(manifest('web'));
-      assert.deepEqual(second.results, [{ name: 'web', action: 'unchanged', revision: 1 }]);
+      assert.deepEqual(second.results, [{ name: 'web', action: 'unchanged', revision: 1, preview: undefined }]);
       const third = await apply(manifest('web', { replicas: 3 }));
-      assert.deepEqual(third.results, [{ name: 'web', action: 'configured', revision: 2 }]);
+      assert.deepEqual(third.results, [{ name: 'web', action: 'configured', revision: 2, preview: undefined }]);
       const w = await call(c.workloads, c.workloads.get, { name: 'web' });
       assert.equal(w.spec?.replicas, 3);
       assert.equal(w.spec?.image, '127.0.0.1:5000/busybox:latest');

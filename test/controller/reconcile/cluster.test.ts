@@ -7,61 +7,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { createWriteStream } from 'node:fs';
-import { createLogger, silentLogger } from '../../../lib/index.js';
 import { connect } from 'nats';
 import { ContainerSpec, Event, type LogLine } from '../../../proto/gen/berth/v1/types.js';
 import type { RunRequest } from '../../../proto/gen/berth/v1/controller.js';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
-import { AgentPool } from '../../../controller/agents/index.js';
-import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
-import { EVENTS_SUBJECT, Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from '../../../controller/nodes/index.js';
-import { EventRecorder, Reconciler } from '../../../controller/reconcile/index.js';
-import { EtcdElection, EtcdStore } from '../../../controller/store/index.js';
+import { EVENTS_SUBJECT } from '../../../controller/nodes/index.js';
 import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
 import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
 import { FakeAgent } from './fake-agent.js';
-
-interface TestController {
-  address: string;
-  store: EtcdStore;
-  election: EtcdElection;
-  reconciler: Reconciler;
-  stop(): Promise<void>;
-}
-
-async function startController(etcdUrl: string, natsUrl: string, prefix: string, id: string): Promise<TestController> {
-  const logger = process.env['RECON_DEBUG'] ? createLogger({ level: 'debug', stream: createWriteStream(process.env['RECON_DEBUG'], { flags: 'a' }), defaultMeta: { id } }) : silentLogger();
-  const store = new EtcdStore({ endpoints: [etcdUrl], prefix, logger });
-  const election = new EtcdElection(store, { controllerId: id, logger });
-  const membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [natsUrl], logger }), logger });
-  const observed = new ObservedState();
-  const reports = new NatsContainerReports({ servers: [natsUrl], observed, logger });
-  const agents = new AgentPool({ logger, runTimeoutMs: 5000, timeoutMs: 5000 });
-  const publisher = new NatsEventPublisher({ servers: [natsUrl], logger });
-  await publisher.start();
-  const events = new EventRecorder({ store, publisher, logger });
-  const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger, resyncIntervalMs: 5000 });
-  reconciler.attach();
-  election.start();
-  await membership.start();
-  await reports.start();
-  const api: ApiServer = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, containers: { store, observed, agents }, logger });
-  return {
-    address: api.address, store, election, reconciler,
-    async stop() {
-      await api.stop(1000);
-      await election.stop();
-      reconciler.detach();
-      agents.close();
-      await events.stop();
-      await publisher.stop();
-      await reports.stop();
-      await membership.stop();
-      await store.close();
-    },
-  };
-}
+import { startController, type TestController } from './controller.js';
 
 describe('reconciler with fake agents', function () {
   this.timeout(120_000);
@@ -314,8 +268,9 @@ describe('reconciler with fake agents', function () {
     const events = await waitForEvents(['RolledBack']);
     assert.match(events.find((e) => e.reason === 'RolledBack')?.message ?? '', /^rolled back revision 2 to revision 1 \(now revision 3\): "web-\d-[0-9a-f]{5}" failed to start 3 times$/);
     const history = await call(clients().workloads, clients().workloads.history, { name: 'web' });
-    assert.deepEqual(history.revisions.map((r) => [r.revision, r.cause, r.spec?.image]), [
-      [1, 'apply', '127.0.0.1:5000/web:1'], [2, 'apply', '127.0.0.1:5000/missing:2'], [3, 'rollback to 1', '127.0.0.1:5000/web:1'],
+    assert.deepEqual(history.revisions.map((r) => [r.revision, r.cause.replace(/"web-\d-[0-9a-f]{5}"/, '"web-N"'), r.spec?.image]), [
+      [1, 'apply', '127.0.0.1:5000/web:1'], [2, 'apply', '127.0.0.1:5000/missing:2'],
+      [3, 'rollback to 1: revision 2 failed: "web-N" failed to start 3 times', '127.0.0.1:5000/web:1'],
     ]);
     await waitFor('only the first replicas and their records left', async () => {
       const records = await (ctl as TestController).store.listContainerRecords({ workload: 'web' });
