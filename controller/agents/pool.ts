@@ -13,15 +13,12 @@
  * are AgentCallError (the agent's own status code kept, the node named).
  */
 import * as grpc from '@grpc/grpc-js';
-import { BerthError, CancelledError, InternalError, UnavailableError, fromGrpcError, isCode, silentLogger, type Logger } from '../../lib/index.js';
+import { BerthError, CancelledError, UnavailableError, fromGrpcError, silentLogger, type Logger } from '../../lib/index.js';
 import {
   AgentServiceClient,
   type AgentLogsRequest, type ListImagesResponse, type PullImageRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
   type PruneImagesRequest, type RemoveImagesRequest, type SearchImagesRequest, type SearchImagesResponse,
 } from '../../proto/gen/berth/v1/agent.js';
-import type { AgentCopyFromRequest, ContainerIdRequest, KillContainerRequest, RenameContainerOnNodeRequest, UpdateContainerRequest } from '../../proto/gen/berth/v1/agent.js';
-import type { ContainerDetails, ContainerProcesses, ContainerStats, CopyToContainerRequest, CopyToContainerResponse, TarChunk, WaitResult } from '../../proto/gen/berth/v1/containers.js';
-import { AgentBatchServiceClient, type RunContainersResponse } from '../../proto/gen/berth/v1/batch.js';
 import type { Container, ImageRecord, ImageRemoval, ImageSearchResult, LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 
 export interface CallOptions {
@@ -38,24 +35,12 @@ export class AgentCallError extends BerthError {
   }
 }
 
-/** The outcome of one container of a RunContainers batch: the container, or why it failed. */
-export type RunOutcome = { id: string; container: Container; error?: undefined } | { id: string; container?: undefined; error: AgentCallError };
-
 /** What the controller can ask one agent. */
 export interface AgentClient {
   readonly node: string;
   readonly address: string;
   /** Idempotent by `req.id`: running an id that already exists returns it. */
   runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container>;
-  /**
-   * Runs many containers in one round trip (AgentBatchService.RunContainers),
-   * each as runContainer would; one outcome per request, in order. An agent
-   * without the batch service gets one RunContainer per container instead.
-   * Rejects only when the call as a whole fails (agent unreachable, cancelled).
-   * Optional so that test doubles need not have it; the reconciler then calls
-   * runContainer per container.
-   */
-  runContainers?(reqs: readonly RunContainerRequest[], opts?: CallOptions): Promise<RunOutcome[]>;
   stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container>;
   removeContainer(req: RemoveContainerRequest, opts?: CallOptions): Promise<void>;
   listContainers(opts?: CallOptions): Promise<Container[]>;
@@ -64,19 +49,6 @@ export interface AgentClient {
   /** Streams per-layer progress of a pull; the last message has finished set. */
   pullImage(req: PullImageRequest, opts?: CallOptions): AsyncIterable<PullProgress>;
   listImages(opts?: CallOptions): Promise<ImageRecord[]>;
-  startContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<Container>;
-  killContainer(req: KillContainerRequest, opts?: CallOptions): Promise<Container>;
-  /** No deadline: resolves when the container exits, or rejects when `signal` fires. */
-  waitContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<WaitResult>;
-  renameContainer(req: RenameContainerOnNodeRequest, opts?: CallOptions): Promise<Container>;
-  inspectContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerDetails>;
-  topContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerProcesses>;
-  updateContainer(req: UpdateContainerRequest, opts?: CallOptions): Promise<Container>;
-  containerStats(ids: string[], opts?: CallOptions): Promise<ContainerStats[]>;
-  /** Streams a tar of a path in the container. */
-  copyFromContainer(req: AgentCopyFromRequest, opts?: CallOptions): AsyncIterable<TarChunk>;
-  /** Sends a header then the tar pieces `chunks` yields; resolves with the agent's answer. */
-  copyToContainer(header: { container: string; path: string }, chunks: AsyncIterable<Buffer>, opts?: CallOptions): Promise<CopyToContainerResponse>;
   /** Removes images (all checked first; FAILED_PRECONDITION when one is in use and not forced). */
   removeImages(req: RemoveImagesRequest, opts?: CallOptions): Promise<ImageRemoval>;
   pruneImages(req: PruneImagesRequest, opts?: CallOptions): Promise<ImageRemoval>;
@@ -125,36 +97,6 @@ class PooledAgent implements AgentClient {
     return this.unary('RunContainer', this.client.runContainer as Unary<RunContainerRequest, Container>, req, this.runTimeoutMs, opts);
   }
 
-  /** The batch client, on the same channel (connection) as `client`. */
-  private batch: AgentBatchServiceClient | undefined;
-  /** The agent answered UNIMPLEMENTED to RunContainers (an older agent): one call per container from then on. */
-  private batchUnsupported = false;
-
-  async runContainers(reqs: readonly RunContainerRequest[], opts?: CallOptions): Promise<RunOutcome[]> {
-    if (reqs.length === 0) return [];
-    if (!this.batchUnsupported) {
-      this.batch ??= new AgentBatchServiceClient(this.address, grpc.credentials.createInsecure(), { channelOverride: this.client.getChannel() });
-      try {
-        const res = await this.unary('RunContainers', this.batch.runContainers as Unary<{ containers: RunContainerRequest[] }, RunContainersResponse>, { containers: [...reqs] }, this.runTimeoutMs, opts);
-        const what = (id: string): string => `run container "${id}" on node "${this.node}" at "${this.address}"`;
-        const byId = new Map(res.results.map((r) => [r.id, r]));
-        return reqs.map((req): RunOutcome => {
-          const r = byId.get(req.id);
-          if (!r) return { id: req.id, error: new AgentCallError(this.node, new InternalError(`failed to ${what(req.id)}: the agent's answer does not mention it`)) };
-          if (r.code === 0 && r.container) return { id: req.id, container: r.container };
-          return { id: req.id, error: new AgentCallError(this.node, fromGrpcError({ code: r.code === 0 ? grpc.status.INTERNAL : r.code, details: r.message || 'no container in the answer' }, what(req.id))) };
-        });
-      } catch (err) {
-        if (!isCode(err, 'unimplemented')) throw err;
-        this.batchUnsupported = true;
-      }
-    }
-    return Promise.all(reqs.map((req) => this.runContainer(req, opts).then(
-      (container): RunOutcome => ({ id: req.id, container }),
-      (err: unknown): RunOutcome => ({ id: req.id, error: err instanceof AgentCallError ? err : new AgentCallError(this.node, fromGrpcError(err)) }),
-    )));
-  }
-
   stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container> {
     return this.unary('StopContainer', this.client.stopContainer as Unary<StopContainerRequest, Container>, req, this.timeoutMs + req.graceSeconds * 1000, opts);
   }
@@ -193,70 +135,6 @@ class PooledAgent implements AgentClient {
   async searchImages(req: SearchImagesRequest, opts?: CallOptions): Promise<ImageSearchResult[]> {
     const res = await this.unary('SearchImages', this.client.searchImages as Unary<SearchImagesRequest, SearchImagesResponse>, req, this.runTimeoutMs, opts);
     return res.results;
-  }
-
-  startContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<Container> {
-    return this.unary('StartContainer', this.client.startContainer as Unary<ContainerIdRequest, Container>, req, this.runTimeoutMs, opts);
-  }
-
-  killContainer(req: KillContainerRequest, opts?: CallOptions): Promise<Container> {
-    return this.unary('KillContainer', this.client.killContainer as Unary<KillContainerRequest, Container>, req, this.timeoutMs, opts);
-  }
-
-  waitContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<WaitResult> {
-    // A wait lasts as long as the container runs: about a year stands for no deadline.
-    return this.unary('WaitContainer', this.client.waitContainer as Unary<ContainerIdRequest, WaitResult>, req, 365 * 24 * 3600_000, opts);
-  }
-
-  renameContainer(req: RenameContainerOnNodeRequest, opts?: CallOptions): Promise<Container> {
-    return this.unary('RenameContainer', this.client.renameContainer as Unary<RenameContainerOnNodeRequest, Container>, req, this.timeoutMs, opts);
-  }
-
-  inspectContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerDetails> {
-    return this.unary('InspectContainer', this.client.inspectContainer as Unary<ContainerIdRequest, ContainerDetails>, req, this.timeoutMs, opts);
-  }
-
-  topContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerProcesses> {
-    return this.unary('TopContainer', this.client.topContainer as Unary<ContainerIdRequest, ContainerProcesses>, req, this.timeoutMs, opts);
-  }
-
-  updateContainer(req: UpdateContainerRequest, opts?: CallOptions): Promise<Container> {
-    return this.unary('UpdateContainer', this.client.updateContainer as Unary<UpdateContainerRequest, Container>, req, this.timeoutMs, opts);
-  }
-
-  async containerStats(ids: string[], opts?: CallOptions): Promise<ContainerStats[]> {
-    const res = await this.unary('ContainerStats', this.client.containerStats as Unary<{ ids: string[] }, { stats: ContainerStats[] }>, { ids }, this.timeoutMs, opts);
-    return res.stats;
-  }
-
-  copyFromContainer(req: AgentCopyFromRequest, opts?: CallOptions): AsyncIterable<TarChunk> {
-    return this.serverStream<TarChunk>('CopyFromContainer', () => this.client.copyFromContainer(req), opts);
-  }
-
-  copyToContainer(header: { container: string; path: string }, chunks: AsyncIterable<Buffer>, opts?: CallOptions): Promise<CopyToContainerResponse> {
-    const what = `call CopyToContainer on node "${this.node}" at "${this.address}"`;
-    return new Promise<CopyToContainerResponse>((resolve, reject) => {
-      const stream = this.client.copyToContainer((err: grpc.ServiceError | null, res?: CopyToContainerResponse) => {
-        opts?.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(new AgentCallError(this.node, fromGrpcError(err, what)));
-        else resolve(res as CopyToContainerResponse);
-      });
-      const onAbort = (): void => stream.cancel();
-      opts?.signal?.addEventListener('abort', onAbort, { once: true });
-      void (async () => {
-        try {
-          const write = async (msg: CopyToContainerRequest): Promise<void> => {
-            if (!stream.write(msg)) await new Promise<void>((r) => stream.once('drain', () => r()));
-          };
-          await write({ part: { $case: 'header', value: header } });
-          for await (const data of chunks) await write({ part: { $case: 'data', value: data } });
-          stream.end();
-        } catch (err) {
-          stream.cancel();
-          reject(err);
-        }
-      })();
-    });
   }
 
   /** Yields the messages of a server stream; a cancel by `signal` ends it quietly. */
