@@ -290,12 +290,43 @@ export interface WorkloadSpec {
    * revision whose replicas replace the old ones. Kept across applies of a
    * file that does not name it.
    */
-  restartedUnixMs?: number | undefined;
+  restartedUnixMs?:
+    | number
+    | undefined;
+  /** The built-in autoscaler owns `replicas` when set (docs/workload-file.md). */
+  autoscale?: AutoscaleSpec | undefined;
 }
 
 export interface WorkloadSpec_EnvEntry {
   key: string;
   value: string;
+}
+
+export interface ScaleBehavior {
+  stabilizationSeconds: number;
+  maxStepPercent: number;
+  /** 0 = no count limit. */
+  maxStepReplicas: number;
+  periodSeconds: number;
+}
+
+export interface AutoscaleSpec {
+  min: number;
+  max: number;
+  /** "cpu", "requests" or "connections". */
+  metric: string;
+  /**
+   * cpu: percent of the requested cpu per replica; requests: per second per
+   * replica; connections: open per replica.
+   */
+  target: number;
+  tolerance: number;
+  scaleUp?: ScaleBehavior | undefined;
+  scaleDown?:
+    | ScaleBehavior
+    | undefined;
+  /** Scale to zero after this many idle seconds (requests/connections only); unset = never. */
+  scaleToZeroIdleSeconds?: number | undefined;
 }
 
 export interface WorkloadStatus {
@@ -1693,6 +1724,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     update: undefined,
     network: undefined,
     restartedUnixMs: undefined,
+    autoscale: undefined,
   };
 }
 
@@ -1736,6 +1768,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.restartedUnixMs !== undefined) {
       writer.uint32(104).int64(message.restartedUnixMs);
+    }
+    if (message.autoscale !== undefined) {
+      AutoscaleSpec.encode(message.autoscale, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -1860,6 +1895,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.restartedUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.autoscale = AutoscaleSpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1904,6 +1947,7 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
         : isSet(object.restarted_unix_ms)
         ? globalThis.Number(object.restarted_unix_ms)
         : undefined,
+      autoscale: isSet(object.autoscale) ? AutoscaleSpec.fromJSON(object.autoscale) : undefined,
     };
   },
 
@@ -1953,6 +1997,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.restartedUnixMs !== undefined) {
       obj.restartedUnixMs = Math.round(message.restartedUnixMs);
+    }
+    if (message.autoscale !== undefined) {
+      obj.autoscale = AutoscaleSpec.toJSON(message.autoscale);
     }
     return obj;
   },
@@ -2028,6 +2075,313 @@ export const WorkloadSpec_EnvEntry: MessageFns<WorkloadSpec_EnvEntry> = {
     }
     if (message.value !== "") {
       obj.value = message.value;
+    }
+    return obj;
+  },
+};
+
+function createBaseScaleBehavior(): ScaleBehavior {
+  return { stabilizationSeconds: 0, maxStepPercent: 0, maxStepReplicas: 0, periodSeconds: 0 };
+}
+
+export const ScaleBehavior: MessageFns<ScaleBehavior> = {
+  encode(message: ScaleBehavior, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stabilizationSeconds !== 0) {
+      writer.uint32(8).uint32(message.stabilizationSeconds);
+    }
+    if (message.maxStepPercent !== 0) {
+      writer.uint32(16).uint32(message.maxStepPercent);
+    }
+    if (message.maxStepReplicas !== 0) {
+      writer.uint32(24).uint32(message.maxStepReplicas);
+    }
+    if (message.periodSeconds !== 0) {
+      writer.uint32(32).uint32(message.periodSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScaleBehavior {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScaleBehavior();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stabilizationSeconds = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxStepPercent = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxStepReplicas = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.periodSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScaleBehavior {
+    return {
+      stabilizationSeconds: isSet(object.stabilizationSeconds)
+        ? globalThis.Number(object.stabilizationSeconds)
+        : isSet(object.stabilization_seconds)
+        ? globalThis.Number(object.stabilization_seconds)
+        : 0,
+      maxStepPercent: isSet(object.maxStepPercent)
+        ? globalThis.Number(object.maxStepPercent)
+        : isSet(object.max_step_percent)
+        ? globalThis.Number(object.max_step_percent)
+        : 0,
+      maxStepReplicas: isSet(object.maxStepReplicas)
+        ? globalThis.Number(object.maxStepReplicas)
+        : isSet(object.max_step_replicas)
+        ? globalThis.Number(object.max_step_replicas)
+        : 0,
+      periodSeconds: isSet(object.periodSeconds)
+        ? globalThis.Number(object.periodSeconds)
+        : isSet(object.period_seconds)
+        ? globalThis.Number(object.period_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: ScaleBehavior): unknown {
+    const obj: any = {};
+    if (message.stabilizationSeconds !== 0) {
+      obj.stabilizationSeconds = Math.round(message.stabilizationSeconds);
+    }
+    if (message.maxStepPercent !== 0) {
+      obj.maxStepPercent = Math.round(message.maxStepPercent);
+    }
+    if (message.maxStepReplicas !== 0) {
+      obj.maxStepReplicas = Math.round(message.maxStepReplicas);
+    }
+    if (message.periodSeconds !== 0) {
+      obj.periodSeconds = Math.round(message.periodSeconds);
+    }
+    return obj;
+  },
+};
+
+function createBaseAutoscaleSpec(): AutoscaleSpec {
+  return {
+    min: 0,
+    max: 0,
+    metric: "",
+    target: 0,
+    tolerance: 0,
+    scaleUp: undefined,
+    scaleDown: undefined,
+    scaleToZeroIdleSeconds: undefined,
+  };
+}
+
+export const AutoscaleSpec: MessageFns<AutoscaleSpec> = {
+  encode(message: AutoscaleSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.min !== 0) {
+      writer.uint32(8).uint32(message.min);
+    }
+    if (message.max !== 0) {
+      writer.uint32(16).uint32(message.max);
+    }
+    if (message.metric !== "") {
+      writer.uint32(26).string(message.metric);
+    }
+    if (message.target !== 0) {
+      writer.uint32(33).double(message.target);
+    }
+    if (message.tolerance !== 0) {
+      writer.uint32(41).double(message.tolerance);
+    }
+    if (message.scaleUp !== undefined) {
+      ScaleBehavior.encode(message.scaleUp, writer.uint32(50).fork()).join();
+    }
+    if (message.scaleDown !== undefined) {
+      ScaleBehavior.encode(message.scaleDown, writer.uint32(58).fork()).join();
+    }
+    if (message.scaleToZeroIdleSeconds !== undefined) {
+      writer.uint32(64).uint32(message.scaleToZeroIdleSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoscaleSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoscaleSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.min = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.max = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.metric = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.target = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.tolerance = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.scaleUp = ScaleBehavior.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.scaleDown = ScaleBehavior.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.scaleToZeroIdleSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoscaleSpec {
+    return {
+      min: isSet(object.min) ? globalThis.Number(object.min) : 0,
+      max: isSet(object.max) ? globalThis.Number(object.max) : 0,
+      metric: isSet(object.metric) ? globalThis.String(object.metric) : "",
+      target: isSet(object.target) ? globalThis.Number(object.target) : 0,
+      tolerance: isSet(object.tolerance) ? globalThis.Number(object.tolerance) : 0,
+      scaleUp: isSet(object.scaleUp)
+        ? ScaleBehavior.fromJSON(object.scaleUp)
+        : isSet(object.scale_up)
+        ? ScaleBehavior.fromJSON(object.scale_up)
+        : undefined,
+      scaleDown: isSet(object.scaleDown)
+        ? ScaleBehavior.fromJSON(object.scaleDown)
+        : isSet(object.scale_down)
+        ? ScaleBehavior.fromJSON(object.scale_down)
+        : undefined,
+      scaleToZeroIdleSeconds: isSet(object.scaleToZeroIdleSeconds)
+        ? globalThis.Number(object.scaleToZeroIdleSeconds)
+        : isSet(object.scale_to_zero_idle_seconds)
+        ? globalThis.Number(object.scale_to_zero_idle_seconds)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AutoscaleSpec): unknown {
+    const obj: any = {};
+    if (message.min !== 0) {
+      obj.min = Math.round(message.min);
+    }
+    if (message.max !== 0) {
+      obj.max = Math.round(message.max);
+    }
+    if (message.metric !== "") {
+      obj.metric = message.metric;
+    }
+    if (message.target !== 0) {
+      obj.target = floatToJson(message.target);
+    }
+    if (message.tolerance !== 0) {
+      obj.tolerance = floatToJson(message.tolerance);
+    }
+    if (message.scaleUp !== undefined) {
+      obj.scaleUp = ScaleBehavior.toJSON(message.scaleUp);
+    }
+    if (message.scaleDown !== undefined) {
+      obj.scaleDown = ScaleBehavior.toJSON(message.scaleDown);
+    }
+    if (message.scaleToZeroIdleSeconds !== undefined) {
+      obj.scaleToZeroIdleSeconds = Math.round(message.scaleToZeroIdleSeconds);
     }
     return obj;
   },
@@ -5284,6 +5638,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 function longToNumber(int64: { toString(): string }): number {
