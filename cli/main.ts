@@ -26,6 +26,7 @@ import { containerVerbs } from './containers.js';
 import { runVerb, separateRunCommand } from './run.js';
 import { clusterVerbs } from './cluster-verbs.js';
 import { imageVerbs } from './images.js';
+import { volumeVerbs } from './volumes.js';
 import { infoVerb } from './info.js';
 
 function describeError(err: unknown, debug: boolean): string {
@@ -80,6 +81,7 @@ Run "berth <command> --help" for the options and examples of a command.`);
   runVerb(program, run);
   clusterVerbs(program, run);
   imageVerbs(program, run);
+  volumeVerbs(program, run);
   infoVerb(program, run);
   versionVerb(program, run);
   serverVerbs(program, run);

@@ -33,6 +33,7 @@ export interface RunOptions {
   label?: string[];
   node?: string;
   constraint?: string[];
+  volume?: string[];
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -57,6 +58,22 @@ async function quantity(kind: 'memory' | 'cpu' | 'pids', raw: string, flag: stri
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
+}
+
+/** `-v NAME:/dest[:ro]` and `-v /host/path:/dest[:ro]` as mounts; UsageError naming the flag on a bad one. */
+async function volumeFlags(values: readonly string[]): Promise<ContainerSpec['mounts']> {
+  if (values.length === 0) return [];
+  const { mountProblems, parseVolumeFlag } = await import('../lib/volumes.js');
+  const mounts = values.map((v) => {
+    try {
+      return { ...parseVolumeFlag(v, '-v, --volume') };
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+  });
+  const problem = mountProblems(mounts, '-v')[0];
+  if (problem) throw new UsageError(`-v, --volume: ${problem.message}`);
+  return mounts;
 }
 
 /** Builds the Run request from the flags; throws UsageError naming the flag on any bad value. */
@@ -87,6 +104,7 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
   }
   const labels = opts.label ? parseSelector(opts.label) : {};
   const nodeSelector = opts.constraint ? parseSelector(opts.constraint) : {};
+  const mounts = await volumeFlags(opts.volume ?? []);
   const entrypoint = opts.entrypoint !== undefined ? (opts.entrypoint === '' ? [] : [opts.entrypoint]) : [];
   const spec: ContainerSpec = {
     image: image.trim(),
@@ -98,7 +116,7 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
     resources: { cpuMillis, memoryBytes, pids },
     restart: { policy, backoffCapSeconds: 0 },
     ports: [],
-    mounts: [],
+    mounts,
     tty: false,
     stdin: false,
     hostname: '',
@@ -110,7 +128,7 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
 }
 
 /** Options of `berth run` that take a value (the next word), long and short. */
-const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint']);
+const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint', '-v', '--volume']);
 const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
 
 /**
@@ -207,12 +225,15 @@ export const runVerb: Verb = (program, run) => {
     .option('-l, --label <k=v>', 'container label (repeatable)', collect)
     .option('--node <name>', 'run on this node only')
     .option('--constraint <k=v>', 'run on a node with this label (repeatable)', collect)
+    .option('-v, --volume <src:dest[:ro]>', 'mount a named volume (NAME:/path, created on first use on the node the container runs on; a container using an existing volume runs on its node) or an allowed host path (/host/path:/path, see berth agent --allow-bind); ":ro" mounts it read-only (repeatable)', collect)
     .addHelpText('after', `
 Examples:
   berth run -d --name sleeper busybox sleep 3600
   berth run busybox echo hello
   berth run --rm busybox true
   berth run -d -m 64Mi --cpus 0.5 --restart on-failure -e MODE=debug busybox -- sh -c 'echo $MODE'
-  berth run -d --node node-1 --constraint zone=a busybox sleep 60`)
+  berth run -d --node node-1 --constraint zone=a busybox sleep 60
+  berth run -v data:/data busybox sh -c 'date > /data/first'
+  berth run --rm -v data:/data:ro -v /srv/config:/etc/app:ro busybox cat /data/first`)
     .action(run((ctx, _cmd: Command, opts: RunOptions, args) => runRun(ctx, opts, args[0] as string, (args[1] as string[] | undefined) ?? [])));
 };
