@@ -256,7 +256,7 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     assert.match(describe.stdout, /RolledBack\s.*rolled back revision 2 to revision 1 \(now revision 3\): "web-\d+-[0-9a-f]+" (restarted \d+ times|failed to start \d+ times)/);
     const history = await c.cli(['rollout', 'history', WORKLOAD]);
     assert.equal(history.code, 0, history.stderr);
-    assert.match(history.stdout, /^3\s+rollback to 1\s/m);
+    assert.match(history.stdout, /^3\s+rollback to 1\b.*\/busybox:v1\s/m);
     await controllerAgrees(c, 6);
   });
 
@@ -331,7 +331,7 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
 
     // maxSurge 1, maxUnavailable 0: one replica at a time, each waiting to be healthy, so the rollout takes several seconds.
     await apply(c, { replicas: 6, image: v2, maxSurge: 1, maxUnavailable: 0 }, other);
-    await waitFor('the rollout under way', async () => (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().some((x) => x.spec?.image === v2 && isServing(x)), 60_000, 100);
+    await waitFor('the rollout half-way (2 replicas of v2 serving)', async () => (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v2 && isServing(x)).length >= 2, 60_000, 100);
     await leader.proc.kill9();
     const left = (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v1 && isRunning(x)).length;
     assert.ok(left >= 1, 'the leader died before the rollout finished');
