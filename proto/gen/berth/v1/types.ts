@@ -294,12 +294,24 @@ export interface WorkloadSpec {
     | number
     | undefined;
   /** The built-in autoscaler owns `replicas` when set (docs/workload-file.md). */
-  autoscale?: AutoscaleSpec | undefined;
+  autoscale?:
+    | AutoscaleSpec
+    | undefined;
+  /**
+   * Named volumes and allowed host paths the replicas mount (spec.volumes in
+   * workload files; each becomes a ContainerSpec mount). A message so that
+   * code building WorkloadSpec literals need not name it.
+   */
+  volumes?: VolumeMounts | undefined;
 }
 
 export interface WorkloadSpec_EnvEntry {
   key: string;
   value: string;
+}
+
+export interface VolumeMounts {
+  mounts: MountSpec[];
 }
 
 export interface ScaleBehavior {
@@ -1725,6 +1737,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     network: undefined,
     restartedUnixMs: undefined,
     autoscale: undefined,
+    volumes: undefined,
   };
 }
 
@@ -1771,6 +1784,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.autoscale !== undefined) {
       AutoscaleSpec.encode(message.autoscale, writer.uint32(162).fork()).join();
+    }
+    if (message.volumes !== undefined) {
+      VolumeMounts.encode(message.volumes, writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -1903,6 +1919,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.autoscale = AutoscaleSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.volumes = VolumeMounts.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1948,6 +1972,7 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
         ? globalThis.Number(object.restarted_unix_ms)
         : undefined,
       autoscale: isSet(object.autoscale) ? AutoscaleSpec.fromJSON(object.autoscale) : undefined,
+      volumes: isSet(object.volumes) ? VolumeMounts.fromJSON(object.volumes) : undefined,
     };
   },
 
@@ -2000,6 +2025,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.autoscale !== undefined) {
       obj.autoscale = AutoscaleSpec.toJSON(message.autoscale);
+    }
+    if (message.volumes !== undefined) {
+      obj.volumes = VolumeMounts.toJSON(message.volumes);
     }
     return obj;
   },
@@ -2075,6 +2103,66 @@ export const WorkloadSpec_EnvEntry: MessageFns<WorkloadSpec_EnvEntry> = {
     }
     if (message.value !== "") {
       obj.value = message.value;
+    }
+    return obj;
+  },
+};
+
+function createBaseVolumeMounts(): VolumeMounts {
+  return { mounts: [] };
+}
+
+export const VolumeMounts: MessageFns<VolumeMounts> = {
+  encode(message: VolumeMounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mounts) {
+      MountSpec.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VolumeMounts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVolumeMounts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mounts.push(MountSpec.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VolumeMounts {
+    return {
+      mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => MountSpec.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: VolumeMounts): unknown {
+    const obj: any = {};
+    if (message.mounts?.length) {
+      obj.mounts = message.mounts.map((e) => MountSpec.toJSON(e));
     }
     return obj;
   },
