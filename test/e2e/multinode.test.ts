@@ -226,39 +226,45 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     assert.match(history.stdout, new RegExp(`^2\\s.*${v2.replace(/[.]/g, '\\.')}`, 'm'));
   });
 
-  it('rolls a broken version back by itself and records why', async () => {
-    const c = await start();
-    const { v1, v2 } = images();
-    await apply(c, { replicas: 6, image: v1 });
-    await settled(c, 6, v1);
-
-    const sampler = startSampler(c.agents);
-    let result: { samples: Sample[]; skipped: number };
-    try {
-      // The new version's process exits 1 at once: it never becomes ready, restarts, and the rollout is rolled back.
-      await apply(c, { replicas: 6, image: v2, command: ['sh', '-c', 'echo broken version; exit 1'] });
-      const ctl = c.controllers[0] as Controller;
-      await waitFor('a RolledBack event', async () => {
-        const ev = await call(ctl.clients.events, ctl.clients.events.list, { sinceUnixMs: 0, limit: 0, workload: WORKLOAD, kind: '' });
-        return ev.events.some((e) => e.reason === 'RolledBack');
-      }, 120_000, 500);
-      // Back on v1 with the serving command: six v1 replicas and nothing of v2.
+  const broken = {
+    'its process exits 1': ['sh', '-c', 'echo broken version; exit 1'],
+    'its binary does not exist': ['/no/such/binary'],
+  } as const;
+  for (const [variant, command] of Object.entries(broken)) {
+    it(`rolls a broken version back by itself and records why (${variant})`, async () => {
+      const c = await start();
+      const { v1, v2 } = images();
+      await apply(c, { replicas: 6, image: v1 });
       await settled(c, 6, v1);
-    } finally {
-      result = await sampler.stop();
-    }
-    // maxUnavailable 0: the v1 replicas kept serving throughout.
-    const min = Math.min(...result.samples.map((s) => s.serving));
-    assert.ok(min >= 6, `a sample had only ${min} serving replicas`);
 
-    const describe = await c.cli(['describe', 'workload', WORKLOAD]);
-    assert.equal(describe.code, 0, describe.stderr);
-    assert.match(describe.stdout, /RolledBack\s.*rolled back revision 2 to revision 1 \(now revision 3\): "web-\d+-[0-9a-f]+" (restarted \d+ times|failed to start \d+ times)/);
-    const history = await c.cli(['rollout', 'history', WORKLOAD]);
-    assert.equal(history.code, 0, history.stderr);
-    assert.match(history.stdout, /^3\s+rollback to 1\b.*\/busybox:v1\s/m);
-    await controllerAgrees(c, 6);
-  });
+      const sampler = startSampler(c.agents);
+      let result: { samples: Sample[]; skipped: number };
+      try {
+        // The new version never becomes ready (it exits at once, or cannot start): it restarts or fails to start, and the rollout is rolled back.
+        await apply(c, { replicas: 6, image: v2, command: [...command] });
+        const ctl = c.controllers[0] as Controller;
+        await waitFor('a RolledBack event', async () => {
+          const ev = await call(ctl.clients.events, ctl.clients.events.list, { sinceUnixMs: 0, limit: 0, workload: WORKLOAD, kind: '' });
+          return ev.events.some((e) => e.reason === 'RolledBack');
+        }, 120_000, 500);
+        // Back on v1 with the serving command: six v1 replicas and nothing of v2.
+        await settled(c, 6, v1);
+      } finally {
+        result = await sampler.stop();
+      }
+      // maxUnavailable 0: the v1 replicas kept serving throughout.
+      const min = Math.min(...result.samples.map((s) => s.serving));
+      assert.ok(min >= 6, `a sample had only ${min} serving replicas`);
+
+      const describe = await c.cli(['describe', 'workload', WORKLOAD]);
+      assert.equal(describe.code, 0, describe.stderr);
+      assert.match(describe.stdout, /RolledBack\s.*rolled back revision 2 to revision 1 \(now revision 3\): "web-\d+-[0-9a-f]+" (restarted \d+ times|failed to start \d+ times)/);
+      const history = await c.cli(['rollout', 'history', WORKLOAD]);
+      assert.equal(history.code, 0, history.stderr);
+      assert.match(history.stdout, /^3\s+rollback to 1\b.*\/busybox:v1\s/m);
+      await controllerAgrees(c, 6);
+    });
+  }
 
   for (const variant of ['kill -9 of its agent', 'its link cut'] as const) {
     it(`runs a lost node's replicas elsewhere within 10 s (${variant}) and removes the duplicates when it returns`, async () => {
@@ -291,6 +297,12 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
       const per = await settled(c, 6, v1);
       assertNoDuplicates(per);
       await controllerAgrees(c, 6);
+      // The decisions are recorded: the node's loss and each replacement.
+      const events = await c.cli(['events', '--limit', '1000', '-o', 'json']);
+      assert.equal(events.code, 0, events.stderr);
+      const list = JSON.parse(events.stdout) as { reason?: string; node?: string; name?: string }[];
+      assert.ok(list.some((e) => e.reason === 'NodeNotReady' && (e.node === lost.name || e.name === lost.name)), `no NodeNotReady event for ${lost.name}: ${events.stdout}`);
+      assert.equal(list.filter((e) => e.reason === 'Rescheduled' && e.node === lost.name).length, movedAway.length, events.stdout);
     });
   }
 
