@@ -115,7 +115,9 @@ export function planApply(
       outcomes.push({ name: doc.name, action: 'created', revision: 1, workload: cloneWorkload(workload) });
       continue;
     }
-    const specChanged = canonicalSpec(old.spec) !== canonicalSpec(doc.spec);
+    // The autoscaler owns the count of an autoscaled workload: re-applying its file keeps the current count (within the new min..max).
+    const docSpec = keepAutoscaledReplicas(doc.spec, old.spec);
+    const specChanged = canonicalSpec(old.spec) !== canonicalSpec(docSpec);
     const labelsChanged = canonicalLabels(old.metadata?.labels) !== canonicalLabels(doc.labels);
     const oldRevision = old.status?.revision ?? 0;
     if (!specChanged && !labelsChanged) {
@@ -127,9 +129,9 @@ export function planApply(
     let write: WorkloadWrite;
     if (specChanged) {
       const revision = oldRevision + 1;
-      workload.spec = copyMessage(WorkloadSpec, doc.spec);
-      workload.status = { ...(workload.status ?? { running: 0, ready: 0, pending: 0, conditions: [] }), revision, desired: doc.spec.replicas };
-      write = { workload, revision: newRevision(doc.name, revision, doc.spec, now, cause), pruneThrough: pruneThrough(revision) };
+      workload.spec = copyMessage(WorkloadSpec, docSpec);
+      workload.status = { ...(workload.status ?? { running: 0, ready: 0, pending: 0, conditions: [] }), revision, desired: docSpec.replicas };
+      write = { workload, revision: newRevision(doc.name, revision, docSpec, now, cause), pruneThrough: pruneThrough(revision) };
     } else {
       write = { workload, pruneThrough: 0 };
     }
@@ -137,6 +139,13 @@ export function planApply(
     outcomes.push({ name: doc.name, action: 'configured', revision: workload.status?.revision ?? oldRevision, workload: cloneWorkload(workload) });
   }
   return { outcomes, writes };
+}
+
+/** With autoscale in both the stored and the new spec, the new spec keeps the stored count, clamped to the new min..max. */
+export function keepAutoscaledReplicas(spec: WorkloadSpec, stored: WorkloadSpec | undefined): WorkloadSpec {
+  if (!spec.autoscale || !stored?.autoscale) return spec;
+  const replicas = Math.min(Math.max(stored.replicas, spec.autoscale.min), spec.autoscale.max);
+  return replicas === spec.replicas ? spec : { ...spec, replicas };
 }
 
 /** Decides a scale; undefined when the workload already has that many replicas. */

@@ -245,6 +245,23 @@ export function readWhole(r: Reporter, node: unknown, path: string, min: number,
   return v;
 }
 
+/** Reads a number (decimals allowed) in [min, max], or (min, max] when `aboveMin`. */
+export function readNumber(r: Reporter, node: unknown, path: string, min: number, max: number, aboveMin = false): number | undefined {
+  if (refuseAlias(r, node, path)) return undefined;
+  const expected = `expected a number ${aboveMin ? 'above' : 'from'} ${min} ${aboveMin ? 'and at most' : 'to'} ${max}`;
+  if (!isScalar(node) || typeof node.value !== 'number' || !Number.isFinite(node.value)) {
+    const hint = isScalar(node) && typeof node.value === 'string' && /^-?[0-9.]+$/.test(node.value.trim()) ? ' (remove the quotes)' : '';
+    r.report(path, node, `${expected}, got ${describe(node)}${hint}`);
+    return undefined;
+  }
+  const v = node.value;
+  if (v > max || v < min || (aboveMin && v === min)) {
+    r.report(path, node, `${expected}, got ${shown(node)}`);
+    return undefined;
+  }
+  return v;
+}
+
 /** Reads a boolean (`true` or `false`; strings such as "yes" are refused). */
 export function readBoolean(r: Reporter, node: unknown, path: string): boolean | undefined {
   if (refuseAlias(r, node, path)) return undefined;
