@@ -204,7 +204,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     // The API is served from the start; its handlers answer UNAVAILABLE until the agent is ready.
     const ready: { impl?: AgentServiceServer } = {};
     const proxy = Object.fromEntries(
-      (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'removeImages', 'pruneImages', 'searchImages', 'logs'] as const).map((m) => [
+      (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'removeImages', 'pruneImages', 'searchImages', 'logs',
+        'startContainer', 'killContainer', 'waitContainer', 'renameContainer', 'inspectContainer', 'topContainer', 'updateContainer', 'containerStats', 'copyFromContainer', 'copyToContainer'] as const).map((m) => [
         m,
         (call: { emit: (event: string, e: Error) => void }, callback?: (e: { code: number; details: string }) => void) => {
           const impl = ready.impl;

@@ -19,6 +19,8 @@ export const RESTART_POLICIES = ['always', 'on-failure', 'never'] as const;
 
 export interface RunOptions {
   detach?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
   rm?: boolean;
   name?: string;
   env?: string[];
@@ -79,6 +81,9 @@ async function volumeFlags(values: readonly string[]): Promise<ContainerSpec['mo
 /** Builds the Run request from the flags; throws UsageError naming the flag on any bad value. */
 export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<{ name: string; spec: ContainerSpec; node: string; nodeSelector: Record<string, string> }> {
   if (image.trim() === '') throw new UsageError('IMAGE: expected an image reference such as "busybox", got nothing');
+  if (opts.interactive && !opts.tty) {
+    throw new UsageError('-i, --interactive: expected it with -t (berth run -it): a container without a terminal gets no input yet; use -it, or berth exec -i for input to a running container');
+  }
   const env: Record<string, string> = {};
   for (const f of opts.envFile ?? []) {
     const { readFile } = await import('node:fs/promises');
@@ -117,8 +122,8 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
     restart: { policy, backoffCapSeconds: 0 },
     ports: [],
     mounts,
-    tty: false,
-    stdin: false,
+    tty: Boolean(opts.tty),
+    stdin: Boolean(opts.interactive),
     hostname: '',
     labels,
     // Detached: the agent removes it when it exits. Attached: this program removes it after reading its exit code.
@@ -164,6 +169,10 @@ export async function runRun(ctx: CliContext, opts: RunOptions, image: string, c
   const req = await buildRunRequest(ctx, opts, image, command);
   const { withController } = await import('./client.js');
   return withController(ctx, async (api) => {
+    if (opts.tty && !opts.detach) {
+      const { runWithTerminal } = await import('./interactive.js');
+      return runWithTerminal(ctx, api, req, { interactive: Boolean(opts.interactive), rm: Boolean(opts.rm) });
+    }
     const c = await api.runContainer(req);
     if (opts.detach) {
       ctx.out(c.id);
@@ -211,6 +220,8 @@ export const runVerb: Verb = (program, run) => {
     .argument('<image>', 'image reference')
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('-d, --detach', 'print the container id and return')
+    .option('-i, --interactive', 'forward this terminal\'s input to the container (with -t)')
+    .option('-t, --tty', 'give the container a terminal; attached, this terminal is connected to it (raw mode with -i, window size followed; Ctrl-P Ctrl-Q detaches)')
     .option('--rm', 'remove the container when it exits (attached: once its exit code is known; with -d: by the agent)')
     .option('--name <name>', 'container name (default: generated)')
     .option('-e, --env <KEY=VALUE>', 'environment variable; "KEY" alone passes this shell\'s value (repeatable)', collect)
@@ -230,6 +241,7 @@ export const runVerb: Verb = (program, run) => {
 Examples:
   berth run -d --name sleeper busybox sleep 3600
   berth run busybox echo hello
+  berth run -it --rm busybox sh
   berth run --rm busybox true
   berth run -d -m 64Mi --cpus 0.5 --restart on-failure -e MODE=debug busybox -- sh -c 'echo $MODE'
   berth run -d --node node-1 --constraint zone=a busybox sleep 60

@@ -11,7 +11,7 @@ import { Command, CommanderError } from 'commander';
 import { BERTH_VERSION, createLogger, DEFAULT_CLUSTER_CIDR, messageOf, parseClusterCidr, parseLogLevel, parsers, resolveConfig, type Setting } from '../lib/index.js';
 import { startApiServer, type ApiServer } from './api/index.js';
 import { VolumeManager } from './volumes/index.js';
-import { AgentVolumePool, AgentPool } from './agents/index.js';
+import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
 import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from './nodes/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { EtcdElection, EtcdStore } from './store/index.js';
@@ -96,6 +96,7 @@ export async function runController(argv: string[]): Promise<number> {
   const observed = new ObservedState();
   const reports = new NatsContainerReports({ servers: cfg.nats, observed, logger, name: `berth-controller-${cfg.id}-reports` });
   const agents = new AgentPool({ logger });
+  const agentStreams = new AgentStreamPool({ logger });
   const volumePool = new AgentVolumePool();
   const volumes = new VolumeManager({ store, observed, agents: volumePool, membership, logger });
   const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
@@ -109,6 +110,7 @@ export async function runController(argv: string[]): Promise<number> {
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
     agents.close();
+    agentStreams.close();
     volumePool.close();
     await events.stop();
     await publisher.stop();
@@ -130,7 +132,7 @@ export async function runController(argv: string[]): Promise<number> {
       store,
       election,
       membership,
-      containers: { store, observed, volumes, agents },
+      containers: { store, observed, volumes, agents, streams: agentStreams },
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
     });

@@ -8,3 +8,4 @@ export * from './unreachable.js';
 export * from './workload/index.js';
 export * from './volumes.js';
 export * from './network.js';
+export * from './copy.js';

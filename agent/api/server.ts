@@ -11,6 +11,7 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { AgentServiceService, type AgentServiceServer } from '../../proto/gen/berth/v1/agent.js';
+import { AgentStreamServiceService, type AgentStreamServiceServer } from '../../proto/gen/berth/v1/streams.js';
 import { UnavailableError, type Logger } from '../../lib/index.js';
 import { AgentVolumeServiceService, type AgentVolumeServiceServer } from '../../proto/gen/berth/v1/volumes.js';
 
@@ -20,6 +21,11 @@ export interface AgentServerOptions {
   logger: Logger;
   /** The AgentService methods this agent implements. */
   implementation?: Partial<AgentServiceServer>;
+  /**
+   * AgentStreamService (attach, exec): served from the start; its calls get
+   * UNAVAILABLE until `streams.impl` is set (the agent is ready).
+   */
+  streams?: { impl?: AgentStreamServiceServer };
   /** AgentVolumeService (the node's volumes), when this agent serves it. */
   volumes?: AgentVolumeServiceServer;
 }
@@ -40,6 +46,15 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
   const log = options.logger.child({ component: 'api' });
   const server = new Server();
   server.addService(AgentServiceService, (options.implementation ?? {}) as AgentServiceServer);
+  const streams = options.streams;
+  if (streams) {
+    const later = (m: 'attach' | 'exec'): AgentStreamServiceServer['attach'] => (call) => {
+      const impl = streams.impl;
+      if (impl) impl[m](call);
+      else call.emit('error', { code: 14, details: 'the agent is starting; try again' });
+    };
+    server.addService(AgentStreamServiceService, { attach: later('attach'), exec: later('exec') });
+  }
   if (options.volumes) server.addService(AgentVolumeServiceService, options.volumes);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, ServerCredentials.createInsecure(), (err, p) => {

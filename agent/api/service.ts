@@ -13,6 +13,7 @@ import { containerIdProblem, type ContainerManager } from '../containers/index.j
 import { pullWithProgress, toProtoImageRecord, toProtoImageRemoval, type ImageService } from '../images/index.js';
 import type { ContainerRuntime, LogEntry } from '../runtime/index.js';
 import { parseImageReference } from '../../lib/index.js';
+import { containerVerbHandlers } from './container-verbs.js';
 
 export interface AgentServiceDeps {
   node: string;
@@ -68,6 +69,7 @@ export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer
   };
 
   return {
+    ...containerVerbHandlers({ containers, logger: deps.logger }),
     runContainer: unary(log, 'RunContainer', (req, signal) => containers.run(req, { signal })),
 
     stopContainer: unary(log, 'StopContainer', async (req) => {

@@ -44,6 +44,10 @@ import {
   type PullProgress,
 } from '../../proto/gen/berth/v1/types.js';
 import { pullWithProgress, type ImageRecord, type PullOptions } from '../images/index.js';
+import type { ContainerDetails, ContainerProcesses, ContainerStats, WaitResult } from '../../proto/gen/berth/v1/containers.js';
+import { totalmem } from 'node:os';
+import { signalNumber } from '../runtime/index.js';
+import { listProcesses, runtimeResources, saveBundleResources } from './ops.js';
 import type { ContainerRuntime, ExitInfo, ImageConfig, RunOptions } from '../runtime/index.js';
 import type { ContainerSnapshot } from '../snapshots/index.js';
 import { HEALTHY_RESET_MS, INITIAL_BACKOFF_MS, nextBackoff, shouldRestart } from './backoff.js';
@@ -498,15 +502,15 @@ export class ContainerManager {
     }, delayMs);
   }
 
-  private async restart(e: Entry): Promise<void> {
-    if (e.desired !== 'running' || e.removing || this.closed) return;
+  private async restart(e: Entry, manual = false): Promise<void> {
+    if (!manual && (e.desired !== 'running' || e.removing || this.closed)) return;
     const id = e.container.id;
     const next = e.attempt + 1;
     // Keep the previous attempt (for its logs); older ones go.
     if (next >= 2) await this.opts.runtime.delete(attemptId(id, next - 2), { force: true }).catch(() => undefined);
     e.attempt = next;
     const status = e.container.status!;
-    e.container.status = { ...status, restartCount: status.restartCount + 1 };
+    e.container.status = { ...status, restartCount: status.restartCount + (manual ? 0 : 1) };
     try {
       if (e.remount) {
         // The overlay went with the host restart; the container starts again from its image.
@@ -530,6 +534,7 @@ export class ContainerManager {
     } catch (err) {
       this.log.warn('container restart failed', { containerId: id, attempt: next, reason: messageOf(err) });
       await this.onExit(e, { exitCode: 128, signal: 0, oomKilled: false, finishedAt: new Date().toISOString(), reason: 'StartError', error: messageOf(err) });
+      if (manual) throw err;
     }
   }
 
@@ -572,6 +577,169 @@ export class ContainerManager {
       await this.undo(e);
       this.log.info('container removed', { containerId: id });
     });
+  }
+
+  private entry(id: string): Entry {
+    const e = this.entries.get(id);
+    if (!e || e.removing) throw new ContainerUnknownError(id);
+    return e;
+  }
+
+  /**
+   * Starts an exited (or stopped) container again: a new attempt over the same
+   * root filesystem, bundle, id and name; its restart policy applies again. A
+   * running container is left as it is.
+   */
+  async start(id: string): Promise<Container> {
+    const e = this.entry(id);
+    return this.locked(e, async () => {
+      if (e.removing) throw new ContainerUnknownError(id);
+      const state = e.container.status?.state;
+      if (state === ContainerState.CONTAINER_STATE_RUNNING || state === ContainerState.CONTAINER_STATE_CREATED) return clone(e.container);
+      if (state !== ContainerState.CONTAINER_STATE_EXITED) {
+        throw new ContainerConflictError(id, `failed to start container "${e.container.name}": it is still being created`);
+      }
+      if (e.restartTimer) clearTimeout(e.restartTimer);
+      e.restartTimer = undefined;
+      e.desired = 'running';
+      e.streak = 0;
+      await this.restart(e, true);
+      return clone(e.container);
+    });
+  }
+
+  /** Sends a signal (name or number) to the container's main process. */
+  async kill(id: string, signal: string): Promise<Container> {
+    const sig = signalNumber(signal === '' ? 'SIGKILL' : signal);
+    const e = this.entry(id);
+    const state = e.container.status?.state;
+    if (state !== ContainerState.CONTAINER_STATE_RUNNING) {
+      throw new ContainerConflictError(id, `failed to kill container "${e.container.name}": it is not running`);
+    }
+    await this.opts.runtime.kill(attemptId(id, e.attempt), sig);
+    this.log.info('container signalled', { containerId: id, signal: sig });
+    return clone(e.container);
+  }
+
+  /** Resolves once the container is not running (at once when it has exited). */
+  async wait(id: string, opts: { signal?: AbortSignal } = {}): Promise<WaitResult> {
+    const e = this.entry(id);
+    const result = (c: Container): WaitResult => ({ id, name: c.name, exitCode: c.status?.exitCode ?? 0, reason: c.status?.reason ?? '' });
+    if (e.container.status?.state === ContainerState.CONTAINER_STATE_EXITED && !e.restartTimer) return result(e.container);
+    return new Promise<WaitResult>((resolve, reject) => {
+      const done = (fn: () => void): void => {
+        stop();
+        opts.signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const stop = this.watch((ev) => {
+        if (ev.removed === id) done(() => resolve(result(e.container)));
+        else if (ev.container?.id === id && ev.container.status?.state === ContainerState.CONTAINER_STATE_EXITED) done(() => resolve(result(ev.container!)));
+      });
+      const onAbort = (): void => done(() => reject(new CancelledError(`waiting for container "${id}" was cancelled`)));
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.signal?.aborted) onAbort();
+    });
+  }
+
+  /** Renames a container (its hostname stays); the controller checks the name is unused in the cluster. */
+  async rename(id: string, name: string): Promise<Container> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(name)) {
+      throw new InvalidArgumentError(`name: expected up to 253 letters, digits, "_", "." or "-" starting with a letter or digit, got "${name}"`, { field: 'name' });
+    }
+    const e = this.entry(id);
+    return this.locked(e, async () => {
+      const before = e.container.name;
+      e.container.name = name;
+      await this.changed(e);
+      this.log.info('container renamed', { containerId: id, name, previous: before });
+      return clone(e.container);
+    });
+  }
+
+  /** The container plus what only this node knows (paths, limits in force). */
+  async details(id: string): Promise<ContainerDetails> {
+    const e = this.entry(id);
+    const rid = attemptId(id, e.attempt);
+    const info = await this.opts.runtime.state(rid).catch(() => undefined);
+    const r = e.container.spec?.resources;
+    return {
+      container: clone(e.container),
+      logPath: info?.logPath ?? '',
+      rootfs: info?.rootfs ?? '',
+      bundle: join(e.dir, 'bundle'),
+      limits: { cpuMillis: r?.cpuMillis ?? 0, memoryBytes: r?.memoryBytes ?? 0, pids: r?.pids ?? 0 },
+      runtimeId: info ? rid : '',
+    };
+  }
+
+  /** The processes inside a running container. */
+  async top(id: string): Promise<ContainerProcesses> {
+    const e = this.entry(id);
+    const pid = e.container.status?.pid ?? 0;
+    if (e.container.status?.state !== ContainerState.CONTAINER_STATE_RUNNING || pid <= 0) {
+      throw new ContainerConflictError(id, `failed to list the processes of container "${e.container.name}": it is not running`);
+    }
+    const info = await this.opts.runtime.state(attemptId(id, e.attempt));
+    return { processes: await listProcesses(pid, info.rootfs) };
+  }
+
+  /**
+   * Changes limits (fields > 0 of `r`): live in the cgroups of a running
+   * container, and in its spec and bundle for later attempts. A failed live
+   * change leaves everything as it was.
+   */
+  async update(id: string, r: { memoryBytes: number; cpuMillis: number; pids: number }): Promise<Container> {
+    const e = this.entry(id);
+    return this.locked(e, async () => {
+      if (e.removing) throw new ContainerUnknownError(id);
+      const running = e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING || e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED;
+      if (running) await this.opts.runtime.update(attemptId(id, e.attempt), runtimeResources(r));
+      await saveBundleResources(join(e.dir, 'bundle'), r);
+      const spec = e.container.spec!;
+      const old = spec.resources ?? { cpuMillis: 0, memoryBytes: 0, pids: 0 };
+      spec.resources = {
+        cpuMillis: r.cpuMillis > 0 ? r.cpuMillis : old.cpuMillis,
+        memoryBytes: r.memoryBytes > 0 ? r.memoryBytes : old.memoryBytes,
+        pids: r.pids > 0 ? r.pids : old.pids,
+      };
+      await this.changed(e);
+      this.log.info('container limits updated', { containerId: id, ...spec.resources, live: running });
+      return clone(e.container);
+    });
+  }
+
+  /** One sample of resource use per container (`ids` empty: every container on this node). */
+  async stats(ids: readonly string[]): Promise<ContainerStats[]> {
+    const targets = ids.length > 0 ? ids.map((id) => this.entry(id)) : [...this.entries.values()].filter((e) => !e.removing);
+    const host = totalmem();
+    return Promise.all(targets.map(async (e): Promise<ContainerStats> => {
+      const c = e.container;
+      const state = c.status?.state === ContainerState.CONTAINER_STATE_RUNNING ? 'running' : c.status?.state === ContainerState.CONTAINER_STATE_EXITED ? 'exited'
+        : c.status?.state === ContainerState.CONTAINER_STATE_CREATED ? 'created' : 'pending';
+      const base: ContainerStats = {
+        id: c.id, name: c.name, node: this.opts.node, cpuUsageNs: 0, readUnixMs: Date.now(), cpuPercent: 0,
+        memoryUsageBytes: 0, memoryLimitBytes: host, pids: 0, pidsLimit: 0, state,
+      };
+      if (state !== 'running') return base;
+      try {
+        const s = await this.opts.runtime.stats(attemptId(c.id, e.attempt));
+        return {
+          ...base, cpuUsageNs: s.cpuUsageNs, readUnixMs: s.readAt, memoryUsageBytes: s.memoryUsageBytes,
+          memoryLimitBytes: s.memoryLimitBytes !== undefined ? Math.min(s.memoryLimitBytes, host) : host, pids: s.pidsCurrent, pidsLimit: s.pidsMax ?? 0,
+        };
+      } catch (err) {
+        this.log.debug('failed to read container stats', { containerId: c.id, reason: messageOf(err) });
+        return base;
+      }
+    }));
+  }
+
+  /** Host path of the container's root filesystem and its mount destinations (for cp). */
+  async rootfsOf(id: string): Promise<{ rootfs: string; name: string; mounts: string[] }> {
+    const e = this.entry(id);
+    const info = await this.opts.runtime.state(attemptId(id, e.attempt));
+    return { rootfs: info.rootfs, name: e.container.name, mounts: (e.container.spec?.mounts ?? []).map((m) => m.destination) };
   }
 
   /**

@@ -111,7 +111,8 @@ export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegi
     if (p.protocol !== '' && p.protocol !== 'tcp' && p.protocol !== 'udp') problems.push({ path: `spec.ports[${i}].protocol`, message: `expected "tcp" or "udp", got ${q(p.protocol)}` });
   });
   problems.push(...mountProblems(spec.mounts));
-  if (spec.stdin) problems.push({ path: 'spec.stdin', message: 'attaching stdin is not supported by the agent API; expected false' });
+  // Input reaches a container through its terminal (AgentStreamService.Attach); without one there is nowhere to send it.
+  if (spec.stdin && !spec.tty) problems.push({ path: 'spec.stdin', message: 'input to a container without a terminal is not supported; expected it with spec.tty' });
   const labelKeys = Object.keys(spec.labels);
   if (labelKeys.length > MAX_LABELS) problems.push({ path: 'spec.labels', message: `expected at most ${MAX_LABELS} labels, got ${labelKeys.length}` });
   for (const k of labelKeys) {

@@ -17,7 +17,7 @@
  * restarted) sees the same containers, including exits that happened while
  * no Runtime was running: the shim, not the agent, supervises.
  */
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { AlreadyExistsError, InvalidArgumentError, messageOf } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
-import type { ExecResult, InitSpec, Sys } from '../sys/index.js';
+import type { ExecOptions, ExecResult, InitSpec, Sys } from '../sys/index.js';
 import type { CgroupManager, CgroupStats, ContainerCgroup, Resources } from './cgroups.js';
 import { ContainerNotFoundError, ContainerStartError, ContainerStateError } from './errors.js';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.js';
@@ -111,6 +111,8 @@ export interface ExecProcessOptions {
   stdio?: 'inherit' | 'pipe';
   input?: string;
   signal?: AbortSignal;
+  /** Streams the process's stdio instead of collecting it (see the Sys ExecOptions.streams). */
+  streams?: ExecOptions['streams'];
 }
 
 export interface RuntimeOptions {
@@ -566,7 +568,10 @@ export class Runtime implements ContainerRuntime {
       capabilities: cfg.capabilities, noNewPrivileges: cfg.noNewPrivileges, terminal: options.tty === true,
       ...(cfg.seccomp ? { seccomp: cfg.seccomp } : {}),
       ...(options.consoleSize ? { consoleSize: options.consoleSize } : {}), cgroupProcs: s.cgroup.procs,
-    }, { stdio: options.stdio ?? 'pipe', ...(options.input !== undefined ? { input: options.input } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    }, {
+      stdio: options.stdio ?? 'pipe', ...(options.input !== undefined ? { input: options.input } : {}), ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.streams ? { streams: options.streams } : {}),
+    });
   }
 
   /**
@@ -583,11 +588,17 @@ export class Runtime implements ContainerRuntime {
     if (!(await stat(path).catch(() => undefined))) {
       throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": it has no terminal`);
     }
-    return new Promise((resolve, reject) => {
-      const sock = connect(path);
-      sock.once('connect', () => resolve(sock));
-      sock.once('error', (e) => reject(new ContainerStateError(id, info.status, `failed to attach to container "${id}": ${e.message}`, { cause: e })));
-    });
+    // A socket address holds at most 107 bytes: a longer path is reached through an fd of its directory (as the shim binds it).
+    const dir = Buffer.byteLength(path) > 107 ? await open(info.stateDir, 'r') : undefined;
+    try {
+      return await new Promise((resolve, reject) => {
+        const sock = connect(dir ? `/proc/self/fd/${dir.fd}/attach` : path);
+        sock.once('connect', () => resolve(sock));
+        sock.once('error', (e) => reject(new ContainerStateError(id, info.status, `failed to attach to container "${id}": ${e.message}`, { cause: e })));
+      });
+    } finally {
+      await dir?.close();
+    }
   }
 
   /** Sets the window size of a container's terminal. */

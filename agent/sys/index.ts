@@ -69,6 +69,20 @@ export interface ExecOptions {
   stdio: 'inherit' | 'pipe';
   input?: string | Buffer;
   signal?: AbortSignal;
+  /**
+   * With stdio "pipe": stream instead of collecting. Called once the helper is
+   * spawned with its stdin (the process's input, or the pty's with a
+   * terminal), stdout and stderr; `input` is ignored and the result's
+   * stdout/stderr stay empty. The caller ends stdin when its input ends.
+   */
+  streams?: (io: ExecStreams) => void;
+}
+
+/** The live stdio of a streaming exec (ExecOptions.streams). */
+export interface ExecStreams {
+  stdin: NodeJS.WritableStream;
+  stdout: NodeJS.ReadableStream;
+  stderr: NodeJS.ReadableStream;
 }
 
 export interface ExecResult {

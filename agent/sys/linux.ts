@@ -183,10 +183,14 @@ export class LinuxSys implements Sys {
       const child = spawn(this.helperPath, ['exec'], { stdio: [std, std, std, 'pipe'], signal: opts.signal });
       let stdout = '';
       let stderr = '';
-      child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-      child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
       child.stdin?.on('error', () => { /* the process did not read its input */ });
-      child.stdin?.end(opts.input ?? '');
+      if (opts.streams && child.stdin && child.stdout && child.stderr) {
+        opts.streams({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr });
+      } else {
+        child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+        child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+        child.stdin?.end(opts.input ?? '');
+      }
       const specPipe = child.stdio[3] as NodeJS.WritableStream;
       specPipe.on('error', () => { /* reported by the helper */ });
       specPipe.end(blob);

@@ -1,3 +1,4 @@
 /** The controller's gRPC clients to agents (the only place in controller/ that dials one). */
 export { AgentPool, AgentCallError, type AgentClient, type AgentDialer, type AgentPoolOptions } from './pool.js';
 export { AgentVolumePool, type AgentVolumeClient, type AgentVolumeDialer } from './volumes.js';
+export { AgentStreamPool, type AgentStream, type AgentStreamDialer, type AgentStreamMethod } from './streams.js';

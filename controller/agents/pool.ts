@@ -19,6 +19,8 @@ import {
   type AgentLogsRequest, type ListImagesResponse, type PullImageRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
   type PruneImagesRequest, type RemoveImagesRequest, type SearchImagesRequest, type SearchImagesResponse,
 } from '../../proto/gen/berth/v1/agent.js';
+import type { AgentCopyFromRequest, ContainerIdRequest, KillContainerRequest, RenameContainerOnNodeRequest, UpdateContainerRequest } from '../../proto/gen/berth/v1/agent.js';
+import type { ContainerDetails, ContainerProcesses, ContainerStats, CopyToContainerRequest, CopyToContainerResponse, TarChunk, WaitResult } from '../../proto/gen/berth/v1/containers.js';
 import type { Container, ImageRecord, ImageRemoval, ImageSearchResult, LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 
 export interface CallOptions {
@@ -49,6 +51,19 @@ export interface AgentClient {
   /** Streams per-layer progress of a pull; the last message has finished set. */
   pullImage(req: PullImageRequest, opts?: CallOptions): AsyncIterable<PullProgress>;
   listImages(opts?: CallOptions): Promise<ImageRecord[]>;
+  startContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<Container>;
+  killContainer(req: KillContainerRequest, opts?: CallOptions): Promise<Container>;
+  /** No deadline: resolves when the container exits, or rejects when `signal` fires. */
+  waitContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<WaitResult>;
+  renameContainer(req: RenameContainerOnNodeRequest, opts?: CallOptions): Promise<Container>;
+  inspectContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerDetails>;
+  topContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerProcesses>;
+  updateContainer(req: UpdateContainerRequest, opts?: CallOptions): Promise<Container>;
+  containerStats(ids: string[], opts?: CallOptions): Promise<ContainerStats[]>;
+  /** Streams a tar of a path in the container. */
+  copyFromContainer(req: AgentCopyFromRequest, opts?: CallOptions): AsyncIterable<TarChunk>;
+  /** Sends a header then the tar pieces `chunks` yields; resolves with the agent's answer. */
+  copyToContainer(header: { container: string; path: string }, chunks: AsyncIterable<Buffer>, opts?: CallOptions): Promise<CopyToContainerResponse>;
   /** Removes images (all checked first; FAILED_PRECONDITION when one is in use and not forced). */
   removeImages(req: RemoveImagesRequest, opts?: CallOptions): Promise<ImageRemoval>;
   pruneImages(req: PruneImagesRequest, opts?: CallOptions): Promise<ImageRemoval>;
@@ -135,6 +150,70 @@ class PooledAgent implements AgentClient {
   async searchImages(req: SearchImagesRequest, opts?: CallOptions): Promise<ImageSearchResult[]> {
     const res = await this.unary('SearchImages', this.client.searchImages as Unary<SearchImagesRequest, SearchImagesResponse>, req, this.runTimeoutMs, opts);
     return res.results;
+  }
+
+  startContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('StartContainer', this.client.startContainer as Unary<ContainerIdRequest, Container>, req, this.runTimeoutMs, opts);
+  }
+
+  killContainer(req: KillContainerRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('KillContainer', this.client.killContainer as Unary<KillContainerRequest, Container>, req, this.timeoutMs, opts);
+  }
+
+  waitContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<WaitResult> {
+    // A wait lasts as long as the container runs: about a year stands for no deadline.
+    return this.unary('WaitContainer', this.client.waitContainer as Unary<ContainerIdRequest, WaitResult>, req, 365 * 24 * 3600_000, opts);
+  }
+
+  renameContainer(req: RenameContainerOnNodeRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('RenameContainer', this.client.renameContainer as Unary<RenameContainerOnNodeRequest, Container>, req, this.timeoutMs, opts);
+  }
+
+  inspectContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerDetails> {
+    return this.unary('InspectContainer', this.client.inspectContainer as Unary<ContainerIdRequest, ContainerDetails>, req, this.timeoutMs, opts);
+  }
+
+  topContainer(req: ContainerIdRequest, opts?: CallOptions): Promise<ContainerProcesses> {
+    return this.unary('TopContainer', this.client.topContainer as Unary<ContainerIdRequest, ContainerProcesses>, req, this.timeoutMs, opts);
+  }
+
+  updateContainer(req: UpdateContainerRequest, opts?: CallOptions): Promise<Container> {
+    return this.unary('UpdateContainer', this.client.updateContainer as Unary<UpdateContainerRequest, Container>, req, this.timeoutMs, opts);
+  }
+
+  async containerStats(ids: string[], opts?: CallOptions): Promise<ContainerStats[]> {
+    const res = await this.unary('ContainerStats', this.client.containerStats as Unary<{ ids: string[] }, { stats: ContainerStats[] }>, { ids }, this.timeoutMs, opts);
+    return res.stats;
+  }
+
+  copyFromContainer(req: AgentCopyFromRequest, opts?: CallOptions): AsyncIterable<TarChunk> {
+    return this.serverStream<TarChunk>('CopyFromContainer', () => this.client.copyFromContainer(req), opts);
+  }
+
+  copyToContainer(header: { container: string; path: string }, chunks: AsyncIterable<Buffer>, opts?: CallOptions): Promise<CopyToContainerResponse> {
+    const what = `call CopyToContainer on node "${this.node}" at "${this.address}"`;
+    return new Promise<CopyToContainerResponse>((resolve, reject) => {
+      const stream = this.client.copyToContainer((err: grpc.ServiceError | null, res?: CopyToContainerResponse) => {
+        opts?.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(new AgentCallError(this.node, fromGrpcError(err, what)));
+        else resolve(res as CopyToContainerResponse);
+      });
+      const onAbort = (): void => stream.cancel();
+      opts?.signal?.addEventListener('abort', onAbort, { once: true });
+      void (async () => {
+        try {
+          const write = async (msg: CopyToContainerRequest): Promise<void> => {
+            if (!stream.write(msg)) await new Promise<void>((r) => stream.once('drain', () => r()));
+          };
+          await write({ part: { $case: 'header', value: header } });
+          for await (const data of chunks) await write({ part: { $case: 'data', value: data } });
+          stream.end();
+        } catch (err) {
+          stream.cancel();
+          reject(err);
+        }
+      })();
+    });
   }
 
   /** Yields the messages of a server stream; a cancel by `signal` ends it quietly. */

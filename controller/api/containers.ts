@@ -21,6 +21,7 @@ import type { Membership, ObservedState } from '../nodes/index.js';
 import { generateName, placeOneOff, reconcileNodes } from '../reconcile/index.js';
 import { matchesSelector, type ContainerRecordStore, type NodeStore, type WorkloadReader } from '../store/index.js';
 import { serverStream, unary } from './call.js';
+import { containerVerbs } from './container-verbs.js';
 import { checkLabels, checkName, checkNonNegative, checkText, MAX_NAMES_PER_REQUEST } from './validate.js';
 import { checkMounts, type VolumeManager } from '../volumes/index.js';
 
@@ -132,6 +133,7 @@ export function resolveContainer(all: readonly Container[], ref: string, field: 
 export function containerService(deps: ContainerServiceDeps): ContainerServiceServer {
   const { store, logger } = deps;
   return {
+    ...containerVerbs(deps),
     run: unary(logger, 'ContainerRun', async (req: RunRequest, { signal }): Promise<Container> => {
       const membership = deps.membership;
       if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');

@@ -5,8 +5,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
+import { StreamServiceService } from '../../proto/gen/berth/v1/streams.js';
 import { ContainerServiceService, EventServiceService, ImageServiceService, NodeServiceService, SystemServiceService, WorkloadServiceService } from '../../proto/gen/berth/v1/controller.js';
-import type { AgentDialer } from '../agents/index.js';
+import type { AgentDialer, AgentStreamDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ClusterStore, ContainerRecordStore, EventStore, LeaderElection, NodeStore, WorkloadStore } from '../store/index.js';
 import { eventService } from './events.js';
@@ -15,6 +16,7 @@ import { VolumeServiceService } from '../../proto/gen/berth/v1/volumes.js';
 import type { VolumeManager } from '../volumes/index.js';
 import { imageService } from './images.js';
 import { containerService } from './containers.js';
+import { streamService } from './streams.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
 import { workloadService } from './workloads.js';
@@ -31,6 +33,8 @@ export interface ApiServerOptions {
     store: ContainerRecordStore & EventStore & Pick<NodeStore, 'getNode' | 'setNodeCordoned' | 'drainNode' | 'listDrainingNodes'> & WorkloadStore;
     observed: ObservedState;
     agents: AgentDialer;
+    /** Attach and exec streams to agents (StreamService is served when given). */
+    streams?: AgentStreamDialer;
     /** Named volumes: VolumeService is served, and one-off containers may mount volumes, when given. */
     volumes?: VolumeManager;
   };
@@ -60,6 +64,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
     }));
     server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
+    if (opts.containers.streams) {
+      server.addService(StreamServiceService, streamService({
+        store: opts.containers.store, observed: opts.containers.observed, membership: opts.membership, streams: opts.containers.streams, logger, stopping: stopping.signal,
+      }));
+    }
     if (opts.containers.volumes) server.addService(VolumeServiceService, volumeService({ volumes: opts.containers.volumes, logger }));
     server.addService(ImageServiceService, imageService({
       membership: opts.membership, agents: opts.containers.agents, logger, stopping: stopping.signal,

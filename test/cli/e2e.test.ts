@@ -97,7 +97,7 @@ describe('cli end to end (real etcd, NATS and controller)', () => {
     const path = file('web.yaml', workload('web'));
     const r = await cluster.cli(['apply', '-f', path, '--dry-run']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'workload/web created (dry run)\n');
+    assert.match(r.stdout, /^workload\/web created \(dry run\)\n--- \/dev\/null\n\+\+\+ workload\/web \(after apply\)\n@@ -0,0 \+1,\d+ @@\n\+replicas: /);
     assert.deepEqual(await listNames(), []);
   });
 

@@ -17,6 +17,9 @@ const VERBS = [
   ['scale'],
   ['rollout'],
   ['rollout', 'history'],
+  ['rollout', 'status'],
+  ['rollout', 'undo'],
+  ['rollout', 'restart'],
   ['version'],
 ];
 

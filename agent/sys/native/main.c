@@ -1307,13 +1307,25 @@ static int shim_main(int foreground)
 	if (spec.terminal && !foreground) {
 		struct sockaddr_un addr = { .sun_family = AF_UNIX };
 		int len = snprintf(attach_path, sizeof attach_path, "%s/attach", spec.state_dir);
-		if (len >= (int)sizeof addr.sun_path)
-			die("attach socket path \"%s\" is longer than %zu bytes", attach_path, sizeof addr.sun_path - 1);
-		memcpy(addr.sun_path, attach_path, (size_t)len + 1);
+		if (len >= (int)sizeof attach_path)
+			die("attach socket path \"%s\" is too long", attach_path);
+		int dirfd = -1;
+		if (len < (int)sizeof addr.sun_path) {
+			memcpy(addr.sun_path, attach_path, (size_t)len + 1);
+		} else {
+			/* Longer than a socket address may be: bind through the state dir's fd
+			 * (agent/runtime connects the same way). */
+			dirfd = open(spec.state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (dirfd < 0)
+				die("open %s: %s", spec.state_dir, strerror(errno));
+			snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/attach", dirfd);
+		}
 		unlink(attach_path);
 		listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listener, 4) < 0)
 			die("attach socket %s: %s", attach_path, strerror(errno));
+		if (dirfd >= 0)
+			close(dirfd);
 		chmod(attach_path, 0600);
 	}
 

@@ -1,0 +1,122 @@
+/**
+ * StreamService (proto/berth/v1/streams.proto): attach and exec streams from
+ * the CLI, relayed to the agent of the container's node.
+ *
+ * The controller reads the first message (the start), finds the container by
+ * name or unambiguous id prefix (as ContainerService does), and opens the same
+ * stream on the container's agent with the container's full id. After that it
+ * relays in both directions without looking inside: input to the agent,
+ * output (ready, stdout, stderr, exit) to the client, the agent's status
+ * (with its message) as the call's status. A client that goes away cancels
+ * the agent's stream; an agent that cannot be reached ends the call with
+ * UNAVAILABLE naming the node.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
+import type { StreamInput, StreamOutput, StreamServiceServer } from '../../proto/gen/berth/v1/streams.js';
+import { ContainerState } from '../../proto/gen/berth/v1/types.js';
+import type { AgentStream, AgentStreamDialer, AgentStreamMethod } from '../agents/index.js';
+import { mergedContainers, resolveContainer, type ContainerServiceDeps } from './containers.js';
+
+export interface StreamServiceDeps extends Pick<ContainerServiceDeps, 'store' | 'observed' | 'membership'> {
+  streams: AgentStreamDialer;
+  logger: Logger;
+  stopping: AbortSignal;
+}
+
+type Call = grpc.ServerDuplexStream<StreamInput, StreamOutput>;
+
+const GONE = new Set([ContainerState.CONTAINER_STATE_REMOVED]);
+
+export function streamService(deps: StreamServiceDeps): StreamServiceServer {
+  const log = deps.logger.child({ component: 'streams' });
+
+  const relay = (method: AgentStreamMethod) => (call: Call): void => {
+    let agent: AgentStream | undefined;
+    let finished = false;
+    const queued: StreamInput[] = [];
+    let clientEnded = false;
+    let first = true;
+
+    const fail = (err: unknown): void => {
+      if (finished) return;
+      finished = true;
+      agent?.cancel();
+      if (call.cancelled) return;
+      const s = toGrpcStatus(err);
+      if (s.code === 13) log.error('stream failed', { method, reason: messageOf(err) });
+      call.emit('error', { code: s.code, details: s.details });
+    };
+    const onStop = (): void => fail(new UnavailableError('the controller is stopping'));
+    deps.stopping.addEventListener('abort', onStop, { once: true });
+    const cleanup = (): void => {
+      deps.stopping.removeEventListener('abort', onStop);
+      agent?.cancel();
+    };
+    call.on('cancelled', () => {
+      finished = true;
+      cleanup();
+    });
+    call.on('error', () => cleanup());
+
+    const open = async (m: StreamInput): Promise<void> => {
+      const input = m.input;
+      const start = input?.$case === 'attach' && method === 'attach'
+        ? { container: input.value.container, withId: (id: string): StreamInput => ({ input: { $case: 'attach', value: { ...input.value, container: id } } }) }
+        : input?.$case === 'exec' && method === 'exec'
+          ? { container: input.value.container, withId: (id: string): StreamInput => ({ input: { $case: 'exec', value: { ...input.value, container: id } } }) }
+          : undefined;
+      if (!start) {
+        throw new InvalidArgumentError(`${method}: expected the first message to be ${method === 'attach' ? 'an attach' : 'an exec'} start, got ${m.input?.$case ?? 'nothing'}`, { field: method });
+      }
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      const c = resolveContainer(await mergedContainers(deps, ac.signal), start.container, `${method}.container`);
+      if (GONE.has(c.status?.state ?? ContainerState.CONTAINER_STATE_UNSPECIFIED)) {
+        throw new FailedPreconditionError(`failed to ${method} ${method === 'attach' ? 'to' : 'in'} container "${c.name}": it is being removed`);
+      }
+      const node = await deps.store.getNode(c.node, { signal: ac.signal });
+      if (finished) return;
+      const s = deps.streams.open(c.node, node.spec?.address ?? '', method);
+      agent = s;
+      s.on('data', (out: StreamOutput) => {
+        if (!finished) call.write(out);
+      });
+      s.on('end', () => {
+        if (finished) return;
+        finished = true;
+        deps.stopping.removeEventListener('abort', onStop);
+        call.end();
+      });
+      s.on('error', (err: grpc.ServiceError) => {
+        if (finished) return;
+        finished = true;
+        deps.stopping.removeEventListener('abort', onStop);
+        if (call.cancelled) return;
+        const details = err.code === 14 ? `failed to reach the agent of node "${c.node}": ${err.details}` : err.details;
+        call.emit('error', { code: err.code, details });
+      });
+      s.write(start.withId(c.id));
+      for (const q of queued.splice(0)) s.write(q);
+      if (clientEnded) s.end();
+    };
+
+    call.on('data', (m: StreamInput) => {
+      if (finished) return;
+      if (first) {
+        first = false;
+        open(m).catch(fail);
+        return;
+      }
+      if (agent) agent.write(m);
+      else queued.push(m);
+    });
+    call.on('end', () => {
+      clientEnded = true;
+      if (first) fail(new InvalidArgumentError(`${method}: expected a start message, got none`, { field: method }));
+      else agent?.end();
+    });
+  };
+
+  return { attach: relay('attach'), exec: relay('exec') };
+}
