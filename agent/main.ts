@@ -26,7 +26,7 @@ import {
   type Setting,
 } from '../lib/index.js';
 import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from './node/index.js';
-import { agentServiceHandlers, agentVolumeHandlers, startAgentServer, type AgentServer } from './api/index.js';
+import { agentServiceHandlers, agentStreamHandlers, agentVolumeHandlers, startAgentServer, type AgentServer, type AgentServerOptions } from './api/index.js';
 import { checkAllowBind, LocalVolumes } from './volumes/index.js';
 import { ContainerReporter, PullProgressThrottle, StatusPublisher } from './status/index.js';
 import { ContainerManager } from './containers/index.js';
@@ -203,6 +203,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     logger.info('node facts', { ...facts });
     // The API is served from the start; its handlers answer UNAVAILABLE until the agent is ready.
     const ready: { impl?: AgentServiceServer } = {};
+    const streams: NonNullable<AgentServerOptions['streams']> = {};
     const proxy = Object.fromEntries(
       (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'removeImages', 'pruneImages', 'searchImages', 'logs',
         'startContainer', 'killContainer', 'waitContainer', 'renameContainer', 'inspectContainer', 'topContainer', 'updateContainer', 'containerStats', 'copyFromContainer', 'copyToContainer'] as const).map((m) => [
@@ -230,7 +231,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       },
     });
     await volumes.open();
-    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy, volumes: agentVolumeHandlers({ node: cfg.node, volumes, logger }) });
+    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy, streams, volumes: agentVolumeHandlers({ node: cfg.node, volumes, logger }) });
     const spec = buildNodeSpec(
       { name: cfg.node, labels: cfg.labels, address: advertisedAddress(cfg.address, server.address), agentVersion: BERTH_VERSION },
       facts,
@@ -266,6 +267,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     });
     await manager.recover();
     ready.impl = agentServiceHandlers({ node: cfg.node, containers: manager, images, runtime, logger, pullProgressSink });
+    streams.impl = agentStreamHandlers({ containers: manager, runtime, logger });
     reporter = new ContainerReporter(cfg.node, manager, publisher);
     reporter.start();
 

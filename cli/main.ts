@@ -25,6 +25,7 @@ import { serverVerbs } from './servers.js';
 import { containerVerbs } from './containers.js';
 import { containerVerbCommands } from './container-verbs.js';
 import { runVerb, separateRunCommand } from './run.js';
+import { interactiveVerbs, separateExecCommand } from './interactive.js';
 import { clusterVerbs } from './cluster-verbs.js';
 import { imageVerbs } from './images.js';
 import { volumeVerbs } from './volumes.js';
@@ -81,6 +82,7 @@ Run "berth <command> --help" for the options and examples of a command.`);
   containerVerbs(program, run);
   containerVerbCommands(program, run);
   runVerb(program, run);
+  interactiveVerbs(program, run);
   clusterVerbs(program, run);
   imageVerbs(program, run);
   volumeVerbs(program, run);
@@ -109,7 +111,7 @@ export async function runCli(argv: string[], io: CliIO = processIO): Promise<num
   };
   const program = buildProgram(io, run);
   try {
-    await program.parseAsync(separateRunCommand(argv), { from: 'user' });
+    await program.parseAsync(separateExecCommand(separateRunCommand(argv)), { from: 'user' });
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -346,6 +346,9 @@ export class ContainerManager {
         const bundle = join(e.dir, 'bundle');
         await mkdir(bundle, { recursive: true });
         const runOptions = this.runOptions(e.container);
+        if (req.spec.tty && req.consoleSize && req.consoleSize.rows > 0 && req.consoleSize.cols > 0) runOptions.consoleSize = { rows: req.consoleSize.rows, cols: req.consoleSize.cols };
+        // A terminal container whose client attaches first (berth run -it) waits, created, for AgentStreamService.Attach.
+        const waitForAttach = req.waitForAttach === true && req.spec.tty;
         if (req.spec.mounts.length > 0 && this.opts.mounts) runOptions.mounts = await this.opts.mounts.resolve(req.spec.mounts, { signal: opts.signal });
         if (this.opts.network) {
           const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });
@@ -355,13 +358,13 @@ export class ContainerManager {
           e.container.status = { ...e.container.status!, ipAddress: n.ipAddress };
         }
         await this.opts.writeBundle(bundle, snap.rootfs, image.config as ImageConfig, runOptions);
-        const info = await this.opts.runtime.create(attemptId(req.id, 0), bundle, { start: true, signal: opts.signal });
+        const info = await this.opts.runtime.create(attemptId(req.id, 0), bundle, { start: !waitForAttach, signal: opts.signal });
         e.pending = false;
         e.container.status = {
           ...e.container.status!,
-          state: ContainerState.CONTAINER_STATE_RUNNING,
+          state: waitForAttach ? ContainerState.CONTAINER_STATE_CREATED : ContainerState.CONTAINER_STATE_RUNNING,
           pid: info.pid ?? 0,
-          startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
+          startedUnixMs: waitForAttach ? 0 : Date.parse(info.startedAt ?? '') || Date.now(),
         };
         this.log.info('container started', { containerId: req.id, name: req.name, image: req.spec.image, pid: info.pid });
         await this.changed(e);
@@ -538,6 +541,28 @@ export class ContainerManager {
     }
   }
 
+  /**
+   * Starts a container created with wait_for_attach (its client is attached
+   * now); a container that already runs is left as it is.
+   */
+  async startWaiting(id: string): Promise<Container> {
+    const e = this.entries.get(id);
+    if (!e) throw new ContainerUnknownError(id);
+    return this.locked(e, async () => {
+      if (e.removing) throw new ContainerUnknownError(id);
+      const rid = attemptId(id, e.attempt);
+      if ((await this.opts.runtime.state(rid)).status === 'created') {
+        const info = await this.opts.runtime.start(rid);
+        e.container.status = {
+          ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0, startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
+        };
+        this.log.info('container started on attach', { containerId: id });
+        await this.changed(e);
+      }
+      return clone(e.container);
+    });
+  }
+
   /** Stops a container for good (no restarts): SIGTERM, SIGKILL after `graceMs`. */
   async stop(id: string, opts: { graceMs?: number } = {}): Promise<Container> {
     const e = this.entries.get(id);
@@ -549,7 +574,7 @@ export class ContainerManager {
     }
     return this.locked(e, async () => {
       if (e.removing) throw new ContainerUnknownError(id);
-      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING || e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED) {
         await this.opts.runtime.stop(attemptId(id, e.attempt), { timeoutMs: opts.graceMs ?? this.opts.defaultGraceMs ?? 10_000 });
         await e.exited;
       } else {
@@ -570,7 +595,7 @@ export class ContainerManager {
     if (e.restartTimer) clearTimeout(e.restartTimer);
     await this.locked(e, async () => {
       if (e.removing) return;
-      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+      if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING || e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED) {
         await this.opts.runtime.kill(attemptId(id, e.attempt), 'SIGKILL').catch(() => undefined);
         await e.exited;
       }
@@ -783,7 +808,7 @@ export class ContainerManager {
       if (!info && e.chainId !== '') e.remount = true;
       if (info && (info.status === 'running' || info.status === 'created' || info.status === 'creating')) {
         this.log.info('re-adopted a running container', { containerId: name, attempt: e.attempt, pid: info.pid });
-        e.container.status = { ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0 };
+        e.container.status = { ...e.container.status!, state: info.status === 'running' ? ContainerState.CONTAINER_STATE_RUNNING : ContainerState.CONTAINER_STATE_CREATED, pid: info.pid ?? 0 };
         await this.changed(e);
         this.follow(e);
       } else if (state === ContainerState.CONTAINER_STATE_RUNNING) {

@@ -138,6 +138,10 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       const membership = deps.membership;
       if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');
       const spec = checkRunSpec(req.spec, deps.defaultRegistry);
+      for (const [f, v] of [['console_size.rows', req.consoleSize?.rows ?? 0], ['console_size.cols', req.consoleSize?.cols ?? 0]] as const) {
+        if (v > 65535) throw new InvalidArgumentError(`${f}: expected 0 (unset) to 65535, got ${v}`, { field: f });
+      }
+      if (req.waitForAttach && !spec.tty) throw new InvalidArgumentError('wait_for_attach: expected a container with a terminal (spec.tty)', { field: 'wait_for_attach' });
       checkMounts(spec.mounts);
       const volumes = deps.volumes;
       if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
@@ -167,7 +171,10 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       const address = nodes.find((n) => n.spec?.name === record.node)?.spec?.address ?? '';
       const agent = deps.agents.agent(record.node, address);
       try {
-        const started = await agent.runContainer({ id, name, spec: record.spec as ContainerSpec, workload: '', revision: 0, replica: 0 }, { signal });
+        const started = await agent.runContainer({
+          id, name, spec: record.spec as ContainerSpec, workload: '', revision: 0, replica: 0,
+          ...(req.waitForAttach ? { waitForAttach: true } : {}), ...(req.consoleSize ? { consoleSize: req.consoleSize } : {}),
+        }, { signal });
         logger.info('container started', { containerId: id, name, node: record.node, image: spec.image });
         return { ...record, status: started.status };
       } catch (err) {
