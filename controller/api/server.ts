@@ -77,6 +77,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   }
   server.addService(WorkloadServiceService, workloadService({
     store: opts.store, logger, stopping: stopping.signal, ...(opts.containers ? { statuses: opts.containers.store } : {}), ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    ...(opts.containers ? { cluster: { records: opts.containers.store, observed: opts.containers.observed, membership: opts.membership } } : {}),
   }));
   server.addService(NodeServiceService, nodeService({
     membership: opts.membership, cluster: opts.store, logger, ...(opts.containers ? { records: opts.containers.store, nodeStore: opts.containers.store } : {}),
@@ -86,7 +87,6 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => {
-    ...(opts.containers ? { cluster: { records: opts.containers.store, observed: opts.containers.observed, membership: opts.membership } } : {}),
       if (err) reject(new UnavailableError(`failed to listen on "${opts.listen}": ${messageOf(err)}`, { cause: err }));
       else resolve(p);
     });
