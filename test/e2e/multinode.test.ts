@@ -315,11 +315,13 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     let result: { samples: Sample[]; skipped: number };
     let per: Container[][];
     try {
+      const t0 = Date.now();
       const drain = await c.cli(['node', 'drain', 'host-0']);
       assert.equal(drain.code, 0, drain.stderr);
       assert.equal(drain.stdout, 'node/host-0 draining\n');
       await waitFor('host-0 to run nothing of the workload', async () => (await agentContainers(c.agents[0] as NodeAgent, WORKLOAD)).length === 0, 120_000, 200);
       per = await settled(c, 6, v1);
+      process.stderr.write(`      drain: host-0 empty and 6 serving on the others ${Date.now() - t0} ms after the drain command\n`);
     } finally {
       result = await sampler.stop();
     }
