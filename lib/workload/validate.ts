@@ -24,8 +24,8 @@ import type {
   UpdateSpec,
   WorkloadSpec,
 } from '../../proto/gen/berth/v1/types.js';
-import { checkAutoscaleAgainstSpec, readAutoscale } from './autoscale.js';
 import { dnsLabelProblem, envNameProblem, labelKeyProblem, labelValueProblem, portNameProblem } from './names.js';
+import { readVolumes } from './volumes.js';
 import {
   isUnset,
   itemPath,
@@ -75,7 +75,7 @@ export const WORKLOAD_DEFAULTS = {
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec'] as const;
 const METADATA_FIELDS = ['name', 'labels'] as const;
-const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'autoscale'] as const;
+const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory', 'pids'] as const;
 const PORT_FIELDS = ['name', 'container', 'publish', 'protocol'] as const;
 const RESTART_FIELDS = ['policy', 'backoffCapSeconds'] as const;
@@ -254,6 +254,8 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
     placementNode === undefined
       ? { nodeSelector: {}, spread: WORKLOAD_DEFAULTS.spread, maxPerNode: WORKLOAD_DEFAULTS.maxPerNode }
       : readPlacement(r, placementNode);
+  const volumesNode = field(fields, 'volumes');
+  const volumes = volumesNode === undefined ? [] : readVolumes(r, volumesNode);
   const updateNode = field(fields, 'update');
   const update =
     updateNode === undefined
@@ -277,14 +279,7 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
   }
   const spec: WorkloadSpec = { replicas, image, command, args, env, resources, ports, restart, placement, update };
   if (health !== undefined) spec.health = health;
-  const autoscaleNode = field(fields, 'autoscale');
-  if (autoscaleNode !== undefined) {
-    const autoscale = readAutoscale(r, autoscaleNode);
-    if (autoscale === undefined) return undefined;
-    spec.autoscale = autoscale;
-    checkAutoscaleAgainstSpec(r, spec, autoscaleNode, replicasNode);
-    if (r.count > before) return undefined;
-  }
+  if (volumes !== undefined && volumes.length > 0) spec.volumes = { mounts: volumes };
   return spec;
 }
 
