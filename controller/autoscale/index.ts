@@ -18,3 +18,4 @@ export { LoadWindow } from './window.js';
 export type { ReplicaSample, WindowOptions } from './window.js';
 export { Autoscaler } from './autoscaler.js';
 export type { AutoscaledWorkload, AutoscaleTarget, AutoscaleEvents, AutoscalerOptions, TickResult } from './autoscaler.js';
+export { LeaderAutoscaler, StoreAutoscaleTarget, policyOf, type LeaderAutoscalerOptions } from './leader.js';
