@@ -109,6 +109,18 @@ export class FakeAgent {
       removeImages: unimplemented,
       pruneImages: unimplemented,
       searchImages: unimplemented,
+      startContainer: unimplemented,
+      killContainer: unimplemented,
+      waitContainer: unimplemented,
+      renameContainer: unimplemented,
+      inspectContainer: unimplemented,
+      topContainer: unimplemented,
+      updateContainer: unimplemented,
+      containerStats: unimplemented,
+      copyFromContainer: (c) => {
+        c.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not in the fake' });
+      },
+      copyToContainer: unimplemented,
       logs: (c) => {
         this.calls.push({ method: 'Logs', id: c.request.id });
         const ctr = this.containers.get(c.request.id);
