@@ -210,7 +210,7 @@ export function unpackTo(root: string, dest: string, opts: UnpackOptions = {}): 
   const rootFd = openRoot(root);
   const fds = new Map<string, number>();
   const dirMeta: { fd: number; mode: number; mtime: number }[] = [];
-  let baseFd: number;
+  let baseFd = -1;
   /** When set, the archive's top entry is written under this name in baseFd. */
   let rename: string | undefined;
   try {
@@ -225,15 +225,19 @@ export function unpackTo(root: string, dest: string, opts: UnpackOptions = {}): 
       } catch {
         st = undefined;
       }
+      if (st?.isSymbolicLink()) {
+        throw new CopyPathError(dest, `failed to copy to "${dest}": it is a symbolic link; expected a directory, a file or a new name (symlinks are not followed)`);
+      }
       if (st?.isDirectory()) {
         const fd = openSync(at(baseFd, last), DIR_FLAGS);
         closeSync(baseFd);
         baseFd = fd;
-        } else {
+      } else {
         rename = last;
       }
     }
   } catch (err) {
+    if (baseFd >= 0) closeSync(baseFd);
     closeSync(rootFd);
     throw err;
   }
