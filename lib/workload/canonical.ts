@@ -9,10 +9,22 @@
  * List order is kept (command, args, ports and health exec are ordered).
  */
 import { createHash } from 'node:crypto';
-import type { ObjectMeta, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
+import type { AutoscaleSpec, ObjectMeta, ScaleBehavior, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
 
 function sortedMap(m: { [key: string]: string } | undefined): Array<[string, string]> {
   return Object.entries(m ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function canonicalBehavior(b: ScaleBehavior | undefined): unknown {
+  return { stabilizationSeconds: b?.stabilizationSeconds ?? 0, maxStepPercent: b?.maxStepPercent ?? 0, maxStepReplicas: b?.maxStepReplicas ?? 0, periodSeconds: b?.periodSeconds ?? 0 };
+}
+
+function canonicalAutoscale(a: AutoscaleSpec): unknown {
+  return {
+    min: a.min, max: a.max, metric: a.metric, target: a.target, tolerance: a.tolerance,
+    scaleUp: canonicalBehavior(a.scaleUp), scaleDown: canonicalBehavior(a.scaleDown),
+    scaleToZeroIdleSeconds: a.scaleToZeroIdleSeconds ?? null,
+  };
 }
 
 /** Plain value with a fixed shape, ready for JSON.stringify. */
@@ -60,6 +72,8 @@ function canonicalSpecValue(s: WorkloadSpec): unknown {
     ...(s.volumes && s.volumes.mounts.length > 0
       ? { volumes: s.volumes.mounts.map((m) => ({ type: m.type ?? '', source: m.source ?? '', destination: m.destination ?? '', readOnly: m.readOnly ?? false })) }
       : {}),
+    // Only when set, so specs without it keep their canonical text.
+    ...(s.autoscale ? { autoscale: canonicalAutoscale(s.autoscale) } : {}),
   };
 }
 

@@ -24,6 +24,7 @@ import type {
   UpdateSpec,
   WorkloadSpec,
 } from '../../proto/gen/berth/v1/types.js';
+import { checkAutoscaleAgainstSpec, readAutoscale } from './autoscale.js';
 import { dnsLabelProblem, envNameProblem, labelKeyProblem, labelValueProblem, portNameProblem } from './names.js';
 import { readVolumes } from './volumes.js';
 import {
@@ -75,7 +76,7 @@ export const WORKLOAD_DEFAULTS = {
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec'] as const;
 const METADATA_FIELDS = ['name', 'labels'] as const;
-const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes'] as const;
+const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes', 'autoscale'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory', 'pids'] as const;
 const PORT_FIELDS = ['name', 'container', 'publish', 'protocol'] as const;
 const RESTART_FIELDS = ['policy', 'backoffCapSeconds'] as const;
@@ -280,6 +281,14 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
   const spec: WorkloadSpec = { replicas, image, command, args, env, resources, ports, restart, placement, update };
   if (health !== undefined) spec.health = health;
   if (volumes !== undefined && volumes.length > 0) spec.volumes = { mounts: volumes };
+  const autoscaleNode = field(fields, 'autoscale');
+  if (autoscaleNode !== undefined) {
+    const autoscale = readAutoscale(r, autoscaleNode);
+    if (autoscale === undefined) return undefined;
+    spec.autoscale = autoscale;
+    checkAutoscaleAgainstSpec(r, spec, autoscaleNode, replicasNode);
+    if (r.count > before) return undefined;
+  }
   return spec;
 }
 
