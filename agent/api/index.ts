@@ -1,4 +1,5 @@
 /** agent/api: the agent's gRPC server and its AgentService handlers. */
+export * from './batch.js';
 export * from './server.js';
 export * from './service.js';
 export * from './streams.js';
