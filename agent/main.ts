@@ -29,6 +29,7 @@ import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from
 import { agentServiceHandlers, agentStreamHandlers, agentVolumeHandlers, startAgentServer, type AgentServer, type AgentServerOptions } from './api/index.js';
 import { checkAllowBind, LocalVolumes } from './volumes/index.js';
 import { ContainerReporter, PullProgressThrottle, StatusPublisher } from './status/index.js';
+import { MetricsSampler } from './metrics/index.js';
 import { ContainerManager } from './containers/index.js';
 import { detectCgroups, Runtime, writeBundle } from './runtime/index.js';
 import { ImagePuller, ImageRecordStore, ImageService, RegistryClient } from './images/index.js';
@@ -270,6 +271,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     streams.impl = agentStreamHandlers({ containers: manager, runtime, logger });
     reporter = new ContainerReporter(cfg.node, manager, publisher);
     reporter.start();
+    // Per-replica load for the autoscaler, once a second, until shutdown.
+    void new MetricsSampler({ node: cfg.node, source: manager, sink: publisher, logger }).run(abort.signal);
 
     const intervalMs = registered.heartbeatIntervalMs > 0 ? registered.heartbeatIntervalMs : 1000;
     const m = manager;

@@ -12,7 +12,8 @@ import { BERTH_VERSION, createLogger, DEFAULT_CLUSTER_CIDR, messageOf, parseClus
 import { startApiServer, type ApiServer } from './api/index.js';
 import { VolumeManager } from './volumes/index.js';
 import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
-import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, ObservedState } from './nodes/index.js';
+import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
+import { LeaderAutoscaler } from './autoscale/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { EtcdElection, EtcdStore } from './store/index.js';
 
@@ -102,6 +103,8 @@ export async function runController(argv: string[]): Promise<number> {
   const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
   const events = new EventRecorder({ store, publisher, logger });
   const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger });
+  const autoscaler = new LeaderAutoscaler({ election, store, events, logger });
+  const metrics = new NatsNodeMetrics({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-metrics`, deliver: (m, at) => autoscaler.ingest(m, at) });
   let api: ApiServer | undefined;
   const signalled = waitForSignal();
 
@@ -109,6 +112,8 @@ export async function runController(argv: string[]): Promise<number> {
     await api?.stop().catch((err: unknown) => logger.warn('failed to stop the api cleanly', { error: messageOf(err) }));
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
+    autoscaler.detach();
+    await metrics.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     agents.close();
     agentStreams.close();
     volumePool.close();
@@ -122,10 +127,12 @@ export async function runController(argv: string[]): Promise<number> {
   try {
     await store.ping().catch((err: unknown) => logger.warn('etcd not reachable yet; retrying in the background', { error: messageOf(err) }));
     reconciler.attach();
+    autoscaler.attach();
     election.start();
     // NATS may come up later; the API serves meanwhile and nodes show NotReady.
     membership.start().catch((err: unknown) => logger.error('failed to subscribe to heartbeats', { error: messageOf(err) }));
     reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
+    metrics.start().catch((err: unknown) => logger.error('failed to subscribe to node metrics', { error: messageOf(err) }));
     publisher.start().catch((err: unknown) => logger.error('failed to connect the event publisher', { error: messageOf(err) }));
     api = await startApiServer({
       listen: cfg.listen,

@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, Events, type NatsConnection } from 'nats';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
+import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
 import { CancelledError, messageOf, type Logger } from '../../lib/index.js';
 
@@ -28,6 +29,11 @@ export function heartbeatSubject(node: string): string {
 /** The subject a node's container reports go to. */
 export function containersSubject(node: string): string {
   return `berth.v1.node.${node}.containers`;
+}
+
+/** The subject a node's replica load metrics go to (for the autoscaler). */
+export function metricsSubject(node: string): string {
+  return `berth.v1.node.${node}.metrics`;
 }
 
 /** The subject a node's image pull progress goes to. */
@@ -187,6 +193,11 @@ export class StatusPublisher {
   /** Publishes a PullProgress on `berth.v1.node.<node>.pull` (callers throttle; see PullProgressThrottle). */
   publishPullProgress(progress: PullProgress): boolean {
     return this.publishRaw(pullSubject(this.node), PullProgress.encode(progress).finish(), 'pull progress');
+  }
+
+  /** Publishes a NodeMetrics on `berth.v1.node.<node>.metrics` (agent/metrics samples once a second). */
+  publishMetrics(metrics: NodeMetrics): boolean {
+    return this.publishRaw(metricsSubject(this.node), NodeMetrics.encode(metrics).finish(), 'metrics');
   }
 
   /** Stops heartbeats (no more are published after this returns). */

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startCluster, type TestCluster } from './cluster.js';
+
+interface WorkloadJson { metadata?: { name?: string }; spec?: { replicas?: number } }
+interface EventJson { reason?: string; message?: string; workload?: string }
+
+describe('autoscaling on cpu end to end (real controller, agent, etcd, NATS, registry and containers)', function () {
+  this.timeout(240_000);
+  let reg: RegistryWithImages | undefined;
+  let cluster: TestCluster | undefined;
+
+  before(async () => {
+    reg = await startRegistryWithImages(['busybox']);
+    cluster = await startCluster();
+    const agent = cluster.startAgent('node-1');
+    const c = cluster;
+    await waitFor('node-1 to be Ready', async () => {
+      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
+      const r = await c.cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && r.stdout.includes('NODE_STATE_READY');
+    }, 60_000, 500);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await reg?.stop();
+  });
+
+  async function replicas(): Promise<number> {
+    const r = await cluster!.cli(['get', 'workloads', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const all = JSON.parse(r.stdout) as WorkloadJson[];
+    return all.find((w) => w.metadata?.name === 'busy')?.spec?.replicas ?? -1;
+  }
+
+  it('adds replicas while they are busy and removes them after the scale-down window, with events saying why', async () => {
+    const image = reg?.images['busybox']?.reference ?? '';
+    // Each replica spins for 20 s from its start (held to its 200m request by the cpu quota: about 100 % of its request), then idles.
+    const manifest = [
+      'apiVersion: berth/v1', 'kind: Workload', 'metadata: { name: busy }', 'spec:',
+      `  image: ${image}`,
+      '  command: ["sh", "-c", "end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 3600"]',
+      '  resources: { cpu: 200m }',
+      '  autoscale:',
+      '    min: 1',
+      '    max: 3',
+      '    metric: cpu',
+      '    target: 40',
+      '    scaleDown: { stabilizationSeconds: 5, periodSeconds: 5 }',
+      '',
+    ].join('\n');
+    const applied = await cluster!.cli(['apply', '-f', '-'], { stdin: manifest });
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.equal(await replicas(), 1);
+
+    await waitFor('the autoscaler to reach max (3)', async () => (await replicas()) === 3, 90_000, 500);
+    const events = await cluster!.cli(['events', '--limit', '100', '-o', 'json']);
+    const scaled = (JSON.parse(events.stdout) as EventJson[]).filter((e) => e.reason === 'Scaled');
+    assert.ok(scaled.length >= 1, events.stdout);
+    assert.match(scaled[0]?.message ?? '', /^scaled busy 1 -> [23]: cpu \d+% of the requested cpu on average over 1 ready replica, target 40%/);
+
+    // Once every replica idles, the count comes back to min after the 5 s window.
+    await waitFor('the autoscaler to come back to min (1)', async () => (await replicas()) === 1, 120_000, 500);
+    const later = await cluster!.cli(['events', '--limit', '200', '-o', 'json']);
+    assert.ok((JSON.parse(later.stdout) as EventJson[]).some((e) => e.reason === 'Scaled' && /^scaled busy [23] -> [12]: cpu/.test(e.message ?? '')), later.stdout);
+    const describe = await cluster!.cli(['describe', 'workload', 'busy']);
+    assert.match(describe.stdout, /Scaled\s+workload\/busy/);
+
+    // Re-applying the same file keeps the autoscaler's count and makes no new revision.
+    const again = await cluster!.cli(['apply', '-f', '-'], { stdin: manifest });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /unchanged/);
+    assert.equal((await cluster!.cli(['delete', 'workload', 'busy'])).code, 0);
+  });
+});
