@@ -74,6 +74,23 @@ interface Meta {
   uid: number;
   gid: number;
   mtime: number;
+  /** The mode still has to be set (it was not given at create time). */
+  chmod?: boolean;
+}
+
+/**
+ * Whether a directory can be created with its final mode at once: plain
+ * permission bits the umask leaves alone, and the owner can still write and
+ * enter it while the layer is unpacked (the unpack dir is private to the
+ * agent either way). Saves a chmod per directory.
+ */
+function directDirMode(mode: number): boolean {
+  return (mode & ~0o777) === 0 && (mode & UMASK) === 0 && (mode & 0o700) === 0o700;
+}
+
+/** New inodes belong to the creator; lchown only when the entry wants someone else. */
+function ownedByCreator(m: { uid: number; gid: number }): boolean {
+  return m.uid === CREATOR_UID && m.gid === CREATOR_GID;
 }
 
 interface Deferred {
@@ -177,7 +194,7 @@ export class LayerApplier implements TarHandler {
       const kind = this.seen.get(p);
       if (kind === undefined) {
         mkdirSync(this.abs(p), 0o755);
-        chmodSync(this.abs(p), 0o755);
+        if ((UMASK & 0o755) !== 0) chmodSync(this.abs(p), 0o755);
         this.seen.set(p, 'implicit-dir');
       } else if (kind === 'symlink') {
         throw this.reject(`parent "${p}" is a symlink in this layer (writing through a symlink is not allowed)`);
@@ -241,7 +258,10 @@ export class LayerApplier implements TarHandler {
       case 'dir': {
         const implicit = this.seen.get(rel) === 'implicit-dir';
         this.claim(rel, 'dir');
-        if (!implicit) mkdirSync(this.abs(rel), 0o700);
+        // Created with its final mode when possible (an implicit parent already is 0755).
+        const direct = directDirMode(e.mode) && (!implicit || (e.mode & 0o7777) === 0o755);
+        if (!implicit) mkdirSync(this.abs(rel), direct ? e.mode : 0o700);
+        meta.chmod = !direct;
         this.dirs.push(meta);
         break;
       }
@@ -258,7 +278,7 @@ export class LayerApplier implements TarHandler {
       case 'symlink': {
         this.claim(rel, 'symlink');
         symlinkSync(e.linkname, this.abs(rel));
-        lchownSync(this.abs(rel), e.uid, e.gid);
+        if (!ownedByCreator(e)) lchownSync(this.abs(rel), e.uid, e.gid);
         lutimesSync(this.abs(rel), e.mtime, e.mtime);
         break;
       }
@@ -306,7 +326,7 @@ export class LayerApplier implements TarHandler {
     if (this.fd !== undefined && this.fileMeta !== undefined) {
       const m = this.fileMeta;
       // New files belong to the creator (directories get setgid only at the end).
-      if (m.uid !== CREATOR_UID || m.gid !== CREATOR_GID) fchownSync(this.fd, m.uid, m.gid);
+      if (!ownedByCreator(m)) fchownSync(this.fd, m.uid, m.gid);
       if (this.fileNeedsChmod) fchmodSync(this.fd, m.mode);
       futimesSync(this.fd, m.mtime, m.mtime);
       closeSync(this.fd);
@@ -361,8 +381,8 @@ export class LayerApplier implements TarHandler {
       for (const m of dirs) {
         this.entryName = m.path;
         const p = this.abs(m.path);
-        lchownSync(p, m.uid, m.gid);
-        chmodSync(p, m.mode);
+        if (!ownedByCreator(m)) lchownSync(p, m.uid, m.gid);
+        if (m.chmod !== false) chmodSync(p, m.mode);
         lutimesSync(p, m.mtime, m.mtime);
       }
       if (session !== undefined) {
