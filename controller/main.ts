@@ -102,7 +102,7 @@ export async function runController(argv: string[]): Promise<number> {
   const volumes = new VolumeManager({ store, observed, agents: volumePool, membership, logger });
   const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
   const events = new EventRecorder({ store, publisher, logger });
-  const reconciler = new Reconciler({ store, election, membership, observed, agents, events, logger });
+  const reconciler = new Reconciler({ volumes: store, store, election, membership, observed, agents, events, logger });
   const autoscaler = new LeaderAutoscaler({ election, store, events, logger });
   const metrics = new NatsNodeMetrics({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-metrics`, deliver: (m, at) => autoscaler.ingest(m, at) });
   let api: ApiServer | undefined;

@@ -33,6 +33,7 @@
  */
 import { ContainerSpec, ContainerState, type Container, type Workload, type WorkloadSpec, type WorkloadStatus, type Condition } from '../../proto/gen/berth/v1/types.js';
 import { ONE_OFF_SETTLE_MS } from './oneoff.js';
+import { volumePlacement, type VolumeClaim } from './volumes.js';
 import {
   chooseRemovals, schedule, withPlacements,
   type ClusterSnapshot, type ExistingReplica, type NodeSnapshot, type ResourceAmounts,
@@ -71,6 +72,8 @@ export interface ReconcileInput {
   newId: () => string;
   /** Consecutive failed RunContainer calls per record id (the executor's count). */
   startFailures?: ReadonlyMap<string, number>;
+  /** Existing local volumes: name -> the node holding it (replicas that mount one go there). */
+  volumes?: ReadonlyMap<string, string>;
 }
 
 /** A replica of a new revision failing this many times (failed starts or restarts) makes the rollout roll back. */
@@ -124,6 +127,8 @@ export interface ReconcilePlan {
   events: PlannedEvent[];
   /** Rollouts whose new replicas keep failing. */
   rollbacks: Rollback[];
+  /** Volumes used for the first time by replicas in `create`: record each as living on its node before running them. */
+  claimVolumes?: VolumeClaim[];
 }
 
 const RUNNING = ContainerState.CONTAINER_STATE_RUNNING;
@@ -156,6 +161,7 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
     ...(s?.restart ? { restart: s.restart } : {}),
     ...(s?.health ? { health: s.health } : {}),
     ports: [...(s?.ports ?? [])],
+    ...(s?.volumes && s.volumes.mounts.length > 0 ? { mounts: [...s.volumes.mounts] } : {}),
     // A restart (`berth rollout restart`) changes the template, so a rolling update replaces every replica.
     labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: new Date(s.restartedUnixMs).toISOString() } : {}) },
   }));
@@ -324,7 +330,10 @@ export function decide(input: ReconcileInput): ReconcilePlan {
         resources: amounts(spec?.resources),
         placement: { nodeSelector: spec?.placement?.nodeSelector ?? {}, spread: spec?.placement?.spread ?? true, maxPerNode: spec?.placement?.maxPerNode ?? 0 },
       };
-      const result = schedule(snapshot, request, { evalId: `${input.evalId}/${name}` });
+      const vp = volumePlacement(template.mounts, input.volumes, plan.claimVolumes ?? [], (volumes) =>
+        schedule(snapshot, { ...request, replicas: ids.slice(0, 1), ...(volumes.length > 0 ? { volumes } : {}) }, { evalId: `${input.evalId}/${name}` }).placements[0]?.node);
+      const result = schedule(snapshot, vp.volumes.length > 0 ? { ...request, volumes: vp.volumes } : request, { evalId: `${input.evalId}/${name}` });
+      if (result.placements.length > 0) for (const c of vp.claims) (plan.claimVolumes ??= []).push(c);
       snapshot = withPlacements(snapshot, request, result);
       const nodeOf = new Map(result.placements.map((p) => [p.replica, p.node]));
       ids.forEach((id, i) => {

@@ -31,7 +31,7 @@ import { isCode, messageOf, silentLogger, type Logger } from '../../lib/index.js
 import { type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
-import type { ContainerRecordStore, LeaderElection, LeadershipTerm, NodeStore, WorkloadStore } from '../store/index.js';
+import type { ContainerRecordStore, LeaderElection, LeadershipTerm, NodeStore, VolumeStore, WorkloadStore } from '../store/index.js';
 import { containerSpecFor, decide, templateKey, type ReconcileNode, type RemoveAction, type Rollback } from './decide.js';
 import type { EventSink } from './events.js';
 import { reconcileNodes } from './nodes.js';
@@ -55,6 +55,8 @@ export interface ReconcilerOptions {
   membership: Pick<Membership, 'list' | 'onTransition' | 'listeningSinceUnixMs'>;
   observed: ObservedState;
   agents: AgentDialer;
+  /** Volume records: replicas that mount an existing volume go to its node; first uses are recorded here. */
+  volumes?: Pick<VolumeStore, 'listVolumes' | 'createVolume'>;
   /** Where decisions are recorded as events (etcd history + NATS). */
   events?: EventSink;
   logger?: Logger;
@@ -277,11 +279,19 @@ export class Reconciler {
     s.passes++;
     this.passes++;
     const evalId = `${s.term.controllerId}/${s.term.startedUnixMs}/${s.passes}`;
+    const volumes = this.opts.volumes ? new Map((await this.opts.volumes.listVolumes({ signal })).map((v) => [v.name, v.node])) : undefined;
     const plan = decide({
       workloads: [...s.workloads.values()], records: [...s.records.values()], nodes, observed, evalId, now: this.now(), newId: this.newId,
       startFailures: new Map([...s.backoff.entries()].map(([id, b]) => [id, b.failures])),
+      ...(volumes ? { volumes } : {}),
     });
     for (const rb of plan.rollbacks) await this.rollback(s, rb);
+    // Volumes used for the first time are recorded on their node before the replicas that made them run.
+    for (const c of plan.claimVolumes ?? []) {
+      await this.opts.volumes?.createVolume({ name: c.name, node: c.node, mountpoint: '', createdUnixMs: this.now(), labels: {}, inUseBy: [] }, { signal }).catch((err: unknown) => {
+        if (!isCode(err, 'already_exists')) throw err;
+      });
+    }
 
     const put = [...plan.create, ...plan.markRemoved];
     if (put.length > 0 || plan.deleteRecords.length > 0) {
