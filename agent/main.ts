@@ -37,6 +37,9 @@ import { LocalContentStore } from './content/index.js';
 import { OverlaySnapshotter } from './snapshots/index.js';
 import { HelperNodeMaker, LinuxOverlayMounter, ZstdCliDecoder } from './sys/index.js';
 import { LinuxSys } from './sys/linux.js';
+import { LinuxNetOps } from './sys/index.js';
+import { grpcNodeSource, NodeNetwork, RouteSync } from './network/index.js';
+import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
 
@@ -83,7 +86,21 @@ export const agentSettings = {
   insecureRegistry: { flag: 'insecure-registry', env: 'BERTH_INSECURE_REGISTRY', key: 'insecure-registry', parse: registryList, default: [] } as Setting<string[]>,
   allowBind: { flag: 'allow-bind', env: 'BERTH_ALLOW_BIND', key: 'allow-bind', parse: (raw: string, source: string) => checkAllowBind(raw.split(':').filter(Boolean), source), default: [] } as Setting<string[]>,
   logLevel: { flag: 'log-level', env: 'BERTH_LOG_LEVEL', key: 'log-level', parse: (raw: string, source: string) => parseLogLevel(raw, source), default: 'info' } as Setting<string>,
+  network: { flag: 'network', env: 'BERTH_NETWORK', parse: networkPlugin, default: 'none' } as Setting<'cni' | 'none'>,
+  internalIp: { flag: 'internal-ip', env: 'BERTH_INTERNAL_IP', key: 'internal-ip', parse: internalIp, default: '' } as Setting<string>,
+  nodeNetns: { flag: 'node-netns', env: 'BERTH_NODE_NETNS', key: 'node-netns', parse: parsers.string, default: '' } as Setting<string>,
+  clusterCidr: { flag: 'cluster-cidr', env: 'BERTH_CLUSTER_CIDR', key: 'cluster-cidr', parse: (raw: string, source: string) => formatCidr(parseClusterCidr(raw, source)), default: DEFAULT_CLUSTER_CIDR } as Setting<string>,
 };
+
+function networkPlugin(raw: string, source: string): 'cni' | 'none' {
+  if (raw !== 'cni' && raw !== 'none') throw new InvalidArgumentError(`${source}: expected "cni" or "none", got "${raw}"`, { field: source });
+  return raw;
+}
+
+function internalIp(raw: string, source: string): string {
+  if (parseIpv4(raw) === undefined) throw new InvalidArgumentError(`${source}: expected an IPv4 address of this node, got "${raw}"`, { field: source });
+  return raw;
+}
 
 class UsageError extends Error {}
 
@@ -103,6 +120,11 @@ function buildCommand(): Command {
     .option('--allow-bind <dir>', 'a host directory containers may bind-mount from (-v /dir/x:/data); repeat for more (env BERTH_ALLOW_BIND, ":"-separated; default none)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--config <file>', 'YAML file with any of the settings above (flags and environment win)')
     .option('--log-level <level>', 'error, warn, info or debug (env BERTH_LOG_LEVEL; default info)')
+    .option('--network <plugin>', 'container networks: "cni" (a bridge with the node\'s subnet, published ports, routes to other nodes) or "none" (env BERTH_NETWORK; default none)')
+    .option('--internal-ip <ip>', 'address other nodes route this node\'s container subnet through (env BERTH_INTERNAL_IP; default the host of --address)')
+    .option('--cluster-cidr <cidr>', 'the cluster\'s container range when the controller does not say (env BERTH_CLUSTER_CIDR; default 10.244.0.0/16)')
+    .option('--node-netns <path>', 'network namespace the node\'s container networking (bridge, routes, nft table) lives in; default the agent\'s own (env BERTH_NODE_NETNS)')
+    .option('--cleanup', 'on shutdown, remove the node\'s container networks, bridge, routes and nft table')
     .addHelpText('after', `
 Examples:
   berth agent --controller 127.0.0.1:7070 --nats nats://127.0.0.1:4222 --node node-1 --root /var/lib/berth
@@ -197,6 +219,9 @@ export async function runAgent(argv: string[]): Promise<number> {
   let reporter: ContainerReporter | undefined;
   let client: RegistryClient | undefined;
   let sys: LinuxSys | undefined;
+  let network: NodeNetwork | undefined;
+  const routesAbort = new AbortController();
+  let routesDone: Promise<void> | undefined;
   const registrar = grpcRegistrar(cfg.controller);
   try {
     ensureRoot(cfg.root, logger);
@@ -237,6 +262,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       { name: cfg.node, labels: cfg.labels, address: advertisedAddress(cfg.address, server.address), agentVersion: BERTH_VERSION },
       facts,
     );
+    if (cfg.internalIp !== '') spec.internalIp = cfg.internalIp;
     const registered = await registerWithRetry(registrar, spec, { logger, signal: abort.signal });
     registrar.close();
     publisher = await StatusPublisher.connect({ servers: cfg.nats, node: cfg.node, logger, signal: abort.signal });
@@ -263,7 +289,18 @@ export async function runAgent(argv: string[]): Promise<number> {
       const t = new PullProgressThrottle((p) => pub.publishPullProgress(p));
       return (p) => t.push(p);
     };
+    if (cfg.network === 'cni') {
+      const clusterCidr = registered.clusterCidr ?? cfg.clusterCidr;
+      const subnet = registered.node?.network?.subnet;
+      const netOps = new LinuxNetOps(cfg.nodeNetns !== '' ? { nodeNetns: cfg.nodeNetns } : {});
+      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, ...(subnet ? { subnet } : {}) });
+      await network.start();
+      const nodes = grpcNodeSource(cfg.controller);
+      routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
+      logger.info('container network ready', { subnet: subnet ?? '', clusterCidr });
+    }
     manager = mgr = new ContainerManager({
+      ...(network ? { network } : {}),
       node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink, defaultRegistry, mounts: volumes,
     });
     await manager.recover();
@@ -295,6 +332,11 @@ export async function runAgent(argv: string[]): Promise<number> {
     await publisher?.close();
     client?.close();
     sys?.close();
+    routesAbort.abort();
+    await routesDone;
+    if (network && flags['cleanup'] === true) {
+      await network.cleanup().catch((err: unknown) => logger.error('failed to clean up the node network', { reason: messageOf(err) }));
+    }
     // stderr is synchronous for files and pipes on Linux, so nothing is lost by returning now.
     logger.info('stopped');
   }

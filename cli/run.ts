@@ -33,6 +33,8 @@ export interface RunOptions {
   pidsLimit?: string;
   restart?: string;
   label?: string[];
+  publish?: string[];
+  network?: string;
   node?: string;
   constraint?: string[];
   volume?: string[];
@@ -78,6 +80,35 @@ async function volumeFlags(values: readonly string[]): Promise<ContainerSpec['mo
   return mounts;
 }
 
+/** `-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]` as ports; UsageError naming the flag on a bad one or a host port given twice. */
+async function publishFlags(values: readonly string[]): Promise<ContainerSpec['ports']> {
+  if (values.length === 0) return [];
+  const { parsePublish } = await import('../lib/network.js');
+  const seen = new Map<string, string>();
+  return values.map((v) => {
+    let p;
+    try {
+      p = parsePublish(v, '-p, --publish');
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+    const key = `${p.hostPort}/${p.protocol}`;
+    const other = seen.get(key);
+    if (other !== undefined) throw new UsageError(`-p, --publish: host port ${key} is given twice ("${other}" and "${v}")`);
+    seen.set(key, v);
+    return { name: '', container: p.containerPort, publish: p.hostPort, protocol: p.protocol, ...(p.hostIp !== '' ? { hostIp: p.hostIp } : {}) };
+  });
+}
+
+async function networkFlag(value: string): Promise<string> {
+  const { parseNetworkMode } = await import('../lib/network.js');
+  try {
+    return parseNetworkMode(value, '--network');
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
 /** Builds the Run request from the flags; throws UsageError naming the flag on any bad value. */
 export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<{ name: string; spec: ContainerSpec; node: string; nodeSelector: Record<string, string> }> {
   if (image.trim() === '') throw new UsageError('IMAGE: expected an image reference such as "busybox", got nothing');
@@ -120,7 +151,8 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
     user: opts.user ?? '',
     resources: { cpuMillis, memoryBytes, pids },
     restart: { policy, backoffCapSeconds: 0 },
-    ports: [],
+    ports: await publishFlags(opts.publish ?? []),
+    ...(opts.network !== undefined ? { network: await networkFlag(opts.network) } : {}),
     mounts,
     tty: Boolean(opts.tty),
     stdin: Boolean(opts.interactive),
@@ -133,7 +165,7 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
 }
 
 /** Options of `berth run` that take a value (the next word), long and short. */
-const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint', '-v', '--volume']);
+const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint', '-p', '--publish', '--network', '-v', '--volume']);
 const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
 
 /**
@@ -236,6 +268,8 @@ export const runVerb: Verb = (program, run) => {
     .option('-l, --label <k=v>', 'container label (repeatable)', collect)
     .option('--node <name>', 'run on this node only')
     .option('--constraint <k=v>', 'run on a node with this label (repeatable)', collect)
+    .option('-p, --publish <[ip:]host:container[/proto]>', 'publish a container port on the node, e.g. 8080:80 or 10.0.0.2:5353:53/udp (repeatable; needs --network cluster)', collect)
+    .option('--network <mode>', 'cluster (own address on the node\'s bridge, reachable from every node; default), host (the node\'s network) or none (loopback only)')
     .option('-v, --volume <src:dest[:ro]>', 'mount a named volume (NAME:/path, created on first use on the node the container runs on; a container using an existing volume runs on its node) or an allowed host path (/host/path:/path, see berth agent --allow-bind); ":ro" mounts it read-only (repeatable)', collect)
     .addHelpText('after', `
 Examples:
@@ -245,6 +279,7 @@ Examples:
   berth run --rm busybox true
   berth run -d -m 64Mi --cpus 0.5 --restart on-failure -e MODE=debug busybox -- sh -c 'echo $MODE'
   berth run -d --node node-1 --constraint zone=a busybox sleep 60
+  berth run -d -p 8080:80 busybox httpd -f -p 80
   berth run -v data:/data busybox sh -c 'date > /data/first'
   berth run --rm -v data:/data:ro -v /srv/config:/etc/app:ro busybox cat /data/first`)
     .action(run((ctx, _cmd: Command, opts: RunOptions, args) => runRun(ctx, opts, args[0] as string, (args[1] as string[] | undefined) ?? [])));

@@ -5,6 +5,7 @@
  */
 import { envNameProblem, labelKeyProblem, labelValueProblem, mountProblems, parseImageReference, ValidationError, messageOf, type FieldProblem } from '../../lib/index.js';
 import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
+import { parseIpv4 } from '../../lib/network.js';
 import type { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
 import { RESTART_POLICIES } from './backoff.js';
 
@@ -107,10 +108,12 @@ export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegi
   }
   spec.ports.forEach((p, i) => {
     checkPort(problems, `spec.ports[${i}].container`, p.container);
-    if (p.publish !== 0) problems.push({ path: `spec.ports[${i}].publish`, message: 'publishing host ports is not supported by this agent yet; expected 0' });
+    if (p.publish !== 0) checkPort(problems, `spec.ports[${i}].publish`, p.publish);
+    if (p.hostIp !== undefined && p.hostIp !== '' && parseIpv4(p.hostIp) === undefined) problems.push({ path: `spec.ports[${i}].host_ip`, message: `expected an IPv4 address, got ${q(p.hostIp)}` });
     if (p.protocol !== '' && p.protocol !== 'tcp' && p.protocol !== 'udp') problems.push({ path: `spec.ports[${i}].protocol`, message: `expected "tcp" or "udp", got ${q(p.protocol)}` });
   });
   problems.push(...mountProblems(spec.mounts));
+  if (spec.network !== undefined && !['', 'cluster', 'host', 'none'].includes(spec.network)) problems.push({ path: 'spec.network', message: `expected "cluster", "host" or "none", got ${q(spec.network)}` });
   // Input reaches a container through its terminal (AgentStreamService.Attach); without one there is nowhere to send it.
   if (spec.stdin && !spec.tty) problems.push({ path: 'spec.stdin', message: 'input to a container without a terminal is not supported; expected it with spec.tty' });
   const labelKeys = Object.keys(spec.labels);

@@ -1,5 +1,6 @@
 /** NodeService: agents register their node; clients list nodes with live status. */
 import { InvalidArgumentError, type Logger } from '../../lib/index.js';
+import { parseIpv4 } from '../../lib/network.js';
 import type {
   CordonNodeRequest, DrainNodeRequest, ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse,
 } from '../../proto/gen/berth/v1/controller.js';
@@ -42,7 +43,16 @@ export function checkNodeSpec(spec: NodeSpec | undefined): NodeSpec {
     arch: checkText('node.arch', spec.arch, 64),
     kernel: checkText('node.kernel', spec.kernel, 256),
     cgroupVersion: checkText('node.cgroup_version', spec.cgroupVersion, 16),
+    ...(spec.internalIp !== undefined && spec.internalIp !== '' ? { internalIp: checkInternalIp(spec.internalIp) } : {}),
   };
+}
+
+function checkInternalIp(ip: string): string {
+  const n = parseIpv4(ip);
+  if (n === undefined || Math.floor(n / 2 ** 24) === 127 || n === 0) {
+    throw new InvalidArgumentError(`node.internal_ip: expected an IPv4 address other nodes can reach (not loopback), got ${JSON.stringify(ip.slice(0, 64))}`, { field: 'node.internal_ip' });
+  }
+  return ip;
 }
 
 export function nodeService(deps: NodeServiceDeps): NodeServiceServer {

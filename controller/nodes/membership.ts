@@ -115,7 +115,7 @@ export class Membership {
       state: NodeState.NODE_STATE_UNSPECIFIED, lastHeartbeatUnixMs: 0, registeredUnixMs: 0, reason: '', containers: 0,
     };
     return {
-      spec: node.spec,
+      ...node,
       status: {
         ...persisted,
         state: live.state,

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { tryRun } from './exec.js';
 import { madeRunIds } from './hosts.js';
 
-export type LeakKind = 'mount' | 'netns' | 'link' | 'cgroup' | 'nft' | 'process' | 'tempdir';
+export type LeakKind = 'mount' | 'netns' | 'link' | 'cgroup' | 'nft' | 'route' | 'process' | 'tempdir';
 
 export interface LeakItem {
   kind: LeakKind;
@@ -128,10 +128,20 @@ function netns(): LeakItem[] {
   }));
 }
 
+/** The bridge a link is enslaved to, if any. */
+function masterOf(name: string): string {
+  try {
+    return readlinkSync(`/sys/class/net/${name}/master`).split('/').pop() ?? '';
+  } catch {
+    return '';
+  }
+}
+
 function links(): LeakItem[] {
   const ours = madeRunIds();
   return readdirSync('/sys/class/net')
-    .filter((n) => LINK_NAME.test(n))
+    // Berth's own links, and veths the CNI bridge plugin attached to a berth bridge.
+    .filter((n) => LINK_NAME.test(n) || LINK_NAME.test(masterOf(n)))
     .map((name) => ({ kind: 'link' as const, id: name, detail: `link ${name}`, attributed: [...ours].some((id) => name.includes(id)) }));
 }
 
@@ -185,6 +195,18 @@ async function nftTables(): Promise<LeakItem[]> {
     .map((l) => ({ kind: 'nft' as const, id: l.slice('table '.length), detail: `nft ${l}` }));
 }
 
+/** Routes the agent owns (agent/sys/net.ts marks them `proto 198`). */
+async function berthRoutes(): Promise<LeakItem[]> {
+  const res = await tryRun('ip', ['-4', '-j', 'route', 'show', 'table', 'all', 'proto', '198']).catch(() => undefined);
+  if (!res || res.code !== 0 || res.stdout.trim() === '') return [];
+  try {
+    return (JSON.parse(res.stdout) as { dst?: string; gateway?: string }[])
+      .map((r) => ({ kind: 'route' as const, id: `${r.dst ?? '?'} via ${r.gateway ?? '?'}`, detail: `route ${r.dst ?? '?'} via ${r.gateway ?? '?'} proto 198` }));
+  } catch {
+    return [];
+  }
+}
+
 function processes(skip: Set<string>): LeakItem[] {
   const out: LeakItem[] = [];
   const tmp = join(tmpdir(), 'berth-test-');
@@ -205,7 +227,7 @@ function tempDirs(): LeakItem[] {
 /** Everything on the machine that looks like Berth's, right now. */
 export async function takeLeakSnapshot(): Promise<LeakSnapshot> {
   const skip = ancestors();
-  const items = [...mounts(), ...netns(), ...links(), ...cgroups(), ...(await nftTables()), ...processes(skip), ...tempDirs()];
+  const items = [...mounts(), ...netns(), ...links(), ...cgroups(), ...(await nftTables()), ...(await berthRoutes()), ...processes(skip), ...tempDirs()];
   return new Map(items.map((i) => [key(i), i]));
 }
 
