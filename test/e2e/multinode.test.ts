@@ -347,12 +347,15 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     await apply(c, { replicas: 6, image: v2, maxSurge: 1, maxUnavailable: 0 }, other);
     await waitFor('the rollout half-way (2 replicas of v2 serving)', async () => (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v2 && isServing(x)).length >= 2, 60_000, 100);
     await leader.proc.kill9();
+    const killedAt = Date.now();
     const left = (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v1 && isRunning(x)).length;
     assert.ok(left >= 1, 'the leader died before the rollout finished');
     await waitFor(`${other.id} to lead`, async () => (await call(other.clients.system, other.clients.system.version, {})).leader, 30_000, 200);
+    const ledAt = Date.now();
     const per = await settled(c, 6, v2);
+    const doneAt = Date.now();
     assertNoDuplicates(per);
     await controllerAgrees(c, 6, other);
-    process.stderr.write(`      leader killed with ${left} v1 replica(s) left; ${other.id} finished the rollout\n`);
+    process.stderr.write(`      leader killed with ${left} v1 replica(s) left; ${other.id} led ${ledAt - killedAt} ms later and finished the rollout ${doneAt - killedAt} ms after the kill\n`);
   });
 });
