@@ -232,3 +232,74 @@ describe('cli volumes end to end (real etcd, NATS, controller, agent, registry a
     assert.equal(rm.code, 0, rm.stderr);
   });
 });
+
+describe('cli volumes end to end on two nodes (placement follows the volume)', function () {
+  this.timeout(240_000);
+  let reg: RegistryWithImages | undefined;
+  let cluster: TestCluster | undefined;
+  let image = '';
+
+  before(async () => {
+    reg = await startRegistryWithImages(['busybox']);
+    image = reg.images['busybox']?.reference ?? '';
+    assert.ok(image, 'busybox was pushed');
+    cluster = await startCluster();
+    const agents = [cluster.startAgent('node-1'), cluster.startAgent('node-2')];
+    const c = cluster;
+    await waitFor('both nodes to be Ready', async () => {
+      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
+      const r = await c.cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
+    }, 60_000, 500);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await reg?.stop();
+  });
+
+  function cli(args: string[]): ReturnType<TestCluster['cli']> {
+    if (!cluster) throw new Error('no cluster');
+    return cluster.cli(args);
+  }
+
+  it('runs containers that use a volume on its node, and says why when that node is cordoned or NotReady', async () => {
+    const made = await cli(['volume', 'create', '--node', 'node-2', 'pinned']);
+    assert.equal(made.code, 0, made.stderr);
+    for (let i = 0; i < 3; i++) {
+      const run = await cli(['run', '-d', '--name', `pin-${i}`, '-v', 'pinned:/p', image, 'sh', '-c', `echo ${i} >> /p/log`]);
+      assert.equal(run.code, 0, run.stderr);
+    }
+    const ps = await cli(['ps', '-a', '--format', 'json']);
+    assert.equal(ps.code, 0, ps.stderr);
+    const nodes = (JSON.parse(ps.stdout) as Array<{ name: string; node?: string }>).filter((c) => c.name.startsWith('pin-')).map((c) => c.node);
+    assert.deepEqual(nodes, ['node-2', 'node-2', 'node-2']);
+
+    // --node elsewhere cannot win over the volume.
+    const elsewhere = await cli(['run', '--node', 'node-1', '-v', 'pinned:/p', image, 'true']);
+    assert.equal(elsewhere.code, 1);
+    assert.match(elsewhere.stderr, /no node can take it: 0\/2 nodes: volume "pinned" is on node "node-2" which is not a required node/);
+
+    const cordon = await cli(['node', 'cordon', 'node-2']);
+    assert.equal(cordon.code, 0, cordon.stderr);
+    const cordoned = await cli(['run', '-v', 'pinned:/p', image, 'true']);
+    assert.equal(cordoned.code, 1);
+    assert.match(cordoned.stderr, /^error: failed to run container ".*": no node can take it: 0\/2 nodes: volume "pinned" is on node "node-2" which is cordoned$/m);
+    assert.equal((await cli(['node', 'uncordon', 'node-2'])).code, 0);
+
+    await cluster?.agents[1]?.stop();
+    await waitFor('node-2 to be NotReady', async () => {
+      const r = await cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && r.stdout.includes('NODE_STATE_NOT_READY');
+    }, 60_000, 500);
+    const down = await cli(['run', '-v', 'pinned:/p', image, 'true']);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /no node can take it: 0\/2 nodes: volume "pinned" is on node "node-2" which is NotReady$/m);
+    // A new volume still lands on the Ready node.
+    const fresh = await cli(['run', '--rm', '-v', 'other:/o', image, 'true']);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const inspect = await cli(['volume', 'inspect', 'other']);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.equal((JSON.parse(inspect.stdout) as Array<{ Node: string }>)[0]?.Node, 'node-1');
+  });
+});
