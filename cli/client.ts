@@ -8,6 +8,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type {
   ApplyRequest,
   ApplyResponse,
+  AutoscaleRequest,
   ContainerLogsRequest,
   ListContainersRequest,
   ListContainersResponse,
@@ -45,6 +46,7 @@ export interface ControllerApi {
   rolloutStatus(name: string): Promise<RolloutStatusResponse>;
   undo(req: UndoRequest): Promise<UndoResponse>;
   restart(name: string): Promise<Workload>;
+  autoscale(req: AutoscaleRequest): Promise<Workload>;
   listNodes(): Promise<ListNodesResponse>;
   version(): Promise<VersionResponse>;
   runContainer(req: RunRequest): Promise<Container>;
@@ -112,6 +114,7 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
     rolloutStatus: (name) => call('WorkloadService.RolloutStatus', (md, o, cb) => workloads.rolloutStatus({ name }, md, o, cb)),
     undo: (req) => call('WorkloadService.Undo', (md, o, cb) => workloads.undo(req, md, o, cb)),
     restart: (name) => call('WorkloadService.Restart', (md, o, cb) => workloads.restart({ name }, md, o, cb)),
+    autoscale: (req) => call('WorkloadService.Autoscale', (md, o, cb) => workloads.autoscale(req, md, o, cb)),
     listNodes: () => call('NodeService.List', (md, o, cb) => nodes.list({}, md, o, cb)),
     version: () => call('SystemService.Version', (md, o, cb) => system.version({}, md, o, cb)),
     runContainer: (req) => call('ContainerService.Run', (md, o, cb) => containers.run(req, md, { deadline: o.deadline + 5 * 60_000 }, cb)),

@@ -2,13 +2,13 @@
  * WorkloadService: apply (with a dry-run preview), read, delete, scale,
  * history and watch workloads; rollout status, undo and restart.
  */
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, validateWorkloadFile, type Logger } from '../../lib/index.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, autoscaleSpecProblems, validateWorkloadFile, type Logger } from '../../lib/index.js';
 import type {
-  ApplyRequest, ApplyResponse, ApplyResult, DeleteWorkloadsRequest, DeleteWorkloadsResponse, GetWorkloadRequest, HistoryRequest, HistoryResponse,
+  ApplyRequest, ApplyResponse, ApplyResult, AutoscaleRequest, DeleteWorkloadsRequest, DeleteWorkloadsResponse, GetWorkloadRequest, HistoryRequest, HistoryResponse,
   ListWorkloadsRequest, ListWorkloadsResponse, RestartRequest, RolloutStatusRequest, RolloutStatusResponse, ScaleRequest, UndoRequest, UndoResponse,
   WatchWorkloadsRequest, WorkloadEvent, WorkloadServiceServer,
 } from '../../proto/gen/berth/v1/controller.js';
-import type { Workload } from '../../proto/gen/berth/v1/types.js';
+import type { AutoscaleSpec, Workload, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import {
   containerSpecFor, previewApply, reconcileNodes, rolloutProgress, templateKey, type ApplyPreviewView, type ObservedNode, type ReconcileNode,
@@ -198,6 +198,30 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
       const [outcome] = await store.applyWorkloads([{ name, labels: { ...(w.metadata?.labels ?? {}) }, spec: { ...w.spec, restartedUnixMs } }], { signal, cause: 'restart' });
       if (!outcome) throw new FailedPreconditionError(`failed to restart "${name}": the store returned no outcome`);
       logger.info('workload restarted', { workload: name, revision: outcome.revision });
+      return outcome.workload;
+    }),
+
+    autoscale: unary(logger, 'Autoscale', async (req: AutoscaleRequest, { signal }): Promise<Workload> => {
+      const name = checkName('name', req.name);
+      const w = await store.getWorkload(name, { signal });
+      if (!w.spec) throw new FailedPreconditionError(`failed to autoscale "${name}": the workload has no spec`);
+      let spec: WorkloadSpec;
+      if (req.off) {
+        if (!w.spec.autoscale) throw new FailedPreconditionError(`failed to turn off autoscaling of "${name}": it has no autoscale policy`);
+        spec = { ...w.spec, autoscale: undefined };
+      } else {
+        if (!req.autoscale) throw new InvalidArgumentError('autoscale: expected a policy (min, max, metric, target) or off', { field: 'autoscale' });
+        const a: AutoscaleSpec = { ...req.autoscale };
+        const problems = autoscaleSpecProblems(a, w.spec);
+        if (problems.length > 0) {
+          const [first] = problems;
+          throw new InvalidArgumentError(`failed to autoscale "${name}": ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}`, { field: first?.field ?? 'autoscale' });
+        }
+        spec = { ...w.spec, autoscale: a, replicas: Math.min(Math.max(w.spec.replicas, a.min, 1), a.max) };
+      }
+      const [outcome] = await store.applyWorkloads([{ name, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: 'autoscale' });
+      if (!outcome) throw new FailedPreconditionError(`failed to autoscale "${name}": the store returned no outcome`);
+      logger.info('workload autoscale policy set', { workload: name, off: req.off, revision: outcome.revision });
       return outcome.workload;
     }),
 

@@ -107,3 +107,42 @@ export function checkAutoscaleAgainstSpec(r: Reporter, spec: WorkloadSpec, autos
     r.report('spec.replicas', replicasNode, `expected replicas from autoscale.min ${a.min} to autoscale.max ${a.max} (the autoscaler owns the count), got ${spec.replicas}`);
   }
 }
+
+/** One problem with an AutoscaleSpec given through the API (`berth autoscale`). */
+export interface AutoscaleProblem {
+  field: string;
+  message: string;
+}
+
+/**
+ * Checks an AutoscaleSpec that did not come from a file (the API's
+ * Autoscale call) with the same rules as the file, against the workload's
+ * spec. Missing scaleUp/scaleDown are filled with the defaults in place.
+ */
+export function autoscaleSpecProblems(a: AutoscaleSpec, spec: WorkloadSpec): AutoscaleProblem[] {
+  const out: AutoscaleProblem[] = [];
+  const bad = (field: string, message: string): void => void out.push({ field: `autoscale.${field}`, message });
+  const whole = (v: number, min: number, max: number): boolean => Number.isInteger(v) && v >= min && v <= max;
+  a.scaleUp ??= { ...AUTOSCALE_DEFAULTS.scaleUp };
+  a.scaleDown ??= { ...AUTOSCALE_DEFAULTS.scaleDown };
+  if (!whole(a.min, 0, L.maxReplicas)) bad('min', `expected a whole number from 0 to ${L.maxReplicas}, got ${a.min}`);
+  if (!whole(a.max, 1, L.maxReplicas)) bad('max', `expected a whole number from 1 to ${L.maxReplicas}, got ${a.max}`);
+  else if (a.max < a.min) bad('max', `expected max to be at least min (${a.min}), got ${a.max}`);
+  if (!(AUTOSCALE_METRICS as readonly string[]).includes(a.metric)) bad('metric', `expected one of "cpu", "requests", "connections", got "${a.metric}"`);
+  const targetMax = a.metric === 'cpu' ? 1000 : 1_000_000;
+  if (!(a.target > 0 && a.target <= targetMax)) bad('target', `expected a number above 0 and at most ${targetMax}, got ${a.target}`);
+  if (!(a.tolerance >= 0 && a.tolerance <= 0.9)) bad('tolerance', `expected a number from 0 to 0.9, got ${a.tolerance}`);
+  for (const [name, b, maxPercent] of [['scaleUp', a.scaleUp, 1000], ['scaleDown', a.scaleDown, 100]] as const) {
+    if (!whole(b.stabilizationSeconds, 0, HOUR)) bad(`${name}.stabilizationSeconds`, `expected a whole number from 0 to ${HOUR}, got ${b.stabilizationSeconds}`);
+    if (!whole(b.maxStepPercent, 1, maxPercent)) bad(`${name}.maxStepPercent`, `expected a whole number from 1 to ${maxPercent}, got ${b.maxStepPercent}`);
+    if (!whole(b.maxStepReplicas, 0, L.maxReplicas)) bad(`${name}.maxStepReplicas`, `expected a whole number from 0 to ${L.maxReplicas}, got ${b.maxStepReplicas}`);
+    if (!whole(b.periodSeconds, 1, HOUR)) bad(`${name}.periodSeconds`, `expected a whole number from 1 to ${HOUR}, got ${b.periodSeconds}`);
+  }
+  if (a.scaleToZeroIdleSeconds !== undefined) {
+    if (!whole(a.scaleToZeroIdleSeconds, 1, 24 * HOUR)) bad('scaleToZero.idleSeconds', `expected a whole number from 1 to ${24 * HOUR}, got ${a.scaleToZeroIdleSeconds}`);
+    if (a.metric === 'cpu') bad('scaleToZero', 'expected metric "requests" or "connections" with scale to zero (at zero replicas there is no cpu to measure)');
+  } else if (a.min === 0) bad('min', 'expected min of at least 1, got 0 (min 0 needs scale to zero)');
+  if (a.metric === 'cpu' && (spec.resources?.cpuMillis ?? 0) === 0) bad('metric', 'expected the workload to request cpu (spec.resources.cpu) with metric "cpu": the target is a percentage of it');
+  if ((a.metric === 'requests' || a.metric === 'connections') && spec.ports.length === 0) bad('metric', `expected the workload to have ports with metric "${a.metric}": traffic is counted at its service address`);
+  return out;
+}

@@ -4,7 +4,7 @@
  */
 export * from './types.js';
 export { validateWorkloadFile, WORKLOAD_DEFAULTS, RESTART_POLICIES, PORT_PROTOCOLS, type RestartPolicy } from './validate.js';
-export { AUTOSCALE_DEFAULTS, AUTOSCALE_METRICS } from './autoscale.js';
+export { AUTOSCALE_DEFAULTS, AUTOSCALE_METRICS, autoscaleSpecProblems, type AutoscaleProblem } from './autoscale.js';
 export { canonicalWorkloadSpec, canonicalWorkload, workloadSpecsEqual, workloadSpecFingerprint } from './canonical.js';
 export { dnsLabelProblem, dnsSubdomainProblem, labelKeyProblem, labelValueProblem, envNameProblem, portNameProblem } from './names.js';
 export { suggest, editDistance } from './suggest.js';

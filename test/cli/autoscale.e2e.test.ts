@@ -73,4 +73,49 @@ describe('autoscaling on cpu end to end (real controller, agent, etcd, NATS, reg
     assert.match(again.stdout, /unchanged/);
     assert.equal((await cluster!.cli(['delete', 'workload', 'busy'])).code, 0);
   });
+
+  it('sets, checks and turns off a policy with berth autoscale, without replacing replicas', async () => {
+    const image = reg?.images['busybox']?.reference ?? '';
+    const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata: { name: idle }', 'spec:', `  image: ${image}`, '  command: ["sleep", "3600"]', ''].join('\n');
+    assert.equal((await cluster!.cli(['apply', '-f', '-'], { stdin: manifest })).code, 0);
+    await waitFor('the replica to run', async () => (await cluster!.cli(['get', 'replicas'])).stdout.includes('running'), 60_000, 500);
+
+    const noCpu = await cluster!.cli(['autoscale', 'idle', '--max', '3', '--cpu-percent', '50']);
+    assert.equal(noCpu.code, 1);
+    assert.match(noCpu.stderr, /autoscale\.metric: expected the workload to request cpu/);
+    const noPorts = await cluster!.cli(['autoscale', 'idle', '--max', '3', '--requests-per-second', '50']);
+    assert.match(noPorts.stderr, /expected the workload to have ports with metric "requests"/);
+    const usage = await cluster!.cli(['autoscale', 'idle', '--max', 'three', '--cpu-percent', '50']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--max: expected a whole number/);
+    const missing = await cluster!.cli(['autoscale', 'nope', '--max', '3', '--cpu-percent', '50']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope/);
+
+    const withCpu = manifest.replace('  command:', '  resources: { cpu: 100m }\n  command:');
+    assert.equal((await cluster!.cli(['apply', '-f', '-'], { stdin: withCpu })).code, 0);
+    // The new cpu request is a new template: wait until its one replica is the only one left.
+    const only = async (): Promise<string | undefined> => {
+      const all = JSON.parse((await cluster!.cli(['get', 'replicas', '-o', 'json'])).stdout) as { id?: string; workload?: string; spec?: { resources?: { cpuMillis?: number } }; status?: { state?: string } }[];
+      const mine = all.filter((c) => c.workload === 'idle');
+      return mine.length === 1 && mine[0]?.status?.state === 'CONTAINER_STATE_RUNNING' && mine[0]?.spec?.resources?.cpuMillis === 100 ? mine[0]?.id : undefined;
+    };
+    let replicaId: string | undefined;
+    await waitFor('the replica with the cpu request to be the only one', async () => (replicaId = await only()) !== undefined, 90_000, 500);
+    const set = await cluster!.cli(['autoscale', 'idle', '--min', '1', '--max', '3', '--cpu-percent', '50']);
+    assert.equal(set.code, 0, set.stderr);
+    assert.equal(set.stdout, 'workload/idle autoscaled: 1 to 3 replicas, target 50% of the requested cpu per replica (now 1)\n');
+    const json = JSON.parse((await cluster!.cli(['get', 'workloads', '-o', 'json'])).stdout) as { metadata?: { name?: string }; spec?: { autoscale?: { max?: number } } }[];
+    assert.equal(json.find((w) => w.metadata?.name === 'idle')?.spec?.autoscale?.max, 3);
+    const off = await cluster!.cli(['autoscale', 'idle', '--off']);
+    assert.equal(off.code, 0, off.stderr);
+    assert.match(off.stdout, /autoscaling off/);
+    const offAgain = await cluster!.cli(['autoscale', 'idle', '--off']);
+    assert.equal(offAgain.code, 1);
+    assert.match(offAgain.stderr, /has no autoscale policy/);
+    // Setting and removing a policy changes no container template: the same replica still runs, alone.
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(await only(), replicaId);
+    assert.equal((await cluster!.cli(['delete', 'workload', 'idle'])).code, 0);
+  });
 });

@@ -33,6 +33,7 @@ import {
 } from "./containers.js";
 import { TerminalSize } from "./streams.js";
 import {
+  AutoscaleSpec,
   Container,
   ContainerSpec,
   Event,
@@ -195,6 +196,13 @@ export interface DeleteWorkloadsRequest {
 
 export interface DeleteWorkloadsResponse {
   deleted: string[];
+}
+
+export interface AutoscaleRequest {
+  name: string;
+  /** Missing scale_up / scale_down take the workload file's defaults. */
+  autoscale?: AutoscaleSpec | undefined;
+  off: boolean;
 }
 
 export interface ScaleRequest {
@@ -1953,6 +1961,96 @@ export const DeleteWorkloadsResponse: MessageFns<DeleteWorkloadsResponse> = {
     const obj: any = {};
     if (message.deleted?.length) {
       obj.deleted = message.deleted;
+    }
+    return obj;
+  },
+};
+
+function createBaseAutoscaleRequest(): AutoscaleRequest {
+  return { name: "", autoscale: undefined, off: false };
+}
+
+export const AutoscaleRequest: MessageFns<AutoscaleRequest> = {
+  encode(message: AutoscaleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.autoscale !== undefined) {
+      AutoscaleSpec.encode(message.autoscale, writer.uint32(18).fork()).join();
+    }
+    if (message.off !== false) {
+      writer.uint32(24).bool(message.off);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoscaleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoscaleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.autoscale = AutoscaleSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.off = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoscaleRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      autoscale: isSet(object.autoscale) ? AutoscaleSpec.fromJSON(object.autoscale) : undefined,
+      off: isSet(object.off) ? globalThis.Boolean(object.off) : false,
+    };
+  },
+
+  toJSON(message: AutoscaleRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.autoscale !== undefined) {
+      obj.autoscale = AutoscaleSpec.toJSON(message.autoscale);
+    }
+    if (message.off !== false) {
+      obj.off = message.off;
     }
     return obj;
   },
@@ -5831,6 +5929,20 @@ export const WorkloadServiceService = {
     responseSerialize: (value: Workload): Buffer => Buffer.from(Workload.encode(value).finish()),
     responseDeserialize: (value: Buffer): Workload => Workload.decode(value),
   },
+  /**
+   * Sets, changes or turns off (off = true) the workload's autoscale policy:
+   * a new revision with cause "autoscale"; replicas are not replaced (their
+   * container template is unchanged). The count is clamped to min..max.
+   */
+  autoscale: {
+    path: "/berth.v1.WorkloadService/Autoscale" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AutoscaleRequest): Buffer => Buffer.from(AutoscaleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AutoscaleRequest => AutoscaleRequest.decode(value),
+    responseSerialize: (value: Workload): Buffer => Buffer.from(Workload.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Workload => Workload.decode(value),
+  },
 } as const;
 
 export interface WorkloadServiceServer extends UntypedServiceImplementation {
@@ -5864,6 +5976,12 @@ export interface WorkloadServiceServer extends UntypedServiceImplementation {
    * every replica is replaced by a rolling update; cause "restart".
    */
   restart: handleUnaryCall<RestartRequest, Workload>;
+  /**
+   * Sets, changes or turns off (off = true) the workload's autoscale policy:
+   * a new revision with cause "autoscale"; replicas are not replaced (their
+   * container template is unchanged). The count is clamped to min..max.
+   */
+  autoscale: handleUnaryCall<AutoscaleRequest, Workload>;
 }
 
 export interface WorkloadServiceClient extends Client {
@@ -6012,6 +6130,26 @@ export interface WorkloadServiceClient extends Client {
   ): ClientUnaryCall;
   restart(
     request: RestartRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Workload) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets, changes or turns off (off = true) the workload's autoscale policy:
+   * a new revision with cause "autoscale"; replicas are not replaced (their
+   * container template is unchanged). The count is clamped to min..max.
+   */
+  autoscale(
+    request: AutoscaleRequest,
+    callback: (error: ServiceError | null, response: Workload) => void,
+  ): ClientUnaryCall;
+  autoscale(
+    request: AutoscaleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Workload) => void,
+  ): ClientUnaryCall;
+  autoscale(
+    request: AutoscaleRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Workload) => void,
