@@ -144,8 +144,13 @@ function sortKeys(value: unknown): unknown {
   return value;
 }
 
-/** Container label carrying a workload's `restarted_unix_ms` (ISO 8601), set by `berth rollout restart`. */
+/** Container label carrying a workload's `restarted_unix_ms`, set by `berth rollout restart`. */
 export const RESTARTED_AT_LABEL = 'io.berth.restarted-at';
+
+/** A restart time as a label value: ISO 8601 basic format ("20260102T030405.000Z"), since label values allow no ":". */
+export function restartedAtLabelValue(unixMs: number): string {
+  return new Date(unixMs).toISOString().replace(/[-:]/g, '');
+}
 
 /** The container a workload's spec makes (the template). */
 export function containerSpecFor(workload: string, spec: WorkloadSpec | undefined): ContainerSpec {
@@ -163,7 +168,7 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
     ports: [...(s?.ports ?? [])],
     ...(s?.volumes && s.volumes.mounts.length > 0 ? { mounts: [...s.volumes.mounts] } : {}),
     // A restart (`berth rollout restart`) changes the template, so a rolling update replaces every replica.
-    labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: new Date(s.restartedUnixMs).toISOString() } : {}) },
+    labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: restartedAtLabelValue(s.restartedUnixMs) } : {}) },
   }));
 }
 

@@ -5,7 +5,7 @@
  * carries it out while this controller leads.
  */
 export {
-  decide, ROLLBACK_AFTER_FAILURES, RESTARTED_AT_LABEL, containerSpecFor, templateKey, replicaName, isReady,
+  decide, ROLLBACK_AFTER_FAILURES, RESTARTED_AT_LABEL, restartedAtLabelValue, containerSpecFor, templateKey, replicaName, isReady,
   type NodeCondition, type ReconcileNode, type ObservedNode, type ReconcileInput, type ReconcilePlan, type RemoveAction, type Rollback, type PlannedEvent, type EventReason,
 } from './decide.js';
 export {

@@ -103,7 +103,7 @@ describe('containerSpecFor with a restart time', () => {
   it('adds the restarted-at label, so a restart changes the template and nothing else', () => {
     const w = workload('web', 2);
     const restarted = containerSpecFor('web', { ...(w.spec as WorkloadSpec), restartedUnixMs: Date.UTC(2026, 0, 2, 3, 4, 5) });
-    assert.equal(restarted.labels[RESTARTED_AT_LABEL], '2026-01-02T03:04:05.000Z');
+    assert.equal(restarted.labels[RESTARTED_AT_LABEL], '20260102T030405.000Z');
     assert.notEqual(templateKey(restarted), templateKey(containerSpecFor('web', w.spec)));
     assert.deepEqual({ ...restarted, labels: {} }, { ...containerSpecFor('web', w.spec), labels: {} });
   });

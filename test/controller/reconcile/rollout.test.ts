@@ -17,6 +17,7 @@ import { cliInProcess, type CliResult } from '../../cli/helpers.js';
 import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
 import { FakeAgent } from './fake-agent.js';
 import { startController, type TestController } from './controller.js';
+import { restartedAtLabelValue } from '../../../controller/reconcile/index.js';
 
 describe('rollouts with fake agents', function () {
   this.timeout(120_000);
@@ -84,7 +85,8 @@ describe('rollouts with fake agents', function () {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^workload "web" successfully rolled out \(revision 2, 3 replicas ready\)$/m);
     assert.doesNotMatch(r.stdout, /revision 1/);
-    assert.deepEqual(images(), Array(3).fill('127.0.0.1:5000/web:2'));
+    // Complete means no old replica is wanted any more (as Kubernetes, terminating ones are not counted); they go soon after.
+    await waitFor('only web:2 containers left', () => images().join() === Array(3).fill('127.0.0.1:5000/web:2').join(), 15_000);
     const once = await berth(['rollout', 'status', 'web', '--watch=false']);
     assert.deepEqual([once.code, once.stdout], [0, 'workload "web" successfully rolled out (revision 2, 3 replicas ready)\n']);
     await assert.rejects(status('ghost'), grpcError(grpc.status.NOT_FOUND, /workload "ghost" not found/));
@@ -107,7 +109,7 @@ describe('rollouts with fake agents', function () {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /revision 2 failed and was rolled back/);
     await complete('web', 3);
-    assert.deepEqual(images(), Array(3).fill('127.0.0.1:5000/web:1'));
+    await waitFor('only web:1 containers left', () => images().join() === Array(3).fill('127.0.0.1:5000/web:1').join(), 15_000);
   });
 
   it('exits 1 when the timeout passes, naming what it waits for', async () => {
@@ -134,7 +136,7 @@ describe('rollouts with fake agents', function () {
     const res = await undo('web');
     assert.deepEqual([res.toRevision, res.workload?.status?.revision, res.workload?.spec?.image], [1, 3, '127.0.0.1:5000/web:1']);
     await complete('web', 3);
-    assert.deepEqual(images(), Array(2).fill('127.0.0.1:5000/web:1'));
+    await waitFor('only web:1 containers left', () => images().join() === Array(2).fill('127.0.0.1:5000/web:1').join(), 15_000);
 
     await assert.rejects(undo('web', 3), grpcError(grpc.status.FAILED_PRECONDITION, /^failed to undo "web" to revision 3: it is the current revision; expected an earlier one/));
     await assert.rejects(undo('web', 42), grpcError(grpc.status.NOT_FOUND, /^failed to undo "web" to revision 42: no such revision; expected one of the revisions kept: 1, 2, 3$/));
@@ -173,7 +175,7 @@ describe('rollouts with fake agents', function () {
     const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
     assert.ok((w.spec?.restartedUnixMs ?? 0) > 0);
     const labels = agents.flatMap((a) => [...a.containers.values()].map((x) => x.spec?.labels['io.berth.restarted-at'] ?? ''));
-    assert.deepEqual(labels, Array(3).fill(new Date(w.spec?.restartedUnixMs ?? 0).toISOString()));
+    assert.deepEqual(labels, Array(3).fill(restartedAtLabelValue(w.spec?.restartedUnixMs ?? 0)));
     const again = await apply(text);
     assert.deepEqual(again.results.map((x) => [x.action, x.revision]), [['unchanged', 2]]);
     const history = await call(clients().workloads, clients().workloads.history, { name: 'web' });
@@ -237,8 +239,11 @@ describe('rollouts with fake agents', function () {
     assert.equal(list.containers.filter((x) => x.status?.state === ContainerState.CONTAINER_STATE_RUNNING).length, 6);
     assert.ok(list.containers.filter((x) => x.status?.state === ContainerState.CONTAINER_STATE_RUNNING).every((x) => x.node !== 'n3'));
 
-    const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
-    assert.deepEqual([w.status?.running, w.status?.ready], [6, 6]);
+    // The reconciler's stored status (get workloads, describe) counts the six running replicas, not the lost two.
+    await waitFor('status 6 running, 6 ready', async () => {
+      const w = await call(clients().workloads, clients().workloads.get, { name: 'web' });
+      return w.status?.running === 6 && w.status.ready === 6;
+    }, 10_000);
     const replicas = await berth(['get', 'replicas', '-l', 'app=web']);
     assert.equal(replicas.code, 0, replicas.stderr);
     assert.equal(replicas.stdout.split('\n').filter((l) => /\sn3\s+unknown\s/.test(l)).length, 2, replicas.stdout);
