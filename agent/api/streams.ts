@@ -267,6 +267,10 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
             const data = stdinBytes(m);
             if (data && o.stdin) io.stdin.write(data);
             if (m.input?.$case === 'closeStdin' && m.input.value) io.stdin.end();
+            if (m.input?.$case === 'resize') {
+              const r = checkTerminalSize(m.input.value, 'resize');
+              if (r && o.tty) io.resize?.(r.rows, r.cols);
+            }
           } catch (err) {
             s.fail(err);
           }

@@ -83,6 +83,8 @@ export interface ExecStreams {
   stdin: NodeJS.WritableStream;
   stdout: NodeJS.ReadableStream;
   stderr: NodeJS.ReadableStream;
+  /** With a terminal: sets its window size (the process gets SIGWINCH). */
+  resize?: (rows: number, cols: number) => void;
 }
 
 export interface ExecResult {

@@ -180,12 +180,21 @@ export class LinuxSys implements Sys {
     const blob = encodeExecSpec(spec);
     return new Promise((resolve, reject) => {
       const std = opts.stdio === 'inherit' ? 'inherit' : 'pipe';
-      const child = spawn(this.helperPath, ['exec'], { stdio: [std, std, std, 'pipe'], signal: opts.signal });
+      // A streamed terminal gets a fourth pipe (fd 4) for window sizes, "ROWS COLS\n" (exec_main in main.c).
+      const resizable = opts.streams !== undefined && spec.terminal;
+      const child = spawn(this.helperPath, ['exec'], { stdio: resizable ? [std, std, std, 'pipe', 'pipe'] : [std, std, std, 'pipe'], signal: opts.signal,
+        ...(resizable ? { env: { ...process.env, BERTH_HELPER_RESIZE_FD: '4' } } : {}),
+      });
       let stdout = '';
       let stderr = '';
       child.stdin?.on('error', () => { /* the process did not read its input */ });
       if (opts.streams && child.stdin && child.stdout && child.stderr) {
-        opts.streams({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr });
+        const sizes = resizable ? child.stdio[4] as NodeJS.WritableStream : undefined;
+        sizes?.on('error', () => { /* the helper is gone */ });
+        opts.streams({
+          stdin: child.stdin, stdout: child.stdout, stderr: child.stderr,
+          ...(sizes ? { resize: (rows: number, cols: number) => void sizes.write(`${rows} ${cols}\n`) } : {}),
+        });
       } else {
         child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
         child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });

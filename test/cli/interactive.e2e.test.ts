@@ -155,14 +155,26 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     assert.match(missing.stderr, /no-such-program/);
   });
 
-  it('gives exec -it a shell on a pty in the container and passes its exit code back', async () => {
+  it('gives exec -it a shell on a pty in the container that follows the window size and passes its exit code back', async () => {
     const run = await cli(['run', '-d', '--name', 'ex-tty', image, 'sleep', '600']);
     assert.equal(run.code, 0, run.stderr);
     await waitFor('ex-tty to run', async () => (await state('ex-tty')) === 'CONTAINER_STATE_RUNNING', 30_000, 250);
     const s = pty(['exec', '-it', 'ex-tty', 'sh'], { cols: 90, rows: 25 });
     const at = await s.expect(PROMPT);
     s.type('hostname; tty; stty size\r');
-    await s.expect(/\r\nex-tty\r\n\/dev\/pts\/\d+\r\n25 90\r\n/, { from: at });
+    let after = await s.expect(/\r\nex-tty\r\n\/dev\/pts\/\d+\r\n25 90\r\n/, { from: at });
+    // The exec'd process's terminal follows this one too.
+    s.resize(110, 35);
+    await waitFor('the new size inside the exec', async () => {
+      const mark = s.output.length;
+      s.type('stty size\r');
+      try {
+        after = await s.expect(/\r\n(\d+ \d+)\r\n/, { from: mark, timeoutMs: 5000 });
+      } catch {
+        return false;
+      }
+      return /35 110\r\n$/.test(s.output.slice(0, after));
+    }, 20_000, 200);
     s.type('exit 4\r');
     assert.equal(await s.exited(), 4, s.output);
     // The container goes on.

@@ -1684,6 +1684,12 @@ static int exec_main(void)
 	if (slave >= 0)
 		close(slave);
 	int in_fd = -1;
+	/* A terminal whose caller is not one (the agent relays it through pipes):
+	 * window sizes come as "ROWS COLS\n" lines on fd 4 when the caller says so
+	 * (BERTH_HELPER_RESIZE_FD=4; agent/sys/linux.ts). */
+	int resize_fd = -1;
+	char resize_buf[64];
+	size_t resize_len = 0;
 	if (master >= 0) {
 		fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
 		in_fd = 0;
@@ -1693,25 +1699,52 @@ static int exec_main(void)
 			tty_saved = tcsetattr(0, TCSANOW, &raw) == 0;
 			atexit(restore_tty);
 		}
+		const char *rfd = getenv("BERTH_HELPER_RESIZE_FD");
+		if (rfd && strcmp(rfd, "4") == 0)
+			resize_fd = 4;
 	}
 	char error[480] = "";
 	int status = -1, exited = 0;
 	for (;;) {
-		struct pollfd pfd[4] = {
+		struct pollfd pfd[5] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = sv[0], .events = POLLIN },
 			{ .fd = master, .events = POLLIN },
 			{ .fd = exited ? -1 : in_fd, .events = POLLIN },
+			{ .fd = master >= 0 ? resize_fd : -1, .events = POLLIN },
 		};
 		if (exited && master < 0)
 			break;
-		int r = poll(pfd, 4, exited ? 200 : -1);
+		int r = poll(pfd, 5, exited ? 200 : -1);
 		if (r < 0 && errno != EINTR)
 			die("poll: %s", strerror(errno));
 		if (r == 0 && exited)
 			break;
 		char buf[4096];
 		ssize_t n;
+		if (pfd[4].revents) {
+			n = read(resize_fd, resize_buf + resize_len, sizeof resize_buf - 1 - resize_len);
+			if (n <= 0) {
+				close(resize_fd);
+				resize_fd = -1;
+			} else {
+				resize_len += (size_t)n;
+				resize_buf[resize_len] = 0;
+				char *nl;
+				while ((nl = memchr(resize_buf, '\n', resize_len))) {
+					unsigned rows, cols;
+					*nl = 0;
+					if (sscanf(resize_buf, "%u %u", &rows, &cols) == 2 && rows > 0 && rows <= 65535 && cols > 0 && cols <= 65535 && master >= 0) {
+						struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+						ioctl(master, TIOCSWINSZ, &ws);
+					}
+					resize_len -= (size_t)(nl + 1 - resize_buf);
+					memmove(resize_buf, nl + 1, resize_len);
+				}
+				if (resize_len == sizeof resize_buf - 1)
+					resize_len = 0; /* no newline in a full buffer: not a size line */
+			}
+		}
 		if (pfd[1].revents) {
 			struct msg m;
 			int passed;
