@@ -6,7 +6,8 @@
  * routes the call to the agent of the container's node.
  */
 import { constants as osConstants } from 'node:os';
-import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
+import { once } from 'node:events';
+import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import {
   AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, isCode, messageOf, toGrpcStatus,
 } from '../../lib/index.js';
@@ -268,12 +269,32 @@ export function containerVerbs(deps: ContainerServiceDeps): Pick<ContainerServic
       }
     }),
 
-    copyFrom: serverStream(logger, 'ContainerCopyFrom', deps.stopping, async (req: CopyFromContainerRequest, send: (c: TarChunk) => void, { signal }) => {
-      if (!req.path.startsWith('/')) throw new InvalidArgumentError(`path: expected an absolute path inside the container, got "${req.path.slice(0, 200)}"`, { field: 'path' });
-      const c = await resolveOne(req.container, signal);
-      for await (const chunk of (await agentOf(c, signal)).copyFromContainer({ id: c.id, path: req.path }, { signal })) send(chunk);
-      logger.info('copied from container', { containerId: c.id, name: c.name, path: req.path });
-    }),
+    copyFrom: (call: ServerWritableStream<CopyFromContainerRequest, TarChunk>): void => {
+      // Not through serverStream: a large copy must wait for the client to drain before asking the agent for more.
+      const ac = new AbortController();
+      const onStop = (): void => ac.abort();
+      deps.stopping.addEventListener('abort', onStop, { once: true });
+      call.on('cancelled', () => ac.abort());
+      void (async () => {
+        const req = call.request;
+        if (!req.path.startsWith('/')) throw new InvalidArgumentError(`path: expected an absolute path inside the container, got "${req.path.slice(0, 200)}"`, { field: 'path' });
+        const c = await resolveOne(req.container, ac.signal);
+        for await (const chunk of (await agentOf(c, ac.signal)).copyFromContainer({ id: c.id, path: req.path }, { signal: ac.signal })) {
+          if (ac.signal.aborted) return;
+          if (!call.write(chunk)) await once(call, 'drain', { signal: ac.signal });
+        }
+        logger.info('copied from container', { containerId: c.id, name: c.name, path: req.path });
+      })().then(() => {
+        deps.stopping.removeEventListener('abort', onStop);
+        if (!call.cancelled) call.end();
+      }, (err: unknown) => {
+        deps.stopping.removeEventListener('abort', onStop);
+        if (call.cancelled) return;
+        const s = toGrpcStatus(err);
+        if (s.code === 13) logger.error('request failed', { method: 'ContainerCopyFrom', error: messageOf(err) });
+        call.emit('error', Object.assign(new Error(s.details), { code: s.code, details: s.details }));
+      });
+    },
 
     copyTo: (call: ServerReadableStream<CopyToContainerRequest, CopyToContainerResponse>, callback: sendUnaryData<CopyToContainerResponse>): void => {
       const ac = new AbortController();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -326,6 +327,15 @@ describe('cli container verbs: start, restart, kill, wait, rename, inspect, top,
     assert.equal((await cli(['cp', 'box:/tmp/tree', join(local, 'tree2')])).code, 0);
     assert.equal(readFileSync(join(local, 'tree2/deeper/leaf'), 'utf8'), 'leaf\n');
     assert.equal(statSync(join(local, 'tree2/deeper')).mode & 0o777, 0o700);
+
+    // A large file both ways (flow control through controller and agent).
+    const big = randomBytes(24 * 1024 * 1024);
+    writeFileSync(join(local, 'big.bin'), big);
+    const bigUp = await cli(['cp', join(local, 'big.bin'), 'box:/tmp/big.bin']);
+    assert.equal(bigUp.code, 0, bigUp.stderr);
+    const bigDown = await cli(['cp', 'box:/tmp/big.bin', join(local, 'big-back.bin')]);
+    assert.equal(bigDown.code, 0, bigDown.stderr);
+    assert.ok(readFileSync(join(local, 'big-back.bin')).equals(big), 'the large file came back unchanged');
 
     // Escapes through a symlink of the container are refused both ways; nothing lands on the host.
     const hostTarget = mkdtempSync(join(tmpdir(), 'berth-test-escape-'));
