@@ -143,6 +143,18 @@ describe('cli volumes end to end (real etcd, NATS, controller, agent, registry a
     assert.ok(!(await containerNames()).includes('badlink'));
   });
 
+  it('resolves a mount destination through a symlink inside the container, never on the host', async () => {
+    // A volume holding an absolute symlink to /etc, then a second mount whose destination goes through it.
+    const link = await cli(['run', '--rm', '-v', 'links:/links', image, 'ln', '-s', '/etc', '/links/escape']);
+    assert.equal(link.code, 0, link.stderr);
+    const marker = `berth-volume-escape-${process.pid}`;
+    assert.equal(existsSync(join('/etc', marker)), false);
+    const run = await cli(['run', '--rm', '-v', 'links:/links', '-v', `target:/links/escape/${marker}`, image, 'sh', '-c', `test -d /etc/${marker} && echo inside`]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'inside\n');
+    assert.equal(existsSync(join('/etc', marker)), false, 'nothing was created on the host');
+  });
+
   it('rejects bad -v values with the flag named before contacting anything', async () => {
     const relative = await cli(['run', '-v', 'data:relative', image, 'true']);
     assert.equal(relative.code, 2);
