@@ -173,6 +173,44 @@ describe('cli volumes end to end (real etcd, NATS, controller, agent, registry a
     assert.match(bad.stderr, /expected a volume name of 1 to 64 letters/);
   });
 
+  it('mounts spec.volumes of a workload into its replicas, all on the node holding the volume', async () => {
+    const manifest = [
+      'apiVersion: berth/v1',
+      'kind: Workload',
+      'metadata:',
+      '  name: vol-db',
+      'spec:',
+      `  image: ${image}`,
+      '  replicas: 2',
+      "  command: [sh, -c, 'cat /etc/app/app.conf >> /data/replicas; sleep 600']",
+      '  volumes:',
+      '    - name: wl-data',
+      '      mountPath: /data',
+      `    - hostPath: ${join(allowed, 'config')}`,
+      '      mountPath: /etc/app',
+      '      readOnly: true',
+      '',
+    ].join('\n');
+    const applied = await cli(['apply', '-f', '-'], manifest);
+    assert.equal(applied.code, 0, applied.stderr);
+    await waitFor('both replicas to use the volume', async () => {
+      const r = await cli(['volume', 'inspect', 'wl-data']);
+      return r.code === 0 && (JSON.parse(r.stdout) as VolumeJson[])[0]?.InUseBy.length === 2;
+    }, 90_000, 500);
+    const v = await inspect('wl-data');
+    assert.equal(v.Node, 'node-1');
+    await waitFor('both replicas to write', () => (existsSync(join(v.Mountpoint, 'replicas')) ? readFileSync(join(v.Mountpoint, 'replicas'), 'utf8').split('\n').filter(Boolean).length === 2 : false), 60_000, 500);
+    const read = await cli(['run', '--rm', '-v', 'wl-data:/data:ro', image, 'cat', '/data/replicas']);
+    assert.equal(read.code, 0, read.stderr);
+    assert.equal(read.stdout, 'greeting=hello from the host\ngreeting=hello from the host\n');
+
+    const refused = await cli(['volume', 'rm', 'wl-data']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /in use by containers "vol-db-/);
+    assert.equal((await cli(['delete', 'workload', 'vol-db'])).code, 0);
+    await waitFor('the replicas to be gone', async () => (await inspect('wl-data')).InUseBy.length === 0, 60_000, 500);
+  });
+
   it('refuses volume rm while a container uses the volume, and removes it afterwards', async () => {
     const run = await cli(['run', '-d', '--name', 'holder', '-v', 'held:/held', image, 'sleep', '600']);
     assert.equal(run.code, 0, run.stderr);
