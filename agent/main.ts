@@ -38,7 +38,7 @@ import { OverlaySnapshotter } from './snapshots/index.js';
 import { HelperNodeMaker, LinuxOverlayMounter, ZstdCliDecoder } from './sys/index.js';
 import { LinuxSys } from './sys/linux.js';
 import { LinuxNetOps } from './sys/index.js';
-import { grpcNodeSource, NodeNetwork, RouteSync } from './network/index.js';
+import { DisabledNetwork, grpcNodeSource, NodeNetwork, RouteSync } from './network/index.js';
 import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
@@ -300,7 +300,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       logger.info('container network ready', { subnet: subnet ?? '', clusterCidr });
     }
     manager = mgr = new ContainerManager({
-      ...(network ? { network } : {}),
+      network: network ?? new DisabledNetwork(cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined),
       node: cfg.node, root: cfg.root, runtime, images, snapshots: snapshotter, writeBundle, logger, pullProgressSink, defaultRegistry, mounts: volumes,
     });
     await manager.recover();

@@ -7,3 +7,4 @@ export * from './errors.js';
 export * from './nft.js';
 export * from './network.js';
 export * from './routes.js';
+export * from './disabled.js';

@@ -13,7 +13,7 @@
  *                            never NATed (a container sees its peer's real
  *                            address).
  */
-import type { PublishedPort } from '../../lib/index.js';
+import { parseCidr, parseIpv4, type PublishedPort } from '../../lib/index.js';
 
 export const NFT_FAMILY = 'ip';
 export const NFT_TABLE = 'berth';
@@ -46,7 +46,13 @@ export function renderTable(input: TableInput): string {
   const t = `${NFT_FAMILY} ${NFT_TABLE}`;
   const pre: string[] = [];
   const out: string[] = [];
+  quote(input.bridge);
+  if (input.subnet !== '') parseCidr(input.subnet, 'subnet');
+  parseCidr(input.clusterCidr, 'cluster-cidr');
   for (const p of input.ports) {
+    // Everything that goes into the script is checked again here: it is the last line before the kernel.
+    if (parseIpv4(p.containerIp) === undefined || (p.hostIp !== '' && parseIpv4(p.hostIp) === undefined)) throw new Error(`refusing address ${JSON.stringify(p.containerIp)} / ${JSON.stringify(p.hostIp)} in an nft script`);
+    if (![p.hostPort, p.containerPort].every((n) => Number.isInteger(n) && n >= 1 && n <= 65535) || (p.protocol !== 'tcp' && p.protocol !== 'udp')) throw new Error(`refusing port ${p.hostPort}:${p.containerPort}/${p.protocol} in an nft script`);
     const match = `${p.protocol} dport ${p.hostPort}`;
     const target = `dnat to ${p.containerIp}:${p.containerPort}`;
     const comment = `comment ${quote(`c:${p.containerId.slice(0, 64)}`)}`;
