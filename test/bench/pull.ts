@@ -11,16 +11,25 @@
  * (target <= 1.5), then a JSON summary.
  *
  *   npx tsc -p tsconfig.json --outDir .build-images --tsBuildInfoFile .build-images/.tsbuildinfo
- *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman] [--dir DIR]
+ *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman] [--dir DIR] [--rm-each]
  *
  * --layers N splits the packages into N layers (default 1, like debian:bookworm).
  * --dir DIR is where every tool unpacks (default the OS temp dir); `--dir /dev/shm`
  * takes the disk out of the comparison (on a busy ext4 mounted with `discard`,
  * creating files dominates every tool's time).
+ *
+ * Every run's output is kept until the end and deleted then, unless --rm-each
+ * (delete each run's tree right after it, as before). On an ext4 without a
+ * journal (this machine's root), creating an inode skips every inode of its
+ * group deleted in the last minute or so (`recently_deleted` in the kernel's
+ * inode allocator), so deleting one tool's 6,000 files made the creates of the
+ * tool that ran next several times slower; keeping the trees treats every tool
+ * alike. The machine's load average and CPU pressure are printed with the
+ * figures.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { run, tryRun } from '../harness/exec.js';
@@ -82,6 +91,17 @@ async function buildLayers(count: number): Promise<Layer[]> {
   }
 }
 
+/** Load average (1 min) and the kernel's CPU pressure ("some", 60 s average), to read the figures by. */
+function machineLoad(): string {
+  let psi = '';
+  try {
+    psi = / avg60=([0-9.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? '';
+  } catch {
+    // no PSI on this kernel
+  }
+  return `load average ${loadavg()[0]!.toFixed(1)}${psi ? `, CPU pressure ${psi}%` : ''}`;
+}
+
 /** Unmounts everything below a directory (podman leaves mounts behind). */
 async function unmountBelow(dir: string): Promise<void> {
   const info = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(dir));
@@ -98,6 +118,14 @@ async function main(): Promise<void> {
   const dirArg = process.argv.indexOf('--dir');
   const parentDir = dirArg >= 0 ? (process.argv[dirArg + 1] ?? tmpdir()) : tmpdir();
   const scratch = mkdtempSync(join(parentDir, 'berth-bench-pull-'));
+  const rmEach = process.argv.includes('--rm-each');
+  /** Cleanups of kept runs, done at the end (see --rm-each). */
+  const later: (() => Promise<void>)[] = [];
+  const cleanup = async (fn: () => Promise<void>): Promise<void> => {
+    if (rmEach) await fn();
+    else later.push(fn);
+  };
+  const loadBefore = machineLoad();
   try {
     for (const l of layers) {
       const d = await pushBlob(registry.url, 'bench/debian', readFileSync(l.file));
@@ -121,7 +149,7 @@ async function main(): Promise<void> {
           await stack.puller.pull(ref);
         });
       } finally {
-        await stack.destroy();
+        await cleanup(() => stack.destroy());
       }
     };
     const curlTar = async (streaming: boolean): Promise<number> => {
@@ -140,7 +168,7 @@ async function main(): Promise<void> {
           }
         });
       } finally {
-        rmSync(dir, { recursive: true, force: true });
+        await cleanup(async () => rmSync(dir, { recursive: true, force: true }));
       }
     };
     const podman = async (): Promise<number> => {
@@ -151,9 +179,11 @@ async function main(): Promise<void> {
           await run('podman', [...args, 'pull', '--quiet', '--tls-verify=false', ref], { timeoutMs: 300_000 });
         });
       } finally {
-        await tryRun('podman', [...args, 'rmi', '-af']);
-        await unmountBelow(dir);
-        rmSync(dir, { recursive: true, force: true });
+        await cleanup(async () => {
+          await tryRun('podman', [...args, 'rmi', '-af']);
+          await unmountBelow(dir);
+          rmSync(dir, { recursive: true, force: true });
+        });
       }
     };
 
@@ -169,14 +199,17 @@ async function main(): Promise<void> {
       for (const [name, fn] of cases) (results[name] ??= []).push(await fn());
     }
     const med = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]));
-    process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; unpacking under ${parentDir}; ${runs} runs, medians\n`);
+    const loadAfter = machineLoad();
+    process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; unpacking under ${parentDir}; ${runs} runs, medians; trees ${rmEach ? 'deleted after each run' : 'kept until the end'}\n`);
+    process.stdout.write(`machine: before: ${loadBefore}; after: ${loadAfter}\n`);
     for (const [name, t] of Object.entries(med)) process.stdout.write(`${name.padEnd(18)} ${t.toFixed(2)} s   (runs: ${results[name]!.map((x) => x.toFixed(2)).join(', ')})\n`);
     const b = med['berth pull']!;
     const base = med['curl + tar -xzf']!;
     process.stdout.write(`berth / (curl + tar -xzf) = ${(b / base).toFixed(2)} (target <= 1.5)\n`);
     if (med['podman pull'] !== undefined) process.stdout.write(`berth / podman = ${(b / med['podman pull']).toFixed(2)} (target <= 0.4)\n`);
-    process.stdout.write(JSON.stringify({ dir: parentDir, layers: layers.length, compressedBytes: compressed, runs, medians: med, results }) + '\n');
+    process.stdout.write(JSON.stringify({ dir: parentDir, layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results }) + '\n');
   } finally {
+    for (const fn of later) await fn().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
     await registry.stop();
     await unmountBelow(scratch);
     rmSync(scratch, { recursive: true, force: true });
