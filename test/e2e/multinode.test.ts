@@ -208,8 +208,13 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     let result: { samples: Sample[]; skipped: number };
     try {
       await apply(c, { replicas: 6, image: v2, maxSurge: 1, maxUnavailable: 1 });
-      const per = await settled(c, 6, v2);
+      const [status, per] = await Promise.all([
+        c.cli(['rollout', 'status', WORKLOAD, '--timeout', '3m'], { timeoutMs: 200_000 }),
+        settled(c, 6, v2),
+      ]);
       assertNoDuplicates(per);
+      assert.equal(status.code, 0, `rollout status: ${status.stdout}${status.stderr}`);
+      assert.match(status.stdout, /workload "web" successfully rolled out \(revision 2, 6 replicas ready\)\n$/);
     } finally {
       result = await sampler.stop();
     }
@@ -242,6 +247,9 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
       try {
         // The new version never becomes ready (it exits at once, or cannot start): it restarts or fails to start, and the rollout is rolled back.
         await apply(c, { replicas: 6, image: v2, command: [...command] });
+        const status = await c.cli(['rollout', 'status', WORKLOAD, '--timeout', '3m'], { timeoutMs: 200_000 });
+        assert.equal(status.code, 1, `rollout status: ${status.stdout}${status.stderr}`);
+        assert.match(status.stderr, /rollout of "web" revision 2 failed and was rolled back \(now revision 3, rollback to 1\)/);
         const ctl = c.controllers[0] as Controller;
         await waitFor('a RolledBack event', async () => {
           const ev = await call(ctl.clients.events, ctl.clients.events.list, { sinceUnixMs: 0, limit: 0, workload: WORKLOAD, kind: '' });
@@ -345,6 +353,8 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
 
     // maxSurge 1, maxUnavailable 0: one replica at a time, each waiting to be healthy, so the rollout takes several seconds.
     await apply(c, { replicas: 6, image: v2, maxSurge: 1, maxUnavailable: 0 }, other);
+    // `rollout status` follows the rollout through the failover (asking the surviving controller).
+    const following = c.cli(['rollout', 'status', WORKLOAD, '--timeout', '3m'], { controller: other, timeoutMs: 200_000 });
     await waitFor('the rollout half-way (2 replicas of v2 serving)', async () => (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v2 && isServing(x)).length >= 2, 60_000, 100);
     await leader.proc.kill9();
     const killedAt = Date.now();
@@ -354,6 +364,9 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     const ledAt = Date.now();
     const per = await settled(c, 6, v2);
     const doneAt = Date.now();
+    const status = await following;
+    assert.equal(status.code, 0, `rollout status: ${status.stdout}${status.stderr}`);
+    assert.match(status.stdout, /workload "web" successfully rolled out \(revision 2, 6 replicas ready\)\n$/);
     assertNoDuplicates(per);
     await controllerAgrees(c, 6, other);
     process.stderr.write(`      leader killed with ${left} v1 replica(s) left; ${other.id} led ${ledAt - killedAt} ms later and finished the rollout ${doneAt - killedAt} ms after the kill\n`);
