@@ -326,7 +326,7 @@ export class ImagePuller {
       }
       await prepared.commit();
     } catch (err) {
-      applier.abort();
+      await applier.abort();
       await prepared.abort();
       if (signal.aborted && !(err instanceof LayerRejectedError)) throw new CancelledError(`pull of "${image}" cancelled`, { cause: err });
       if (err instanceof BerthError) {

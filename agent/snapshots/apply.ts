@@ -29,6 +29,7 @@ import {
   closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync,
   chmodSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FsOpsSession, NodeMaker } from '../sys/fsops.js';
 import { LayerRejectedError } from './errors.js';
@@ -46,6 +47,16 @@ const UMASK = (() => {
 const CREATOR_UID = process.geteuid?.() ?? -1;
 const CREATOR_GID = process.getegid?.() ?? -1;
 const OPAQUE = '.wh..wh..opq';
+/**
+ * Small regular files are written by the thread pool, several at once,
+ * while the main thread goes on parsing and creating directories: a file
+ * create is the slowest step on a busy disk, and overlapping creates hides
+ * much of it. Larger files, and any file while the budget is used up, are
+ * written synchronously as they stream in.
+ */
+const ASYNC_FILE_MAX = 256 * 1024;
+const ASYNC_BYTES_MAX = 32 * 1024 * 1024;
+const ASYNC_FILES_MAX = 8;
 
 export interface ApplyOptions {
   /** Absolute path of an existing, empty directory. */
@@ -118,6 +129,12 @@ export class LayerApplier implements TarHandler {
   private readonly opaque: string[] = [];
   private readonly nodeMeta: Meta[] = [];
   private fd: number | undefined;
+  /** A small file being collected for an asynchronous write. */
+  private pendingFile: { rel: string; chunks: Buffer[]; size: number } | undefined;
+  /** Asynchronous file writes in flight, by path. */
+  private readonly inflight = new Map<string, Promise<void>>();
+  private inflightBytes = 0;
+  private asyncError: unknown;
   private fileMeta: Meta | undefined;
   private fileNeedsChmod = true;
   private entryName = '';
@@ -133,6 +150,7 @@ export class LayerApplier implements TarHandler {
   write(chunk: Buffer): void {
     if (this.failed) throw this.failed;
     try {
+      if (this.asyncError !== undefined) throw this.asyncError;
       this.size += chunk.length;
       if (this.size > this.opts.maxSize) {
         throw this.reject(`decompressed size exceeds the limit of ${this.opts.maxSize} bytes`, undefined, 'resource_exhausted');
@@ -267,11 +285,15 @@ export class LayerApplier implements TarHandler {
       }
       case 'file': {
         this.claim(rel, 'file');
+        this.fileMeta = meta;
+        if (e.size <= ASYNC_FILE_MAX && this.inflight.size < ASYNC_FILES_MAX && this.inflightBytes + e.size <= ASYNC_BYTES_MAX) {
+          this.pendingFile = { rel, chunks: [], size: 0 };
+          break;
+        }
         // Plain permission bits that the umask leaves alone are given at create
         // time, saving an fchmod; special bits always need fchmod after fchown.
         const direct = (e.mode & ~0o777) === 0 && (e.mode & UMASK) === 0;
         this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
-        this.fileMeta = meta;
         this.fileNeedsChmod = !direct;
         break;
       }
@@ -290,7 +312,8 @@ export class LayerApplier implements TarHandler {
         }
         if (kind === 'dir' || kind === 'implicit-dir') throw this.reject(`hard link target ${JSON.stringify(e.linkname)} is a directory`);
         this.claim(rel, 'hardlink');
-        if (kind === 'char' || kind === 'block' || kind === 'fifo' || this.deferred.some((d) => d.path === target)) {
+        // A target still being written (or made at the end) is linked at the end.
+        if (kind === 'char' || kind === 'block' || kind === 'fifo' || this.inflight.has(target) || this.deferred.some((d) => d.path === target)) {
           this.deferred.push({ kind: 'link', path: rel, target });
         } else {
           linkSync(this.abs(target), this.abs(rel));
@@ -317,12 +340,24 @@ export class LayerApplier implements TarHandler {
   }
 
   data(chunk: Buffer): void {
+    if (this.pendingFile !== undefined) {
+      this.pendingFile.chunks.push(chunk);
+      this.pendingFile.size += chunk.length;
+      return;
+    }
     if (this.fd === undefined) return; // data of an entry we do not write (whiteout with a body)
     let off = 0;
     while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off);
   }
 
   entryEnd(): void {
+    if (this.pendingFile !== undefined && this.fileMeta !== undefined) {
+      const { rel, chunks, size } = this.pendingFile;
+      // A copy: the tar reader's chunks are views of buffers that are not ours to keep.
+      this.startWrite(rel, this.fileMeta, Buffer.concat(chunks, size));
+      this.pendingFile = undefined;
+      this.fileMeta = undefined;
+    }
     if (this.fd !== undefined && this.fileMeta !== undefined) {
       const m = this.fileMeta;
       // New files belong to the creator (directories get setgid only at the end).
@@ -336,6 +371,44 @@ export class LayerApplier implements TarHandler {
     this.entryName = '';
   }
 
+  /**
+   * Writes one small file on the thread pool: the same steps and flags as the
+   * synchronous path (create exclusively without following a symlink, data,
+   * owner, mode after owner so setuid/setgid survive, mtime). Its parent
+   * exists already and, as every path is claimed once, nothing can replace it.
+   */
+  private startWrite(rel: string, m: Meta, data: Buffer): void {
+    const direct = (m.mode & ~0o777) === 0 && (m.mode & UMASK) === 0;
+    const run = async (): Promise<void> => {
+      const fh = await open(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? m.mode : 0o600);
+      try {
+        for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, off)).bytesWritten;
+        if (!ownedByCreator(m)) await fh.chown(m.uid, m.gid);
+        if (!direct) await fh.chmod(m.mode);
+        await fh.utimes(m.mtime, m.mtime);
+      } finally {
+        await fh.close();
+      }
+    };
+    this.inflightBytes += data.length;
+    const p = run().then(
+      () => undefined,
+      (err: unknown) => {
+        // The first failure names its entry; write() and finish() throw it.
+        this.asyncError ??= this.reject(`${(err as Error).message ?? String(err)}`, m.path);
+      },
+    ).finally(() => {
+      this.inflight.delete(rel);
+      this.inflightBytes -= data.length;
+    });
+    this.inflight.set(rel, p);
+  }
+
+  /** Waits for every asynchronous file write. */
+  private async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight.values()]);
+  }
+
   /** Ends the stream and finishes special files, xattrs and directory metadata. */
   async finish(): Promise<ApplyResult> {
     if (this.failed) throw this.failed;
@@ -344,6 +417,8 @@ export class LayerApplier implements TarHandler {
     } catch (err) {
       throw this.fail(err);
     }
+    await this.settle();
+    if (this.asyncError !== undefined) throw this.fail(this.asyncError);
     const needHelper = this.deferred.some((d) => d.kind !== 'link') || this.xattrs.length > 0 || this.opaque.length > 0;
     let session: FsOpsSession | undefined;
     try {
@@ -397,9 +472,11 @@ export class LayerApplier implements TarHandler {
     return { diffId: `sha256:${this.hash.digest('hex')}`, size: this.size, entries: this.entries };
   }
 
-  /** Releases an open file after a failure elsewhere in the pipeline. */
-  abort(): void {
+  /** Releases an open file and waits for writes in flight, after a failure elsewhere in the pipeline. */
+  async abort(): Promise<void> {
     this.closeFile();
+    this.pendingFile = undefined;
+    await this.settle();
   }
 }
 
