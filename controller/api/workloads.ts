@@ -38,12 +38,12 @@ export interface WorkloadServiceDeps {
   };
 }
 
-/** The cluster snapshot decide() takes: records, nodes with their conditions, each node's reported containers. */
-async function clusterView(cluster: NonNullable<WorkloadServiceDeps['cluster']>, signal: AbortSignal): Promise<{ records: Awaited<ReturnType<ContainerRecordStore['listContainerRecords']>>; nodes: ReconcileNode[]; observed: ObservedNode[] }> {
+/** The cluster snapshot decide() takes: records (of one workload when named), nodes with their conditions, each node's reported containers. */
+async function clusterView(cluster: NonNullable<WorkloadServiceDeps['cluster']>, signal: AbortSignal, workload?: string): Promise<{ records: Awaited<ReturnType<ContainerRecordStore['listContainerRecords']>>; nodes: ReconcileNode[]; observed: ObservedNode[] }> {
   const [list, draining, records] = await Promise.all([
     cluster.membership.list({ signal }),
     cluster.records.listDrainingNodes({ signal }),
-    cluster.records.listContainerRecords({}, { signal }),
+    cluster.records.listContainerRecords(workload === undefined ? {} : { workload }, { signal }),
   ]);
   const nodes = reconcileNodes(list, Date.now() - cluster.membership.listeningSinceUnixMs, new Set(draining));
   const observed = nodes.map((n) => ({ node: n.name, synced: cluster.observed.synced(n.name), containers: cluster.observed.containers(n.name) }));
@@ -150,7 +150,7 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
       if (!cluster) throw new FailedPreconditionError(`failed to read the rollout status of "${name}": this controller does not serve container records`);
       const workload = await store.getWorkload(name, { signal });
       const [history, view, status] = await Promise.all([
-        store.workloadHistory(name, { signal }), clusterView(cluster, signal), cluster.records.getWorkloadStatus(name, { signal }),
+        store.workloadHistory(name, { signal }), clusterView(cluster, signal, name), cluster.records.getWorkloadStatus(name, { signal }),
       ]);
       return rolloutProgress({ workload, history, ...view, ...(status ? { status } : {}) });
     }),
