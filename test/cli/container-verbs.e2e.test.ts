@@ -259,6 +259,9 @@ describe('cli container verbs: start, restart, kill, wait, rename, inspect, top,
     const pid2 = (await inspect('limited')).State.Pid;
     assert.equal(readFileSync(join(cgroupDir(pid2, 'memory'), 'memory.limit_in_bytes'), 'utf8').trim(), String(128 * 1024 * 1024));
     assert.equal((await cli(['update', '-m', '64Mi', 'ghost'])).code, 1);
+    // --pids is the same as --pids-limit (the spelling of issue 4).
+    assert.equal((await cli(['update', '--pids', '120', 'limited'])).code, 0);
+    assert.equal(readFileSync(join(cgroupDir(pid2, 'pids'), 'pids.max'), 'utf8').trim(), '120');
   });
 
   it('shows non-zero stats for a busy container, once with --no-stream and refreshing without it', async () => {
@@ -293,6 +296,14 @@ describe('cli container verbs: start, restart, kill, wait, rename, inspect, top,
       child.kill('SIGKILL');
     }
     await cli(['kill', 'busy']);
+    await cli(['wait', 'busy']);
+    // -a includes containers that are not running, without numbers.
+    const all = await cli(['stats', '-a', '--no-stream', '--format', 'json']);
+    assert.equal(all.code, 0, all.stderr);
+    const exited = all.stdout.trim().split('\n').map((l) => JSON.parse(l) as { Name: string; State: string; CPUPerc: string }).find((x) => x.Name === 'busy');
+    assert.deepEqual(exited && { State: exited.State, CPUPerc: exited.CPUPerc }, { State: 'exited', CPUPerc: '--' });
+    const running = await cli(['stats', '--no-stream', '--format', 'json']);
+    assert.ok(!running.stdout.includes('"Name":"busy"'), running.stdout);
   });
 
   it('copies files and directories both ways with content and mode, and refuses symlink escapes', async () => {
