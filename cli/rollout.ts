@@ -179,15 +179,25 @@ Examples:
     .command('status')
     .summary('follow a rollout until it completes')
     .description('Follow the rollout of the workload\'s current revision: how many replicas run the new spec and are ready, and what it waits for. Exits 0 once every replica runs the current revision and is ready; exits 1 when the revision failed and the controller rolled it back (printing why), or when the timeout passes. Run right after a rollback, it reports that rollback and exits 1 until the next change.')
-    .argument('<name>', 'workload name')
+    .argument('[name]', 'workload name')
     .option('--timeout <duration>', 'give up after this long (30s, 5m, 1h; 0 for no limit)', '5m')
     .option('-w, --watch [bool]', 'keep following until done (--watch=false prints the status once)', true)
+    .option('--no-watch', 'print the status once')
     .addHelpText('after', `
 Examples:
   berth apply -f web.yaml && berth rollout status web
   berth rollout status web --timeout 2m
   berth rollout status web --watch=false`)
-    .action(run((ctx, _cmd: Command, opts: RolloutStatusOptions, args) => runRolloutStatus(ctx, args[0] as string, opts)));
+    .action(run((ctx, _cmd: Command, opts: RolloutStatusOptions, args) => {
+      let name = args[0] as string | undefined;
+      // "-w web": the optional flag value took the name.
+      if (name === undefined && typeof opts.watch === 'string' && !/^(true|false|yes|no|1|0)$/i.test(opts.watch.trim())) {
+        name = opts.watch;
+        opts.watch = true;
+      }
+      if (name === undefined) throw new UsageError('rollout status: expected a workload name (berth rollout status NAME)');
+      return runRolloutStatus(ctx, name, opts);
+    }));
 
   rollout
     .command('undo')

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { diffLines, unifiedDiff } from '../../cli/diff.js';
 import { parseBool, parseDuration, progressLine, rolledBackMessage } from '../../cli/rollout.js';
 import { UsageError } from '../../cli/context.js';
+import { cliInProcess } from './helpers.js';
 import type { RolloutStatusResponse } from '../../proto/gen/berth/v1/controller.js';
 
 function progress(patch: Partial<RolloutStatusResponse>): RolloutStatusResponse {
@@ -44,6 +45,17 @@ describe('cli/rollout', () => {
   it('reads --watch values and rejects others', () => {
     assert.deepEqual([parseBool(undefined, '-w'), parseBool(true, '-w'), parseBool('false', '-w'), parseBool('1', '-w')], [true, true, false, true]);
     assert.throws(() => parseBool('maybe', '--watch'), /--watch: expected true or false, got "maybe"/);
+  });
+
+  it('takes the name after -w as the workload, and --no-watch, and asks for a missing name', async () => {
+    const noName = await cliInProcess(['rollout', 'status']);
+    assert.deepEqual([noName.code, noName.stderr], [2, 'error: rollout status: expected a workload name (berth rollout status NAME)\n']);
+    // Both reach the controller (none listens on this port), so the name was taken.
+    for (const args of [['-w', 'web'], ['web', '--no-watch'], ['web', '--watch=false']]) {
+      const r = await cliInProcess(['--controller', '127.0.0.1:1', 'rollout', 'status', ...args]);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, /^error: failed to reach the controller at 127\.0\.0\.1:1/, args.join(' '));
+    }
   });
 
   it('says what a rollout waits for', () => {
