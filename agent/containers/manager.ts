@@ -734,9 +734,10 @@ export class ContainerManager {
     });
   }
 
-  /** One sample of resource use per container (`ids` empty: every container on this node). */
+  /** One sample of resource use per container (`ids` empty: every container on this node; unknown ids are left out). */
   async stats(ids: readonly string[]): Promise<ContainerStats[]> {
-    const targets = ids.length > 0 ? ids.map((id) => this.entry(id)) : [...this.entries.values()].filter((e) => !e.removing);
+    // An id removed meanwhile is left out rather than failing the samples of the others.
+    const targets = (ids.length > 0 ? ids.map((id) => this.entries.get(id)) : [...this.entries.values()]).filter((e): e is Entry => e !== undefined && !e.removing);
     const host = totalmem();
     return Promise.all(targets.map(async (e): Promise<ContainerStats> => {
       const c = e.container;
