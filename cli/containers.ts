@@ -79,7 +79,8 @@ export interface PsFilters {
   node?: string[];
 }
 
-const PS_STATUSES = ['pending', 'created', 'running', 'exited', 'removed'];
+/** `unknown`: the container's node is lost (NotReady); its last reported state cannot be trusted. */
+const PS_STATUSES = ['pending', 'created', 'running', 'exited', 'removed', 'unknown'];
 
 /** Parses repeated "--filter key=value" into filters; unknown keys and statuses are usage errors. */
 export function parsePsFilters(values: readonly string[] | undefined): PsFilters {
@@ -306,7 +307,7 @@ export const containerVerbs: Verb = (program, run) => {
     .description('List containers on every node, newest first: running ones, or all with -a. Replicas of workloads and one-off containers (berth run) both show.')
     .option('-a, --all', 'include exited containers')
     .option('-q, --quiet', 'print only container ids')
-    .option('-f, --filter <key=value>', 'status=running|exited|created|pending, name=SUBSTRING, label=k=v or node=NAME (repeatable; all must match)', collect)
+    .option('-f, --filter <key=value>', 'status=running|exited|created|pending|unknown, name=SUBSTRING, label=k=v or node=NAME (repeatable; all must match)', collect)
     .option('--format <format>', '"table" (default) or "json"')
     .addHelpText('after', `
 Examples:
