@@ -142,6 +142,7 @@ export async function runController(argv: string[]): Promise<number> {
       containers: { store, observed, volumes, agents, streams: agentStreams },
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
+      clusterCidr: cfg.clusterCidr,
     });
   } catch (err) {
     logger.error('controller failed to start', { error: messageOf(err) });

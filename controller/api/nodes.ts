@@ -20,6 +20,8 @@ export interface NodeServiceDeps {
   /** Where Cordon and Drain write; those calls fail with FAILED_PRECONDITION without it. */
   nodeStore?: Pick<NodeStore, 'setNodeCordoned' | 'drainNode'>;
   defaultRegistry?: string;
+  /** The controller's --cluster-cidr, sent to registering agents. */
+  clusterCidr?: string;
   logger: Logger;
 }
 
@@ -103,6 +105,7 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
         clusterId: await deps.cluster.clusterId({ signal }),
         defaultRegistry: deps.defaultRegistry ?? '',
+        ...(deps.clusterCidr ? { clusterCidr: deps.clusterCidr } : {}),
       };
     }),
   };

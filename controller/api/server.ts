@@ -41,6 +41,8 @@ export interface ApiServerOptions {
   election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
   membership: Membership;
   defaultRegistry?: string;
+  /** The controller's --cluster-cidr (node container subnets come from it). */
+  clusterCidr?: string;
   logger: Logger;
 }
 
@@ -82,6 +84,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   server.addService(NodeServiceService, nodeService({
     membership: opts.membership, cluster: opts.store, logger, ...(opts.containers ? { records: opts.containers.store, nodeStore: opts.containers.store } : {}),
     ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
+    ...(opts.clusterCidr ? { clusterCidr: opts.clusterCidr } : {}),
   }));
   server.addService(SystemServiceService, systemService({ election: opts.election, logger }));
 

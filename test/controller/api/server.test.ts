@@ -38,7 +38,7 @@ describe('controller API', () => {
     election.start();
     membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [nats.url] }) });
     await membership.start();
-    api = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, defaultRegistry: '127.0.0.1:5000', logger: silentLogger() });
+    api = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, defaultRegistry: '127.0.0.1:5000', clusterCidr: '10.244.0.0/16', logger: silentLogger() });
     c = connectClients(api.address);
   });
   afterEach(async () => {
@@ -165,8 +165,14 @@ describe('controller API', () => {
       assert.equal(res.defaultRegistry, '127.0.0.1:5000');
       assert.equal(res.clusterId, await store.clusterId());
       assert.equal(res.node?.spec?.name, 'n1');
+      assert.equal(res.clusterCidr, '10.244.0.0/16');
+      assert.match(res.node?.network?.subnet ?? '', /^10\.244\.\d+\.0\/24$/);
       const list = await call(c.nodes, c.nodes.list, {});
       assert.deepEqual(list.nodes.map((n) => [n.spec?.name, n.status?.state]), [['n1', 2]]);
+      assert.equal(list.nodes[0]?.network?.subnet, res.node?.network?.subnet, 'the list shows the subnet');
+      const withIp = await call(c.nodes, c.nodes.register, { node: { ...spec, name: 'n2', internalIp: '10.0.0.2' } });
+      assert.equal(withIp.node?.spec?.internalIp, '10.0.0.2');
+      await assert.rejects(call(c.nodes, c.nodes.register, { node: { ...spec, internalIp: '127.0.0.1' } }), grpcError(grpc.status.INVALID_ARGUMENT, /^node\.internal_ip: expected an IPv4 address other nodes can reach/));
       await assert.rejects(call(c.nodes, c.nodes.register, { node: { ...spec, name: 'N 1' } }), grpcError(grpc.status.INVALID_ARGUMENT, /^node\.name: /));
       await assert.rejects(call(c.nodes, c.nodes.register, { node: { ...spec, address: 'nowhere' } }), grpcError(grpc.status.INVALID_ARGUMENT, /^node\.address: expected HOST:PORT/));
       await assert.rejects(call(c.nodes, c.nodes.register, { node: { ...spec, capacity: { cpuMillis: -1, memoryBytes: 0, pids: 0 } } }), grpcError(grpc.status.INVALID_ARGUMENT, /^node\.capacity\.cpu_millis: expected a whole number of 0 or more/));
