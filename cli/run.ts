@@ -112,9 +112,6 @@ async function networkFlag(value: string): Promise<string> {
 /** Builds the Run request from the flags; throws UsageError naming the flag on any bad value. */
 export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<{ name: string; spec: ContainerSpec; node: string; nodeSelector: Record<string, string> }> {
   if (image.trim() === '') throw new UsageError('IMAGE: expected an image reference such as "busybox", got nothing');
-  if (opts.interactive && !opts.tty) {
-    throw new UsageError('-i, --interactive: expected it with -t (berth run -it): a container without a terminal gets no input yet; use -it, or berth exec -i for input to a running container');
-  }
   const env: Record<string, string> = {};
   for (const f of opts.envFile ?? []) {
     const { readFile } = await import('node:fs/promises');
@@ -201,7 +198,7 @@ export async function runRun(ctx: CliContext, opts: RunOptions, image: string, c
   const req = await buildRunRequest(ctx, opts, image, command);
   const { withController } = await import('./client.js');
   return withController(ctx, async (api) => {
-    if (opts.tty && !opts.detach) {
+    if ((opts.tty || opts.interactive) && !opts.detach) {
       const { runWithTerminal } = await import('./interactive.js');
       return runWithTerminal(ctx, api, req, { interactive: Boolean(opts.interactive), rm: Boolean(opts.rm) });
     }
@@ -252,7 +249,7 @@ export const runVerb: Verb = (program, run) => {
     .argument('<image>', 'image reference')
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('-d, --detach', 'print the container id and return')
-    .option('-i, --interactive', 'forward this terminal\'s input to the container (with -t)')
+    .option('-i, --interactive', 'forward this terminal\'s input to the container (its stdin; with -t, its terminal)')
     .option('-t, --tty', 'give the container a terminal; attached, this terminal is connected to it (raw mode with -i, window size followed; Ctrl-P Ctrl-Q detaches)')
     .option('--rm', 'remove the container when it exits (attached: once its exit code is known; with -d: by the agent)')
     .option('--name <name>', 'container name (default: generated)')

@@ -14,8 +14,11 @@
  * (agent/runtime); with `start`, a container created with wait_for_attach is
  * started only once that socket is connected, so none of its output is
  * missed. Attach to a container without a terminal follows its output (from
- * now) until it exits. Either way `exit` carries the container's exit code.
+ * now, or from the start when it starts it) until it exits, and feeds its
+ * stdin socket when it has one (berth run -i). Either way `exit` carries the
+ * container's exit code.
  */
+import type { Socket } from 'node:net';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
@@ -27,7 +30,7 @@ import type { ContainerRuntime, ExitInfo } from '../runtime/index.js';
 
 export interface AgentStreamDeps {
   containers: Pick<ContainerManager, 'get' | 'attempts' | 'startWaiting'>;
-  runtime: Pick<ContainerRuntime, 'attach' | 'resize' | 'exec' | 'wait' | 'state' | 'logs'>;
+  runtime: Pick<ContainerRuntime, 'attach' | 'attachStdin' | 'resize' | 'exec' | 'wait' | 'state' | 'logs'>;
   logger: Logger;
 }
 
@@ -195,11 +198,30 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
     const rid = deps.containers.attempts(c.id).current;
     const ready: StreamOutput = { output: { $case: 'ready', value: { containerId: c.id, containerName: c.name, node: c.node, tty: c.spec?.tty === true } } };
     if (!c.spec?.tty) {
-      if (state === ContainerState.CONTAINER_STATE_CREATED && start.start) await deps.containers.startWaiting(c.id);
-      // No terminal: what it prints from now on, until it exits.
+      // No terminal: its input through the shim's stdin socket (berth run -i), and its output from
+      // the log: all of it when this attach starts it, else from now on, until it exits.
+      let input: Socket | undefined;
+      if (start.stdin && c.spec?.stdin) {
+        if (!deps.runtime.attachStdin) throw new FailedPreconditionError(`failed to attach to the input of container "${label(c)}": this agent cannot`);
+        const sock = await deps.runtime.attachStdin(rid);
+        input = sock;
+        sock.on('error', () => undefined);
+        s.signal.addEventListener('abort', () => sock.destroy(), { once: true });
+      }
+      const starting = state === ContainerState.CONTAINER_STATE_CREATED && start.start;
+      const since = starting ? undefined : new Date();
       s.send(ready);
-      s.input(() => undefined, () => undefined);
-      for await (const e of deps.runtime.logs(rid, { since: new Date(), follow: true, signal: s.signal })) {
+      s.input((m) => {
+        try {
+          const data = stdinBytes(m);
+          if (data && input && !input.destroyed) input.write(data);
+          if (m.input?.$case === 'closeStdin' && m.input.value) input?.end();
+        } catch (err) {
+          s.fail(err);
+        }
+      }, () => input?.end());
+      if (starting) await deps.containers.startWaiting(c.id);
+      for await (const e of deps.runtime.logs(rid, { ...(since ? { since } : {}), follow: true, signal: s.signal })) {
         const data = Buffer.from(e.partial ? e.text : `${e.text}\n`);
         s.send({ output: e.stream === 'stderr' ? { $case: 'stderr', value: data } : { $case: 'stdout', value: data } });
       }

@@ -44,6 +44,7 @@ import {
   type PullProgress,
 } from '../../proto/gen/berth/v1/types.js';
 import { pullWithProgress, type ImageRecord, type PullOptions } from '../images/index.js';
+import { STDIN_ANNOTATION } from '../runtime/index.js';
 import type { ContainerDetails, ContainerProcesses, ContainerStats, WaitResult } from '../../proto/gen/berth/v1/containers.js';
 import { totalmem } from 'node:os';
 import { signalNumber } from '../runtime/index.js';
@@ -294,6 +295,8 @@ export class ContainerManager {
       annotations: {
         'io.berth.container.id': c.id,
         [OWNER_ANNOTATION]: this.opts.root,
+        // Input without a terminal (berth run -i): a stdin pipe fed through the shim's stdin socket.
+        ...(s.stdin && !s.tty ? { [STDIN_ANNOTATION]: 'true' } : {}),
         ...(c.workload !== '' ? { 'io.berth.workload': c.workload, 'io.berth.replica': String(c.replica) } : {}),
       },
     };
@@ -347,8 +350,8 @@ export class ContainerManager {
         await mkdir(bundle, { recursive: true });
         const runOptions = this.runOptions(e.container);
         if (req.spec.tty && req.consoleSize && req.consoleSize.rows > 0 && req.consoleSize.cols > 0) runOptions.consoleSize = { rows: req.consoleSize.rows, cols: req.consoleSize.cols };
-        // A terminal container whose client attaches first (berth run -it) waits, created, for AgentStreamService.Attach.
-        const waitForAttach = req.waitForAttach === true && req.spec.tty;
+        // A container whose client attaches first (berth run -it, -t or -i) waits, created, for AgentStreamService.Attach.
+        const waitForAttach = req.waitForAttach === true && (req.spec.tty || req.spec.stdin);
         if (req.spec.mounts.length > 0 && this.opts.mounts) runOptions.mounts = await this.opts.mounts.resolve(req.spec.mounts, { signal: opts.signal });
         if (this.opts.network) {
           const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });

@@ -114,8 +114,6 @@ export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegi
   });
   problems.push(...mountProblems(spec.mounts));
   if (spec.network !== undefined && !['', 'cluster', 'host', 'none'].includes(spec.network)) problems.push({ path: 'spec.network', message: `expected "cluster", "host" or "none", got ${q(spec.network)}` });
-  // Input reaches a container through its terminal (AgentStreamService.Attach); without one there is nowhere to send it.
-  if (spec.stdin && !spec.tty) problems.push({ path: 'spec.stdin', message: 'input to a container without a terminal is not supported; expected it with spec.tty' });
   const labelKeys = Object.keys(spec.labels);
   if (labelKeys.length > MAX_LABELS) problems.push({ path: 'spec.labels', message: `expected at most ${MAX_LABELS} labels, got ${labelKeys.length}` });
   for (const k of labelKeys) {

@@ -33,6 +33,8 @@ import { resolveConfig } from './oci.js';
 import { resolveUser } from './bundle.js';
 
 export const DEFAULT_ROOT = '/run/berth/runtime';
+/** Annotation "true": a container without a terminal gets a stdin pipe, fed through `attachStdin` (berth run -i). */
+export const STDIN_ANNOTATION = 'io.berth.stdin';
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_LOG_MAX_FILES = 3;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -168,6 +170,8 @@ export interface ContainerRuntime {
   logs(id: string, options?: Omit<ReadLogsOptions, 'isDone'>): AsyncGenerator<LogEntry>;
   exec(id: string, options: ExecProcessOptions): Promise<ExecResult>;
   attach(id: string): Promise<Socket>;
+  /** The stdin socket of a container without a terminal made with STDIN_ANNOTATION (one client; its end closes the container's stdin). */
+  attachStdin?(id: string): Promise<Socket>;
   resize(id: string, rows: number, cols: number): Promise<void>;
 }
 
@@ -253,6 +257,7 @@ export class Runtime implements ContainerRuntime {
         ...cfg,
         stateDir: dir,
         autostart: options.start === true,
+        ...(cfg.annotations[STDIN_ANNOTATION] === 'true' && !cfg.terminal ? { openStdin: true } : {}),
         cgroupProcs: cgroup.procs,
         oomFile: cgroup.oomFile,
         log: { path: logPath, maxBytes: options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES, maxFiles: logMaxFiles },
@@ -580,19 +585,27 @@ export class Runtime implements ContainerRuntime {
    * The socket ends when the container exits.
    */
   async attach(id: string): Promise<Socket> {
+    return this.connectSocket(id, 'attach', 'it has no terminal');
+  }
+
+  async attachStdin(id: string): Promise<Socket> {
+    return this.connectSocket(id, 'stdin', 'its input is not open (or another client had it)');
+  }
+
+  private async connectSocket(id: string, name: 'attach' | 'stdin', missing: string): Promise<Socket> {
     const info = await this.state(id);
     if (info.status !== 'created' && info.status !== 'running') {
       throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": it is ${info.status}`);
     }
-    const path = join(info.stateDir, 'attach');
+    const path = join(info.stateDir, name);
     if (!(await stat(path).catch(() => undefined))) {
-      throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": it has no terminal`);
+      throw new ContainerStateError(id, info.status, `failed to attach to container "${id}": ${missing}`);
     }
     // A socket address holds at most 107 bytes: a longer path is reached through an fd of its directory (as the shim binds it).
     const dir = Buffer.byteLength(path) > 107 ? await open(info.stateDir, 'r') : undefined;
     try {
       return await new Promise((resolve, reject) => {
-        const sock = connect(dir ? `/proc/self/fd/${dir.fd}/attach` : path);
+        const sock = connect(dir ? `/proc/self/fd/${dir.fd}/${name}` : path);
         sock.once('connect', () => resolve(sock));
         sock.once('error', (e) => reject(new ContainerStateError(id, info.status, `failed to attach to container "${id}": ${e.message}`, { cause: e })));
       });

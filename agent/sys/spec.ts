@@ -50,6 +50,8 @@ export interface InitSpec {
   consoleSize?: { rows: number; cols: number };
   /** Exec at once instead of waiting for `start`. */
   autostart: boolean;
+  /** Without a terminal: give the container a stdin pipe fed through the shim's `stdin` socket (else /dev/null). */
+  openStdin?: boolean;
   capabilities?: InitCapabilities;
   rlimits: InitRlimit[];
   mounts: InitMount[];
@@ -96,6 +98,7 @@ export function encodeInitSpec(spec: InitSpec): Buffer {
   if (spec.terminal) put('terminal', 'terminal');
   if (spec.consoleSize) put('consoleSize', 'winsize', int('consoleSize.rows', spec.consoleSize.rows), int('consoleSize.cols', spec.consoleSize.cols));
   if (spec.autostart) put('autostart', 'autostart');
+  if (spec.openStdin) put('openStdin', 'stdin');
   if (spec.capabilities) {
     const c = spec.capabilities;
     put('capabilities', 'caps', ...[c.bounding, c.effective, c.permitted, c.inheritable, c.ambient].map((v) => v.toString(16)));

@@ -202,10 +202,6 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     assert.match(badDir.stderr, /-w, --workdir: expected an absolute path/);
     const noCmd = await cli(['exec', 'ex-done']);
     assert.equal(noCmd.code, 2);
-
-    const runI = await cli(['run', '-i', image, 'cat']);
-    assert.equal(runI.code, 2);
-    assert.match(runI.stderr, /-i, --interactive: expected it with -t/);
   });
 
   it('attaches to a running terminal container, detaches with Ctrl-P Ctrl-Q, and ends with its exit code', async () => {
@@ -232,6 +228,22 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     const again = await cli(['attach', 'att-box']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /failed to attach to container "att-box": it is exited; expected a running container/);
+  });
+
+  it('feeds run -i input to a container without a terminal, closing it at the end, with every line of output and the exit code', async () => {
+    const r = await cli(['run', '-i', '--rm', image, 'sh', '-c', 'echo started; tr a-z A-Z; echo err >&2; exit 4'], 'hello\nworld\n');
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.stdout, 'started\nHELLO\nWORLD\n');
+    assert.equal(r.stderr, 'err\n');
+  });
+
+  it('gives a detached -i container\'s input to one berth attach, whose end closes it', async () => {
+    const run = await cli(['run', '-d', '-i', '--name', 'in-box', image, 'sh', '-c', 'while read x; do echo "got $x"; done; echo eof; exit 2']);
+    assert.equal(run.code, 0, run.stderr);
+    await waitFor('in-box to run', async () => (await state('in-box')) === 'CONTAINER_STATE_RUNNING', 30_000, 250);
+    const r = await cli(['attach', 'in-box'], 'one\ntwo\n');
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, 'got one\ngot two\neof\n');
   });
 
   it('attaches to a container without a terminal and shows its output from now until it exits', async () => {

@@ -32,7 +32,7 @@ describe('cli/interactive', () => {
     assert.throws(() => buildExecStart(ctx, {}, ' ', ['true']), /CONTAINER: expected a container name or id/);
   });
 
-  it('exits 2 without calling the controller when exec, attach or run -i is used wrongly', async () => {
+  it('exits 2 without calling the controller when exec or attach is used wrongly', async () => {
     // Port 1 is never a controller: a call would fail with exit 1, not 2.
     const env = cleanEnv({ BERTH_CONTROLLER: '127.0.0.1:1' });
     const noCmd = await cliInProcess(['exec', 'box'], { env });
@@ -42,9 +42,6 @@ describe('cli/interactive', () => {
     assert.match(badEnv.stderr, /-e, --env: expected KEY=VALUE/);
     const noName = await cliInProcess(['attach'], { env });
     assert.equal(noName.code, 2);
-    const runI = await cliInProcess(['run', '-i', 'busybox', 'cat'], { env });
-    assert.equal(runI.code, 2);
-    assert.match(runI.stderr, /^error: -i, --interactive: expected it with -t \(berth run -it\)/);
   });
 
   it('documents exec and attach in --help', async () => {

@@ -51,6 +51,11 @@
  *   attach      (terminal only) a unix stream socket: what a client sends goes
  *               to the pty, what the container prints goes to every client (a
  *               client that cannot keep up is dropped); closed at exit.
+ *   stdin       (no terminal, spec "stdin") a unix stream socket for the
+ *               container's stdin (a pipe): one client at a time; what it
+ *               sends is written to the pipe, and when it disconnects the
+ *               pipe is closed (the container reads end of file) and the
+ *               socket removed: stdin is attached once, as docker run -i does.
  *   started     written when execve succeeded: "<RFC 3339 time>\n".
  *   exit.json   {"exitCode":N,"signal":N,"oomKilled":B,"finishedAt":"...","error":"..."}
  *   shim.log    S's own diagnostics (stderr).
@@ -77,7 +82,7 @@
  *     mount DEST TYPE SOURCE FLAGS DATA   (FLAGS: decimal MS_* bits)
  *     mask PATH | readonly PATH | cgroup PROCS-FILE | oom EVENTS-FILE
  *     ns TYPE PATH   (TYPE net|ipc|uts: join PATH; "" = a new one)
- *     log PATH MAX-BYTES FILES | autostart | target PID (exec) | end
+ *     log PATH MAX-BYTES FILES | autostart | target PID (exec) | stdin | end
  *   Paths inside the container are absolute; host paths are absolute.
  */
 #define _GNU_SOURCE
@@ -145,7 +150,7 @@ struct ns_entry {
 struct spec {
 	const char *state_dir, *rootfs, *hostname, *cwd, *log_path, *oom_file;
 	pid_t target; /* exec: host pid of the container's init */
-	int rootfs_readonly, no_new_privs, terminal, autostart, seccomp;
+	int rootfs_readonly, no_new_privs, terminal, autostart, seccomp, open_stdin;
 	unsigned short rows, cols;
 	long long log_max;
 	int log_files;
@@ -272,6 +277,7 @@ static void parse_spec(char *buf, size_t len)
 			spec.env[spec.nenv++] = NEXT("env");
 		} else if (!strcmp(k, "no-new-privileges")) spec.no_new_privs = 1;
 		else if (!strcmp(k, "terminal")) spec.terminal = 1;
+		else if (!strcmp(k, "stdin")) spec.open_stdin = 1;
 		else if (!strcmp(k, "seccomp")) {
 			const char *profile = NEXT("seccomp profile");
 			if (strcmp(profile, "default") != 0)
@@ -1282,16 +1288,92 @@ static void restore_tty(void)
 		tcsetattr(0, TCSAFLUSH, &saved_tty);
 }
 
+/* Moves a container's input from the stdin client to its pipe (see "stdin"
+ * in the header). When the client leaves, the pipe and the socket close. */
+static void stdin_relay(struct pollfd *spfd, int *client, int *w, int *listener, const char *path, char *buf, size_t *len, size_t *off)
+{
+	if (spfd[0].revents) {
+		ssize_t n = recv(*client, buf, 4096, MSG_DONTWAIT);
+		if (n > 0) {
+			*len = (size_t)n;
+			*off = 0;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			close(*client);
+			*client = -1;
+			if (*w >= 0)
+				close(*w);
+			*w = -1;
+			if (*listener >= 0) {
+				close(*listener);
+				unlink(path);
+			}
+			*listener = -1;
+		}
+	}
+	if (*len > 0 && *w >= 0) {
+		ssize_t n = write(*w, buf + *off, *len - *off);
+		if (n > 0) {
+			*off += (size_t)n;
+			if (*off == *len)
+				*len = *off = 0;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			/* the container closed its stdin: drop the input */
+			*len = *off = 0;
+		}
+	}
+}
+
+/* A listening unix socket at DIR/NAME; a path longer than a socket address
+ * is bound through an fd of DIR (agent/runtime connects the same way). */
+static int listen_unix(const char *dir, const char *name, char *path, size_t size)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int len = snprintf(path, size, "%s/%s", dir, name);
+	if (len >= (int)size)
+		die("%s socket path \"%s\" is too long", name, path);
+	int dirfd = -1;
+	if (len < (int)sizeof addr.sun_path) {
+		memcpy(addr.sun_path, path, (size_t)len + 1);
+	} else {
+		dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0)
+			die("open %s: %s", dir, strerror(errno));
+		snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dirfd, name);
+	}
+	unlink(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 4) < 0)
+		die("%s socket %s: %s", name, path, strerror(errno));
+	if (dirfd >= 0)
+		close(dirfd);
+	chmod(path, 0600);
+	return fd;
+}
+
 static int shim_main(int foreground)
 {
 	int sv[2], out[2] = { -1, -1 }, err[2] = { -1, -1 }, in = 0;
-	char path[PATH_MAX], attach_path[PATH_MAX];
+	char path[PATH_MAX], attach_path[PATH_MAX], stdin_path[PATH_MAX];
 	int listener = -1;
+	/* Input of a container without a terminal (spec "stdin"): the pipe's write end, its socket, its client. */
+	int stdin_w = -1, stdin_listener = -1, stdin_client = -1;
+	char stdin_buf[4096];
+	size_t stdin_len = 0, stdin_off = 0;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die("socketpair: %s", strerror(errno));
 	if (!foreground) {
-		in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int inp[2];
+		if (spec.open_stdin && !spec.terminal) {
+			if (pipe2(inp, O_CLOEXEC) < 0)
+				die("stdin pipe: %s", strerror(errno));
+			in = inp[0];
+			stdin_w = inp[1];
+			fcntl(stdin_w, F_SETFL, fcntl(stdin_w, F_GETFL) | O_NONBLOCK);
+			stdin_listener = listen_unix(spec.state_dir, "stdin", stdin_path, sizeof stdin_path);
+		} else {
+			in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		}
 		if (in < 0 || (!spec.terminal && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)))
 			die("stdio pipes: %s", strerror(errno));
 		if (spec.terminal)
@@ -1305,28 +1387,7 @@ static int shim_main(int foreground)
 	if (control < 0)
 		die("open %s: %s", path, strerror(errno));
 	if (spec.terminal && !foreground) {
-		struct sockaddr_un addr = { .sun_family = AF_UNIX };
-		int len = snprintf(attach_path, sizeof attach_path, "%s/attach", spec.state_dir);
-		if (len >= (int)sizeof attach_path)
-			die("attach socket path \"%s\" is too long", attach_path);
-		int dirfd = -1;
-		if (len < (int)sizeof addr.sun_path) {
-			memcpy(addr.sun_path, attach_path, (size_t)len + 1);
-		} else {
-			/* Longer than a socket address may be: bind through the state dir's fd
-			 * (agent/runtime connects the same way). */
-			dirfd = open(spec.state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-			if (dirfd < 0)
-				die("open %s: %s", spec.state_dir, strerror(errno));
-			snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/attach", dirfd);
-		}
-		unlink(attach_path);
-		listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listener, 4) < 0)
-			die("attach socket %s: %s", attach_path, strerror(errno));
-		if (dirfd >= 0)
-			close(dirfd);
-		chmod(attach_path, 0600);
+		listener = listen_unix(spec.state_dir, "attach", attach_path, sizeof attach_path);
 	}
 
 	sigset_t mask, old;
@@ -1401,6 +1462,8 @@ static int shim_main(int foreground)
 		unlink(path);
 		if (listener >= 0)
 			unlink(attach_path);
+		if (stdin_listener >= 0)
+			unlink(stdin_path);
 		report("error %s\n", setup_error);
 		if (foreground)
 			fprintf(stderr, "berth-helper: %s\n", setup_error);
@@ -1442,7 +1505,7 @@ static int shim_main(int foreground)
 
 	struct timespec exit_at = { 0, 0 };
 	for (;;) {
-		struct pollfd pfd[8 + MAX_CLIENTS] = {
+		struct pollfd pfd[10 + MAX_CLIENTS] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = control, .events = POLLIN },
 			{ .fd = exec_pending ? sv[0] : -1, .events = POLLIN },
@@ -1450,7 +1513,14 @@ static int shim_main(int foreground)
 			{ .fd = streams[1].fd, .events = POLLIN },
 			{ .fd = exited ? -1 : listener, .events = POLLIN },
 			{ .fd = exited ? -1 : in_fd, .events = POLLIN },
+			{ .fd = exited || stdin_client >= 0 ? -1 : stdin_listener, .events = POLLIN },
 		};
+		/* After the clients: the stdin client, read only when the pipe took everything read before. */
+		struct pollfd *spfd = &pfd[8 + MAX_CLIENTS];
+		spfd[0].fd = !exited && stdin_len == 0 ? stdin_client : -1;
+		spfd[0].events = POLLIN;
+		spfd[1].fd = !exited && stdin_len > 0 ? stdin_w : -1;
+		spfd[1].events = POLLOUT;
 		for (int i = 0; i < MAX_CLIENTS; i++) {
 			pfd[8 + i].fd = clients[i] > 0 && !exited ? clients[i] : -1;
 			pfd[8 + i].events = POLLIN;
@@ -1467,11 +1537,15 @@ static int shim_main(int foreground)
 				break;
 			timeout = (int)(2000 - ms);
 		}
-		int r = poll(pfd, 8 + MAX_CLIENTS, timeout);
+		int r = poll(pfd, 10 + MAX_CLIENTS, timeout);
 		if (r < 0 && errno != EINTR)
 			die("poll: %s", strerror(errno));
 		if (r <= 0)
 			continue;
+		if (spfd[0].revents || spfd[1].revents)
+			stdin_relay(spfd, &stdin_client, &stdin_w, &stdin_listener, stdin_path, stdin_buf, &stdin_len, &stdin_off);
+		if (pfd[7].revents && stdin_client < 0)
+			stdin_client = accept4(stdin_listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		for (int i = 0; i < 2; i++)
 			if (pfd[3 + i].revents && !stream_read(&streams[i])) {
 				close(streams[i].fd);
@@ -1565,6 +1639,10 @@ static int shim_main(int foreground)
 	unlink(path);
 	if (listener >= 0)
 		unlink(attach_path);
+	if (stdin_listener >= 0)
+		unlink(stdin_path);
+	if (stdin_client >= 0)
+		close(stdin_client);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (clients[i] > 0)
 			close(clients[i]); /* EOF tells attached clients the container ended */
