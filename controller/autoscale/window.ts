@@ -73,14 +73,19 @@ export class LoadWindow {
 
   /** Drops samples older than the window and replicas without samples. */
   prune(nowMs: number): void {
+    for (const workload of [...this.byWorkload.keys()]) this.pruneWorkload(workload, nowMs);
+  }
+
+  private pruneWorkload(workload: string, nowMs: number): void {
+    const replicas = this.byWorkload.get(workload);
+    if (!replicas) return;
     const from = nowMs - this.windowMs;
-    for (const [workload, replicas] of this.byWorkload) {
-      for (const [id, series] of replicas) {
-        series.samples = series.samples.filter((s) => s.atMs > from);
-        if (series.samples.length === 0) replicas.delete(id);
-      }
-      if (replicas.size === 0) this.byWorkload.delete(workload);
+    for (const [id, series] of replicas) {
+      const first = series.samples.findIndex((s) => s.atMs > from);
+      if (first === -1) replicas.delete(id);
+      else if (first > 0) series.samples = series.samples.slice(first);
     }
+    if (replicas.size === 0) this.byWorkload.delete(workload);
   }
 
   /** Forgets a deleted workload. */
@@ -90,7 +95,7 @@ export class LoadWindow {
   }
 
   observe(workload: string, metric: AutoscaleMetric, current: number, nowMs: number): AutoscaleObservation {
-    this.prune(nowMs);
+    this.pruneWorkload(workload, nowMs);
     let ready = 0;
     let total = 0;
     for (const series of this.byWorkload.get(workload)?.values() ?? []) {

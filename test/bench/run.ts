@@ -12,6 +12,8 @@ const BENCHES: Record<string, string> = {
   runtime: 'container start: agent path vs berth-runtime run vs crun run vs runc run (root)',
   scale: 'hollow agents: 1,000 nodes, 10,000 replicas: apply-to-all-running and node-loss-to-replaced',
   pull: 'image pull: Berth vs podman pull vs curl + tar -xzf (root, downloads Debian packages once)',
+  'cli-run': 'berth run --rm busybox true end to end vs podman run --rm (root, real cluster)',
+  autoscale: 'autoscaler: decision latency, cpu reaction time on a real cluster, timeline SVG (docs/autoscale-timeline.svg)',
 };
 
 const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
