@@ -39,11 +39,21 @@ export async function saveBundleResources(bundle: string, r: ProtoResources): Pr
   await rename(`${path}.tmp`, path);
 }
 
+/** Longest command line kept per process, and most processes listed (hostile containers may have huge or many). */
+const MAX_COMMAND = 4096;
+const MAX_PROCESSES = 10_000;
+
+/** Text from the container made safe to print: control characters (terminal escapes) become "?". */
+function printable(text: string, max: number): string {
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
 function userNames(passwd: string | undefined): Map<number, string> {
   const out = new Map<number, string>();
   for (const line of (passwd ?? '').split('\n')) {
     const f = line.split(':');
-    if (f.length >= 4 && /^\d+$/.test(f[2] ?? '') && f[0]) out.set(Number(f[2]), f[0]);
+    if (f.length >= 4 && /^\d+$/.test(f[2] ?? '') && f[0]) out.set(Number(f[2]), printable(f[0], 64));
   }
   return out;
 }
@@ -59,6 +69,7 @@ export async function listProcesses(initPid: number, rootfs: string): Promise<Pr
   const out: ProcessInfo[] = [];
   for (const d of await readdir('/proc')) {
     if (!/^\d+$/.test(d)) continue;
+    if (out.length >= MAX_PROCESSES) break;
     const pid = Number(d);
     try {
       if ((await readlink(`/proc/${pid}/ns/pid`)) !== ns) continue;
@@ -75,7 +86,7 @@ export async function listProcesses(initPid: number, rootfs: string): Promise<Pr
       const args = cmdline.toString('utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
       out.push({
         pid, ppid, user: names.get(uid) ?? String(uid), cpuMillis: Math.round((ticks / TICKS) * 1000),
-        command: args.length > 0 ? args.join(' ') : `[${comm}]`,
+        command: printable(args.length > 0 ? args.join(' ') : `[${comm}]`, MAX_COMMAND),
       });
     } catch {
       // The process exited while being read.
