@@ -84,7 +84,7 @@ export const agentSettings = {
   runtimeRoot: { flag: 'runtime-root', env: 'BERTH_RUNTIME_ROOT', key: 'runtime-root', parse: parsers.string, default: '/run/berth' } as Setting<string>,
   defaultRegistry: { flag: 'default-registry', env: 'BERTH_DEFAULT_REGISTRY', key: 'default-registry', parse: registryHost, default: '' } as Setting<string>,
   insecureRegistry: { flag: 'insecure-registry', env: 'BERTH_INSECURE_REGISTRY', key: 'insecure-registry', parse: registryList, default: [] } as Setting<string[]>,
-  allowBind: { flag: 'allow-bind', env: 'BERTH_ALLOW_BIND', key: 'allow-bind', parse: (raw: string, source: string) => checkAllowBind(raw.split(':').filter(Boolean), source), default: [] } as Setting<string[]>,
+  allowBind: { flag: 'allow-bind', env: 'BERTH_ALLOW_BIND', key: 'allow-bind', parse: (raw: string, source: string) => checkAllowBind(raw.split(/[:,]/).map((p) => p.trim()).filter(Boolean), source), default: [] } as Setting<string[]>,
   logLevel: { flag: 'log-level', env: 'BERTH_LOG_LEVEL', key: 'log-level', parse: (raw: string, source: string) => parseLogLevel(raw, source), default: 'info' } as Setting<string>,
   network: { flag: 'network', env: 'BERTH_NETWORK', parse: networkPlugin, default: 'none' } as Setting<'cni' | 'none'>,
   internalIp: { flag: 'internal-ip', env: 'BERTH_INTERNAL_IP', key: 'internal-ip', parse: internalIp, default: '' } as Setting<string>,
