@@ -4,19 +4,19 @@
  * containers against real controller processes, etcd, NATS and a registry.
  *
  * Every check polls with generous upper bounds; the only time limit that is
- * a requirement is "replicas of a lost node run elsewhere within 10 s" (the
- * figures are printed). Replica counts are asked of the agents themselves
+ * a requirement is "replicas of a lost node run elsewhere within 10 s",
+ * counted from the node going NotReady (the figures, also from the fault,
+ * are printed). Replica counts are asked of the agents themselves
  * (what actually runs), not only of the controller.
  */
 import assert from 'node:assert/strict';
-import type { Container } from '../../proto/gen/berth/v1/types.js';
+import { NodeState, type Container } from '../../proto/gen/berth/v1/types.js';
 import { waitFor } from '../harness/index.js';
 import { call } from '../controller/helpers.js';
 import {
   agentContainers, ip, isRunning, isServing, makeSite, nodeState, runningPerNode, startMultiNodeCluster, waitForNodes,
   type Controller, type MultiNodeCluster, type NodeAgent, type Site,
 } from './cluster.js';
-import { NodeState } from '../../proto/gen/berth/v1/types.js';
 
 const WORKLOAD = 'web';
 
