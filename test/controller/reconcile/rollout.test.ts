@@ -13,7 +13,9 @@ import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
 import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
-import { cliInProcess, type CliResult } from '../../cli/helpers.js';
+import { PassThrough, Readable } from 'node:stream';
+import { runCli } from '../../../cli/main.js';
+import { cleanEnv, cliInProcess, type CliResult } from '../../cli/helpers.js';
 import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
 import { FakeAgent } from './fake-agent.js';
 import { startController, type TestController } from './controller.js';
@@ -92,6 +94,25 @@ describe('rollouts with fake agents', function () {
     await assert.rejects(status('ghost'), grpcError(grpc.status.NOT_FOUND, /workload "ghost" not found/));
     const unknown = await berth(['rollout', 'status', 'ghost']);
     assert.deepEqual([unknown.code, unknown.stderr], [1, 'error: workload "ghost" not found\n']);
+  });
+
+  it('follows on to a newer revision applied while it waits', async () => {
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
+    await complete('web', 1);
+    // Revision 2 cannot be placed anywhere, so its rollout waits until revision 3 replaces it.
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:2', extra: '  placement:\n    nodeSelector:\n      zone: mars' }));
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let out = '';
+    let err = '';
+    stdout.on('data', (d: Buffer) => (out += d.toString()));
+    stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const done = runCli(['--controller', (ctl as TestController).address, 'rollout', 'status', 'web', '--timeout', '60s'], { stdout, stderr, stdin: Readable.from(['']), env: cleanEnv() });
+    await waitFor('status following revision 2', () => /^revision 2: .*pending/m.test(out), 15_000);
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:3' }));
+    assert.equal(await done, 0, `${out}${err}`);
+    assert.match(out, /^revision 2 was replaced by revision 3 \(apply\); following revision 3$/m);
+    assert.match(out, /workload "web" successfully rolled out \(revision 3, 3 replicas ready\)\n$/);
   });
 
   it('exits 1 with the recorded reason when a broken image is rolled back', async () => {
