@@ -232,6 +232,12 @@ export class LocalVolumes {
   /**
    * Resolves a bind source against the allow list: the real path (symlinks
    * followed) must be an allowed directory or under one. Returns the real path.
+   *
+   * Known limit: the runtime mounts the returned path later by name, so a
+   * process that can write inside an allowed directory (another container
+   * with it mounted read-write) could swap a component for a symlink in
+   * between. Allow only directories that containers cannot write, or mount
+   * writable ones read-only, until the mount is made from an fd opened here.
    */
   async checkBind(source: string, destination: string): Promise<string> {
     const problem = bindSourceProblem(source);
