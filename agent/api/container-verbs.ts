@@ -30,11 +30,17 @@ function checkId(id: string, field = 'id'): void {
   if (p) throw new InvalidArgumentError(`${field}: ${p}`, { field });
 }
 
+/** Files every container gets bind-mounted from its bundle (agent/runtime/bundle.ts). */
+const AGENT_FILES = ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'];
+
 /** An absolute container path that is not on a mount (cp reads and writes the root filesystem only). */
 function checkContainerPath(path: string, mounts: readonly string[], name: string): void {
   if (!path.startsWith('/')) throw new InvalidArgumentError(`path: expected an absolute path inside the container, got "${path}"`, { field: 'path' });
   if (path.length > 4096) throw new InvalidArgumentError(`path: expected at most 4096 characters, got ${path.length}`, { field: 'path' });
   const clean = `/${path.split('/').filter((p) => p !== '' && p !== '.').join('/')}`;
+  if (AGENT_FILES.includes(clean)) {
+    throw new FailedPreconditionError(`failed to copy "${path}" in container "${name}": the agent provides it (a bind-mounted file); expected a path of the container's own filesystem`);
+  }
   for (const m of mounts) {
     const d = `/${m.split('/').filter((p) => p !== '' && p !== '.').join('/')}`;
     if (clean === d || clean.startsWith(`${d}/`) || d.startsWith(`${clean === '/' ? '' : clean}/`)) {

@@ -370,4 +370,21 @@ describe('cli container verbs: start, restart, kill, wait, rename, inspect, top,
     assert.equal((await cli(['cp', join(local, 'missing'), 'box:/tmp/'])).code, 2);
     await cli(['rm', '-f', 'box']);
   });
+
+  it('refuses to copy on or above a volume mount (cp sees the container\'s own filesystem only)', async () => {
+    await runDetached('mounted', ['sleep', '600'], ['-v', 'cpvol:/srv/data']);
+    writeFileSync(join(local, 'f'), 'x');
+    for (const args of [[join(local, 'f'), 'mounted:/srv/data/'], ['mounted:/srv/data', local], ['mounted:/srv', local]]) {
+      const r = await cli(['cp', ...args]);
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, /^error: failed to copy "\/srv(\/data)?\/?" in container "mounted": it is on or holds the mount "\/srv\/data"/m, args.join(' '));
+    }
+    const hostname = await cli(['cp', 'mounted:/etc/hostname', join(local, 'hostname')]);
+    assert.equal(hostname.code, 1);
+    assert.match(hostname.stderr, /the agent provides it/);
+    const ok = await cli(['cp', 'mounted:/etc/passwd', join(local, 'passwd')]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(readFileSync(join(local, 'passwd'), 'utf8'), /^root:/);
+    await cli(['rm', '-f', 'mounted']);
+  });
 });
