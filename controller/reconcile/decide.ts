@@ -166,6 +166,7 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
     ...(s?.restart ? { restart: s.restart } : {}),
     ...(s?.health ? { health: s.health } : {}),
     ports: [...(s?.ports ?? [])],
+    ...(s?.network !== undefined && s.network !== '' ? { network: s.network } : {}),
     ...(s?.volumes && s.volumes.mounts.length > 0 ? { mounts: [...s.volumes.mounts] } : {}),
     // A restart (`berth rollout restart`) changes the template, so a rolling update replaces every replica.
     labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: restartedAtLabelValue(s.restartedUnixMs) } : {}) },

@@ -68,6 +68,8 @@ function canonicalSpecValue(s: WorkloadSpec): unknown {
     update: { maxSurge: s.update?.maxSurge ?? 0, maxUnavailable: s.update?.maxUnavailable ?? 0 },
     // Only when set (berth rollout restart), so specs without it keep their canonical text.
     ...(s.restartedUnixMs ? { restartedUnixMs: s.restartedUnixMs } : {}),
+    // Only when set, so specs without it keep their canonical text.
+    ...(s.network !== undefined && s.network !== '' && s.network !== 'cluster' ? { network: s.network } : {}),
     // Only when set, so specs without volumes keep their canonical text.
     ...(s.volumes && s.volumes.mounts.length > 0
       ? { volumes: s.volumes.mounts.map((m) => ({ type: m.type ?? '', source: m.source ?? '', destination: m.destination ?? '', readOnly: m.readOnly ?? false })) }

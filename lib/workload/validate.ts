@@ -27,6 +27,7 @@ import type {
 import { checkAutoscaleAgainstSpec, readAutoscale } from './autoscale.js';
 import { dnsLabelProblem, envNameProblem, labelKeyProblem, labelValueProblem, portNameProblem } from './names.js';
 import { readVolumes } from './volumes.js';
+import { NETWORK_MODES } from '../network.js';
 import {
   isUnset,
   itemPath,
@@ -76,7 +77,7 @@ export const WORKLOAD_DEFAULTS = {
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec'] as const;
 const METADATA_FIELDS = ['name', 'labels'] as const;
-const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes', 'autoscale'] as const;
+const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes', 'autoscale', 'network'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory', 'pids'] as const;
 const PORT_FIELDS = ['name', 'container', 'publish', 'protocol'] as const;
 const RESTART_FIELDS = ['policy', 'backoffCapSeconds'] as const;
@@ -281,6 +282,13 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
   const spec: WorkloadSpec = { replicas, image, command, args, env, resources, ports, restart, placement, update };
   if (health !== undefined) spec.health = health;
   if (volumes !== undefined && volumes.length > 0) spec.volumes = { mounts: volumes };
+  const networkNode = field(fields, 'network');
+  if (networkNode !== undefined) {
+    const network = readEnum(r, networkNode, 'spec.network', NETWORK_MODES);
+    if (network === undefined) return undefined;
+    // "cluster" is the default: left out, so the spec's canonical text stays the same.
+    if (network !== 'cluster') spec.network = network;
+  }
   const autoscaleNode = field(fields, 'autoscale');
   if (autoscaleNode !== undefined) {
     const autoscale = readAutoscale(r, autoscaleNode);

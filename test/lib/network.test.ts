@@ -45,3 +45,20 @@ describe('lib/network', () => {
     assert.throws(() => parseNetworkMode('bridge', '--network'), /--network: expected one of "cluster", "host", "none", got "bridge"/);
   });
 });
+
+describe('workload spec.network', () => {
+  const file = (network: string) => ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  image: busybox', `  network: ${network}`, ''].join('\n');
+
+  it('keeps host and none, leaves the default cluster out, and refuses other values', async () => {
+    const { validateWorkloadFile, canonicalWorkloadSpec, ValidationError } = await import('../../lib/index.js');
+    const { containerSpecFor } = await import('../../controller/reconcile/decide.js');
+    const host = validateWorkloadFile(file('host'), { defaultRegistry: '127.0.0.1:5000' })[0]!.spec;
+    assert.equal(host.network, 'host');
+    assert.equal(containerSpecFor('web', host).network, 'host');
+    const cluster = validateWorkloadFile(file('cluster'), { defaultRegistry: '127.0.0.1:5000' })[0]!.spec;
+    assert.equal(cluster.network, undefined);
+    assert.equal(containerSpecFor('web', cluster).network, undefined);
+    assert.notEqual(canonicalWorkloadSpec(host), canonicalWorkloadSpec(cluster));
+    assert.throws(() => validateWorkloadFile(file('bridge'), { defaultRegistry: '127.0.0.1:5000' }), (err: unknown) => err instanceof ValidationError && /spec\.network/.test(err.message) && /"cluster", "host", "none"/.test(err.message));
+  });
+});
