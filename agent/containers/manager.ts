@@ -616,14 +616,24 @@ export class ContainerManager {
   /**
    * Starts an exited (or stopped) container again: a new attempt over the same
    * root filesystem, bundle, id and name; its restart policy applies again. A
-   * running container is left as it is.
+   * created container is started; a running one is left as it is.
    */
   async start(id: string): Promise<Container> {
     const e = this.entry(id);
     return this.locked(e, async () => {
       if (e.removing) throw new ContainerUnknownError(id);
       const state = e.container.status?.state;
-      if (state === ContainerState.CONTAINER_STATE_RUNNING || state === ContainerState.CONTAINER_STATE_CREATED) return clone(e.container);
+      if (state === ContainerState.CONTAINER_STATE_RUNNING) return clone(e.container);
+      if (state === ContainerState.CONTAINER_STATE_CREATED) {
+        // Created but not started (a terminal container waiting for its client): start it now.
+        const rid = attemptId(id, e.attempt);
+        if ((await this.opts.runtime.state(rid)).status === 'created') {
+          const info = await this.opts.runtime.start(rid);
+          e.container.status = { ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0, startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now() };
+          await this.changed(e);
+        }
+        return clone(e.container);
+      }
       if (state !== ContainerState.CONTAINER_STATE_EXITED) {
         throw new ContainerConflictError(id, `failed to start container "${e.container.name}": it is still being created`);
       }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { startRegistryWithImages, type RegistryWithImages } from '../../harness/index.js';
 import type { ContainerDetails, CopyToContainerRequest, CopyToContainerResponse, TarChunk, WaitResult } from '../../../proto/gen/berth/v1/containers.js';
-import type { Container } from '../../../proto/gen/berth/v1/types.js';
+import { ContainerState, type Container } from '../../../proto/gen/berth/v1/types.js';
 import { AgentStack, newId } from '../containers/stack.js';
 import { Api, collect, runRequest, unary } from '../containers/grpc.js';
 
@@ -82,6 +82,17 @@ describe('AgentService container verbs', function () {
     const d = await unary<{ id: string }, ContainerDetails>(c().inspectContainer.bind(c()), { id });
     assert.equal(d.container?.name, `c-${id.slice(0, 8)}`);
     assert.deepEqual(d.limits, { cpuMillis: 0, memoryBytes: 0, pids: 0 });
+    const top = await unary<{ id: string }, { processes: { command: string }[] }>(c().topContainer.bind(c()), { id });
+    assert.deepEqual(top.processes.map((p) => p.command), ['sleep 600']);
+  });
+
+  it('starts a created container (a terminal container waiting for its client)', async () => {
+    const id = newId();
+    const created = await api.run(runRequest(id, busybox, { command: ['sleep', '600'], tty: true }, { waitForAttach: true }));
+    assert.equal(created.status?.state, ContainerState.CONTAINER_STATE_CREATED);
+    const started = await unary<{ id: string }, Container>(c().startContainer.bind(c()), { id });
+    assert.equal(started.status?.state, ContainerState.CONTAINER_STATE_RUNNING);
+    assert.ok((started.status?.pid ?? 0) > 0);
     const top = await unary<{ id: string }, { processes: { command: string }[] }>(c().topContainer.bind(c()), { id });
     assert.deepEqual(top.processes.map((p) => p.command), ['sleep 600']);
   });
