@@ -5,7 +5,9 @@
  * controller, agent and containers.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
 import { berthInPty, type PtySession } from './pty.js';
 
@@ -105,7 +107,9 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     const s = pty(['run', '-it', '--rm', '--name', 'tty-rm', image, 'sh']);
     const at = await s.expect(PROMPT);
     s.type('echo $((6*7))\r');
-    await s.expect(/\r\n42\r\n/, { from: at });
+    const after = await s.expect(/\r\n42\r\n/, { from: at });
+    // Ctrl-D ends the shell when it reads a new line (typed earlier, the terminal would swallow it).
+    await s.expect(PROMPT, { from: after });
     s.type('\x04');
     assert.equal(await s.exited(), 0, s.output);
     assert.equal((await ps()).some((c) => c.name === 'tty-rm'), false, 'removed with --rm');
@@ -247,17 +251,26 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
   });
 
   it('attaches to a container without a terminal and shows its output from now until it exits', async () => {
-    const run = await cli(['run', '-d', '--name', 'att-plain', image, 'sh', '-c', 'echo before; until [ -e /tmp/go ]; do sleep 0.1; done; echo later-out; echo later-err >&2; exit 9']);
+    const run = await cli(['run', '-d', '--name', 'att-plain', image, 'sh', '-c', 'echo before; until [ -e /tmp/go ]; do echo tick; sleep 0.2; done; echo later-out; echo later-err >&2; exit 9']);
     assert.equal(run.code, 0, run.stderr);
     await waitFor('att-plain to run', async () => (await state('att-plain')) === 'CONTAINER_STATE_RUNNING', 30_000, 250);
-    const attached = cli(['attach', '--no-stdin', 'att-plain']);
-    // Give the attach time to connect before the container goes on (what came before is not shown).
-    await new Promise((r) => setTimeout(r, 2000));
-    const go = await cli(['exec', 'att-plain', 'touch', '/tmp/go']);
-    assert.equal(go.code, 0, go.stderr);
-    const r = await attached;
-    assert.equal(r.code, 9, r.stderr);
-    assert.equal(r.stdout, 'later-out\n');
-    assert.equal(r.stderr, 'later-err\n');
+    if (!cluster) throw new Error('no cluster');
+    const child = spawn(process.execPath, [BERTH_JS, 'attach', '--no-stdin', 'att-plain'], { env: cleanEnv({ BERTH_CONTROLLER: cluster.address }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      // Attached once its output arrives; then let the container go on.
+      await waitFor('the attach to show output', () => stdout.includes('tick\n'), 30_000, 50);
+      const go = await cli(['exec', 'att-plain', 'touch', '/tmp/go']);
+      assert.equal(go.code, 0, go.stderr);
+      assert.equal(await exited, 9, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.match(stdout, /^(tick\n)+later-out\n$/, 'from now on: not "before"');
+    assert.equal(stderr, 'later-err\n');
   });
 });
