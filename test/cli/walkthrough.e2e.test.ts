@@ -127,7 +127,7 @@ describe('the first tour (issue 6 walkthrough) on a three-node cluster', functio
     assert.ok(row.startsWith(cowC.id.slice(0, 12)), row);
     assert.match(row, /\/whalesay:latest\s/);
     assert.match(row, /"cowsay Hello, berth"/);
-    assert.match(row, /\bExited \(0\) (Less than a second|\d+ seconds?) ago\b/);
+    assert.match(row, /\bExited \(0\) (Less than a second|\d+ seconds?|About a minute|\d+ minutes) ago\b/);
     assert.match(row, new RegExp(`\\b${cowC.name}\\s+${cowC.node}$`));
 
     // $ berth run whalesay date: the current date, from inside the container
