@@ -277,7 +277,8 @@ export async function runAttach(ctx: CliContext, opts: { stdin?: boolean }, cont
   if (container.trim() === '') throw new UsageError('CONTAINER: expected a container name or id, got nothing');
   const size = terminalSize(ctx);
   const stdin = opts.stdin !== false;
-  return (await relayStream(ctx, { $case: 'attach', value: { container: container.trim(), stdin, start: false, ...(size ? { size } : {}) } }, { stdin })).code;
+  // start: a container still waiting for its first attach (a berth run -it that went away) starts now.
+  return (await relayStream(ctx, { $case: 'attach', value: { container: container.trim(), stdin, start: true, ...(size ? { size } : {}) } }, { stdin })).code;
 }
 
 export const interactiveVerbs: Verb = (program, run) => {
