@@ -14,6 +14,7 @@ import { AgentServiceService, type AgentServiceServer } from '../../proto/gen/be
 import { AgentStreamServiceService, type AgentStreamServiceServer } from '../../proto/gen/berth/v1/streams.js';
 import { UnavailableError, type Logger } from '../../lib/index.js';
 import { AgentVolumeServiceService, type AgentVolumeServiceServer } from '../../proto/gen/berth/v1/volumes.js';
+import { AgentBatchServiceService, type AgentBatchServiceServer } from '../../proto/gen/berth/v1/batch.js';
 
 export interface AgentServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -28,6 +29,11 @@ export interface AgentServerOptions {
   streams?: { impl?: AgentStreamServiceServer };
   /** AgentVolumeService (the node's volumes), when this agent serves it. */
   volumes?: AgentVolumeServiceServer;
+  /**
+   * AgentBatchService (many containers per call): served from the start; its
+   * calls get UNAVAILABLE until `batch.impl` is set (the agent is ready).
+   */
+  batch?: { impl?: AgentBatchServiceServer };
 }
 
 export interface AgentServer {
@@ -56,6 +62,15 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
     server.addService(AgentStreamServiceService, { attach: later('attach'), exec: later('exec') });
   }
   if (options.volumes) server.addService(AgentVolumeServiceService, options.volumes);
+  const batch = options.batch;
+  if (batch) {
+    server.addService(AgentBatchServiceService, {
+      runContainers: (call, callback) => {
+        if (batch.impl) batch.impl.runContainers(call, callback);
+        else callback({ code: 14, details: 'the agent is starting; try again' });
+      },
+    } satisfies AgentBatchServiceServer);
+  }
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, ServerCredentials.createInsecure(), (err, p) => {
       if (err) reject(new UnavailableError(`failed to listen on "${options.listen}": ${err.message}`, { cause: err }));

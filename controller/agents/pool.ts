@@ -13,7 +13,7 @@
  * are AgentCallError (the agent's own status code kept, the node named).
  */
 import * as grpc from '@grpc/grpc-js';
-import { BerthError, CancelledError, UnavailableError, fromGrpcError, silentLogger, type Logger } from '../../lib/index.js';
+import { BerthError, CancelledError, InternalError, UnavailableError, fromGrpcError, isCode, silentLogger, type Logger } from '../../lib/index.js';
 import {
   AgentServiceClient,
   type AgentLogsRequest, type ListImagesResponse, type PullImageRequest, type RemoveContainerRequest, type RunContainerRequest, type StopContainerRequest,
@@ -21,6 +21,7 @@ import {
 } from '../../proto/gen/berth/v1/agent.js';
 import type { AgentCopyFromRequest, ContainerIdRequest, KillContainerRequest, RenameContainerOnNodeRequest, UpdateContainerRequest } from '../../proto/gen/berth/v1/agent.js';
 import type { ContainerDetails, ContainerProcesses, ContainerStats, CopyToContainerRequest, CopyToContainerResponse, TarChunk, WaitResult } from '../../proto/gen/berth/v1/containers.js';
+import { AgentBatchServiceClient, type RunContainersResponse } from '../../proto/gen/berth/v1/batch.js';
 import type { Container, ImageRecord, ImageRemoval, ImageSearchResult, LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
 
 export interface CallOptions {
@@ -37,12 +38,24 @@ export class AgentCallError extends BerthError {
   }
 }
 
+/** The outcome of one container of a RunContainers batch: the container, or why it failed. */
+export type RunOutcome = { id: string; container: Container; error?: undefined } | { id: string; container?: undefined; error: AgentCallError };
+
 /** What the controller can ask one agent. */
 export interface AgentClient {
   readonly node: string;
   readonly address: string;
   /** Idempotent by `req.id`: running an id that already exists returns it. */
   runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container>;
+  /**
+   * Runs many containers in one round trip (AgentBatchService.RunContainers),
+   * each as runContainer would; one outcome per request, in order. An agent
+   * without the batch service gets one RunContainer per container instead.
+   * Rejects only when the call as a whole fails (agent unreachable, cancelled).
+   * Optional so that test doubles need not have it; the reconciler then calls
+   * runContainer per container.
+   */
+  runContainers?(reqs: readonly RunContainerRequest[], opts?: CallOptions): Promise<RunOutcome[]>;
   stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container>;
   removeContainer(req: RemoveContainerRequest, opts?: CallOptions): Promise<void>;
   listContainers(opts?: CallOptions): Promise<Container[]>;
@@ -110,6 +123,36 @@ class PooledAgent implements AgentClient {
 
   runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container> {
     return this.unary('RunContainer', this.client.runContainer as Unary<RunContainerRequest, Container>, req, this.runTimeoutMs, opts);
+  }
+
+  /** The batch client, on the same channel (connection) as `client`. */
+  private batch: AgentBatchServiceClient | undefined;
+  /** The agent answered UNIMPLEMENTED to RunContainers (an older agent): one call per container from then on. */
+  private batchUnsupported = false;
+
+  async runContainers(reqs: readonly RunContainerRequest[], opts?: CallOptions): Promise<RunOutcome[]> {
+    if (reqs.length === 0) return [];
+    if (!this.batchUnsupported) {
+      this.batch ??= new AgentBatchServiceClient(this.address, grpc.credentials.createInsecure(), { channelOverride: this.client.getChannel() });
+      try {
+        const res = await this.unary('RunContainers', this.batch.runContainers as Unary<{ containers: RunContainerRequest[] }, RunContainersResponse>, { containers: [...reqs] }, this.runTimeoutMs, opts);
+        const what = (id: string): string => `run container "${id}" on node "${this.node}" at "${this.address}"`;
+        const byId = new Map(res.results.map((r) => [r.id, r]));
+        return reqs.map((req): RunOutcome => {
+          const r = byId.get(req.id);
+          if (!r) return { id: req.id, error: new AgentCallError(this.node, new InternalError(`failed to ${what(req.id)}: the agent's answer does not mention it`)) };
+          if (r.code === 0 && r.container) return { id: req.id, container: r.container };
+          return { id: req.id, error: new AgentCallError(this.node, fromGrpcError({ code: r.code === 0 ? grpc.status.INTERNAL : r.code, details: r.message || 'no container in the answer' }, what(req.id))) };
+        });
+      } catch (err) {
+        if (!isCode(err, 'unimplemented')) throw err;
+        this.batchUnsupported = true;
+      }
+    }
+    return Promise.all(reqs.map((req) => this.runContainer(req, opts).then(
+      (container): RunOutcome => ({ id: req.id, container }),
+      (err: unknown): RunOutcome => ({ id: req.id, error: err instanceof AgentCallError ? err : new AgentCallError(this.node, fromGrpcError(err)) }),
+    )));
   }
 
   stopContainer(req: StopContainerRequest, opts?: CallOptions): Promise<Container> {

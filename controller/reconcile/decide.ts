@@ -173,9 +173,18 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
   }));
 }
 
+/** templateKey() per spec object: records keep their spec objects across passes, and specs are never changed in place. */
+const templateKeys = new WeakMap<ContainerSpec, string>();
+
 /** A string equal for two container specs exactly when they run the same thing. */
 export function templateKey(spec: ContainerSpec | undefined): string {
-  return JSON.stringify(sortKeys(ContainerSpec.toJSON(spec ?? ContainerSpec.decode(new Uint8Array()))));
+  if (!spec) return JSON.stringify(sortKeys(ContainerSpec.toJSON(ContainerSpec.decode(new Uint8Array()))));
+  let key = templateKeys.get(spec);
+  if (key === undefined) {
+    key = JSON.stringify(sortKeys(ContainerSpec.toJSON(spec)));
+    templateKeys.set(spec, key);
+  }
+  return key;
 }
 
 function amounts(r: { cpuMillis: number; memoryBytes: number; pids: number } | undefined): ResourceAmounts {

@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { isCode, messageOf, silentLogger, type Logger } from '../../lib/index.js';
 import { type Condition, type Container, type Workload, type WorkloadStatus } from '../../proto/gen/berth/v1/types.js';
-import type { AgentDialer } from '../agents/index.js';
+import type { AgentDialer, RunOutcome } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import type { ContainerRecordStore, LeaderElection, LeadershipTerm, NodeStore, VolumeStore, WorkloadStore } from '../store/index.js';
 import { containerSpecFor, decide, templateKey, type ReconcileNode, type RemoveAction, type Rollback } from './decide.js';
@@ -41,6 +41,8 @@ export const RESYNC_INTERVAL_MS = 30_000;
 /** How long a successful RunContainer is not repeated while waiting for the report. */
 export const RUN_SETTLE_MS = 15_000;
 export const DEFAULT_CONCURRENCY = 32;
+/** Most containers started on one node by one agent call (AgentBatchService.RunContainers). */
+export const RUN_BATCH = 100;
 /** A new controller listens this long (a heartbeat interval plus slack) before its first pass. */
 export const FIRST_HEARTBEATS_MS = 1500;
 /** The same decision (reason, name, message) is recorded as an event at most this often. */
@@ -96,6 +98,8 @@ class TermState {
   running = 0;
   readonly queue: (() => Promise<void>)[] = [];
   passes = 0;
+  /** How long the last pass took, ms: the next one waits at least this long, so passes use at most half the time. */
+  lastPassMs = 0;
   constructor(readonly term: LeadershipTerm) {}
 }
 
@@ -199,11 +203,13 @@ export class Reconciler {
           s.wake = undefined;
           continue;
         }
-        await wait(this.opts.coalesceMs ?? 20);
+        await wait(Math.max(this.opts.coalesceMs ?? 20, s.lastPassMs));
         if (signal.aborted) break;
         s.dirty = false;
+        const started = this.now();
         try {
           await this.pass(s);
+          s.lastPassMs = Math.min(this.now() - started, 1000);
         } catch (err) {
           if (signal.aborted) break;
           this.logger.warn('reconcile pass failed; retrying', { error: messageOf(err) });
@@ -314,24 +320,27 @@ export class Reconciler {
       s.recentEvents.set(key, nowMs);
       const fields = { kind: e.kind, name: e.name, reason: e.reason, node: e.node, message: e.message };
       if (e.severity === 'warning') this.logger.warn('event', fields);
-      else this.logger.info('event', fields);
+      // Checked first: thousands of events per pass cost even when the level drops them.
+      else if (this.logger.isInfoEnabled()) this.logger.info('event', fields);
       this.opts.events?.emit({ ...e, workload: e.workload });
     }
 
-    for (const [name, status] of plan.statuses) {
+    await Promise.all([...plan.statuses].map(async ([name, status]) => {
       const prev = s.statuses.get(name);
       const next = carrySince(prev, status);
-      if (sameStatus(prev, next)) continue;
+      if (sameStatus(prev, next)) return;
       try {
         await this.opts.store.setWorkloadStatus(name, next, { signal });
         s.statuses.set(name, next);
       } catch (err) {
         if (!isCode(err, 'not_found')) this.logger.warn('failed to write workload status', { workload: name, error: messageOf(err) });
       }
-    }
+    }));
     for (const name of [...s.statuses.keys()]) if (!plan.statuses.has(name)) s.statuses.delete(name);
 
     const now = this.now();
+    // Starts go to each node in batches: one agent call per node rather than one per replica.
+    const runs = new Map<string, Container[]>();
     for (const r of plan.run) {
       const address = addresses.get(r.node);
       if (!address || s.inflight.has(r.id)) continue;
@@ -339,7 +348,13 @@ export class Reconciler {
       // Wait for the report after a run, unless the container was reported and is gone again.
       if (ran !== undefined && now - ran < RUN_SETTLE_MS && !s.seen.has(r.id)) continue;
       if ((s.backoff.get(r.id)?.nextUnixMs ?? 0) > now) continue;
-      this.enqueue(s, r.id, { reason: 'StartFailed', name: r.name, node: r.node, workload: r.workload }, () => this.run(s, r, address));
+      const list = runs.get(r.node);
+      if (list) list.push(r);
+      else runs.set(r.node, [r]);
+    }
+    for (const [node, list] of runs) {
+      const address = addresses.get(node) as string;
+      for (let i = 0; i < list.length; i += RUN_BATCH) this.enqueueRuns(s, node, address, list.slice(i, i + RUN_BATCH));
     }
     for (const rm of plan.remove) {
       const address = addresses.get(rm.node);
@@ -356,26 +371,52 @@ export class Reconciler {
         await task();
         s.backoff.delete(id);
       } catch (err) {
-        if (s.term.signal.aborted) return;
-        const b = s.backoff.get(id) ?? { failures: 0, nextUnixMs: 0 };
-        b.failures++;
-        const delay = Math.min(500 * 2 ** (b.failures - 1), 30_000);
-        b.nextUnixMs = this.now() + delay;
-        s.backoff.set(id, b);
-        this.logger.warn('agent call failed; will retry', { containerId: id, failures: b.failures, retryInMs: delay, error: messageOf(err) });
-        const message = `${what.reason === 'StartFailed' ? 'failed to start' : 'failed to remove'} "${what.name}" on node "${what.node}": ${messageOf(err)}; retrying in ${Math.round(delay / 1000)} s`;
-        const key = `${what.reason}\u0000${what.name}\u0000${messageOf(err)}`;
-        if (!s.recentEvents.has(key)) {
-          s.recentEvents.set(key, this.now());
-          this.opts.events?.emit({ kind: 'container', name: what.name, reason: what.reason, node: what.node, workload: what.workload, severity: 'warning', message });
-        }
-        setTimeout(() => this.trigger(), delay).unref();
+        this.failed(s, id, what, err);
       } finally {
         s.inflight.delete(id);
         this.trigger();
       }
     });
     this.drain(s);
+  }
+
+  /** Starts records on one node with one agent call; each record succeeds or fails (and backs off) on its own. */
+  private enqueueRuns(s: TermState, node: string, address: string, records: readonly Container[]): void {
+    for (const r of records) s.inflight.add(r.id);
+    s.queue.push(async () => {
+      let failures: Map<string, unknown>;
+      try {
+        failures = await this.runMany(s, node, address, records);
+      } catch (err) {
+        failures = new Map(records.map((r) => [r.id, err]));
+      }
+      for (const r of records) {
+        const err = failures.get(r.id);
+        if (failures.has(r.id)) this.failed(s, r.id, { reason: 'StartFailed', name: r.name, node: r.node, workload: r.workload }, err);
+        else s.backoff.delete(r.id);
+        s.inflight.delete(r.id);
+      }
+      this.trigger();
+    });
+    this.drain(s);
+  }
+
+  /** Backs a failed agent call off (0.5 s doubling to 30 s) and records it as an event. */
+  private failed(s: TermState, id: string, what: { reason: string; name: string; node: string; workload: string }, err: unknown): void {
+    if (s.term.signal.aborted) return;
+    const b = s.backoff.get(id) ?? { failures: 0, nextUnixMs: 0 };
+    b.failures++;
+    const delay = Math.min(500 * 2 ** (b.failures - 1), 30_000);
+    b.nextUnixMs = this.now() + delay;
+    s.backoff.set(id, b);
+    this.logger.warn('agent call failed; will retry', { containerId: id, failures: b.failures, retryInMs: delay, error: messageOf(err) });
+    const message = `${what.reason === 'StartFailed' ? 'failed to start' : 'failed to remove'} "${what.name}" on node "${what.node}": ${messageOf(err)}; retrying in ${Math.round(delay / 1000)} s`;
+    const key = `${what.reason}\u0000${what.name}\u0000${messageOf(err)}`;
+    if (!s.recentEvents.has(key)) {
+      s.recentEvents.set(key, this.now());
+      this.opts.events?.emit({ kind: 'container', name: what.name, reason: what.reason, node: what.node, workload: what.workload, severity: 'warning', message });
+    }
+    setTimeout(() => this.trigger(), delay).unref();
   }
 
   private drain(s: TermState): void {
@@ -415,33 +456,61 @@ export class Reconciler {
     }
   }
 
-  private async run(s: TermState, r: Container, address: string): Promise<void> {
-    if (!s.fresh.has(r.id)) {
-      // A record adopted from the store or run before (its container went away): check it is still
-      // wanted before starting it again, since ContainerService.Remove on any controller may have
-      // removed it.
-      let stored: Container | undefined;
-      try {
-        stored = await this.opts.store.getContainerRecord(r.id, { signal: s.term.signal });
-      } catch (err) {
-        if (!isCode(err, 'not_found')) throw err;
-      }
-      if (!stored || stored.desiredState !== r.desiredState || stored.node !== r.node) {
-        if (stored) s.records.set(r.id, stored);
-        else s.records.delete(r.id);
-        return;
-      }
+  /** A record adopted from the store or run before: is it still wanted as it is? (ContainerService.Remove on any controller may have removed it.) */
+  private async stillWanted(s: TermState, r: Container): Promise<boolean> {
+    if (s.fresh.has(r.id)) return true;
+    let stored: Container | undefined;
+    try {
+      stored = await this.opts.store.getContainerRecord(r.id, { signal: s.term.signal });
+    } catch (err) {
+      if (!isCode(err, 'not_found')) throw err;
     }
-    s.fresh.delete(r.id);
-    s.seen.delete(r.id);
-    const agent = this.opts.agents.agent(r.node, address);
-    await agent.runContainer({
+    if (!stored || stored.desiredState !== r.desiredState || stored.node !== r.node) {
+      if (stored) s.records.set(r.id, stored);
+      else s.records.delete(r.id);
+      return false;
+    }
+    return true;
+  }
+
+  /** Runs records on one node (one batch call); returns the failures by record id. */
+  private async runMany(s: TermState, node: string, address: string, records: readonly Container[]): Promise<Map<string, unknown>> {
+    const failures = new Map<string, unknown>();
+    const wanted: Container[] = [];
+    await Promise.all(records.map(async (r) => {
+      try {
+        if (await this.stillWanted(s, r)) wanted.push(r);
+      } catch (err) {
+        failures.set(r.id, err);
+      }
+    }));
+    if (wanted.length === 0) return failures;
+    for (const r of wanted) {
+      s.fresh.delete(r.id);
+      s.seen.delete(r.id);
+    }
+    const agent = this.opts.agents.agent(node, address);
+    const signal = s.term.signal;
+    const reqs = wanted.map((r) => ({
       id: r.id, name: r.name, ...(r.spec ? { spec: r.spec } : {}), workload: r.workload, revision: r.revision, replica: r.replica,
-    }, { signal: s.term.signal });
-    s.ranAt.set(r.id, this.now());
-    const message = `agent of node "${r.node}" runs "${r.name}"`;
-    this.logger.info('event', { kind: 'container', name: r.name, reason: 'Started', node: r.node, message });
-    this.opts.events?.emit({ kind: 'container', name: r.name, reason: 'Started', node: r.node, message, severity: 'normal', workload: r.workload });
+    }));
+    const outcomes: RunOutcome[] | { id: string; error?: unknown }[] = agent.runContainers
+      ? await agent.runContainers(reqs, { signal })
+      : await Promise.all(reqs.map((req) => agent.runContainer(req, { signal }).then(() => ({ id: req.id }), (error: unknown) => ({ id: req.id, error }))));
+    const byId = new Map(wanted.map((r) => [r.id, r]));
+    for (const o of outcomes) {
+      const r = byId.get(o.id);
+      if (!r) continue;
+      if (o.error !== undefined) {
+        failures.set(o.id, o.error);
+        continue;
+      }
+      s.ranAt.set(r.id, this.now());
+      const message = `agent of node "${r.node}" runs "${r.name}"`;
+      if (this.logger.isInfoEnabled()) this.logger.info('event', { kind: 'container', name: r.name, reason: 'Started', node: r.node, message });
+      this.opts.events?.emit({ kind: 'container', name: r.name, reason: 'Started', node: r.node, message, severity: 'normal', workload: r.workload });
+    }
+    return failures;
   }
 
   private async remove(s: TermState, rm: RemoveAction, address: string): Promise<void> {

@@ -459,7 +459,10 @@ export class EtcdStore implements DesiredStore, VolumeStore {
 
   async appendEvents(events: readonly Event[], opts?: CallOptions): Promise<void> {
     if (events.length === 0) return;
-    const ops: IRequestOp[] = events.map((e): IRequestOp => ({
+    // Of a burst larger than the history, only the newest EVENTS_KEPT would survive the prune below:
+    // write only those (placing 10,000 replicas makes 20,000 events at once).
+    const kept = events.length > EVENTS_KEPT ? [...events].sort((a, b) => a.unixMs - b.unixMs).slice(events.length - EVENTS_KEPT) : events;
+    const ops: IRequestOp[] = kept.map((e): IRequestOp => ({
       // A counter keeps events of one millisecond in append order; the random part keeps controllers apart.
       request_put: { key: Buffer.from(this.keys.event(e.unixMs, `${(this.eventSeq++ % 0x100000000).toString(16).padStart(8, '0')}${randomUUID().slice(0, 4)}`)), value: Buffer.from(Event.encode(e).finish()) },
     }));
