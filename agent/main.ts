@@ -26,7 +26,7 @@ import {
   type Setting,
 } from '../lib/index.js';
 import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from './node/index.js';
-import { agentServiceHandlers, agentStreamHandlers, agentVolumeHandlers, startAgentServer, type AgentServer, type AgentServerOptions } from './api/index.js';
+import { agentBatchHandlers, agentServiceHandlers, agentStreamHandlers, agentVolumeHandlers, startAgentServer, type AgentServer, type AgentServerOptions } from './api/index.js';
 import { checkAllowBind, LocalVolumes } from './volumes/index.js';
 import { ContainerReporter, PullProgressThrottle, StatusPublisher } from './status/index.js';
 import { MetricsSampler } from './metrics/index.js';
@@ -230,6 +230,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     // The API is served from the start; its handlers answer UNAVAILABLE until the agent is ready.
     const ready: { impl?: AgentServiceServer } = {};
     const streams: NonNullable<AgentServerOptions['streams']> = {};
+    const batch: NonNullable<AgentServerOptions['batch']> = {};
     const proxy = Object.fromEntries(
       (['runContainer', 'stopContainer', 'removeContainer', 'listContainers', 'pullImage', 'listImages', 'removeImages', 'pruneImages', 'searchImages', 'logs',
         'startContainer', 'killContainer', 'waitContainer', 'renameContainer', 'inspectContainer', 'topContainer', 'updateContainer', 'containerStats', 'copyFromContainer', 'copyToContainer'] as const).map((m) => [
@@ -257,7 +258,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       },
     });
     await volumes.open();
-    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy, streams, volumes: agentVolumeHandlers({ node: cfg.node, volumes, logger }) });
+    server = await startAgentServer({ listen: cfg.listen, logger, implementation: proxy, streams, batch, volumes: agentVolumeHandlers({ node: cfg.node, volumes, logger }) });
     const spec = buildNodeSpec(
       { name: cfg.node, labels: cfg.labels, address: advertisedAddress(cfg.address, server.address), agentVersion: BERTH_VERSION },
       facts,
@@ -306,6 +307,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     await manager.recover();
     ready.impl = agentServiceHandlers({ node: cfg.node, containers: manager, images, runtime, logger, pullProgressSink });
     streams.impl = agentStreamHandlers({ containers: manager, runtime, logger });
+    batch.impl = agentBatchHandlers({ containers: manager, logger });
     reporter = new ContainerReporter(cfg.node, manager, publisher);
     reporter.start();
     // Per-replica load for the autoscaler, once a second, until shutdown.
