@@ -5,6 +5,9 @@
  * Each program is imported lazily so the CLI does not pay for the libraries of
  * the servers (and the servers do not load each other).
  */
+import { existsSync } from 'node:fs';
+import type * as CliModule from '../cli/main.js';
+
 const argv = process.argv.slice(2);
 const verb = argv[0];
 
@@ -17,7 +20,9 @@ async function dispatch(): Promise<number> {
     const { runAgent } = await import('../agent/main.js');
     return runAgent(argv.slice(1));
   }
-  const { runCli } = await import('../cli/main.js');
+  // The bundled CLI (scripts/bundle-cli.mjs) starts faster; a build without it uses the modules.
+  const bundled = new URL('../cli-bundle/main.js', import.meta.url);
+  const { runCli } = (existsSync(bundled) ? await import(bundled.href) : await import('../cli/main.js')) as typeof CliModule;
   return runCli(argv);
 }
 
