@@ -6,7 +6,7 @@
  * (containers "start" at once; no process, mount or cgroup is made).
  *
  *   npx tsc -p tsconfig.json --outDir .build-scalebench --tsBuildInfoFile .build-scalebench/.tsbuildinfo
- *   node .build-scalebench/test/bench/scale.js [--nodes 1000] [--replicas 10000] [--workers 4] [--workloads 10]
+ *   node .build-scalebench/test/bench/scale.js [--nodes 1000] [--replicas 10000] [--workers 4] [--workloads 10] [--profile DIR]
  *
  * The agents live in --workers child processes (this script with --worker),
  * each hosting nodes/workers agents with their own gRPC servers and NATS
@@ -14,8 +14,16 @@
  * 1. the scheduler alone: placements/s of schedule() for the same cluster size
  *    (in this process, no I/O);
  * 2. apply-to-all-running: --workloads workload files totalling --replicas are
- *    applied through WorkloadService.Apply; the clock stops when
- *    ContainerService.List shows every replica running (target: under 10 s);
+ *    applied through WorkloadService.Apply; the clock stops when the
+ *    controller's workload statuses (WorkloadService.List, polled every
+ *    100 ms) count every replica running and one ContainerService.List made
+ *    right then shows every replica RUNNING (target: under 10 s). Polling the
+ *    full container list instead would make the benchmark itself a large part
+ *    of the controller's and etcd's load. Also printed: the CPU seconds the
+ *    controller, the agent workers, etcd and NATS used meanwhile (from
+ *    /proc), in total and beyond what the idle cluster uses (measured for 3 s
+ *    before the apply), since on a shared 2-core machine wall-clock time
+ *    depends on everything else running;
  * 3. node-loss-to-replaced: one worker's first agent is killed (its gRPC
  *    server, heartbeats and reports stop at once, as when a machine dies); the
  *    clock stops when ContainerService.List again shows every replica running
@@ -23,8 +31,8 @@
  * Everything started (processes by PID, temp dirs) is stopped on exit, on
  * failure and on Ctrl-C.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -38,7 +46,7 @@ import {
 } from '../../proto/gen/berth/v1/controller.js';
 import { ContainerState } from '../../proto/gen/berth/v1/types.js';
 import { schedule, type ClusterSnapshot, type NodeSnapshot } from '../../controller/scheduler/index.js';
-import { agentServiceHandlers, startAgentServer, type AgentServer } from '../../agent/api/index.js';
+import { agentBatchHandlers, agentServiceHandlers, startAgentServer, type AgentServer } from '../../agent/api/index.js';
 import { ContainerManager } from '../../agent/containers/index.js';
 import { buildNodeSpec, detectNodeFacts, grpcRegistrar, registerWithRetry } from '../../agent/node/index.js';
 import { ContainerReporter, StatusPublisher } from '../../agent/status/index.js';
@@ -90,6 +98,7 @@ async function startHollowAgent(name: string, root: string, nats: string, regist
   const server = await startAgentServer({
     listen: '127.0.0.1:0', logger,
     implementation: agentServiceHandlers({ node: name, containers: manager, images: hollowAgentImages, runtime: parts.runtime, logger }),
+    batch: { impl: agentBatchHandlers({ containers: manager, logger }) },
   });
   const facts = { ...detectNodeFacts(), ...HOLLOW_CAPACITY };
   const spec = buildNodeSpec({ name, labels: { hollow: 'true' }, address: server.address, agentVersion: BERTH_VERSION }, facts);
@@ -192,6 +201,41 @@ function schedulerAlone(nodes: number, replicas: number): number {
 
 interface Worker { child: ChildProcess; first: number; count: number; lines: string[] }
 
+/** CPU seconds (user + system) used so far by each group of processes, from /proc/PID/stat (clock ticks of 1/100 s). */
+function cpuSeconds(groups: Record<string, number[]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, pids] of Object.entries(groups)) {
+    out[name] = 0;
+    for (const pid of pids) {
+      try {
+        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+        out[name] += (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        // Exited: its time is no longer counted.
+      }
+    }
+  }
+  return out;
+}
+
+function cpuDelta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const k of Object.keys(b)) {
+    out[k] = Number(((b[k] ?? 0) - (a[k] ?? 0)).toFixed(1));
+    total += out[k];
+  }
+  out['total'] = Number(total.toFixed(1));
+  return out;
+}
+
+/** `--profile DIR`: the controller and worker processes write V8 CPU profiles (NAME-*.cpuprofile) into DIR when they exit. */
+function profileArgs(name: string): string[] {
+  const i = process.argv.indexOf('--profile');
+  const dir = i < 0 ? undefined : process.argv[i + 1];
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${name}-\${pid}.cpuprofile`] : [];
+}
+
 async function main(): Promise<void> {
   const nodes = intArg('nodes', 1000);
   const replicas = intArg('replicas', 10000);
@@ -245,10 +289,14 @@ async function main(): Promise<void> {
     [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
     const address = `127.0.0.1:${await freePort()}`;
     const etcdUrl = etcd.url;
+    // One /24 container subnet per node (registration takes one): room for twice the node count.
+    const clusterCidr = `10.0.0.0/${Math.max(8, 24 - Math.ceil(Math.log2(nodes * 2)))}`;
     const natsUrl = nats.url;
+    const etcdPid = etcd.pid;
+    const natsPid = nats.pid;
     const ctl = controller = startProcess({
       name: 'scale-controller', command: process.execPath,
-      args: () => [berth, 'controller', '--etcd', etcdUrl, '--nats', natsUrl, '--listen', address, '--id', 'scale', '--log-level', 'warn'],
+      args: () => [...profileArgs('controller'), berth, 'controller', '--etcd', etcdUrl, '--nats', natsUrl, '--listen', address, '--id', 'scale', '--log-level', 'warn', '--cluster-cidr', clusterCidr],
     });
     await waitFor('the controller to listen', () => {
       if (ctl.exited()) throw new Error(`controller exited:\n${tailLog(ctl)}`);
@@ -265,7 +313,7 @@ async function main(): Promise<void> {
     const per = Math.ceil(nodes / workerCount);
     for (let first = 0; first < nodes; first += per) {
       const count = Math.min(per, nodes - first);
-      const child = spawn(process.execPath, [self, '--worker', '--first', String(first), '--count', String(count), '--nats', natsUrl, '--controller', address, '--root', join(scratch, `w${first}`)], {
+      const child = spawn(process.execPath, [...profileArgs(`worker${first}`), self, '--worker', '--first', String(first), '--count', String(count), '--nats', natsUrl, '--controller', address, '--root', join(scratch, `w${first}`)], {
         stdio: ['pipe', 'pipe', 'inherit'],
       });
       const w: Worker = { child, first, count, lines: [] };
@@ -280,31 +328,65 @@ async function main(): Promise<void> {
 
     const names = Array.from({ length: workloadCount }, (_, i) => `scale-${i}`);
     const sizes = names.map((_, i) => Math.floor(replicas / workloadCount) + (i < replicas % workloadCount ? 1 : 0));
-    const listAll = async (): Promise<ListContainersResponse['containers']> => {
-      const parts = await Promise.all(names.map((workload) => call(containers, containers.list, { all: false, selector: {}, node: '', workload }, 60_000)));
-      return parts.flatMap((p) => p.containers);
-    };
+    const mine = new Set(names);
+    /** Every replica of the benchmark's workloads, in one ContainerService.List call. */
+    const listAll = async (): Promise<ListContainersResponse['containers']> =>
+      (await call(containers, containers.list, { all: false, selector: {}, node: '', workload: '' }, 60_000)).containers.filter((c) => mine.has(c.workload));
+    /** Replicas running by the controller's workload statuses (WorkloadService.List): cheap enough to poll often. */
+    const statusRunning = async (): Promise<number> =>
+      (await call(workloads, workloads.list, { selector: {} })).workloads
+        .filter((w) => mine.has(w.metadata?.name ?? '')).reduce((n, w) => n + (w.status?.running ?? 0), 0);
+    const pids = (): Record<string, number[]> => ({
+      controller: [ctl.pid], workers: workers.map((w) => w.child.pid ?? 0), etcd: [etcdPid], nats: [natsPid],
+    });
     const running = (cs: ListContainersResponse['containers'], lost?: string): number =>
       cs.filter((c) => c.status?.state === ContainerState.CONTAINER_STATE_RUNNING && (lost === undefined || c.node !== lost)).length;
 
+    // What 1,000 idle agents cost (heartbeats, full reports): CPU seconds per second over 3 s before the apply.
+    const idle0 = cpuSeconds(pids());
+    const tIdle = performance.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const idleSec = (performance.now() - tIdle) / 1000;
+    const idle = Object.fromEntries(Object.entries(cpuDelta(idle0, cpuSeconds(pids()))).map(([k, v]) => [k, Number((v / idleSec).toFixed(2))]));
+    process.stdout.write(`idle cluster, CPU seconds per second: ${Object.entries(idle).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+    const cpu0 = cpuSeconds(pids());
     const t0 = performance.now();
     for (let i = 0; i < names.length; i++) {
       await call(workloads, workloads.apply, { manifest: workloadYaml(names[i]!, sizes[i]!), source: `${names[i]}.yaml`, dryRun: false });
     }
     const tApplied = performance.now();
     let last = 0;
+    let lastProgress = performance.now();
+    let tAll = 0;
+    let confirmSec = 0;
+    // The clock stops when the controller's statuses count every replica running, provided one
+    // ContainerService.List made right then shows every replica RUNNING too (else polling goes on).
     await until(`${replicas} replicas running`, async () => {
-      last = running(await listAll());
-      return last === replicas;
-    }, 600_000, 200);
-    const applySec = (performance.now() - t0) / 1000;
+      last = await statusRunning();
+      if (performance.now() - lastProgress >= 1000) {
+        lastProgress = performance.now();
+        process.stdout.write(`  ${((lastProgress - t0) / 1000).toFixed(1)} s: ${last} running (workload statuses)\n`);
+      }
+      if (last < replicas) return false;
+      tAll = performance.now();
+      const listed = running(await listAll());
+      confirmSec = (performance.now() - tAll) / 1000;
+      if (listed !== replicas) process.stdout.write(`  statuses say ${last} running, ContainerService.List ${listed}; polling on\n`);
+      return listed === replicas;
+    }, 600_000, 100);
+    const applySec = (tAll - t0) / 1000;
+    const cpu = cpuDelta(cpu0, cpuSeconds(pids()));
     process.stdout.write(`apply (${workloadCount} calls): ${((tApplied - t0) / 1000).toFixed(2)} s\n`);
-    process.stdout.write(`apply-to-all-running: ${applySec.toFixed(2)} s (${Math.round(replicas / applySec)} replicas/s; target < 10 s)\n`);
+    process.stdout.write(`apply-to-all-running: ${applySec.toFixed(2)} s (${Math.round(replicas / applySec)} replicas/s; target < 10 s); confirming List took ${confirmSec.toFixed(2)} s\n`);
+    process.stdout.write(`  CPU seconds used meanwhile: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')} (machine: ${cpus().length} cores x ${applySec.toFixed(1)} s = ${(cpus().length * applySec).toFixed(1)}; load average ${loadavg()[0]?.toFixed(1)})\n`);
+    const beyondIdle = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Number(Math.max(0, v - (idle[k] ?? 0) * applySec).toFixed(1))]));
+    process.stdout.write(`  of which beyond the idle cluster's rate: ${Object.entries(beyondIdle).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
 
     // Node loss: the first agent of the first worker goes silent.
     const victim = `hollow-${String(workers[0]!.first).padStart(5, '0')}`;
     const onVictim = (await listAll()).filter((c) => c.node === victim).length;
     const tLoss = performance.now();
+    const cpuLoss0 = cpuSeconds(pids());
     workers[0]!.child.stdin!.write(`kill ${victim}\n`);
     let lastLog = performance.now();
     await until(`the lost node's ${onVictim} replicas replaced`, async () => {
@@ -316,12 +398,13 @@ async function main(): Promise<void> {
         process.stdout.write(`  waiting: ${running(cs, victim)} running elsewhere; on ${victim}: ${JSON.stringify(states.slice(0, 3))}${states.length > 3 ? '...' : ''}\n`);
       }
       return done;
-    }, intArg('loss-timeout', 120) * 1000, 200);
+    }, intArg('loss-timeout', 120) * 1000, 250);
     const lossSec = (performance.now() - tLoss) / 1000;
+    const cpuLoss = cpuDelta(cpuLoss0, cpuSeconds(pids()));
     const stale = (await listAll()).filter((c) => c.node === victim).map((c) => ContainerState[c.status?.state ?? 0]);
     if (stale.length > 0) process.stdout.write(`  note: ContainerService.List still lists ${stale.length} replicas on ${victim} (states ${JSON.stringify([...new Set(stale)])})\n`);
     process.stdout.write(`node-loss-to-replaced: ${lossSec.toFixed(2)} s (${onVictim} replicas on ${victim})\n`);
-    process.stdout.write(`${JSON.stringify({ nodes, replicas, placementsPerSec: Math.round(placementsPerSec), applyToAllRunningSec: Number(applySec.toFixed(2)), replicasPerSec: Math.round(replicas / applySec), nodeLossToReplacedSec: Number(lossSec.toFixed(2)), lastRunningCount: last })}\n`);
+    process.stdout.write(`${JSON.stringify({ nodes, replicas, placementsPerSec: Math.round(placementsPerSec), applyToAllRunningSec: Number(applySec.toFixed(2)), replicasPerSec: Math.round(replicas / applySec), nodeLossToReplacedSec: Number(lossSec.toFixed(2)), applyCpuSec: cpu, applyCpuBeyondIdleSec: beyondIdle, idleCpuPerSec: idle, lossCpuSec: cpuLoss, loadAverage: Number(loadavg()[0]?.toFixed(1)) })}\n`);
   } finally {
     await cleanup();
   }
