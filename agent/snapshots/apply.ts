@@ -31,6 +31,7 @@ import {
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { FsOpsSession, NodeMaker } from '../sys/fsops.js';
 import { LayerRejectedError } from './errors.js';
 import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar.js';
@@ -48,15 +49,19 @@ const CREATOR_UID = process.geteuid?.() ?? -1;
 const CREATOR_GID = process.getegid?.() ?? -1;
 const OPAQUE = '.wh..wh..opq';
 /**
- * Small regular files are written by the thread pool, several at once,
- * while the main thread goes on parsing and creating directories: a file
- * create is the slowest step on a busy disk, and overlapping creates hides
- * much of it. Larger files, and any file while the budget is used up, are
- * written synchronously as they stream in.
+ * When creating a file turns out to be slow (the first SLOW_PROBE files of a
+ * layer took more than SLOW_CREATE_MS each on average, as on a busy disk),
+ * the rest of the layer's small files are written by the thread pool, several
+ * at once, while the main thread goes on parsing: the slow creates overlap.
+ * Where creates are fast (tmpfs, an idle disk) the thread-pool round trips
+ * would only cost CPU, so everything stays synchronous. Larger files, and any
+ * file while the budget is used up, are written synchronously as they stream in.
  */
 const ASYNC_FILE_MAX = 256 * 1024;
 const ASYNC_BYTES_MAX = 32 * 1024 * 1024;
 const ASYNC_FILES_MAX = 8;
+const SLOW_PROBE = 64;
+const SLOW_CREATE_MS = 0.25;
 
 export interface ApplyOptions {
   /** Absolute path of an existing, empty directory. */
@@ -64,6 +69,12 @@ export interface ApplyOptions {
   nodeMaker: NodeMaker;
   /** Largest number of uncompressed tar bytes accepted. */
   maxSize: number;
+  /**
+   * How small files are written: 'auto' (default) switches to 'parallel'
+   * when the first creates are slow (see SLOW_PROBE); 'sync' and 'parallel'
+   * force one way (tests).
+   */
+  writeMode?: 'auto' | 'sync' | 'parallel';
   /** For error messages. */
   image?: string;
   digest?: string;
@@ -135,12 +146,19 @@ export class LayerApplier implements TarHandler {
   private readonly inflight = new Map<string, Promise<void>>();
   private inflightBytes = 0;
   private asyncError: unknown;
+  /** Synchronous creates timed so far and their total time (ms); see SLOW_PROBE. */
+  private probed = 0;
+  private probeMs = 0;
+  private useAsync = false;
   private fileMeta: Meta | undefined;
   private fileNeedsChmod = true;
   private entryName = '';
   private failed: Error | undefined;
 
-  constructor(private readonly opts: ApplyOptions) {}
+  constructor(private readonly opts: ApplyOptions) {
+    if (opts.writeMode === 'parallel') this.useAsync = true;
+    if (opts.writeMode === 'sync') this.probed = SLOW_PROBE;
+  }
 
   private reject(problem: string, entry: string | undefined = this.entryName, code?: 'resource_exhausted'): LayerRejectedError {
     return new LayerRejectedError(problem, { image: this.opts.image, digest: this.opts.digest, entry: entry === '' ? undefined : entry }, code ? { code } : {});
@@ -286,14 +304,19 @@ export class LayerApplier implements TarHandler {
       case 'file': {
         this.claim(rel, 'file');
         this.fileMeta = meta;
-        if (e.size <= ASYNC_FILE_MAX && this.inflight.size < ASYNC_FILES_MAX && this.inflightBytes + e.size <= ASYNC_BYTES_MAX) {
+        if (this.useAsync && e.size <= ASYNC_FILE_MAX && this.inflight.size < ASYNC_FILES_MAX && this.inflightBytes + e.size <= ASYNC_BYTES_MAX) {
           this.pendingFile = { rel, chunks: [], size: 0 };
           break;
         }
         // Plain permission bits that the umask leaves alone are given at create
         // time, saving an fchmod; special bits always need fchmod after fchown.
         const direct = (e.mode & ~0o777) === 0 && (e.mode & UMASK) === 0;
+        const t0 = this.probed < SLOW_PROBE ? performance.now() : 0;
         this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
+        if (this.probed < SLOW_PROBE) {
+          this.probeMs += performance.now() - t0;
+          if (++this.probed === SLOW_PROBE) this.useAsync = this.probeMs / SLOW_PROBE > SLOW_CREATE_MS;
+        }
         this.fileNeedsChmod = !direct;
         break;
       }

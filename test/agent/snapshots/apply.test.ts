@@ -89,16 +89,16 @@ describe('LayerApplier', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function apply(items: TarItem[], maxSize = 1 << 30): Promise<string> {
+  async function apply(items: TarItem[], maxSize = 1 << 30, writeMode: 'auto' | 'sync' | 'parallel' = 'auto'): Promise<string> {
     const tar = makeTar(items);
-    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize, image: 'img', digest: 'sha256:layer' });
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize, image: 'img', digest: 'sha256:layer', writeMode });
     for (let i = 0; i < tar.length; i += 1000) a.write(tar.subarray(i, i + 1000));
     const r = await a.finish();
     assert.equal(r.diffId, sha256(tar));
     return join(dir, 'fs');
   }
 
-  it('writes files, dirs, symlinks, hardlinks, devices, fifos, owners, special modes, xattrs and mtimes', async () => {
+  for (const mode of ['sync', 'parallel'] as const) it(`writes files, dirs, symlinks, hardlinks, devices, fifos, owners, special modes, xattrs and mtimes when small files are written ${mode === 'sync' ? 'synchronously' : 'on the thread pool'}`, async () => {
     const fs = await apply([
       { name: './', type: '5', mode: 0o755, mtime: 1600000000 },
       { name: 'etc/', type: '5', mode: 0o750, uid: 0, gid: 42, mtime: 1600000001 },
@@ -114,7 +114,9 @@ describe('LayerApplier', () => {
       { name: 'cap', data: 'x', pax: { 'SCHILY.xattr.user.note': 'hello', 'SCHILY.xattr.trusted.overlay.redirect': '/evil' }, uid: 9 },
       { name: 'gone/.wh.old', data: '' },
       { name: 'opq/.wh..wh..opq', data: '' },
-    ]);
+      { name: 'big', data: Buffer.alloc(300 * 1024, 7), mode: 0o600, mtime: 1600000005 },
+      { name: 'hard-big', type: '1', linkname: 'big' },
+    ], 1 << 30, mode);
     const st = (p: string): Stats => lstatSync(join(fs, p));
     assert.equal(readFileSync(join(fs, 'etc/conf'), 'utf8'), 'conf\n');
     assert.deepEqual([st('etc/conf').mode & 0o7777, st('etc/conf').uid, st('etc/conf').gid, st('etc/conf').mtimeMs], [0o640, 1000, 1001, 1600000002000]);
@@ -141,6 +143,23 @@ describe('LayerApplier', () => {
     assert.equal(st('gone/old').rdev, 0);
     assert.equal(xattr(join(fs, 'opq'), 'trusted.overlay.opaque'), Buffer.from('y').toString('hex'));
     assert.equal(statSync(join(fs, 'gone')).mode & 0o7777, 0o755, 'implicit parents are 0755');
+    assert.deepEqual([st('big').size, st('big').mode & 0o7777, st('big').mtimeMs, st('hard-big').ino], [300 * 1024, 0o600, 1600000005000, st('big').ino]);
+  });
+
+  it('writes many small files on the thread pool with their content, and waits for them before rejecting a later entry', async () => {
+    const items: TarItem[] = [{ name: 'd/', type: '5' }];
+    for (let i = 0; i < 200; i++) items.push({ name: `d/f${i}`, data: `file ${i}\n`.repeat(i + 1), mode: i % 2 ? 0o644 : 0o4755, uid: i % 3, mtime: 1600000000 + i });
+    const fs = await apply(items, 1 << 30, 'parallel');
+    for (let i = 0; i < 200; i += 37) {
+      assert.equal(readFileSync(join(fs, `d/f${i}`), 'utf8'), `file ${i}\n`.repeat(i + 1));
+      const s = lstatSync(join(fs, `d/f${i}`));
+      assert.deepEqual([s.mode & 0o7777, s.uid, s.mtimeMs], [i % 2 ? 0o644 : 0o4755, i % 3, (1600000000 + i) * 1000]);
+    }
+    rmSync(join(dir, 'fs'), { recursive: true });
+    mkdirSync(join(dir, 'fs'));
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel' });
+    assert.throws(() => a.write(makeTar([...items, { name: 'd/f3', data: 'again' }])), /entry "d\/f3": duplicate entry for "d\/f3"/);
+    await a.abort();
   });
 
   it('refuses a layer over the size cap as resource exhausted', async () => {
