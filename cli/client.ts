@@ -31,6 +31,7 @@ import type {
   VersionResponse,
 } from '../proto/gen/berth/v1/controller.js';
 import type { Container, LogLine, Node, Workload } from '../proto/gen/berth/v1/types.js';
+import type { RemoveNodeResponse } from '../proto/gen/berth/v1/controller.js';
 import { BerthError, ErrorCode, UnavailableError, fromGrpcError } from '../lib/errors.js';
 import { connectFailureReason, isConnectFailure } from '../lib/unreachable.js';
 import type { CliContext } from './context.js';
@@ -61,6 +62,7 @@ export interface ControllerApi {
   logs(req: ContainerLogsRequest, onLine: (line: LogLine) => void, signal?: AbortSignal): Promise<void>;
   cordonNode(name: string, cordoned: boolean): Promise<Node>;
   drainNode(name: string): Promise<Node>;
+  removeNode(name: string, force: boolean): Promise<RemoveNodeResponse>;
   listEvents(req: Partial<ListEventsRequest>): Promise<ListEventsResponse>;
   close(): void;
 }
@@ -142,6 +144,7 @@ export async function openControllerApi(ctx: CliContext): Promise<ControllerApi>
     }),
     cordonNode: (name, cordoned) => call('NodeService.Cordon', (md, o, cb) => nodes.cordon({ name, cordoned }, md, o, cb)),
     drainNode: (name) => call('NodeService.Drain', (md, o, cb) => nodes.drain({ name }, md, o, cb)),
+    removeNode: (name, force) => call('NodeService.Remove', (md, o, cb) => nodes.remove({ name, force }, md, o, cb)),
     listEvents: (req) => call('EventService.List', (md, o, cb) => events.list({ sinceUnixMs: 0, limit: 0, workload: '', kind: '', ...req }, md, o, cb)),
     close() {
       workloads.close();

@@ -72,6 +72,13 @@ export async function runNodeOp(ctx: CliContext, op: 'cordon' | 'uncordon' | 'dr
   return 0;
 }
 
+export async function runNodeRemove(ctx: CliContext, name: string, force: boolean): Promise<number> {
+  const { withController } = await import('./client.js');
+  const res = await withController(ctx, (api) => api.removeNode(name, force));
+  ctx.out(`node/${name} removed${res.releasedSubnet !== '' ? ` (subnet ${res.releasedSubnet} released)` : ''}`);
+  return 0;
+}
+
 function line(key: string, value: string): string {
   return `${`${key}:`.padEnd(18)}${value}`;
 }
@@ -182,6 +189,16 @@ Example:
   berth node ${op} node-1`)
       .action(run((ctx, _cmd: Command, _opts: unknown, args) => runNodeOp(ctx, op, args[0] as string)));
   }
+  node
+    .command('rm')
+    .summary('remove a node record and release its container subnet')
+    .description('Remove a node that left the cluster: its record is deleted and its container subnet released. A Ready node (its agent still heartbeats) is refused unless --force.')
+    .argument('<name>', 'node name')
+    .option('-f, --force', 'remove it even while it is Ready')
+    .addHelpText('after', `
+Example:
+  berth node rm node-3`)
+    .action(run((ctx, _cmd: Command, opts: { force?: boolean }, args) => runNodeRemove(ctx, args[0] as string, Boolean(opts.force))));
 
   const describe = program
     .command('describe')

@@ -4,6 +4,8 @@ import { parseIpv4 } from '../../lib/network.js';
 import type {
   CordonNodeRequest, DrainNodeRequest, ListNodesRequest, ListNodesResponse, NodeServiceServer, RegisterNodeRequest, RegisterNodeResponse,
 } from '../../proto/gen/berth/v1/controller.js';
+import type { RemoveNodeRequest, RemoveNodeResponse } from '../../proto/gen/berth/v1/controller.js';
+import { NodeState } from '../../proto/gen/berth/v1/types.js';
 import type { NodeSpec } from '../../proto/gen/berth/v1/types.js';
 import { HEARTBEAT_INTERVAL_MS, type Membership } from '../nodes/index.js';
 import { ContainerState } from '../../proto/gen/berth/v1/types.js';
@@ -18,7 +20,7 @@ export interface NodeServiceDeps {
   /** When given, List adds each node's allocated resources (the sum of its records' requests). */
   records?: Pick<ContainerRecordStore, 'listContainerRecords'>;
   /** Where Cordon and Drain write; those calls fail with FAILED_PRECONDITION without it. */
-  nodeStore?: Pick<NodeStore, 'setNodeCordoned' | 'drainNode'>;
+  nodeStore?: Pick<NodeStore, 'setNodeCordoned' | 'drainNode'> & Partial<Pick<NodeStore, 'getNode' | 'deleteNode'>>;
   defaultRegistry?: string;
   /** The controller's --cluster-cidr, sent to registering agents. */
   clusterCidr?: string;
@@ -96,6 +98,20 @@ export function nodeService(deps: NodeServiceDeps): NodeServiceServer {
       const node = await deps.nodeStore.drainNode(name, { signal });
       logger.info('node draining', { node: name });
       return membership.merge(node);
+    }),
+
+    remove: unary(logger, 'NodeRemove', async (req: RemoveNodeRequest, { signal }): Promise<RemoveNodeResponse> => {
+      const store = deps.nodeStore;
+      if (!store?.getNode || !store.deleteNode) throw new FailedPreconditionError('failed to remove a node: this controller has no node store');
+      const name = checkName('name', req.name, 'node');
+      if (membership.liveStatus(name).state === NodeState.NODE_STATE_READY && !req.force) {
+        throw new FailedPreconditionError(`failed to remove node "${name}": it is Ready (its agent still heartbeats); stop its agent first, or force the removal`);
+      }
+      const node = await store.getNode(name, { signal });
+      await store.deleteNode(name, { signal });
+      const subnet = node.network?.subnet ?? '';
+      logger.info('node removed', { node: name, subnet });
+      return { releasedSubnet: subnet };
     }),
 
     register: unary(logger, 'Register', async (req: RegisterNodeRequest, { signal }): Promise<RegisterNodeResponse> => {

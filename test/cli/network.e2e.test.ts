@@ -174,4 +174,24 @@ describe('container networks end to end (controller, three agents in namespace h
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the namespace to be deleted', () => !existsSync(ns), 20_000, 200);
   });
+
+  it('drops a removed node\'s route on the other nodes and releases its subnet', async () => {
+    const refused = await cli(['node', 'rm', 'node-1']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /failed to remove node "node-1": it is Ready/);
+    await agents[2]!.stop();
+    await waitFor('node-2 to be NotReady', async () => {
+      const r = await cli(['get', 'nodes', '-o', 'json']);
+      const n = (JSON.parse(r.stdout) as (NodeJson & { status?: { state?: string } })[]).find((x) => x.spec?.name === 'node-2');
+      return n?.status?.state === 'NODE_STATE_NOT_READY';
+    }, 30_000, 500);
+    const rm = await cli(['node', 'rm', 'node-2']);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.match(rm.stdout, new RegExp(`node/node-2 removed \\(subnet ${subnets.get('node-2')!.replace(/\./g, '\\.').replace('/', '\\/')} released\\)`));
+    const h0 = hosts!.hosts[0]!;
+    await waitFor('node-0 to drop the route to node-2', async () => {
+      const r = await tryRunIn(h0.netns, 'ip', ['-4', 'route', 'show', 'proto', '198']);
+      return !r.stdout.includes(subnets.get('node-2')!) && r.stdout.includes(subnets.get('node-1')!);
+    }, 20_000, 250);
+  });
 });
