@@ -89,16 +89,7 @@ export function imageService(deps: ImageServiceDeps): ImageServiceServer {
   const logger = deps.logger.child({ service: 'ImageService' });
   return {
     pull: serverStream(logger, 'ImagePull', deps.stopping, async (req: ImagePullRequest, send: (p: PullProgress) => void, { signal }) => {
-      if (typeof req.reference !== 'string' || req.reference === '') {
-        throw new InvalidArgumentError('reference: expected an image reference such as "busybox" or "registry.example.com/team/web:1.0", got nothing', { field: 'reference' });
-      }
-      let reference: string;
-      try {
-        reference = normalizeImageReference(req.reference, deps.defaultRegistry
-          ? { field: 'reference', defaultRegistry: deps.defaultRegistry } : { field: 'reference' });
-      } catch (err) {
-        throw new InvalidArgumentError(`reference: ${messageOf(err)}`, { field: 'reference', cause: err });
-      }
+      const reference = normalizeReference(deps, req.reference, 'reference');
       const nodes = await targetNodes(deps, req.node, signal);
       await Promise.all(nodes.map(async (n) => {
         const node = n.spec?.name ?? '';

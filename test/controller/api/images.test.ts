@@ -88,4 +88,29 @@ describe('ImageService (controller)', function () {
     assert.equal(unknown.error?.code, grpc.status.NOT_FOUND);
     assert.match(unknown.error?.details ?? '', /node "no-such-node" not found/);
   });
+
+  it('rejects bad Remove, Prune and Search requests by field and changes nothing', async () => {
+    const call = <Req, Res>(fn: (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => unknown, req: Req): Promise<grpc.ServiceError | undefined> =>
+      new Promise((resolve) => fn.call(images, req, (err) => resolve(err ?? undefined)));
+    const c = images as ImageServiceClient;
+    const before = (await list(c)).images.length;
+    const none = await call(c.remove, { references: [], node: '', force: false });
+    assert.equal(none?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(none?.details ?? '', /^references: expected at least one image reference or digest, got none/);
+    const bad = await call(c.remove, { references: ['Not A Reference'], node: '', force: false });
+    assert.equal(bad?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(bad?.details ?? '', /^references: /);
+    const missing = await call(c.remove, { references: [`${registry?.registry.host ?? ''}/no-such-image:1`], node: '', force: false });
+    assert.equal(missing?.code, grpc.status.NOT_FOUND);
+    assert.match(missing?.details ?? '', /image ".*no-such-image:1" not found on any Ready node \(2 asked\)/);
+    const noNode = await call(c.prune, { all: true, node: 'no-such-node' });
+    assert.equal(noNode?.code, grpc.status.NOT_FOUND);
+    const limit = await call(c.search, { term: 'x', registry: registry?.registry.host ?? '', limit: 101 });
+    assert.equal(limit?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(limit?.details ?? '', /^limit: expected 1 to 100, got 101/);
+    const host = await call(c.search, { term: 'x', registry: 'http://evil', limit: 0 });
+    assert.equal(host?.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(host?.details ?? '', /^registry: expected a registry host/);
+    assert.equal((await list(c)).images.length, before);
+  });
 });
