@@ -73,6 +73,18 @@ export interface ReconcilerOptions {
 interface Backoff {
   failures: number;
   nextUnixMs: number;
+  /**
+   * Failed starts that count against the revision (and roll it back at
+   * ROLLBACK_AFTER_FAILURES): not those where the node's agent could not be
+   * reached, which say nothing about the revision (a node that died keeps
+   * failing calls until it is NotReady and its replicas move).
+   */
+  revisionFailures: number;
+}
+
+/** The agent call did not get an answer from the agent (node down, link cut, too slow). */
+function unreachable(err: unknown): boolean {
+  return isCode(err, 'unavailable') || isCode(err, 'deadline_exceeded') || isCode(err, 'cancelled');
 }
 
 /** State of one term; thrown away when the term ends. */
@@ -288,7 +300,7 @@ export class Reconciler {
     const volumes = this.opts.volumes ? new Map((await this.opts.volumes.listVolumes({ signal })).map((v) => [v.name, v.node])) : undefined;
     const plan = decide({
       workloads: [...s.workloads.values()], records: [...s.records.values()], nodes, observed, evalId, now: this.now(), newId: this.newId,
-      startFailures: new Map([...s.backoff.entries()].map(([id, b]) => [id, b.failures])),
+      startFailures: new Map([...s.backoff.entries()].map(([id, b]) => [id, b.revisionFailures])),
       ...(volumes ? { volumes } : {}),
     });
     for (const rb of plan.rollbacks) await this.rollback(s, rb);
@@ -404,8 +416,9 @@ export class Reconciler {
   /** Backs a failed agent call off (0.5 s doubling to 30 s) and records it as an event. */
   private failed(s: TermState, id: string, what: { reason: string; name: string; node: string; workload: string }, err: unknown): void {
     if (s.term.signal.aborted) return;
-    const b = s.backoff.get(id) ?? { failures: 0, nextUnixMs: 0 };
+    const b = s.backoff.get(id) ?? { failures: 0, nextUnixMs: 0, revisionFailures: 0 };
     b.failures++;
+    if (what.reason === 'StartFailed' && !unreachable(err)) b.revisionFailures++;
     const delay = Math.min(500 * 2 ** (b.failures - 1), 30_000);
     b.nextUnixMs = this.now() + delay;
     s.backoff.set(id, b);

@@ -1,0 +1,77 @@
+/**
+ * A node that dies in the middle of a rolling update: until it is NotReady
+ * (5 s without a heartbeat) the reconciler keeps failing to start new
+ * replicas there. Those failures say nothing about the new revision and must
+ * not roll it back; once the node is lost its replicas go elsewhere and the
+ * rollout finishes. Real etcd and NATS, the controller's real components and
+ * fake agents (real gRPC servers and NATS traffic).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Etcd3 } from 'etcd3';
+import type { Event } from '../../../proto/gen/berth/v1/types.js';
+import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
+import { call, connectClients, manifest, type Clients } from '../helpers.js';
+import { FakeAgent } from './fake-agent.js';
+import { startController, type TestController } from './controller.js';
+
+describe('reconciler when a node becomes unreachable during a rollout', function () {
+  this.timeout(120_000);
+  let etcd: Service;
+  let nats: Service;
+  let raw: Etcd3;
+  let prefix: string;
+  let ctl: TestController | undefined;
+  let c: Clients | undefined;
+  let agents: FakeAgent[] = [];
+
+  before(async () => {
+    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
+    raw = new Etcd3({ hosts: etcd.url });
+  });
+  after(async () => {
+    raw?.close();
+    await Promise.all([etcd?.stop(), nats?.stop()]);
+  });
+  beforeEach(async () => {
+    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
+    ctl = await startController(etcd.url, nats.url, prefix, 'ctl-a');
+    await waitFor('leadership', () => ctl?.election.isLeader() === true, 10_000);
+    c = connectClients(ctl.address);
+    agents = ['n1', 'n2', 'n3'].map((node) => new FakeAgent({ node, natsUrl: nats.url, controller: (ctl as TestController).address }));
+    await Promise.all(agents.map((a) => a.start()));
+  });
+  afterEach(async () => {
+    c?.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    agents = [];
+    await ctl?.stop();
+    ctl = undefined;
+    await raw.delete().prefix(prefix);
+  });
+
+  it('does not roll back a revision whose replicas fail to start only because their node is unreachable', async () => {
+    const clients = c as Clients;
+    const apply = (text: string) => call(clients.workloads, clients.workloads.apply, { manifest: text, source: 'test.yaml', dryRun: false });
+    const events = async (): Promise<Event[]> => (await call(clients.events, clients.events.list, { sinceUnixMs: 0, limit: 0, workload: 'web', kind: '' })).events;
+    const [n1, n2, n3] = agents as [FakeAgent, FakeAgent, FakeAgent];
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1', extra: '  update: { maxSurge: 3, maxUnavailable: 0 }' }));
+    await waitFor('one replica on each node', () => agents.every((a) => a.runningCount() === 1), 15_000);
+
+    // n3 dies (its API and its heartbeats); a surge of 3 puts one new replica on each node, n3 included.
+    await n3.stop();
+    await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:2', extra: '  update: { maxSurge: 3, maxUnavailable: 0 }' }));
+    const images = (): string[] => [n1, n2].flatMap((a) => [...a.containers.values()].map((x) => x.spec?.image ?? ''));
+    let all: Event[] = [];
+    // n3 is NotReady 5 s after its last heartbeat; by then its new replica has failed to start several times (0.5, 1, 2 s apart).
+    await waitFor('the rollout to finish on n1 and n2, or to be rolled back', async () => {
+      all = await events();
+      if (all.some((e) => e.reason === 'RolledBack')) return true;
+      return all.some((e) => e.reason === 'Rescheduled' && e.node === 'n3') && images().length === 3 && images().every((i) => i.endsWith('web:2'));
+    }, 30_000, 100);
+    assert.deepEqual(all.filter((e) => e.reason === 'RolledBack').map((e) => e.message), [], 'no rollback');
+    assert.ok(all.some((e) => e.reason === 'StartFailed' && e.node === 'n3'), 'a start on n3 failed before it was lost');
+    const history = await call(clients.workloads, clients.workloads.history, { name: 'web' });
+    assert.deepEqual(history.revisions.map((r) => [r.revision, r.cause, r.spec?.image]), [[1, 'apply', '127.0.0.1:5000/web:1'], [2, 'apply', '127.0.0.1:5000/web:2']]);
+  });
+});
