@@ -163,11 +163,15 @@ export class NodeNetwork {
     return out;
   }
 
-  /** Runs `change` under the table lock, then rewrites the table and checks that every DNAT rule is in place. */
-  private withTable<T>(change: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `change` under the table lock, then (unless `write` is false: the
+   * published ports did not change) rewrites the table and checks that every
+   * DNAT rule is in place.
+   */
+  private withTable<T>(change: () => Promise<T>, write = true): Promise<T> {
     const run = async (): Promise<T> => {
       const result = await change();
-      await this.writeTable();
+      if (write) await this.writeTable();
       return result;
     };
     const p = this.tableLock.then(run, run);
@@ -220,7 +224,8 @@ export class NodeNetwork {
       rec.ports = ports;
       this.records.set(id, rec);
       await this.writeRecord(rec);
-    }).catch((err: unknown) => {
+      // No DNAT rule yet: the ports get one once the address is known.
+    }, false).catch((err: unknown) => {
       // The table write failed after the reservation: forget it.
       if (this.records.get(id) === rec && rec.address === '') this.records.delete(id);
       throw err;
@@ -234,7 +239,7 @@ export class NodeNetwork {
         const addr = ips.map((i) => i.address ?? '').find((a) => a.includes('.'));
         if (!addr) throw new ContainerNetworkError(id, `failed to set up the network of container "${id}": the bridge plugin returned no IPv4 address: ${JSON.stringify(res).slice(0, 300)}`);
         rec.address = addr.split('/')[0] ?? '';
-        await this.withTable(() => this.writeRecord(rec));
+        await this.withTable(() => this.writeRecord(rec), ports.length > 0);
       }
       this.log.info('container network set up', { containerId: id, mode, address: rec.address, ports: ports.length });
       return { netnsPath: path, ipAddress: rec.address };
