@@ -26,6 +26,8 @@ import type {
 
 /** Attempts of one read-decide-write cycle before ConflictError. */
 export const CONFLICT_ATTEMPTS = 5;
+/** Container record batches written at once by writeContainerRecords. */
+export const CONTAINER_TXNS_IN_FLIGHT = 8;
 /** etcd's default --max-txn-ops; a write needing more operations is refused up front. */
 export const MAX_TXN_OPS = 128;
 
@@ -439,10 +441,22 @@ export class EtcdStore implements DesiredStore, VolumeStore {
       ...put.map((c): IRequestOp => ({ request_put: { key: Buffer.from(this.keys.container(c.id)), value: Buffer.from(Container.encode(c).finish()) } })),
       ...del.map((id): IRequestOp => ({ request_delete_range: { key: Buffer.from(this.keys.container(id)) } })),
     ];
-    for (let i = 0; i < ops.length; i += CONTAINER_OPS_PER_TXN) {
-      const batch = ops.slice(i, i + CONTAINER_OPS_PER_TXN);
-      await this.txn(`write ${batch.length} container records`, opts, [], batch);
+    const batches: IRequestOp[][] = [];
+    for (let i = 0; i < ops.length; i += CONTAINER_OPS_PER_TXN) batches.push(ops.slice(i, i + CONTAINER_OPS_PER_TXN));
+    // Batches touch different keys unless an id is both put and deleted: then they go in order.
+    const puts = new Set(put.map((c) => c.id));
+    const inOrder = del.some((id) => puts.has(id));
+    const write = (batch: IRequestOp[]): Promise<unknown> => this.txn(`write ${batch.length} container records`, opts, [], batch);
+    if (inOrder) {
+      for (const batch of batches) await write(batch);
+      return;
     }
+    // Placing thousands of replicas is tens of batches: several in flight rather than one etcd round trip each.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batches.length) await write(batches[next++] as IRequestOp[]);
+    };
+    await Promise.all(Array.from({ length: Math.min(CONTAINER_TXNS_IN_FLIGHT, batches.length) }, worker));
   }
 
   async getWorkloadStatus(name: string, opts?: CallOptions): Promise<WorkloadStatus | undefined> {

@@ -160,8 +160,9 @@ export interface ContainerRecordStore {
   getContainerRecord(id: string, opts?: CallOptions): Promise<Container>;
   /**
    * Writes every put and delete. Changes of up to CONTAINER_OPS_PER_TXN
-   * operations are one atomic write; bigger ones are split into such batches
-   * in order (each record stands alone, so a crash between batches leaves
+   * operations are one atomic write; bigger ones are split into such batches,
+   * several written at once (in order when an id is both put and deleted;
+   * each record stands alone, so a crash or failure between batches leaves
    * valid records only).
    */
   writeContainerRecords(change: ContainerRecordChange, opts?: CallOptions): Promise<void>;
