@@ -314,6 +314,40 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     });
   }
 
+  it('converges to the new revision when a node is lost half-way through a rolling update, and removes its leftovers when it returns', async () => {
+    const c = await start();
+    const { v1, v2 } = images();
+    await apply(c, { replicas: 6, image: v1, maxSurge: 1, maxUnavailable: 0 });
+    assert.deepEqual(counts(await settled(c, 6, v1)), [2, 2, 2]);
+    const lost = c.agents[1] as NodeAgent;
+    await apply(c, { replicas: 6, image: v2, maxSurge: 1, maxUnavailable: 0 });
+    await waitFor('the rollout half-way (2 replicas of v2 serving)', async () => (await Promise.all(c.agents.map((a) => agentContainers(a, WORKLOAD)))).flat().filter((x) => x.spec?.image === v2 && isServing(x)).length >= 2, 60_000, 100);
+    const leftThere = (await agentContainers(lost, WORKLOAD)).map((x) => x.id);
+    await lost.proc?.kill9();
+    await waitForNodes(c, (nodes) => nodeState(nodes, lost.name) === NodeState.NODE_STATE_NOT_READY, `${lost.name} NotReady`, 30_000);
+    const others = [c.agents[0] as NodeAgent, c.agents[2] as NodeAgent];
+    let seen = '';
+    await waitFor('6 replicas of v2 serving on the two other nodes', async () => {
+      const all = (await Promise.all(others.map((a) => agentContainers(a, WORKLOAD)))).flat();
+      seen = all.map((x) => `${x.name}@${x.node}:${x.spec?.image.split('/').pop()}:${x.status?.state}:${x.status?.health}`).join(', ');
+      return all.length === 6 && all.every((x) => isServing(x) && x.spec?.image === v2);
+    }, 120_000, 200).catch(async (err: Error) => {
+      const d = await c.cli(['describe', 'workload', WORKLOAD]);
+      throw new Error(`${err.message}\nagents run: ${seen}\n${d.stdout}${d.stderr}`);
+    });
+    const status = await c.cli(['rollout', 'status', WORKLOAD, '--timeout', '2m'], { timeoutMs: 150_000 });
+    // Starts that failed on the dead node (before it was NotReady) are not the new revision's fault: no rollback.
+    const failures = (await c.cli(['events', '--limit', '1000'])).stdout.split('\n').filter((l) => /StartFailed|RolledBack/.test(l)).join('\n');
+    assert.equal(status.code, 0, `rollout status: ${status.stdout}${status.stderr}\n${failures}`);
+    assert.doesNotMatch(failures, /RolledBack/);
+
+    await c.startAgent(lost, c.controllers[0] as Controller);
+    await waitFor(`${lost.name} to remove what it ran before`, async () => !(await agentContainers(lost, WORKLOAD)).some((x) => leftThere.includes(x.id)), 60_000, 200);
+    const per = await settled(c, 6, v2);
+    assertNoDuplicates(per);
+    await controllerAgrees(c, 6);
+  });
+
   it('drains a node: its replicas move away while the workload keeps serving', async () => {
     const c = await start();
     const { v1 } = images();
