@@ -350,8 +350,8 @@ export class ContainerManager {
         await mkdir(bundle, { recursive: true });
         const runOptions = this.runOptions(e.container);
         if (req.spec.tty && req.consoleSize && req.consoleSize.rows > 0 && req.consoleSize.cols > 0) runOptions.consoleSize = { rows: req.consoleSize.rows, cols: req.consoleSize.cols };
-        // A container whose client attaches first (berth run -it, -t or -i) waits, created, for AgentStreamService.Attach.
-        const waitForAttach = req.waitForAttach === true && (req.spec.tty || req.spec.stdin);
+        // A container whose client attaches first (berth run, attached) waits, created, for AgentStreamService.Attach.
+        const waitForAttach = req.waitForAttach === true;
         if (req.spec.mounts.length > 0 && this.opts.mounts) runOptions.mounts = await this.opts.mounts.resolve(req.spec.mounts, { signal: opts.signal });
         if (this.opts.network) {
           const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });
@@ -556,11 +556,14 @@ export class ContainerManager {
       const rid = attemptId(id, e.attempt);
       if ((await this.opts.runtime.state(rid)).status === 'created') {
         const info = await this.opts.runtime.start(rid);
-        e.container.status = {
-          ...e.container.status!, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0, startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
-        };
         this.log.info('container started on attach', { containerId: id });
-        await this.changed(e);
+        // A quick process may have exited (and been recorded by the exit watcher) already.
+        if (e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED) {
+          e.container.status = {
+            ...e.container.status, state: ContainerState.CONTAINER_STATE_RUNNING, pid: info.pid ?? 0, startedUnixMs: Date.parse(info.startedAt ?? '') || Date.now(),
+          };
+          await this.changed(e);
+        }
       }
       return clone(e.container);
     });

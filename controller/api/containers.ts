@@ -141,7 +141,6 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       for (const [f, v] of [['console_size.rows', req.consoleSize?.rows ?? 0], ['console_size.cols', req.consoleSize?.cols ?? 0]] as const) {
         if (v > 65535) throw new InvalidArgumentError(`${f}: expected 0 (unset) to 65535, got ${v}`, { field: f });
       }
-      if (req.waitForAttach && !spec.tty && !spec.stdin) throw new InvalidArgumentError('wait_for_attach: expected a container with a terminal or input (spec.tty or spec.stdin)', { field: 'wait_for_attach' });
       checkMounts(spec.mounts);
       const volumes = deps.volumes;
       if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
