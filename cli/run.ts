@@ -191,51 +191,20 @@ export function separateRunCommand(argv: readonly string[]): string[] {
   return [...argv.slice(0, i + 1), '--', ...argv.slice(i + 1)];
 }
 
-const EXITED = 4;
-const REMOVED = 5;
 
 export async function runRun(ctx: CliContext, opts: RunOptions, image: string, command: readonly string[]): Promise<number> {
   const req = await buildRunRequest(ctx, opts, image, command);
   const { withController } = await import('./client.js');
   return withController(ctx, async (api) => {
-    if ((opts.tty || opts.interactive) && !opts.detach) {
+    if (!opts.detach) {
+      // Attached (with or without a terminal): created waiting for the attach stream, which
+      // starts it, relays its output (and input with -i) and ends with its exit code.
       const { runWithTerminal } = await import('./interactive.js');
       return runWithTerminal(ctx, api, req, { interactive: Boolean(opts.interactive), rm: Boolean(opts.rm) });
     }
     const c = await api.runContainer(req);
-    if (opts.detach) {
-      ctx.out(c.id);
-      return 0;
-    }
-    const { writeLogLine } = await import('./containers.js');
-    // Ctrl-C stops the container (SIGTERM, then SIGKILL after the grace period) and still
-    // waits for its exit code; a second Ctrl-C leaves at once, the container left as it is.
-    let interrupted = false;
-    const onInterrupt = (): void => {
-      if (interrupted) process.exit(130);
-      interrupted = true;
-      ctx.io.stderr.write(`stopping container "${c.name}" (Ctrl-C again to leave it running)\n`);
-      api.stopContainers({ containers: [c.id], graceSeconds: 0 }).catch((err: unknown) => {
-        ctx.io.stderr.write(`error: failed to stop container "${c.name}": ${err instanceof Error ? err.message : String(err)}\n`);
-      });
-    };
-    process.on('SIGINT', onInterrupt);
-    try {
-      await api.logs({ container: c.id, follow: true, tail: 0, sinceUnixMs: 0 }, (l) => writeLogLine(ctx, l, false));
-    } finally {
-      process.removeListener('SIGINT', onInterrupt);
-    }
-    // The log stream ends when the container exits; its record may lag behind by a moment.
-    for (;;) {
-      const res = await api.listContainers({ all: true });
-      const now = res.containers.find((x) => x.id === c.id);
-      if (!now || now.status?.state === REMOVED) throw new Error(`container "${c.name}" was removed before its exit code was known`);
-      if (now.status?.state === EXITED) {
-        if (opts.rm) await api.removeContainers({ containers: [c.id], force: true });
-        return now.status.exitCode;
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    ctx.out(c.id);
+    return 0;
   });
 }
 
