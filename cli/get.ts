@@ -63,12 +63,12 @@ export function allocationText(allocated: number, capacity: number, format: (n: 
 /**
  * Table rows for nodes: capacity and what placed replicas request of it
  * (CPU, MEMORY, PIDS as allocated/capacity) and the replica count; `wide`
- * adds kernel, os/arch, cgroup version, containers reported by the node and
- * the last heartbeat.
+ * adds kernel, os/arch, cgroup version, containers reported by the node,
+ * the last heartbeat and the node's container subnet.
  */
 export function nodeTable(items: readonly Node[], wide: boolean, nowMs = Date.now()): string {
   const headers = ['NAME', 'STATUS', 'ADDRESS', 'CPU', 'MEMORY', 'PIDS', 'REPLICAS', 'LABELS', 'AGE', 'VERSION'];
-  if (wide) headers.push('KERNEL', 'OS/ARCH', 'CGROUP', 'CONTAINERS', 'LAST HEARTBEAT');
+  if (wide) headers.push('KERNEL', 'OS/ARCH', 'CGROUP', 'CONTAINERS', 'LAST HEARTBEAT', 'SUBNET');
   const rows = items.map((n) => {
     const s = n.spec;
     const cap = s?.capacity;
@@ -87,7 +87,7 @@ export function nodeTable(items: readonly Node[], wide: boolean, nowMs = Date.no
     ];
     if (wide) {
       const hb = n.status?.lastHeartbeatUnixMs ?? 0;
-      row.push(s?.kernel || '-', s?.os ? `${s.os}/${s.arch}` : '-', s?.cgroupVersion || '-', String(n.status?.containers ?? 0), hb ? `${formatAge(hb, nowMs)} ago` : 'never');
+      row.push(s?.kernel || '-', s?.os ? `${s.os}/${s.arch}` : '-', s?.cgroupVersion || '-', String(n.status?.containers ?? 0), hb ? `${formatAge(hb, nowMs)} ago` : 'never', n.network?.subnet || '-');
     }
     return row;
   });

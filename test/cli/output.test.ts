@@ -92,7 +92,7 @@ describe('cli/output', () => {
     assert.match(lines[0] ?? '', /^NAME\s+STATUS\s+ADDRESS\s+CPU\s+MEMORY\s+PIDS\s+REPLICAS\s+LABELS\s+AGE\s+VERSION$/);
     assert.match(lines[1] ?? '', /^n1\s+Ready\s+127\.0\.0\.1:7071\s+1500m\/2\s+512Mi\/7\.8Gi\s+300\/32768\s+3\s+zone=a\s+3h\s+0\.1\.0$/);
     assert.match(lines[2] ?? '', /^n2\s+NotReady\s+127\.0\.0\.1:7071\s+0\/2\s+0\/7\.8Gi\s+0\/32768\s+0\s/);
-    assert.match(nodeTable([node('n1', NodeState.NODE_STATE_READY)], true, now), /hybrid\s+0\s+1s ago$/m);
+    assert.match(nodeTable([node('n1', NodeState.NODE_STATE_READY)], true, now), /hybrid\s+0\s+1s ago\s+-$/m);
   });
 
   it('lists revisions oldest first in the history table', () => {
