@@ -314,6 +314,29 @@ describe('multi-node cluster end to end (3 agents in network namespaces, real co
     });
   }
 
+  it('re-adopts the running containers when an agent is killed with -9 and started again, with no duplicates', async () => {
+    const c = await start();
+    const { v1 } = images();
+    await apply(c, { replicas: 6, image: v1 });
+    assert.deepEqual(counts(await settled(c, 6, v1)), [2, 2, 2]);
+    const a = c.agents[0] as NodeAgent;
+    const before = new Map((await agentContainers(a, WORKLOAD)).map((x) => [x.id, x.status?.pid ?? 0]));
+    await a.proc?.kill9();
+    await c.startAgent(a, c.controllers[0] as Controller);
+    await waitForNodes(c, (nodes) => nodeState(nodes, a.name) === NodeState.NODE_STATE_READY, `${a.name} Ready`, 60_000);
+    const per = await settled(c, 6, v1);
+    assertNoDuplicates(per);
+    await controllerAgrees(c, 6);
+    const events = await c.cli(['events', '--limit', '1000', '-o', 'json']);
+    const lost = (JSON.parse(events.stdout) as { reason?: string; name?: string }[]).some((e) => e.reason === 'NodeNotReady' && e.name === a.name);
+    if (!lost) {
+      // The agent came back before the node was NotReady: the same containers, the same processes, nothing moved.
+      const after = new Map((await agentContainers(a, WORKLOAD)).map((x) => [x.id, x.status?.pid ?? 0]));
+      assert.deepEqual(after, before, 'the re-adopted containers are the ones that ran before, with the same pids');
+    }
+    process.stderr.write(`      agent restart: node ${lost ? 'went NotReady first (replicas moved)' : 'stayed Ready; its containers were re-adopted'}\n`);
+  });
+
   it('converges to the new revision when a node is lost half-way through a rolling update, and removes its leftovers when it returns', async () => {
     const c = await start();
     const { v1, v2 } = images();
