@@ -10,20 +10,11 @@ import { UsageError, type CliContext } from './context.js';
 import { formatTable } from './output.js';
 import type { Verb } from './verb.js';
 
-// Signal names as node knows them (os.constants.signals), without loading node:os eagerly.
 async function checkSignal(raw: string): Promise<string> {
-  const { constants } = await import('node:os');
-  const s = raw.trim();
-  if (/^\d+$/.test(s)) {
-    const n = Number(s);
-    if (n >= 1 && n <= 64) return s;
-    throw new UsageError(`-s, --signal: expected a signal number from 1 to 64, got "${raw}"`);
-  }
-  const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
-  if (s === '' || !(name in constants.signals)) {
-    throw new UsageError(`-s, --signal: unknown signal "${raw}"; expected a name such as KILL, TERM, HUP, INT, USR1 (with or without SIG) or a number from 1 to 64`);
-  }
-  return name;
+  const { parseSignal } = await import('../lib/signals.js');
+  const parsed = parseSignal(raw);
+  if ('problem' in parsed) throw new UsageError(`-s, --signal: ${parsed.problem}`);
+  return parsed.spec;
 }
 
 export function parseSeconds(raw: string, flag: string): number {

@@ -9,3 +9,4 @@ export * from './workload/index.js';
 export * from './volumes.js';
 export * from './network.js';
 export * from './copy.js';
+export * from './signals.js';

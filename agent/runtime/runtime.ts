@@ -22,9 +22,9 @@ import { createHash } from 'node:crypto';
 import { watch } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { constants as osConstants } from 'node:os';
 import { AlreadyExistsError, InvalidArgumentError, messageOf } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
+import { parseSignal } from '../../lib/signals.js';
 import type { ExecOptions, ExecResult, InitSpec, Sys } from '../sys/index.js';
 import type { CgroupManager, CgroupStats, ContainerCgroup, Resources } from './cgroups.js';
 import { ContainerNotFoundError, ContainerStartError, ContainerStateError } from './errors.js';
@@ -124,16 +124,12 @@ export interface RuntimeOptions {
   logger?: Logger;
 }
 
+/** The number of a signal given by number (1..64), name ("TERM", "SIGKILL") or digits ("9"); see lib/signals.ts. */
+/** The number of a signal given as a number (1..64), a name ("TERM", "SIGKILL") or digits ("9"); lib/signals.ts reads it. */
 export function signalNumber(signal: string | number): number {
-  if (typeof signal === 'number') {
-    if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw new InvalidArgumentError(`signal: expected 1..64, got ${signal}`, { field: 'signal' });
-    return signal;
-  }
-  if (/^\d+$/.test(signal)) return signalNumber(Number(signal));
-  const name = signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`;
-  const n = (osConstants.signals as Record<string, number>)[name];
-  if (n === undefined) throw new InvalidArgumentError(`signal: unknown signal "${signal}" (expected a name like TERM or a number)`, { field: 'signal' });
-  return n;
+  const parsed = parseSignal(String(signal));
+  if ('problem' in parsed) throw new InvalidArgumentError(`signal: ${parsed.problem}`, { field: 'signal' });
+  return parsed.number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -5,11 +5,10 @@
  * (resolveContainer), checks the whole request before changing anything, and
  * routes the call to the agent of the container's node.
  */
-import { constants as osConstants } from 'node:os';
 import { once } from 'node:events';
 import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import {
-  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, isCode, messageOf, toGrpcStatus,
+  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, isCode, messageOf, parseSignal, toGrpcStatus,
 } from '../../lib/index.js';
 import type {
   ContainerServiceServer, ContainerStatsRequest, ContainerStatsResponse, CopyFromContainerRequest, InspectContainersRequest, KillContainersRequest,
@@ -29,20 +28,12 @@ const MAX_GRACE_SECONDS = 3600;
 /** Time between stats samples, ms. */
 export const STATS_INTERVAL_MS = 1000;
 
-/** Checks a signal name ("KILL", "SIGHUP") or number (1..64); returns it as given, "" as SIGKILL. */
+/** Checks a signal name ("KILL", "SIGHUP") or number (1..64); returns its canonical spelling ("SIGKILL", "15"), "" as SIGKILL. */
 export function checkSignal(raw: string, field = 'signal'): string {
-  const s = raw.trim();
-  if (s === '') return 'SIGKILL';
-  if (/^\d+$/.test(s)) {
-    const n = Number(s);
-    if (n < 1 || n > 64) throw new InvalidArgumentError(`${field}: expected a signal number from 1 to 64, got ${s}`, { field });
-    return s;
-  }
-  const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
-  if (!(name in osConstants.signals)) {
-    throw new InvalidArgumentError(`${field}: unknown signal "${raw.slice(0, 32)}"; expected a name such as KILL, TERM, HUP, INT, USR1 or a number from 1 to 64`, { field });
-  }
-  return name;
+  if (raw.trim() === '') return 'SIGKILL';
+  const parsed = parseSignal(raw);
+  if ('problem' in parsed) throw new InvalidArgumentError(`${field}: ${parsed.problem}`, { field });
+  return parsed.spec;
 }
 
 function checkRefs(refs: readonly string[], field = 'containers'): void {

@@ -101,6 +101,6 @@ describe('Runtime (FakeSys)', () => {
     assert.equal(signalNumber('SIGKILL'), 9);
     assert.equal(signalNumber('9'), 9);
     assert.throws(() => signalNumber('BOGUS'), /unknown signal "BOGUS"/);
-    assert.throws(() => signalNumber(0), /signal: expected 1..64, got 0/);
+    assert.throws(() => signalNumber(0), /signal: expected a signal number from 1 to 64, got "0"/);
   });
 });

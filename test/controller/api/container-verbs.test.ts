@@ -14,7 +14,7 @@ describe('controller/api container verbs', () => {
     assert.equal(checkSignal(''), 'SIGKILL');
     assert.equal(checkSignal('15'), '15');
     assert.throws(() => checkSignal('BOGUS'), /^InvalidArgumentError: signal: unknown signal "BOGUS"; expected a name such as KILL/);
-    assert.throws(() => checkSignal('0'), /signal: expected a signal number from 1 to 64, got 0/);
+    assert.throws(() => checkSignal('0'), /signal: expected a signal number from 1 to 64, got "0"/);
     assert.throws(() => checkSignal('65'), /from 1 to 64/);
     assert.throws(() => checkSignal('-9'), /unknown signal/);
   });
