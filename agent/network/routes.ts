@@ -135,11 +135,15 @@ export class RouteSync {
           if (!signal.aborted) this.log.warn('failed to sync routes', { reason: messageOf(err) });
         }
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, intervalMs);
-          signal.addEventListener('abort', () => {
+          const onAbort = (): void => {
             clearTimeout(t);
             resolve();
-          }, { once: true });
+          };
+          const t = setTimeout(() => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          }, intervalMs);
+          signal.addEventListener('abort', onAbort, { once: true });
         });
       }
     })();

@@ -206,3 +206,35 @@ describe('DisabledNetwork', () => {
     await assert.rejects(d.setup('a', spec({ network: 'bridge' })), /spec\.network: expected one of/);
   });
 });
+
+describe('RouteSync.start', () => {
+  it('polls the node source until stopped without piling up abort listeners', async () => {
+    const ops = new FakeNetOps();
+    const sync = new RouteSync({ ops, logger: silentLogger(), self: 'a', clusterCidr: '10.244.0.0/16' });
+    let calls = 0;
+    const ac = new AbortController();
+    let added = 0;
+    const add = ac.signal.addEventListener.bind(ac.signal);
+    ac.signal.addEventListener = ((...args: Parameters<AbortSignal['addEventListener']>) => {
+      added++;
+      add(...args);
+    }) as AbortSignal['addEventListener'];
+    let removed = 0;
+    const remove = ac.signal.removeEventListener.bind(ac.signal);
+    ac.signal.removeEventListener = ((...args: Parameters<AbortSignal['removeEventListener']>) => {
+      removed++;
+      remove(...args);
+    }) as AbortSignal['removeEventListener'];
+    const done = sync.start({
+      listNodes: async () => {
+        calls++;
+        if (calls === 5) ac.abort();
+        return [Node.fromJSON({ spec: { name: 'b', address: '10.0.0.2:1' }, network: { subnet: '10.244.2.0/24' } })];
+      },
+    }, 1, ac.signal);
+    await done;
+    assert.equal(calls, 5);
+    assert.deepEqual(ops.routes.map((r) => r.dst), ['10.244.2.0/24']);
+    assert.ok(added - removed <= 1, `listeners left: ${added - removed}`);
+  });
+});
