@@ -10,3 +10,4 @@ export * from './volumes.js';
 export * from './network.js';
 export * from './copy.js';
 export * from './signals.js';
+export * from './subjects.js';

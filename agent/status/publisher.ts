@@ -19,27 +19,9 @@ import { connect, Events, type NatsConnection } from 'nats';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
-import { CancelledError, messageOf, type Logger } from '../../lib/index.js';
+import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, type Logger } from '../../lib/index.js';
 
-/** The subject a node's heartbeats go to. */
-export function heartbeatSubject(node: string): string {
-  return `berth.v1.node.${node}.heartbeat`;
-}
-
-/** The subject a node's container reports go to. */
-export function containersSubject(node: string): string {
-  return `berth.v1.node.${node}.containers`;
-}
-
-/** The subject a node's replica load metrics go to (for the autoscaler). */
-export function metricsSubject(node: string): string {
-  return `berth.v1.node.${node}.metrics`;
-}
-
-/** The subject a node's image pull progress goes to. */
-export function pullSubject(node: string): string {
-  return `berth.v1.node.${node}.pull`;
-}
+export { heartbeatSubject, containersSubject, metricsSubject, pullSubject } from '../../lib/index.js';
 
 export interface StatusPublisherOptions {
   /** NATS server URLs, e.g. ["nats://127.0.0.1:4222"]. */

@@ -5,10 +5,10 @@
  */
 import type { NatsConnection } from 'nats';
 import { closeGracefully, connectWithRetry } from './connect.js';
-import { messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { EVENTS_SUBJECT, messageOf, silentLogger, type Logger } from '../../lib/index.js';
 import { Event } from '../../proto/gen/berth/v1/types.js';
 
-export const EVENTS_SUBJECT = 'berth.v1.events';
+export { EVENTS_SUBJECT } from '../../lib/index.js';
 
 export interface EventPublisher {
   publish(event: Event): void;

@@ -2,7 +2,7 @@
 export { Membership, stateName, REFRESH_INTERVAL_MS, type MembershipOptions } from './membership.js';
 export { HeartbeatTracker, HEARTBEAT_INTERVAL_MS, READY_WINDOW_MS, CHECK_INTERVAL_MS, type LiveStatus } from './tracker.js';
 export {
-  NatsHeartbeats, heartbeatSubject, parseHeartbeat, HEARTBEAT_SUBJECT_PREFIX, HEARTBEAT_SUBJECT_WILDCARD, MAX_HEARTBEAT_BYTES,
+  NatsHeartbeats, heartbeatSubject, parseHeartbeat, HEARTBEAT_SUBJECT_WILDCARD, MAX_HEARTBEAT_BYTES,
   type HeartbeatSource, type NatsHeartbeatsOptions,
 } from './nats.js';
 export {

@@ -10,18 +10,14 @@
  * Receipt time (this controller's clock) is what the window uses.
  */
 import type { NatsConnection } from 'nats';
-import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { METRICS_SUBJECT_WILDCARD, dnsLabelProblem, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 
-export const METRICS_SUBJECT_WILDCARD = 'berth.v1.node.*.metrics';
+export { metricsSubject, METRICS_SUBJECT_WILDCARD } from '../../lib/index.js';
 export const MAX_METRICS_BYTES = 1024 * 1024;
 export const MAX_METRICS_REPLICAS = 10000;
 export const METRICS_VERSION = 1;
-
-export function metricsSubject(node: string): string {
-  return `berth.v1.node.${node}.metrics`;
-}
 
 const ID = /^[0-9a-f]{64}$/;
 
@@ -29,9 +25,8 @@ const okFigure = (v: number): boolean => Number.isFinite(v) && v >= 0;
 
 /** Parses and checks one message; returns a reason string when it must be dropped. */
 export function parseNodeMetrics(subject: string, data: Uint8Array): NodeMetrics | string {
-  const parts = subject.split('.');
-  const node = parts[3] ?? '';
-  if (parts.length !== 5 || parts[4] !== 'metrics' || dnsLabelProblem(node) !== undefined) return `subject "${subject}" does not name a valid node`;
+  const node = nodeOfSubject(subject, 'metrics');
+  if (node === undefined) return `subject "${subject}" does not name a valid node`;
   if (data.length > MAX_METRICS_BYTES) return `metrics of ${data.length} bytes; expected at most ${MAX_METRICS_BYTES}`;
   let m: NodeMetrics;
   try {

@@ -5,18 +5,13 @@
  * disagree about the node name, are dropped and counted.
  */
 import type { NatsConnection } from 'nats';
-import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { HEARTBEAT_SUBJECT_WILDCARD, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
 import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 import { Heartbeat } from '../../proto/gen/berth/v1/status.js';
 
-export const HEARTBEAT_SUBJECT_PREFIX = 'berth.v1.node.';
-export const HEARTBEAT_SUBJECT_WILDCARD = 'berth.v1.node.*.heartbeat';
+export { heartbeatSubject, HEARTBEAT_SUBJECT_WILDCARD } from '../../lib/index.js';
 /** Largest heartbeat accepted, in bytes. */
 export const MAX_HEARTBEAT_BYTES = 4096;
-
-export function heartbeatSubject(node: string): string {
-  return `${HEARTBEAT_SUBJECT_PREFIX}${node}.heartbeat`;
-}
 
 /** Where Membership gets heartbeats from. */
 export interface HeartbeatSource {
@@ -33,9 +28,8 @@ export interface NatsHeartbeatsOptions {
 
 /** Parses a heartbeat message; returns a reason string when it must be dropped. */
 export function parseHeartbeat(subject: string, data: Uint8Array): { node: string; hb: Heartbeat } | string {
-  const parts = subject.split('.');
-  const node = parts[3] ?? '';
-  if (parts.length !== 5 || dnsLabelProblem(node) !== undefined) return `subject "${subject}" does not name a valid node`;
+  const node = nodeOfSubject(subject, 'heartbeat');
+  if (node === undefined) return `subject "${subject}" does not name a valid node`;
   if (data.length > MAX_HEARTBEAT_BYTES) return `heartbeat of ${data.length} bytes; expected at most ${MAX_HEARTBEAT_BYTES}`;
   let hb: Heartbeat;
   try {

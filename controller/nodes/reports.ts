@@ -15,28 +15,23 @@
  * reporting node. A report failing any check is dropped whole and counted.
  */
 import type { NatsConnection } from 'nats';
-import { dnsLabelProblem, messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { CONTAINERS_SUBJECT_WILDCARD, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
 import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 import { ContainerReport } from '../../proto/gen/berth/v1/status.js';
 import type { Container } from '../../proto/gen/berth/v1/types.js';
 
-export const CONTAINERS_SUBJECT_WILDCARD = 'berth.v1.node.*.containers';
+export { containersSubject, CONTAINERS_SUBJECT_WILDCARD } from '../../lib/index.js';
 /** Largest report accepted, in bytes (NATS' default max payload). */
 export const MAX_REPORT_BYTES = 1024 * 1024;
 /** Most containers (plus removed ids) in one report. */
 export const MAX_REPORT_CONTAINERS = 10000;
 
-export function containersSubject(node: string): string {
-  return `berth.v1.node.${node}.containers`;
-}
-
 const ID = /^[0-9a-f]{64}$/;
 
 /** Parses and checks one report; returns a reason string when it must be dropped. */
 export function parseContainerReport(subject: string, data: Uint8Array): { node: string; report: ContainerReport } | string {
-  const parts = subject.split('.');
-  const node = parts[3] ?? '';
-  if (parts.length !== 5 || parts[4] !== 'containers' || dnsLabelProblem(node) !== undefined) return `subject "${subject}" does not name a valid node`;
+  const node = nodeOfSubject(subject, 'containers');
+  if (node === undefined) return `subject "${subject}" does not name a valid node`;
   if (data.length > MAX_REPORT_BYTES) return `report of ${data.length} bytes; expected at most ${MAX_REPORT_BYTES}`;
   let report: ContainerReport;
   try {
