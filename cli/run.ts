@@ -214,7 +214,7 @@ export const runVerb: Verb = (program, run) => {
   program
     .command('run')
     .summary('run a one-off container')
-    .description(`Run a container (not part of a workload) on a node the scheduler picks. With -d, print its id and return at once. Without -d, print its output until it exits (following its logs) and exit with its exit code. Put "--" before a COMMAND whose arguments start with "-".`)
+    .description(`Run a container (not part of a workload) on a node the scheduler picks. With -d, print its id and return at once. Without -d, attach to it (it starts once attached, so no output is missed), print its output until it exits and exit with its exit code. Put "--" before a COMMAND whose arguments start with "-".`)
     .argument('<image>', 'image reference')
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('-d, --detach', 'print the container id and return')
