@@ -80,6 +80,25 @@ export function cliError(err: unknown, ctx: Pick<CliContext, 'controller' | 'tim
   return fromGrpcError(err);
 }
 
+/**
+ * One unary call `client[method](req)` on a generated grpc-js client with the
+ * CLI's deadline (`deadlineMs` overrides it for slow calls); errors become
+ * cliError. Closes the client afterwards.
+ */
+export async function unaryOnce<Res, C extends { close(): void } = { close(): void }>(
+  ctx: CliContext, client: C, method: keyof C & string, req: object, deadlineMs = ctx.timeoutMs,
+): Promise<Res> {
+  const { Metadata } = await import('@grpc/grpc-js');
+  type Fn = (req: object, md: InstanceType<typeof Metadata>, opts: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+  try {
+    return await new Promise<Res>((resolve, reject) => {
+      (client[method] as unknown as Fn).call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
+    });
+  } finally {
+    client.close();
+  }
+}
+
 /** Connects lazily (grpc-js only dials on the first call). Call close() when done. */
 export async function openControllerApi(ctx: CliContext): Promise<ControllerApi> {
   const started = Date.now();

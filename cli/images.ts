@@ -139,16 +139,8 @@ export async function runPull(ctx: CliContext, reference: string, node: string |
 
 /** ImageService.List on one node, or on every Ready node when `node` is empty. */
 export async function listImages(ctx: CliContext, node: string | undefined): Promise<ImageListResponse> {
-  const client = await imageClient(ctx);
-  const { cliError } = await import('./client.js');
-  const { Metadata } = await import('@grpc/grpc-js');
-  try {
-    return await new Promise<ImageListResponse>((resolve, reject) => {
-      client.list({ node: node ?? '' }, new Metadata(), { deadline: Date.now() + ctx.timeoutMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
-    });
-  } finally {
-    client.close();
-  }
+  const { unaryOnce } = await import('./client.js');
+  return unaryOnce<ImageListResponse, ImageServiceClient>(ctx, await imageClient(ctx), 'list', { node: node ?? '' });
 }
 
 export async function runImages(ctx: CliContext, node: string | undefined, output: string | undefined): Promise<number> {
@@ -165,18 +157,9 @@ export async function runImages(ctx: CliContext, node: string | undefined, outpu
 }
 
 /** One unary ImageService call with the CLI's deadline (`deadlineMs` overrides it for slow calls). */
-async function callImages<Req, Res>(ctx: CliContext, method: 'remove' | 'prune' | 'search', req: Req, deadlineMs = ctx.timeoutMs): Promise<Res> {
-  const client = await imageClient(ctx);
-  const { cliError } = await import('./client.js');
-  const { Metadata } = await import('@grpc/grpc-js');
-  type Fn = (req: Req, md: InstanceType<typeof Metadata>, opts: { deadline: number }, cb: (err: Error | null, res: Res) => void) => void;
-  try {
-    return await new Promise<Res>((resolve, reject) => {
-      (client[method] as unknown as Fn).call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
-    });
-  } finally {
-    client.close();
-  }
+async function callImages<Res>(ctx: CliContext, method: 'remove' | 'prune' | 'search', req: object, deadlineMs = ctx.timeoutMs): Promise<Res> {
+  const { unaryOnce } = await import('./client.js');
+  return unaryOnce<Res, ImageServiceClient>(ctx, await imageClient(ctx), method, req, deadlineMs);
 }
 
 /** Removal and prune deadlines: deleting a large image's files can take a while on a busy disk. */
@@ -195,7 +178,7 @@ function removalLines(r: ImageRemoval, verb: string): string[] {
 export async function runRemove(ctx: CliContext, references: string[], opts: { node?: string; force?: boolean; output?: string }): Promise<number> {
   const format = parseOutputFormat(opts.output, ['table', 'json', 'yaml']);
   if (references.length === 0) throw new UsageError('rmi: expected at least one image');
-  const res = await callImages<object, ImageRemoveResponse>(ctx, 'remove', { references, node: opts.node ?? '', force: Boolean(opts.force) }, DELETE_DEADLINE_MS);
+  const res = await callImages<ImageRemoveResponse>(ctx, 'remove', { references, node: opts.node ?? '', force: Boolean(opts.force) }, DELETE_DEADLINE_MS);
   if (format === 'json') ctx.out(formatJson(res.nodes));
   else if (format === 'yaml') ctx.out(await formatYaml(res.nodes));
   else for (const r of res.nodes) if (!r.error) for (const l of removalLines(r, 'Untagged')) ctx.out(l);
@@ -232,7 +215,7 @@ export async function runPrune(ctx: CliContext, opts: { all?: boolean; force?: b
       throw new BerthError('cancelled', 'prune not confirmed; nothing was removed (answer "y", or pass -f to skip the question)');
     }
   }
-  const res = await callImages<object, ImagePruneResponse>(ctx, 'prune', { all: Boolean(opts.all), node: opts.node ?? '' }, DELETE_DEADLINE_MS);
+  const res = await callImages<ImagePruneResponse>(ctx, 'prune', { all: Boolean(opts.all), node: opts.node ?? '' }, DELETE_DEADLINE_MS);
   const total = res.nodes.reduce((n, r) => n + r.bytesFreed, 0);
   if (format === 'json') ctx.out(formatJson({ nodes: res.nodes, bytesFreed: total }));
   else if (format === 'yaml') ctx.out(await formatYaml({ nodes: res.nodes, bytesFreed: total }));
@@ -259,7 +242,7 @@ export function parseSearchLimit(raw: string | undefined): number {
 export async function runSearch(ctx: CliContext, term: string, opts: { registry?: string; limit?: string; output?: string }): Promise<number> {
   const format = parseOutputFormat(opts.output, ['table', 'json', 'yaml']);
   const limit = parseSearchLimit(opts.limit);
-  const res = await callImages<object, ImageSearchResponse>(ctx, 'search', { term, registry: opts.registry ?? '', limit });
+  const res = await callImages<ImageSearchResponse>(ctx, 'search', { term, registry: opts.registry ?? '', limit });
   if (format === 'json') ctx.out(formatJson(res.results));
   else if (format === 'yaml') ctx.out(await formatYaml(res.results));
   else if (res.results.length === 0) ctx.io.stderr.write(`no repository matches "${term}"\n`);

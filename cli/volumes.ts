@@ -29,17 +29,8 @@ type Method = 'create' | 'list' | 'inspect' | 'remove' | 'prune';
 
 /** One unary VolumeService call with the CLI's deadline. */
 async function callVolumes<Res>(ctx: CliContext, method: Method, req: object, deadlineMs = ctx.timeoutMs): Promise<Res> {
-  const client = await volumeClient(ctx);
-  const { cliError } = await import('./client.js');
-  const { Metadata } = await import('@grpc/grpc-js');
-  type Fn = (req: object, md: InstanceType<typeof Metadata>, opts: { deadline: number }, cb: (err: Error | null, res: Res) => void) => void;
-  try {
-    return await new Promise<Res>((resolve, reject) => {
-      (client[method] as unknown as Fn).call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
-    });
-  } finally {
-    client.close();
-  }
+  const { unaryOnce } = await import('./client.js');
+  return unaryOnce<Res, VolumeServiceClient>(ctx, await volumeClient(ctx), method, req, deadlineMs);
 }
 
 /** A volume as `inspect` and `--format json` print it (Docker's field names where they exist). */
