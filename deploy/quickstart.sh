@@ -3,6 +3,7 @@
 #
 #   deploy/quickstart.sh [up]       install what is missing, build, start what is not
 #                                   running, push the demo images, apply examples/hello.yaml
+#                                   (unless workload hello exists: yours is left as it is)
 #   deploy/quickstart.sh status     what is running, the nodes and the workloads
 #   deploy/quickstart.sh down       stop everything the quickstart started (data is kept)
 #   deploy/quickstart.sh down --purge   ... and delete its state dir
@@ -46,7 +47,7 @@ BERTH_JS="$BERTH_REPO/dist/cmd/berth.js"
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 berth() { BERTH_CONTROLLER="$CONTROLLER" node "$BERTH_JS" "$@"; }
 
@@ -269,8 +270,14 @@ cmd_up() {
   if ((started == 0)); then say "all services were already running"; fi
 
   seed_images
-  step "berth apply -f examples/hello.yaml"
-  berth apply -f "$BERTH_REPO/examples/hello.yaml"
+  # Run again, leave hello as the user left it (scaled, edited): applying the
+  # file would quietly undo that. A deleted hello is applied again.
+  if berth get workload hello >/dev/null 2>&1; then
+    say "workload hello: already there, left as it is (berth apply -f examples/hello.yaml resets it)"
+  else
+    step "berth apply -f examples/hello.yaml"
+    berth apply -f "$BERTH_REPO/examples/hello.yaml"
+  fi
   wait_workload hello
   echo
   step "berth get nodes"

@@ -2,8 +2,8 @@
  * README command 1 for real: deploy/quickstart.sh starts etcd, NATS, a
  * registry with the busybox demo image, a controller and an agent, applies
  * examples/hello.yaml and hello's replica runs; run again it only reports what
- * runs; `down --purge` stops every process it started (containers included)
- * and deletes its state dir.
+ * runs and leaves hello as the user changed it; `down --purge` stops every
+ * process it started (containers included) and deletes its state dir.
  *
  * It runs on free ports in a temp state dir, so it never touches a
  * quickstart cluster a person left running on the default ports. The
@@ -88,6 +88,7 @@ describe('deploy/quickstart.sh', function () {
 
   let state = '';
   let env: NodeJS.ProcessEnv = {};
+  let controller = '';
   const pids = new Map<string, number>();
 
   function quickstart(...args: string[]): Promise<RunResult> {
@@ -117,6 +118,7 @@ describe('deploy/quickstart.sh', function () {
       BERTH_QS_CONTROLLER_PORT: await freePort(),
       BERTH_QS_AGENT_PORT: await freePort(),
     };
+    controller = `127.0.0.1:${ports.BERTH_QS_CONTROLLER_PORT}`;
     const base: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) {
       // Settings meant for a real cluster must not leak in; the test cache may.
@@ -161,14 +163,18 @@ describe('deploy/quickstart.sh', function () {
     assert.match(res.stdout, new RegExp(`^${NODE}\\s+Ready`, 'm'), `berth get nodes should show ${NODE} Ready\n${output(res)}`);
   });
 
-  it('reports what is already running and starts nothing when run again', async () => {
+  it('reports what is already running, starts nothing and leaves a changed hello alone when run again', async () => {
     const before = new Map(pids);
+    const scaled = await tryRun('node', [join(REPO, 'dist', 'cmd', 'berth.js'), '--controller', controller, 'scale', 'hello', '--replicas', '2'], { cwd: REPO, env });
+    assert.equal(scaled.code, 0, output(scaled));
     const res = await quickstart('up');
     assert.equal(res.code, 0, output(res));
     for (const name of SERVICES) {
       assert.match(res.stderr, new RegExp(`^${name}: already running \\(pid ${before.get(name)}\\)`, 'm'), output(res));
     }
-    assert.match(res.stdout, /^workload\/hello unchanged$/m, `applying hello.yaml again should change nothing\n${output(res)}`);
+    assert.match(res.stderr, /^workload hello: already there, left as it is/m, output(res));
+    assert.doesNotMatch(res.stdout, /^workload\/hello /m, `hello.yaml should not be applied again\n${output(res)}`);
+    assert.match(res.stdout, /^hello\s+\d+\/2\s/m, `hello should keep its 2 replicas\n${output(res)}`);
     readPids();
     assert.deepEqual(pids, before);
   });
