@@ -96,7 +96,29 @@ export interface AgentPoolOptions {
   timeoutMs?: number;
 }
 
-type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
+/** A generated client's unary method, called with its client as `this`. */
+export type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
+
+/**
+ * One unary call to an agent: `fn` on `client` with a deadline `timeoutMs`
+ * from now, cancelled when `opts.signal` aborts; errors are AgentCallError
+ * naming the method, node and address.
+ */
+export function agentUnary<Req, Res>(
+  to: { node: string; address: string }, client: grpc.Client, method: string, fn: Unary<Req, Res>, req: Req, timeoutMs: number, opts?: CallOptions,
+): Promise<Res> {
+  const what = `call ${method} on node "${to.node}" at "${to.address}"`;
+  if (opts?.signal?.aborted) return Promise.reject(new CancelledError(`failed to ${what}: cancelled`));
+  return new Promise<Res>((resolve, reject) => {
+    const call = fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      opts?.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(new AgentCallError(to.node, fromGrpcError(err, what)));
+      else resolve(res);
+    });
+    const onAbort = (): void => call.cancel();
+    opts?.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 class PooledAgent implements AgentClient {
   constructor(
@@ -107,18 +129,8 @@ class PooledAgent implements AgentClient {
     private readonly timeoutMs: number,
   ) {}
 
-  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, req: Req, timeoutMs: number, opts?: CallOptions): Promise<Res> {
-    const what = `call ${method} on node "${this.node}" at "${this.address}"`;
-    if (opts?.signal?.aborted) return Promise.reject(new CancelledError(`failed to ${what}: cancelled`));
-    return new Promise<Res>((resolve, reject) => {
-      const call = fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
-        opts?.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(new AgentCallError(this.node, fromGrpcError(err, what)));
-        else resolve(res);
-      });
-      const onAbort = (): void => call.cancel();
-      opts?.signal?.addEventListener('abort', onAbort, { once: true });
-    });
+  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, req: Req, timeoutMs: number, opts?: CallOptions, client: grpc.Client = this.client): Promise<Res> {
+    return agentUnary(this, client, method, fn, req, timeoutMs, opts);
   }
 
   runContainer(req: RunContainerRequest, opts?: CallOptions): Promise<Container> {
@@ -135,7 +147,7 @@ class PooledAgent implements AgentClient {
     if (!this.batchUnsupported) {
       this.batch ??= new AgentBatchServiceClient(this.address, grpc.credentials.createInsecure(), { channelOverride: this.client.getChannel() });
       try {
-        const res = await this.unary('RunContainers', this.batch.runContainers as Unary<{ containers: RunContainerRequest[] }, RunContainersResponse>, { containers: [...reqs] }, this.runTimeoutMs, opts);
+        const res = await this.unary('RunContainers', this.batch.runContainers as Unary<{ containers: RunContainerRequest[] }, RunContainersResponse>, { containers: [...reqs] }, this.runTimeoutMs, opts, this.batch);
         const what = (id: string): string => `run container "${id}" on node "${this.node}" at "${this.address}"`;
         const byId = new Map(res.results.map((r) => [r.id, r]));
         return reqs.map((req): RunOutcome => {

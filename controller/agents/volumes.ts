@@ -5,12 +5,12 @@
  * are AgentCallError (the agent's status kept, the node named).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CancelledError, UnavailableError, fromGrpcError } from '../../lib/index.js';
+import { UnavailableError } from '../../lib/index.js';
 import {
   AgentVolumeServiceClient,
   type AgentCreateVolumeRequest, type AgentRemoveVolumeResponse, type ListVolumesResponse, type Volume,
 } from '../../proto/gen/berth/v1/volumes.js';
-import { AgentCallError, type CallOptions } from './pool.js';
+import { agentUnary, type CallOptions, type Unary } from './pool.js';
 
 /** What the controller can ask one agent about its volumes. */
 export interface AgentVolumeClient {
@@ -26,23 +26,11 @@ export interface AgentVolumeDialer {
   volumes(node: string, address: string): AgentVolumeClient;
 }
 
-type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
-
 class VolumeAgent implements AgentVolumeClient {
   constructor(readonly node: string, readonly address: string, readonly client: AgentVolumeServiceClient, private readonly timeoutMs: number) {}
 
   private unary<Req, Res>(method: string, fn: Unary<Req, Res>, req: Req, opts?: CallOptions): Promise<Res> {
-    const what = `call ${method} on node "${this.node}" at "${this.address}"`;
-    if (opts?.signal?.aborted) return Promise.reject(new CancelledError(`failed to ${what}: cancelled`));
-    return new Promise<Res>((resolve, reject) => {
-      const call = fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
-        opts?.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(new AgentCallError(this.node, fromGrpcError(err, what)));
-        else resolve(res);
-      });
-      const onAbort = (): void => call.cancel();
-      opts?.signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return agentUnary(this, this.client, method, fn, req, this.timeoutMs, opts);
   }
 
   createVolume(req: AgentCreateVolumeRequest, opts?: CallOptions): Promise<Volume> {
