@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import type { AttachStart, ExecStart, StreamInput, StreamOutput, StreamReady, TerminalSize } from '../proto/gen/berth/v1/streams.js';
 import type { RunRequest } from '../proto/gen/berth/v1/controller.js';
 import type { ControllerApi } from './client.js';
+import { separateCommand } from './argv.js';
 import { UsageError, type CliContext } from './context.js';
 import type { Verb } from './verb.js';
 
@@ -246,7 +247,6 @@ export function buildExecStart(ctx: CliContext, opts: ExecOptions, container: st
 
 /** Options of `berth exec` that take a value. */
 const EXEC_VALUE_OPTIONS = new Set(['-e', '--env', '-w', '--workdir', '-u', '--user']);
-const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
 
 /**
  * Docker's rule for `exec`: every word after CONTAINER belongs to the
@@ -254,18 +254,7 @@ const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
  * exec (and there is no "--" already).
  */
 export function separateExecCommand(argv: readonly string[]): string[] {
-  let i = 0;
-  while (i < argv.length && (argv[i] ?? '').startsWith('-')) i += GLOBAL_VALUE_OPTIONS.has(argv[i] ?? '') ? 2 : 1;
-  if (argv[i] !== 'exec') return [...argv];
-  i++;
-  while (i < argv.length) {
-    const a = argv[i] ?? '';
-    if (a === '--') return [...argv];
-    if (!a.startsWith('-') || a === '-') break;
-    i += EXEC_VALUE_OPTIONS.has(a) || GLOBAL_VALUE_OPTIONS.has(a) ? 2 : 1;
-  }
-  if (i >= argv.length - 1 || argv[i + 1] === '--') return [...argv];
-  return [...argv.slice(0, i + 1), '--', ...argv.slice(i + 1)];
+  return separateCommand(argv, 'exec', EXEC_VALUE_OPTIONS);
 }
 
 export async function runExec(ctx: CliContext, opts: ExecOptions, container: string, command: readonly string[]): Promise<number> {

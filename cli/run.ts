@@ -11,6 +11,7 @@
  */
 import type { Command } from 'commander';
 import type { ContainerSpec } from '../proto/gen/berth/v1/types.js';
+import { separateCommand } from './argv.js';
 import { UsageError, type CliContext } from './context.js';
 import { parseSelector } from './output.js';
 import type { Verb } from './verb.js';
@@ -163,7 +164,6 @@ export async function buildRunRequest(ctx: CliContext, opts: RunOptions, image: 
 
 /** Options of `berth run` that take a value (the next word), long and short. */
 const RUN_VALUE_OPTIONS = new Set(['--name', '-e', '--env', '--env-file', '-w', '--workdir', '-u', '--user', '--entrypoint', '-m', '--memory', '--cpus', '--pids-limit', '--restart', '-l', '--label', '--node', '--constraint', '-p', '--publish', '--network', '-v', '--volume']);
-const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
 
 /**
  * Docker's rule for `run`: every word after IMAGE belongs to the container's
@@ -172,23 +172,7 @@ const GLOBAL_VALUE_OPTIONS = new Set(['--controller', '--log-level']);
  * parser leaves the command alone.
  */
 export function separateRunCommand(argv: readonly string[]): string[] {
-  let i = 0;
-  // Global options before the verb.
-  while (i < argv.length && (argv[i] ?? '').startsWith('-')) {
-    const a = argv[i] ?? '';
-    i += GLOBAL_VALUE_OPTIONS.has(a) ? 2 : 1;
-  }
-  if (argv[i] !== 'run') return [...argv];
-  i++;
-  while (i < argv.length) {
-    const a = argv[i] ?? '';
-    if (a === '--') return [...argv];
-    if (!a.startsWith('-') || a === '-') break;
-    // "-m64Mi", "--memory=64Mi" and flags without values take one word.
-    i += RUN_VALUE_OPTIONS.has(a) || GLOBAL_VALUE_OPTIONS.has(a) ? 2 : 1;
-  }
-  if (i >= argv.length - 1 || argv[i + 1] === '--') return [...argv];
-  return [...argv.slice(0, i + 1), '--', ...argv.slice(i + 1)];
+  return separateCommand(argv, 'run', RUN_VALUE_OPTIONS);
 }
 
 
