@@ -109,6 +109,13 @@ export function matchesPsFilters(c: Container, f: PsFilters): boolean {
   return true;
 }
 
+/** Published ports as docker shows them: "8080->80/tcp", "10.0.0.2:53->5353/udp"; "-" for none. */
+export function portsText(c: Container): string {
+  const ports = (c.spec?.ports ?? []).filter((p) => p.publish > 0);
+  if (ports.length === 0) return '-';
+  return ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ''}${p.publish}->${p.container}/${p.protocol || 'tcp'}`).join(', ');
+}
+
 export function psTable(items: readonly Container[], nowMs = Date.now()): string {
   const rows = items.map((c) => [
     shortId(c.id),
@@ -116,10 +123,12 @@ export function psTable(items: readonly Container[], nowMs = Date.now()): string
     commandText(c),
     `${humanDuration(nowMs - c.createdUnixMs)} ago`,
     containerStatusText(c, nowMs),
+    portsText(c),
     c.name,
     c.node || '-',
+    c.status?.ipAddress || '-',
   ]);
-  return formatTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES', 'NODE'], rows);
+  return formatTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES', 'NODE', 'IP'], rows);
 }
 
 function newestFirst(a: Container, b: Container): number {

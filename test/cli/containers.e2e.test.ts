@@ -69,13 +69,13 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     const table = await cli(['ps']);
     assert.equal(table.code, 0, table.stderr);
     const [header, ...rows] = table.stdout.trimEnd().split('\n');
-    assert.match(header ?? '', /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES\s+NODE$/);
+    assert.match(header ?? '', /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\s+NODE\s+IP$/);
     const row = rows.find((l) => l.includes('sleeper'));
     assert.ok(row, table.stdout);
     assert.ok(row.startsWith(id.slice(0, 12)), row);
     assert.match(row, /"sleep 600"/);
     assert.match(row, /\bUp /);
-    assert.match(row, /node-1$/);
+    assert.match(row, /node-1\s+-$/);
 
     const quiet = await cli(['ps', '-q']);
     assert.equal(quiet.code, 0, quiet.stderr);

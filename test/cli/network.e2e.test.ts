@@ -139,7 +139,10 @@ describe('container networks end to end (controller, three agents in namespace h
   });
 
   it('answers a published port on the node address and refuses the same host port twice on one node', async () => {
-    await runDetached(['--node', 'node-1', '--name', 'pub-1', '-p', '18080:80', image, 'httpd', '-f', '-p', '80', '-h', '/etc']);
+    const pub = await runDetached(['--node', 'node-1', '--name', 'pub-1', '-p', '18080:80', image, 'httpd', '-f', '-p', '80', '-h', '/etc']);
+    const table = await cli(['ps']);
+    const row = table.stdout.split('\n').find((l) => l.includes('pub-1')) ?? '';
+    assert.match(row, new RegExp(`18080->80/tcp\\s+pub-1\\s+node-1\\s+${(pub.status?.ipAddress ?? 'none').replace(/\./g, '\\.')}$`));
     const h0 = hosts!.hosts[0]!;
     const h1 = hosts!.hosts[1]!;
     const r = await tryRunIn(h0.netns, 'sh', ['-c', fetch(`http://${h1.address}:18080/hostname`, 'busybox wget')], { timeoutMs: 60_000 });

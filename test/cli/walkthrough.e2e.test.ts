@@ -113,7 +113,7 @@ describe('the first tour (issue 6 walkthrough) on a three-node cluster', functio
     const ps = await berth('ps');
     assert.equal(ps.code, 0, ps.stderr);
     assert.deepEqual(ps.stdout.trimEnd().split('\n'), [ps.stdout.trimEnd().split('\n')[0]], `only the header: ${ps.stdout}`);
-    assert.match(ps.stdout, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES\s+NODE\n$/);
+    assert.match(ps.stdout, /^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\s+NODE\s+IP\n$/);
 
     // $ berth ps -a: the exited container, with a generated name, image, command, status, node
     const cowC = (await psAll()).find((c) => c.spec?.command?.[0] === 'cowsay');
@@ -128,7 +128,7 @@ describe('the first tour (issue 6 walkthrough) on a three-node cluster', functio
     assert.match(row, /\/whalesay:latest\s/);
     assert.match(row, /"cowsay Hello, berth"/);
     assert.match(row, /\bExited \(0\) (Less than a second|\d+ seconds?|About a minute|\d+ minutes) ago\b/);
-    assert.match(row, new RegExp(`\\b${cowC.name}\\s+${cowC.node}$`));
+    assert.match(row, new RegExp(`\\b${cowC.name}\\s+${cowC.node}\\s+-$`));
 
     // $ berth run whalesay date: the current date, from inside the container
     const date = await berth('run', 'whalesay', 'date');
