@@ -11,3 +11,4 @@ export * from './network.js';
 export * from './copy.js';
 export * from './signals.js';
 export * from './subjects.js';
+export * from './timers.js';

@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { CancelledError, ErrorCode } from '../../lib/index.js';
+import { CancelledError, ErrorCode, sleep } from '../../lib/index.js';
 import { RegistryError } from './errors.js';
 import { MANIFEST_ACCEPT } from './mediatypes.js';
 
@@ -83,21 +83,6 @@ export function parseChallenge(header: string): Challenge | undefined {
     params[(p[1] ?? '').toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '');
   }
   return { scheme: (m[1] ?? '').toLowerCase() === 'basic' ? 'basic' : 'bearer', params };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CancelledError('registry request cancelled'));
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new CancelledError('registry request cancelled'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 async function readAll(res: IncomingMessage, limit: number, what: () => Error): Promise<Buffer> {
@@ -266,7 +251,7 @@ export class RegistryClient {
     const url = new URL(path, this.baseUrl(registry));
     let lastErr: unknown;
     for (let attempt = 0; attempt < this.attempts; attempt++) {
-      if (attempt > 0) await sleep(this.backoffMs * 2 ** (attempt - 1), opts.signal);
+      if (attempt > 0) await sleep(this.backoffMs * 2 ** (attempt - 1), opts.signal, 'registry request cancelled');
       try {
         let auth = await this.authHeader(registry, opts.scope, opts.signal);
         let res = await this.exchange(url, opts.method ?? 'GET', opts.headers ?? {}, auth, opts.signal);
@@ -348,7 +333,7 @@ export class RegistryClient {
         if (!retryable(err) || attempt >= this.attempts) {
           throw new RegistryError(registry, ErrorCode.Unavailable, `failed to read manifest "${registry}/${repository}:${reference}": ${(err as Error).message}`, { cause: err });
         }
-        await sleep(this.backoffMs * 2 ** (attempt - 1), opts.signal);
+        await sleep(this.backoffMs * 2 ** (attempt - 1), opts.signal, 'registry request cancelled');
       }
     }
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -399,7 +384,7 @@ export class RegistryClient {
           throw new RegistryError(registry, ErrorCode.Unavailable, `failed to download blob "${digest}" from "${registry}/${repository}" at byte ${offset}: ${(err as Error).message}`, { cause: err });
         }
         res.destroy();
-        await sleep(this.backoffMs * 2 ** (failures - 1), opts.signal);
+        await sleep(this.backoffMs * 2 ** (failures - 1), opts.signal, 'registry request cancelled');
       }
     }
   }

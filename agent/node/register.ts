@@ -10,7 +10,7 @@
  */
 import type { NodeSpec, NodeResources } from '../../proto/gen/berth/v1/types.js';
 import type { RegisterNodeResponse } from '../../proto/gen/berth/v1/controller.js';
-import { BerthError, CancelledError, ErrorCode, messageOf, type Logger } from '../../lib/index.js';
+import { BerthError, CancelledError, ErrorCode, messageOf, sleep, type Logger } from '../../lib/index.js';
 import type { NodeFacts } from './facts.js';
 
 /** The one call registration needs; grpcRegistrar() is the real one. */
@@ -59,24 +59,6 @@ const FATAL: ReadonlySet<string> = new Set([
   ErrorCode.FailedPrecondition,
 ]);
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new CancelledError('registration cancelled'));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new CancelledError('registration cancelled'));
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 export async function registerWithRetry(registrar: Registrar, node: NodeSpec, options: RetryOptions): Promise<RegisterNodeResponse> {
   const log = options.logger.child({ component: 'register' });
   const maxDelay = options.maxDelayMs ?? 5000;
@@ -93,7 +75,7 @@ export async function registerWithRetry(registrar: Registrar, node: NodeSpec, op
         throw new BerthError(err.code, `failed to register node "${node.name}": ${err.message}`, { cause: err });
       }
       log.warn('registration failed; retrying', { node: node.name, attempt, reason: messageOf(err), retryInMs: delay });
-      await sleep(delay, options.signal);
+      await sleep(delay, options.signal, 'registration cancelled');
       delay = Math.min(delay * 2, maxDelay);
     }
   }

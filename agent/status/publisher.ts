@@ -19,7 +19,7 @@ import { connect, Events, type NatsConnection } from 'nats';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
-import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, type Logger } from '../../lib/index.js';
+import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, sleep, type Logger } from '../../lib/index.js';
 
 export { heartbeatSubject, containersSubject, metricsSubject, pullSubject } from '../../lib/index.js';
 
@@ -39,24 +39,6 @@ export interface HeartbeatOptions {
   capacity?: NodeResources;
   /** How many containers the node has now. */
   containers?: () => number;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new CancelledError('connecting to NATS cancelled'));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new CancelledError('connecting to NATS cancelled'));
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export class StatusPublisher {
@@ -96,7 +78,7 @@ export class StatusPublisher {
         return new StatusPublisher(nc, options.node, log);
       } catch (err) {
         log.warn('NATS connection failed; retrying', { servers: options.servers.join(','), attempt, reason: messageOf(err), retryInMs: delay });
-        await sleep(delay, options.signal);
+        await sleep(delay, options.signal, 'connecting to NATS cancelled');
         delay = Math.min(delay * 2, maxDelay);
       }
     }

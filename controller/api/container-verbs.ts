@@ -8,7 +8,7 @@
 import { once } from 'node:events';
 import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import {
-  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, isCode, messageOf, parseSignal, toGrpcStatus,
+  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, isCode, messageOf, parseSignal, pause, toGrpcStatus,
 } from '../../lib/index.js';
 import type {
   ContainerServiceServer, ContainerStatsRequest, ContainerStatsResponse, CopyFromContainerRequest, InspectContainersRequest, KillContainersRequest,
@@ -48,16 +48,6 @@ function checkLimit(field: string, v: number, min: number, what: string): void {
     throw new InvalidArgumentError(`${field}: expected 0 (keep) or at least ${min} ${what}, got ${v}`, { field });
   }
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> => new Promise((resolve) => {
-  const t = setTimeout(done, ms);
-  function done(): void {
-    clearTimeout(t);
-    signal.removeEventListener('abort', done);
-    resolve();
-  }
-  signal.addEventListener('abort', done, { once: true });
-});
 
 export function containerVerbs(deps: ContainerServiceDeps): Pick<ContainerServiceServer, VerbMethods> {
   const { store, logger } = deps;
@@ -251,7 +241,7 @@ export function containerVerbs(deps: ContainerServiceDeps): Pick<ContainerServic
       // CPU % needs two samples: the first is taken and held back.
       await sample();
       for (;;) {
-        await sleep(STATS_INTERVAL_MS, signal);
+        await pause(STATS_INTERVAL_MS, signal);
         if (signal.aborted) return;
         send(await sample());
         if (!req.stream) return;

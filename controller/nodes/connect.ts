@@ -5,7 +5,7 @@
  * publisher all use it.
  */
 import { connect, type NatsConnection } from 'nats';
-import { UnavailableError, messageOf, type Logger } from '../../lib/index.js';
+import { UnavailableError, messageOf, pause, type Logger } from '../../lib/index.js';
 
 /** A message that passed its checks, or the reason it is dropped. */
 export type Parsed<T> = T | string;
@@ -42,7 +42,7 @@ export async function connectWithRetry(opts: ConnectOptions): Promise<NatsConnec
       const e = new UnavailableError(`failed to reach NATS at ${opts.servers.map((s) => `"${s}"`).join(', ')}: ${messageOf(err)}`, { cause: err });
       if (failures++ === 0) opts.logger.warn('NATS not reachable yet; retrying', { error: e.message });
       else opts.logger.debug('NATS not reachable yet; retrying', { error: e.message });
-      await sleep(1000, opts.signal);
+      await pause(1000, opts.signal);
     }
   }
   return undefined;
@@ -56,19 +56,6 @@ export async function closeGracefully(nc: NatsConnection | undefined): Promise<v
   } catch {
     await nc.close().catch(() => undefined);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

@@ -13,7 +13,7 @@
  * never act at the same time even when this one is cut off from etcd.
  */
 import type { Lease } from 'etcd3';
-import { messageOf, silentLogger, type Logger } from '../../lib/index.js';
+import { messageOf, pause, silentLogger, type Logger } from '../../lib/index.js';
 import type { EtcdStore } from './etcd.js';
 import type { LeaderElection, LeadershipTerm } from './types.js';
 
@@ -26,19 +26,6 @@ export interface EtcdElectionOptions {
   controllerId: string;
   logger?: Logger;
   ttlSeconds?: number;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export class EtcdElection implements LeaderElection {
@@ -121,7 +108,7 @@ export class EtcdElection implements LeaderElection {
             this.logger.info('leader observed', { leaderId: holder ?? null });
             this.knownLeader = holder;
           }
-          await sleep(POLL_MS, stop);
+          await pause(POLL_MS, stop);
         }
       } catch (err) {
         // Log the first failure of a streak at warn and repeats at debug, so an etcd outage is one line, not four a second.
@@ -132,7 +119,7 @@ export class EtcdElection implements LeaderElection {
         }
         this.lastError = message;
         this.knownLeader = undefined;
-        await sleep(POLL_MS * 2, stop);
+        await pause(POLL_MS * 2, stop);
       } finally {
         this.endTerm('lease ended');
         if (lease) {
@@ -174,7 +161,7 @@ export class EtcdElection implements LeaderElection {
     let taken: string | undefined;
     let reason = 'lease not renewed in time';
     while (!stop.aborted && !lostIt() && taken === undefined) {
-      await sleep(100, stop);
+      await pause(100, stop);
       if (checking || Date.now() < nextCheck || stop.aborted) continue;
       nextCheck = Date.now() + POLL_MS * 2;
       checking = true;
