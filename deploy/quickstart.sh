@@ -237,8 +237,8 @@ wait_workload() {
   local name="$1" ready="" deadline=$((SECONDS + WORKLOAD_WAIT_SECONDS))
   while ((SECONDS < deadline)); do
     ready="$(berth get workloads 2>/dev/null | awk -v n="$name" 'NR > 1 && $1 == n {print $2}')"
-    if [[ "$ready" =~ ^([0-9]+)/([0-9]+)$ ]] && ((BASH_REMATCH[2] > 0 && BASH_REMATCH[1] == BASH_REMATCH[2])); then
-      say "$name: ${ready} replicas ready"
+    if [[ "$ready" =~ ^([0-9]+)/([0-9]+)$ ]] && ((BASH_REMATCH[1] == BASH_REMATCH[2])); then
+      if ((BASH_REMATCH[2] == 0)); then say "$name: scaled to 0 replicas"; else say "$name: ${ready} replicas ready"; fi
       return 0
     fi
     sleep 1
