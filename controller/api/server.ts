@@ -20,6 +20,9 @@ import { streamService } from './streams.js';
 import { nodeService } from './nodes.js';
 import { systemService } from './system.js';
 import { workloadService } from './workloads.js';
+import { serviceService } from './services.js';
+import { ServiceServiceService } from '../../proto/gen/berth/v1/services.js';
+import type { ServiceDirectory } from '../services/index.js';
 
 /** Largest request accepted (a 1 MiB workload file plus framing). */
 export const MAX_RECEIVE_BYTES = 2 * 1024 * 1024;
@@ -43,6 +46,8 @@ export interface ApiServerOptions {
   defaultRegistry?: string;
   /** The controller's --cluster-cidr (node container subnets come from it). */
   clusterCidr?: string;
+  /** ServiceService (virtual IPs, endpoints) is served when given. */
+  services?: { directory: ServiceDirectory; serviceCidr: string };
   logger: Logger;
 }
 
@@ -86,6 +91,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
     ...(opts.clusterCidr ? { clusterCidr: opts.clusterCidr } : {}),
   }));
+  if (opts.services) server.addService(ServiceServiceService, serviceService({ ...opts.services, logger }));
   server.addService(SystemServiceService, systemService({ election: opts.election, logger }));
 
   const port = await new Promise<number>((resolve, reject) => {
