@@ -90,6 +90,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <linux/capability.h>
 #include <linux/audit.h>
 #include <linux/close_range.h>
@@ -976,6 +978,34 @@ static void enter_workdir_drop_privileges(char *exe, size_t size)
 }
 
 /* Stage C. Never returns. */
+/* True when the spec joins an existing network namespace (a CNI-made one, or the host's). */
+static int joins_netns(void)
+{
+	for (int i = 0; i < spec.nns; i++)
+		if (spec.ns[i].type == CLONE_NEWNET && spec.ns[i].path[0])
+			return 1;
+	return 0;
+}
+
+/* A new network namespace starts with lo down: bring it up (127.0.0.1 works, as on every runtime). */
+static void loopback_up(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail("socket for lo");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, "lo", 3);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		fail("read the flags of lo");
+	if (!(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+			fail("bring lo up");
+	}
+	close(fd);
+}
+
 static void init_main(int sock, int in, int out, int err)
 {
 	/* Own stdio, the socket at fd 3, and nothing else of the shim's. */
@@ -995,6 +1025,8 @@ static void init_main(int sock, int in, int out, int err)
 			fail("join namespace %s", spec.ns[i].path);
 		close(fd);
 	}
+	if (!joins_netns())
+		loopback_up();
 	for (int i = 0; i < spec.ncgroups; i++) {
 		int fd = open(spec.cgroups[i], O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || write_all(fd, "0", 1) < 0)

@@ -47,6 +47,15 @@ describe('Runtime (real containers)', function () {
     }
   });
 
+  it('brings lo up in a new network namespace, so 127.0.0.1 answers inside', async () => {
+    const { exit, output } = await f.runToExit('c1', ['sh', '-c', 'ls /sys/class/net | tr "\\n" " "; echo; cat /sys/class/net/lo/flags; nc -l -p 7777 -e true & sleep 0.2; echo ping | nc 127.0.0.1 7777 && echo reached']);
+    assert.equal(exit.exitCode, 0, output.join('\n'));
+    assert.deepEqual(output[0]?.trim().split(' '), ['lo']);
+    // IFF_UP (0x1) is set on lo.
+    assert.equal(Number.parseInt(output[1] ?? '0', 16) & 1, 1, output.join('\n'));
+    assert.ok(output.includes('reached'), output.join('\n'));
+  });
+
   it('hides host processes and mounts when the container lists them', async () => {
     const { exit, output } = await f.runToExit('c1', ['sh', '-c', 'ps -o pid,comm; echo ---; cat /proc/mounts']);
     assert.equal(exit.exitCode, 0);
