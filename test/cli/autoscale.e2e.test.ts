@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { startCluster, type TestCluster } from './cluster.js';
 
 interface WorkloadJson { metadata?: { name?: string }; spec?: { replicas?: number } }
@@ -13,13 +13,7 @@ describe('autoscaling on cpu end to end (real controller, agent, etcd, NATS, reg
   before(async () => {
     reg = await startRegistryWithImages(['busybox']);
     cluster = await startCluster();
-    const agent = cluster.startAgent('node-1');
-    const c = cluster;
-    await waitFor('node-1 to be Ready', async () => {
-      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && r.stdout.includes('NODE_STATE_READY');
-    }, 60_000, 500);
+    await cluster.startReadyAgent('node-1');
   });
 
   after(async () => {

@@ -20,6 +20,8 @@ export interface TestCluster {
   cli(args: string[], options?: { stdin?: string }): Promise<CliResult>;
   startController(): Promise<ManagedProcess>;
   startAgent(node: string, extra?: string[]): ManagedProcess;
+  /** startAgent, then waits (up to 60 s) until `berth get nodes` lists the node Ready; fails at once with its log when the agent exits. */
+  startReadyAgent(node: string, extra?: string[]): Promise<ManagedProcess>;
   stop(): Promise<void>;
 }
 
@@ -67,6 +69,15 @@ export async function startCluster(options: { controller?: boolean } = {}): Prom
       });
       cluster.agents.push(proc);
       return proc;
+    },
+    async startReadyAgent(node, extra = []) {
+      const agent = cluster.startAgent(node, extra);
+      await waitFor(`${node} to be Ready`, async () => {
+        if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
+        const r = await cluster.cli(['get', 'nodes', '-o', 'json']);
+        return r.code === 0 && r.stdout.includes(`"${node}"`) && r.stdout.includes('NODE_STATE_READY');
+      }, 60_000, 500);
+      return agent;
     },
     async stop() {
       await Promise.all(cluster.agents.map((a) => a.stop()));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { spawn } from 'node:child_process';
 import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
@@ -32,13 +32,7 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
 
   beforeEach(async () => {
     cluster = await startCluster();
-    const agent = cluster.startAgent('node-1');
-    const c = cluster;
-    await waitFor('node-1 to be Ready', async () => {
-      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && r.stdout.includes('"node-1"') && r.stdout.includes('NODE_STATE_READY');
-    }, 60_000, 500);
+    await cluster.startReadyAgent('node-1');
   });
 
   afterEach(async () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
 import { berthInPty, type PtySession } from './pty.js';
@@ -32,13 +32,7 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     image = reg.images['busybox']?.reference ?? '';
     assert.ok(image, 'busybox was pushed');
     cluster = await startCluster();
-    const agent = cluster.startAgent('node-1');
-    const c = cluster;
-    await waitFor('node-1 to be Ready', async () => {
-      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && r.stdout.includes('"node-1"') && r.stdout.includes('NODE_STATE_READY');
-    }, 60_000, 500);
+    await cluster.startReadyAgent('node-1');
   });
 
   afterEach(() => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRegistryWithImages, tailLog, waitFor, type RegistryWithImages } from '../harness/index.js';
+import { startRegistryWithImages, type RegistryWithImages } from '../harness/index.js';
 import { startCluster, type TestCluster } from './cluster.js';
 
 /** A replica that runs until SIGTERM (sh as PID 1 ignores signals it has no trap for). */
@@ -26,13 +26,7 @@ describe('berth rollout end to end (real etcd, NATS, controller, agent, registry
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-test-rollout-e2e-'));
     cluster = await startCluster();
-    const agent = cluster.startAgent('node-1');
-    const c = cluster;
-    await waitFor('node-1 to be Ready', async () => {
-      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && r.stdout.includes('"node-1"') && r.stdout.includes('NODE_STATE_READY');
-    }, 60_000, 500);
+    await cluster.startReadyAgent('node-1');
   });
   afterEach(async () => {
     await cluster?.stop();

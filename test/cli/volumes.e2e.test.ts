@@ -38,13 +38,7 @@ describe('cli volumes end to end (real etcd, NATS, controller, agent, registry a
     // A symlink inside the allowed directory that points out of it.
     symlinkSync('/etc', join(allowed, 'escape'));
     cluster = await startCluster();
-    const agent = cluster.startAgent('node-1', ['--allow-bind', allowed]);
-    const c = cluster;
-    await waitFor('node-1 to be Ready', async () => {
-      if (agent.exited()) throw new Error(`agent exited early:\n${tailLog(agent)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && r.stdout.includes('"node-1"') && r.stdout.includes('NODE_STATE_READY');
-    }, 60_000, 500);
+    await cluster.startReadyAgent('node-1', ['--allow-bind', allowed]);
   });
 
   after(async () => {
