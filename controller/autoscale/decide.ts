@@ -118,6 +118,7 @@ function prune(history: AutoscaleHistory, policy: AutoscalePolicy, nowMs: number
   return {
     recommendations: history.recommendations.filter((r) => r.atMs > nowMs - recWindow && r.atMs <= nowMs),
     changes: history.changes.filter((c) => c.atMs > nowMs - changeWindow && c.atMs <= nowMs),
+    sinceMs: Math.min(history.sinceMs ?? nowMs, nowMs),
   };
 }
 
@@ -134,7 +135,7 @@ export function decide(name: string, policy: AutoscalePolicy, obs: AutoscaleObse
     const changes: ScaleChange[] = changed ? [...past.changes, { atMs: nowMs, from: current, to: desired }] : past.changes;
     const held = limitedBy === undefined ? '' : ` (${limitedBy})`;
     const reason = changed ? `scaled ${name} ${current} -> ${desired}: ${raw.basis}${held}` : `${name} stays at ${current}: ${raw.basis}${held}`;
-    return { desired, changed, recommendation: raw.replicas, reason, ...(limitedBy === undefined ? {} : { limitedBy }), history: { recommendations: recs, changes } };
+    return { desired, changed, recommendation: raw.replicas, reason, ...(limitedBy === undefined ? {} : { limitedBy }), history: { recommendations: recs, changes, sinceMs: past.sinceMs ?? nowMs } };
   };
 
   if (obs.activation === true && current === 0) {
@@ -151,13 +152,18 @@ export function decide(name: string, policy: AutoscalePolicy, obs: AutoscaleObse
   const upFrom = nowMs - policy.scaleUp.stabilizationSeconds * 1000;
   const downFrom = nowMs - policy.scaleDown.stabilizationSeconds * 1000;
   const upRec = Math.min(...recs.filter((r) => r.atMs > upFrom || r.atMs === nowMs).map((r) => r.replicas));
-  const downRec = Math.max(...recs.filter((r) => r.atMs > downFrom || r.atMs === nowMs).map((r) => r.replicas));
+  let downRec = Math.max(...recs.filter((r) => r.atMs > downFrom || r.atMs === nowMs).map((r) => r.replicas));
+  // A window not yet covered by this history (a new policy, a new leader) holds the count: nothing is known about its start.
+  const covered = nowMs - (past.sinceMs ?? nowMs) >= policy.scaleDown.stabilizationSeconds * 1000;
+  if (!covered) downRec = Math.max(downRec, current);
   if (upRec > current) desired = upRec;
   else if (downRec < current) desired = downRec;
   if (raw.replicas > current && upRec < raw.replicas) {
     limitedBy = `scale-up stabilization: lowest recommendation in the last ${policy.scaleUp.stabilizationSeconds}s was ${upRec}`;
   } else if (raw.replicas < current && downRec > raw.replicas) {
-    limitedBy = `scale-down stabilization: highest recommendation in the last ${policy.scaleDown.stabilizationSeconds}s was ${downRec}`;
+    limitedBy = covered
+      ? `scale-down stabilization: highest recommendation in the last ${policy.scaleDown.stabilizationSeconds}s was ${downRec}`
+      : `scale-down stabilization: ${Math.round((nowMs - (past.sinceMs ?? nowMs)) / 1000)}s of the ${policy.scaleDown.stabilizationSeconds}s window seen so far`;
   }
 
   // 3. step limits per period.

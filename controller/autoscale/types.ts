@@ -74,6 +74,8 @@ export interface ScaleChange {
 export interface AutoscaleHistory {
   recommendations: Recommendation[];
   changes: ScaleChange[];
+  /** When this history began (the first decision). A scale-down waits until the scale-down window is covered. */
+  sinceMs?: number;
 }
 
 export interface AutoscaleDecision {

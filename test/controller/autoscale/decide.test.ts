@@ -105,7 +105,7 @@ describe('autoscale decide', () => {
       {
         name: 'holds at the highest recommendation in the scale-down window',
         observation: obs({ current: 6, total: 400 }),
-        history: { recommendations: [{ atMs: s(30), replicas: 6 }, { atMs: s(10), replicas: 4 }], changes: [] },
+        history: { recommendations: [{ atMs: s(30), replicas: 6 }, { atMs: s(10), replicas: 4 }], changes: [], sinceMs: s(600) },
         desired: 6,
         recommendation: 2,
         limitedBy: /highest recommendation in the last 60s was 6/,
@@ -113,10 +113,24 @@ describe('autoscale decide', () => {
       {
         name: 'goes down once higher recommendations leave the window',
         observation: obs({ current: 6, total: 400 }),
-        history: { recommendations: [{ atMs: s(70), replicas: 6 }, { atMs: s(10), replicas: 3 }], changes: [] },
+        history: { recommendations: [{ atMs: s(70), replicas: 6 }, { atMs: s(10), replicas: 3 }], changes: [], sinceMs: s(600) },
         desired: 3,
         reason: ['scaled web 6 -> 3', 'requests 400/s over 6 ready replicas'],
         limitedBy: /highest recommendation in the last 60s was 3/,
+      },
+      {
+        name: 'holds the count until a new history has seen a whole scale-down window',
+        observation: obs({ current: 6, total: 400 }),
+        history: { recommendations: [], changes: [], sinceMs: s(20) },
+        desired: 6,
+        recommendation: 2,
+        limitedBy: /scale-down stabilization: 20s of the 60s window seen so far/,
+      },
+      {
+        name: 'holds the count on the very first decision of a new history',
+        observation: obs({ current: 6, total: 400 }),
+        desired: 6,
+        limitedBy: /0s of the 60s window seen so far/,
       },
       {
         name: 'removes at most maxStepPercent of the replicas per period',
@@ -191,6 +205,7 @@ describe('autoscale decide', () => {
     assert.equal(d.desired, 7);
     assert.deepEqual(d.history.recommendations, [{ atMs: s(30), replicas: 4 }, { atMs: NOW, replicas: 8 }]);
     assert.deepEqual(d.history.changes, [{ atMs: s(3), from: 3, to: 4 }, { atMs: NOW, from: 4, to: 7 }]);
+    assert.equal(d.history.sinceMs, NOW, 'a history without a start begins now');
   });
 
   it('rejects nonsense input naming the field', () => {
