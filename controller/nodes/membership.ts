@@ -49,6 +49,8 @@ export class Membership {
   private readonly startedUnixMs: number;
   private readonly windowMs: number;
   private readonly records = new Map<string, Node>();
+  /** When `records` was last read whole from the store (unix ms; 0 = never). */
+  private recordsReadUnixMs = 0;
   /** The last live state logged per node (this controller's view). */
   private readonly logged = new Map<string, NodeState>();
   private timers: NodeJS.Timeout[] = [];
@@ -98,9 +100,21 @@ export class Membership {
   }
 
   /** Every node record with this controller's live status merged in. */
-  async list(opts?: CallOptions): Promise<Node[]> {
+  /**
+   * With `maxAgeMs`, the records as last read (refreshed every REFRESH_INTERVAL_MS,
+   * plus registrations and transitions this controller saw) when that read is
+   * at most `maxAgeMs` old: the reconciler lists nodes on every pass, and
+   * reading 1,000 records from etcd each time costs more than the pass.
+   */
+  async list(opts?: CallOptions & { maxAgeMs?: number }): Promise<Node[]> {
+    if (opts?.maxAgeMs !== undefined && this.recordsReadUnixMs > 0 && this.now() - this.recordsReadUnixMs <= opts.maxAgeMs) {
+      const names = [...this.records.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      return names.map((name) => this.merge(this.records.get(name) as Node));
+    }
+    const readAt = this.now();
     const nodes = await this.opts.store.listNodes(opts);
     for (const n of nodes) if (n.spec) this.records.set(n.spec.name, n);
+    this.recordsReadUnixMs = readAt;
     return nodes.map((n) => this.merge(n));
   }
 
@@ -139,9 +153,11 @@ export class Membership {
   }
 
   private async refresh(): Promise<void> {
+    const readAt = this.now();
     const nodes = await this.opts.store.listNodes();
     this.records.clear();
     for (const n of nodes) if (n.spec) this.records.set(n.spec.name, n);
+    this.recordsReadUnixMs = readAt;
   }
 
   /** Evaluates every known node: logs transitions; the leader persists them. */

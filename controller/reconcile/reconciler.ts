@@ -40,7 +40,10 @@ import { rollbackCause } from './progress.js';
 export const RESYNC_INTERVAL_MS = 30_000;
 /** How long a successful RunContainer is not repeated while waiting for the report. */
 export const RUN_SETTLE_MS = 15_000;
-export const DEFAULT_CONCURRENCY = 32;
+/** Agent calls in flight (each call starts up to RUN_BATCH containers on one node). */
+export const DEFAULT_CONCURRENCY = 128;
+/** A pass may use node records read this long ago (cordons and new registrations show within it). */
+export const NODE_RECORDS_MAX_AGE_MS = 1000;
 /** Most containers started on one node by one agent call (AgentBatchService.RunContainers). */
 export const RUN_BATCH = 100;
 /** A new controller listens this long (a heartbeat interval plus slack) before its first pass. */
@@ -269,7 +272,7 @@ export class Reconciler {
 
   private async nodes(s: TermState): Promise<{ nodes: ReconcileNode[]; addresses: Map<string, string> }> {
     const [list, draining] = await Promise.all([
-      this.opts.membership.list({ signal: s.term.signal }),
+      this.opts.membership.list({ signal: s.term.signal, maxAgeMs: NODE_RECORDS_MAX_AGE_MS }),
       this.opts.store.listDrainingNodes({ signal: s.term.signal }),
     ]);
     const addresses = new Map<string, string>();
