@@ -283,10 +283,13 @@ export const interactiveVerbs: Verb = (program, run) => {
     .option('-w, --workdir <dir>', 'working directory inside the container')
     .option('-u, --user <user>', 'user[:group] to run as')
     .addHelpText('after', `
+CONTAINER is a container's name or id prefix (a workload's replicas are named like web-1-0aab9; see berth ps).
+
 Examples:
-  berth exec web cat /etc/hostname
-  berth exec -it web sh
-  berth exec -e MODE=debug -w /tmp -u nobody web env`)
+  berth run -d --name sleeper busybox sleep 3600
+  berth exec sleeper cat /etc/hostname
+  berth exec -it sleeper sh
+  berth exec -e MODE=debug -w /tmp -u nobody sleeper env`)
     .action(run((ctx, _cmd: Command, opts: ExecOptions, args) => runExec(ctx, opts, args[0] as string, (args[1] as string[] | undefined) ?? [])));
 
   program
