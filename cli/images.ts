@@ -13,6 +13,7 @@ import { Option, type Command } from 'commander';
 import { BerthError } from '../lib/errors.js';
 import type { ImageListResponse, ImagePruneResponse, ImageRemoveResponse, ImageSearchResponse, ImageServiceClient } from '../proto/gen/berth/v1/controller.js';
 import { LayerPhase, type ImageRemoval, type LayerProgress, type PullProgress } from '../proto/gen/berth/v1/types.js';
+import { confirm } from './confirm.js';
 import { UsageError, type CliContext } from './context.js';
 import { formatAge, formatBytes, formatJson, formatTable, formatYaml, parseOutputFormat } from './output.js';
 import type { Verb } from './verb.js';
@@ -162,6 +163,17 @@ async function callImages<Res>(ctx: CliContext, method: 'remove' | 'prune' | 'se
   return unaryOnce<Res, ImageServiceClient>(ctx, await imageClient(ctx), method, req, deadlineMs);
 }
 
+/** Prints "error: NODE: REASON" for each node that failed; the exit code: 1 when any did, else 0. */
+function nodeErrors(ctx: CliContext, nodes: readonly { node: string; error: string }[]): number {
+  let failed = 0;
+  for (const r of nodes) {
+    if (!r.error) continue;
+    failed++;
+    ctx.io.stderr.write(`error: ${r.node}: ${r.error}\n`);
+  }
+  return failed > 0 ? 1 : 0;
+}
+
 /** Removal and prune deadlines: deleting a large image's files can take a while on a busy disk. */
 const DELETE_DEADLINE_MS = 10 * 60_000;
 
@@ -182,27 +194,7 @@ export async function runRemove(ctx: CliContext, references: string[], opts: { n
   if (format === 'json') ctx.out(formatJson(res.nodes));
   else if (format === 'yaml') ctx.out(await formatYaml(res.nodes));
   else for (const r of res.nodes) if (!r.error) for (const l of removalLines(r, 'Untagged')) ctx.out(l);
-  let failed = 0;
-  for (const r of res.nodes) {
-    if (!r.error) continue;
-    failed++;
-    ctx.io.stderr.write(`error: ${r.node}: ${r.error}\n`);
-  }
-  return failed > 0 ? 1 : 0;
-}
-
-/** Asks "Are you sure?" on stdin; only "y" or "yes" goes on. */
-async function confirm(ctx: CliContext, question: string): Promise<boolean> {
-  ctx.io.stderr.write(`${question} [y/N] `);
-  const { createInterface } = await import('node:readline');
-  const rl = createInterface({ input: ctx.io.stdin, terminal: false });
-  try {
-    for await (const line of rl) return /^\s*y(es)?\s*$/i.test(line);
-    ctx.io.stderr.write('\n');
-    return false;
-  } finally {
-    rl.close();
-  }
+  return nodeErrors(ctx, res.nodes);
 }
 
 export async function runPrune(ctx: CliContext, opts: { all?: boolean; force?: boolean; node?: string; output?: string }): Promise<number> {
@@ -223,13 +215,7 @@ export async function runPrune(ctx: CliContext, opts: { all?: boolean; force?: b
     for (const r of res.nodes) if (!r.error) for (const l of removalLines(r, 'Deleted image')) ctx.out(l);
     ctx.out(`Total reclaimed space: ${formatBytes(total)}`);
   }
-  let failed = 0;
-  for (const r of res.nodes) {
-    if (!r.error) continue;
-    failed++;
-    ctx.io.stderr.write(`error: ${r.node}: ${r.error}\n`);
-  }
-  return failed > 0 ? 1 : 0;
+  return nodeErrors(ctx, res.nodes);
 }
 
 export function parseSearchLimit(raw: string | undefined): number {

@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import { BerthError } from '../lib/errors.js';
 import type { ListVolumesResponse, RemoveVolumesResponse, Volume, VolumeServiceClient } from '../proto/gen/berth/v1/volumes.js';
+import { confirm } from './confirm.js';
 import { UsageError, type CliContext } from './context.js';
 import { formatAge, formatJson, formatTable, parseSelector } from './output.js';
 import type { Verb } from './verb.js';
@@ -59,20 +60,6 @@ function checkFormat(format: string | undefined): 'table' | 'json' {
   if (format === undefined || format === 'table') return 'table';
   if (format === 'json') return 'json';
   throw new UsageError(`--format: expected "table" or "json", got "${format}"`);
-}
-
-/** Asks "Are you sure?" on stdin; only "y" or "yes" goes on. */
-async function confirm(ctx: CliContext, question: string): Promise<boolean> {
-  ctx.io.stderr.write(`${question} [y/N] `);
-  const { createInterface } = await import('node:readline');
-  const rl = createInterface({ input: ctx.io.stdin, terminal: false });
-  try {
-    for await (const line of rl) return /^\s*y(es)?\s*$/i.test(line);
-    ctx.io.stderr.write('\n');
-    return false;
-  } finally {
-    rl.close();
-  }
 }
 
 async function checkName(name: string): Promise<void> {
