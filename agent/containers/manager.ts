@@ -77,7 +77,7 @@ export interface RootfsProvider {
  * when a start is undone. Both must be idempotent.
  */
 export interface ContainerNetwork {
-  setup(id: string, spec: ContainerSpec, opts: { signal?: AbortSignal }): Promise<{ netnsPath: string; ipAddress: string; dns?: string[]; extraHosts?: [string, string][] }>;
+  setup(id: string, spec: ContainerSpec, opts: { signal?: AbortSignal }): Promise<{ netnsPath: string; ipAddress: string; dns?: string[]; dnsSearch?: string[]; extraHosts?: [string, string][] }>;
   teardown(id: string): Promise<void>;
 }
 
@@ -357,6 +357,7 @@ export class ContainerManager {
           const n = await this.opts.network.setup(req.id, req.spec, { signal: opts.signal });
           runOptions.netnsPath = n.netnsPath;
           if (n.dns) runOptions.dns = n.dns;
+          if (n.dnsSearch) runOptions.dnsSearch = n.dnsSearch;
           if (n.extraHosts) runOptions.extraHosts = n.extraHosts;
           e.container.status = { ...e.container.status!, ipAddress: n.ipAddress };
         }

@@ -54,6 +54,12 @@ export interface NodeNetworkOptions {
   clusterCidr: string;
   bridge?: string;
   mtu?: number;
+  /**
+   * The node's DNS resolver (agent/dns NodeDns): when given, "cluster"
+   * containers get the bridge's gateway as their nameserver and these search
+   * domains; ensure(gateway) makes it serve there before they start.
+   */
+  resolver?: { ensure(address: string): Promise<void>; readonly search: string[] };
 }
 
 interface NetRecord {
@@ -69,6 +75,8 @@ export interface SetupResult {
   netnsPath: string;
   ipAddress: string;
   dns?: string[];
+  /** resolv.conf search domains (with `dns`). */
+  dnsSearch?: string[];
   extraHosts?: [string, string][];
 }
 
@@ -106,6 +114,7 @@ export class NodeNetwork {
   private readonly gateway: string;
   private readonly clusterCidr: string;
   private readonly mtu: number | undefined;
+  private readonly resolver: NodeNetworkOptions['resolver'];
   private readonly records = new Map<string, NetRecord>();
   /** Serializes port reservations and table writes. */
   private tableLock: Promise<unknown> = Promise.resolve();
@@ -125,6 +134,7 @@ export class NodeNetwork {
       this.gateway = '';
     }
     this.mtu = opts.mtu;
+    this.resolver = opts.resolver;
   }
 
   private recordPath(id: string): string {
@@ -151,6 +161,10 @@ export class NodeNetwork {
       }
     }
     await this.withTable(async () => undefined);
+    // Containers of an earlier agent process still use the resolver on the gateway.
+    if (this.resolver && [...this.records.values()].some((r) => r.mode === 'cluster' && r.address !== '')) {
+      await this.resolver.ensure(this.gateway).catch((err: unknown) => this.log.warn('failed to serve dns on the bridge; retrying with the next container', { address: this.gateway, reason: messageOf(err) }));
+    }
   }
 
   /** Published ports of every container, for the table. */
@@ -242,6 +256,10 @@ export class NodeNetwork {
         await this.withTable(() => this.writeRecord(rec), ports.length > 0);
       }
       this.log.info('container network set up', { containerId: id, mode, address: rec.address, ports: ports.length });
+      if (mode === 'cluster' && this.resolver) {
+        await this.resolver.ensure(this.gateway);
+        return { netnsPath: path, ipAddress: rec.address, dns: [this.gateway], dnsSearch: this.resolver.search };
+      }
       return { netnsPath: path, ipAddress: rec.address };
     } catch (err) {
       this.log.warn('container network setup failed; undoing', { containerId: id, reason: messageOf(err) });

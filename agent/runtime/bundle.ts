@@ -45,6 +45,8 @@ export interface RunOptions {
   hostNofileHard?: number;
   /** nameservers for resolv.conf; default: the host's non-loopback ones. */
   dns?: string[];
+  /** resolv.conf search domains (`search` line); default none. */
+  dnsSearch?: string[];
   /** Join this network namespace (e.g. one CNI set up) instead of a new, empty one. */
   netnsPath?: string;
   /** Berth's default seccomp filter (default) or none. */
@@ -189,7 +191,8 @@ export async function writeBundle(dir: string, rootfs: string, image: ImageConfi
     return `${address}\t${name}\n`;
   }).join('');
   await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n${extra}`);
-  await writeFile(join(dir, 'resolv.conf'), dns.map((d) => `nameserver ${d}\n`).join(''));
+  const search = (options.dnsSearch ?? []).filter((d) => /^[A-Za-z0-9.-]{1,253}$/.test(d));
+  await writeFile(join(dir, 'resolv.conf'), dns.map((d) => `nameserver ${d}\n`).join('') + (search.length > 0 ? `search ${search.join(' ')}\n` : ''));
 
   const r = options.resources ?? {};
   const period = 100000;
