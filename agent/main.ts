@@ -38,7 +38,7 @@ import { OverlaySnapshotter } from './snapshots/index.js';
 import { HelperNodeMaker, LinuxOverlayMounter, ZstdCliDecoder } from './sys/index.js';
 import { LinuxSys } from './sys/linux.js';
 import { LinuxNetOps } from './sys/index.js';
-import { DisabledNetwork, grpcNodeSource, NodeNetwork, RouteSync } from './network/index.js';
+import { DisabledNetwork, grpcNodeSource, grpcServiceSource, NodeNetwork, RouteSync, ServiceSync } from './network/index.js';
 import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
@@ -222,6 +222,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   let network: NodeNetwork | undefined;
   const routesAbort = new AbortController();
   let routesDone: Promise<void> | undefined;
+  let services: { sync: ServiceSync; done: Promise<void> } | undefined;
   const registrar = grpcRegistrar(cfg.controller);
   try {
     ensureRoot(cfg.root, logger);
@@ -298,6 +299,10 @@ export async function runAgent(argv: string[]): Promise<number> {
       await network.start();
       const nodes = grpcNodeSource(cfg.controller);
       routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
+      // Service virtual IPs: this node's `ip berth_svc` table, from ServiceService.List every second.
+      const svcSource = grpcServiceSource(cfg.controller);
+      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge });
+      services = { sync: svcSync, done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => svcSource.close()) };
       logger.info('container network ready', { subnet: subnet ?? '', clusterCidr });
     }
     manager = mgr = new ContainerManager({
@@ -336,7 +341,9 @@ export async function runAgent(argv: string[]): Promise<number> {
     sys?.close();
     routesAbort.abort();
     await routesDone;
+    await services?.done;
     if (network && flags['cleanup'] === true) {
+      await services?.sync.clear().catch((err: unknown) => logger.error('failed to delete the service table', { reason: messageOf(err) }));
       await network.cleanup().catch((err: unknown) => logger.error('failed to clean up the node network', { reason: messageOf(err) }));
     }
     // stderr is synchronous for files and pipes on Linux, so nothing is lost by returning now.

@@ -8,3 +8,4 @@ export * from './nft.js';
 export * from './network.js';
 export * from './routes.js';
 export * from './disabled.js';
+export * from './services.js';
