@@ -5,12 +5,12 @@
  * paths are checked here or by the manager before anything changes.
  */
 import { once } from 'node:events';
-import type { ServerReadableStream, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
-import { status as GrpcCode } from '@grpc/grpc-js';
-import { FailedPreconditionError, InvalidArgumentError, messageOf, packPath, toGrpcStatus, unpackTo, type Logger, type Unpacker } from '../../lib/index.js';
+import type { ServerReadableStream, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import { FailedPreconditionError, InvalidArgumentError, packPath, unpackTo, type Logger, type Unpacker } from '../../lib/index.js';
 import type { AgentCopyFromRequest, AgentServiceServer } from '../../proto/gen/berth/v1/agent.js';
 import type { CopyToContainerRequest, CopyToContainerResponse, TarChunk } from '../../proto/gen/berth/v1/containers.js';
-import { containerIdProblem, type ContainerManager } from '../containers/index.js';
+import type { ContainerManager } from '../containers/index.js';
+import { checkId, failure, unary as unaryHandler } from './call.js';
 
 export interface ContainerVerbDeps {
   containers: ContainerManager;
@@ -25,10 +25,6 @@ type VerbMethods = 'startContainer' | 'killContainer' | 'waitContainer' | 'renam
 const MAX_IDS = 1000;
 const CHUNK = 64 * 1024;
 
-function checkId(id: string, field = 'id'): void {
-  const p = containerIdProblem(id);
-  if (p) throw new InvalidArgumentError(`${field}: ${p}`, { field });
-}
 
 /** Files every container gets bind-mounted from its bundle (agent/runtime/bundle.ts). */
 const AGENT_FILES = ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'];
@@ -59,21 +55,8 @@ export function containerVerbHandlers(deps: ContainerVerbDeps): Pick<AgentServic
   const log = deps.logger.child({ component: 'api' });
   const { containers } = deps;
 
-  const fail = (method: string, err: unknown): { code: number; details: string } => {
-    const s = toGrpcStatus(err);
-    if (s.code === GrpcCode.INTERNAL || s.code === GrpcCode.UNKNOWN) log.error('agent API call failed', { method, reason: messageOf(err) });
-    return s;
-  };
-
-  const unary = <Req, Res>(method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res>) =>
-    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      const ac = new AbortController();
-      call.on('cancelled', () => ac.abort());
-      fn(call.request, ac.signal).then((res) => callback(null, res), (err: unknown) => {
-        const s = fail(method, err);
-        callback({ code: s.code, details: s.details });
-      });
-    };
+  const fail = (method: string, err: unknown): { code: number; details: string } => failure(log, method, err);
+  const unary = <Req, Res>(method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res>) => unaryHandler(log, method, fn);
 
   return {
     startContainer: unary('StartContainer', async (req) => {

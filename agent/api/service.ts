@@ -4,15 +4,16 @@
  * every error leaves as a gRPC status through toGrpcStatus (the message
  * names the field or the thing at fault).
  */
-import type { ServerWritableStream, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { ServerWritableStream } from '@grpc/grpc-js';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { ErrorCode, InvalidArgumentError, isCode, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
 import type { AgentLogsRequest, AgentServiceServer, PullImageRequest } from '../../proto/gen/berth/v1/agent.js';
 import type { LogLine, PullProgress } from '../../proto/gen/berth/v1/types.js';
-import { containerIdProblem, type ContainerManager } from '../containers/index.js';
+import type { ContainerManager } from '../containers/index.js';
 import { pullWithProgress, toProtoImageRecord, toProtoImageRemoval, type ImageService } from '../images/index.js';
 import type { ContainerRuntime, LogEntry } from '../runtime/index.js';
 import { parseImageReference } from '../../lib/index.js';
+import { checkId, unary } from './call.js';
 import { containerVerbHandlers } from './container-verbs.js';
 
 export interface AgentServiceDeps {
@@ -30,31 +31,6 @@ export interface AgentServiceDeps {
 const MAX_GRACE_SECONDS = 3600;
 const MAX_TAIL = 1_000_000;
 
-function checkId(id: string, field = 'id'): void {
-  const p = containerIdProblem(id);
-  if (p) throw new InvalidArgumentError(`${field}: ${p}`, { field });
-}
-
-function fail(err: unknown): { code: number; details: string } {
-  const s = toGrpcStatus(err);
-  return s;
-}
-
-function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, signal: AbortSignal) => Promise<Res>) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    const ac = new AbortController();
-    call.on('cancelled', () => ac.abort());
-    fn(call.request, ac.signal).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        const s = fail(err);
-        if (s.code === GrpcCode.INTERNAL || s.code === GrpcCode.UNKNOWN) log.error('agent API call failed', { method, reason: messageOf(err) });
-        callback({ code: s.code, details: s.details });
-      },
-    );
-  };
-}
-
 /** Builds the AgentService implementation. */
 export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer {
   const log = deps.logger.child({ component: 'api' });
@@ -62,7 +38,7 @@ export function agentServiceHandlers(deps: AgentServiceDeps): AgentServiceServer
   const defaultGrace = deps.defaultGraceSeconds ?? 10;
 
   const streamFail = (call: ServerWritableStream<unknown, unknown>, err: unknown, method: string): void => {
-    const s = fail(err);
+    const s = toGrpcStatus(err);
     if (s.code === GrpcCode.INTERNAL) log.error('agent API call failed', { method, reason: messageOf(err) });
     // grpc-js ends a server stream with a status when the call emits 'error' with a code.
     call.emit('error', Object.assign(new Error(s.details), { code: s.code, details: s.details }));

@@ -3,29 +3,15 @@
  * for the controller. Requests are validated by LocalVolumes; errors leave as
  * gRPC statuses through toGrpcStatus.
  */
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { status as GrpcCode } from '@grpc/grpc-js';
-import { messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
+import type { Logger } from '../../lib/index.js';
 import type { AgentVolumeServiceServer, Volume } from '../../proto/gen/berth/v1/volumes.js';
 import type { LocalVolumes, VolumeInfo } from '../volumes/index.js';
+import { unary } from './call.js';
 
 export interface AgentVolumeServiceDeps {
   node: string;
   volumes: LocalVolumes;
   logger: Logger;
-}
-
-function unary<Req, Res>(log: Logger, method: string, fn: (req: Req) => Promise<Res>) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    fn(call.request).then(
-      (res) => callback(null, res),
-      (err: unknown) => {
-        const s = toGrpcStatus(err);
-        if (s.code === GrpcCode.INTERNAL || s.code === GrpcCode.UNKNOWN) log.error('agent API call failed', { method, reason: messageOf(err) });
-        callback({ code: s.code, details: s.details });
-      },
-    );
-  };
 }
 
 function toProto(node: string, v: VolumeInfo, inUseBy: string[]): Volume {
