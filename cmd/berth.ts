@@ -5,8 +5,6 @@
  * Each program is imported lazily so the CLI does not pay for the libraries of
  * the servers (and the servers do not load each other).
  */
-import { existsSync } from 'node:fs';
-import type * as CliModule from '../cli/main.js';
 
 const argv = process.argv.slice(2);
 const verb = argv[0];
@@ -21,8 +19,14 @@ async function dispatch(): Promise<number> {
     return runAgent(argv.slice(1));
   }
   // The bundled CLI (scripts/bundle-cli.mjs) starts faster; a build without it uses the modules.
-  const bundled = new URL('../cli-bundle/main.js', import.meta.url);
-  const { runCli } = (existsSync(bundled) ? await import(bundled.href) : await import('../cli/main.js')) as typeof CliModule;
+  const { loadBundledCli } = await import('./cli-loader.js');
+  const bundled = loadBundledCli();
+  if (bundled) {
+    const code = await bundled.runCli(argv);
+    bundled.done();
+    return code;
+  }
+  const { runCli } = await import('../cli/main.js');
   return runCli(argv);
 }
 

@@ -1,24 +1,33 @@
 // `node scripts/bundle-cli.mjs [DIST]`: bundles the compiled CLI (DIST/cli/main.js,
 // DIST default dist, and everything it imports, lazily loaded verbs included)
-// into DIST/cli-bundle/main.js: one file to load instead of hundreds, which cuts the CLI's start-up (docs/benchmarks.md, "berth run").
-// dist/cmd/berth.js uses the bundle when it is there and dist/cli/ otherwise;
-// the controller and agent are never bundled (they find files next to their
+// into one CommonJS file, DIST/cli-bundle/main.cjs, then runs it once to record
+// V8's code cache for it (DIST/cli-bundle/main-<sha256 of the bundle>.cache).
+// cmd/berth.js loads the bundle with that cache when both are there, and the
+// modules under DIST/cli/ otherwise: one file and precompiled code instead of
+// hundreds of modules to resolve and compile (docs/benchmarks.md, "berth run").
+// The controller and agent are never bundled (they find files next to their
 // own modules).
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const dist = process.argv[2] ?? 'dist';
 rmSync(`${dist}/cli-bundle`, { recursive: true, force: true });
 await build({
-  entryPoints: { main: `${dist}/cli/main.js` },
-  outdir: `${dist}/cli-bundle`,
+  entryPoints: [`${dist}/cli/main.js`],
+  outfile: `${dist}/cli-bundle/main.cjs`,
   bundle: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   minify: true,
   keepNames: true,
   logLevel: 'warning',
-  // CommonJS dependencies (grpc-js) call require() for Node's own modules.
-  banner: { js: "import { createRequire as __berthRequire } from 'node:module'; const require = __berthRequire(import.meta.url);" },
 });
+// Record the code cache on a run that loads the gRPC client (the controller
+// address is unreachable on purpose: the call fails at once, exit code 1).
+const r = spawnSync(process.execPath, [`${dist}/cmd/berth.js`, 'version', '--controller', '127.0.0.1:1'], {
+  env: { ...process.env, BERTH_WRITE_CODE_CACHE: '1' },
+  stdio: ['ignore', 'ignore', 'pipe'],
+});
+if (r.status !== 1) process.stderr.write(`warning: recording the CLI's code cache: exit ${r.status}: ${r.stderr}\n`);
