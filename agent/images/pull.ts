@@ -22,7 +22,7 @@ import { BerthError, CancelledError, ErrorCode, formatImageReference, messageOf,
 import { LayerPhase, type LayerProgress } from '../../proto/gen/berth/v1/types.js';
 import { sha256Digest, type ContentStore, type Descriptor } from '../content/index.js';
 import { LayerApplier, LayerRejectedError, type Snapshotter } from '../snapshots/index.js';
-import type { LayerDecoder, NodeMaker } from '../sys/fsops.js';
+import type { LayerDecoder, NodeMaker } from '../sys/index.js';
 import { ManifestError, PullError } from './errors.js';
 import { chainIds, nodePlatform, parseConfig, parseIndex, parseManifest, selectPlatform, type Platform } from './manifest.js';
 import { isIndex, isManifest, layerCompression, type LayerCompression } from './mediatypes.js';

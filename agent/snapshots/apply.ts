@@ -32,7 +32,7 @@ import {
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { FsOpsSession, NodeMaker } from '../sys/fsops.js';
+import type { FsOpsSession, NodeMaker } from '../sys/index.js';
 import { LayerRejectedError } from './errors.js';
 import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar.js';
 

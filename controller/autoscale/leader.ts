@@ -13,7 +13,7 @@
 import type { Logger } from '../../lib/logging.js';
 import type { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import type { AutoscaleSpec, Event } from '../../proto/gen/berth/v1/types.js';
-import type { LeaderElection, WorkloadReader, WorkloadWriter } from '../store/types.js';
+import type { LeaderElection, WorkloadReader, WorkloadWriter } from '../store/index.js';
 import { Autoscaler, type AutoscaledWorkload, type AutoscaleTarget } from './autoscaler.js';
 import type { AutoscaleMetric, AutoscalePolicy } from './types.js';
 import { LoadWindow } from './window.js';
