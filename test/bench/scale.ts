@@ -13,8 +13,8 @@
  * connections. Steps and figures:
  * 1. the scheduler alone: placements/s of schedule() for the same cluster size
  *    (in this process, no I/O);
- * 2. apply-to-all-running: --workloads workload files totalling --replicas are
- *    applied through WorkloadService.Apply; the clock stops when the
+ * 2. apply-to-all-running: one file of --workloads workloads totalling
+ *    --replicas is applied through WorkloadService.Apply; the clock stops when the
  *    controller's workload statuses (WorkloadService.List, polled every
  *    100 ms) count every replica running and one ContainerService.List made
  *    right then shows every replica RUNNING (target: under 10 s). Polling the
@@ -351,9 +351,9 @@ async function main(): Promise<void> {
     process.stdout.write(`idle cluster, CPU seconds per second: ${Object.entries(idle).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
     const cpu0 = cpuSeconds(pids());
     const t0 = performance.now();
-    for (let i = 0; i < names.length; i++) {
-      await call(workloads, workloads.apply, { manifest: workloadYaml(names[i]!, sizes[i]!), source: `${names[i]}.yaml`, dryRun: false });
-    }
+    // One file holding every workload, applied at once (as `berth apply -f scale.yaml`).
+    const manifest = names.map((n, i) => workloadYaml(n, sizes[i]!)).join('---\n');
+    await call(workloads, workloads.apply, { manifest, source: 'scale.yaml', dryRun: false });
     const tApplied = performance.now();
     let last = 0;
     let lastProgress = performance.now();
@@ -376,7 +376,7 @@ async function main(): Promise<void> {
     }, 600_000, 100);
     const applySec = (tAll - t0) / 1000;
     const cpu = cpuDelta(cpu0, cpuSeconds(pids()));
-    process.stdout.write(`apply (${workloadCount} calls): ${((tApplied - t0) / 1000).toFixed(2)} s\n`);
+    process.stdout.write(`apply (one call, ${workloadCount} workloads): ${((tApplied - t0) / 1000).toFixed(2)} s\n`);
     process.stdout.write(`apply-to-all-running: ${applySec.toFixed(2)} s (${Math.round(replicas / applySec)} replicas/s; target < 10 s); confirming List took ${confirmSec.toFixed(2)} s\n`);
     process.stdout.write(`  CPU seconds used meanwhile: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')} (machine: ${cpus().length} cores x ${applySec.toFixed(1)} s = ${(cpus().length * applySec).toFixed(1)}; load average ${loadavg()[0]?.toFixed(1)})\n`);
     const beyondIdle = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Number(Math.max(0, v - (idle[k] ?? 0) * applySec).toFixed(1))]));
