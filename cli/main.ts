@@ -31,6 +31,7 @@ import { clusterVerbs } from './cluster-verbs.js';
 import { imageVerbs } from './images.js';
 import { volumeVerbs } from './volumes.js';
 import { infoVerb } from './info.js';
+import { serviceVerbs } from './services.js';
 
 function describeError(err: unknown, debug: boolean): string {
   if (!debug) {
@@ -86,6 +87,7 @@ Run "berth <command> --help" for the options and examples of a command.`);
   runVerb(program, run);
   interactiveVerbs(program, run);
   clusterVerbs(program, run);
+  serviceVerbs(program, run);
   imageVerbs(program, run);
   volumeVerbs(program, run);
   infoVerb(program, run);

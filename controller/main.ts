@@ -15,7 +15,8 @@ import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
 import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
 import { LeaderAutoscaler } from './autoscale/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
-import { EtcdElection, EtcdStore } from './store/index.js';
+import { DEFAULT_SERVICE_CIDR, EtcdElection, EtcdStore, EtcdVipStore, parseServiceCidr } from './store/index.js';
+import { ServiceDirectory } from './services/index.js';
 
 const controllerIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -40,6 +41,13 @@ export const controllerSettings = {
     flag: 'cluster-cidr', env: 'BERTH_CLUSTER_CIDR', key: 'cluster-cidr', default: DEFAULT_CLUSTER_CIDR,
     parse: (raw: string, source: string): string => {
       parseClusterCidr(raw, source);
+      return raw;
+    },
+  } satisfies Setting<string>,
+  serviceCidr: {
+    flag: 'service-cidr', env: 'BERTH_SERVICE_CIDR', key: 'service-cidr', default: DEFAULT_SERVICE_CIDR,
+    parse: (raw: string, source: string): string => {
+      parseServiceCidr(raw, source);
       return raw;
     },
   } satisfies Setting<string>,
@@ -70,6 +78,7 @@ export async function runController(argv: string[]): Promise<number> {
     .option('--config <file>', 'YAML file with any of the settings above')
     .option('--log-level <level>', 'error, warn, info or debug (env BERTH_LOG_LEVEL; default info)')
     .option('--cluster-cidr <cidr>', 'IPv4 range split into one /24 container subnet per node (env BERTH_CLUSTER_CIDR; default 10.244.0.0/16)')
+    .option('--service-cidr <cidr>', 'IPv4 range service virtual IPs come from (env BERTH_SERVICE_CIDR; default 10.96.0.0/16)')
     .version(BERTH_VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -97,9 +106,9 @@ export async function runController(argv: string[]): Promise<number> {
   const observed = new ObservedState();
   const reports = new NatsContainerReports({ servers: cfg.nats, observed, logger, name: `berth-controller-${cfg.id}-reports` });
   const agents = new AgentPool({ logger });
-  const agentStreams = new AgentStreamPool({ logger });
   const volumePool = new AgentVolumePool();
   const volumes = new VolumeManager({ store, observed, agents: volumePool, membership, logger });
+  const agentStreams = new AgentStreamPool({ logger });
   const publisher = new NatsEventPublisher({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-events` });
   const events = new EventRecorder({ store, publisher, logger });
   const reconciler = new Reconciler({ volumes: store, store, election, membership, observed, agents, events, logger });
@@ -115,8 +124,8 @@ export async function runController(argv: string[]): Promise<number> {
     autoscaler.detach();
     await metrics.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     agents.close();
-    agentStreams.close();
     volumePool.close();
+    agentStreams.close();
     await events.stop();
     await publisher.stop();
     await reports.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
@@ -143,6 +152,10 @@ export async function runController(argv: string[]): Promise<number> {
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
       clusterCidr: cfg.clusterCidr,
+      services: {
+        directory: new ServiceDirectory({ vips: new EtcdVipStore(store, cfg.serviceCidr), workloads: store, observed, nodeState: (n) => membership.liveStatus(n).state, logger }),
+        serviceCidr: cfg.serviceCidr,
+      },
     });
   } catch (err) {
     logger.error('controller failed to start', { error: messageOf(err) });

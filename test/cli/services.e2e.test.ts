@@ -1,0 +1,145 @@
+/**
+ * Services end to end: a real controller, etcd, NATS, registry and three
+ * `berth agent --network cni` processes, each with its node network inside
+ * its own namespace host (`--node-netns`). A workload with ports gets a
+ * virtual IP; a client container on one node reaches both replicas through
+ * it (every node's `ip berth_svc` table balances over the ready endpoints on
+ * all nodes); deleting the workload releases the address and empties the
+ * tables. The hosts have no default route, and the egress guard covers the
+ * cluster and service ranges before any address exists.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeHosts, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { startCluster, type TestCluster } from './cluster.js';
+
+const execFileP = promisify(execFile);
+const CLUSTER = '10.244.0.0/16';
+const SERVICES = '10.96.0.0/16';
+
+interface ServiceJson {
+  name: string;
+  virtualIp?: string;
+  ports?: { port: number; protocol: string }[];
+  endpoints?: { containerName: string; node: string; address: string; ready?: boolean }[];
+}
+
+describe('services end to end (virtual IPs balanced over replicas on three namespace-host nodes)', function () {
+  this.timeout(300_000);
+  let reg: RegistryWithImages | undefined;
+  let hosts: TestHosts | undefined;
+  let cluster: TestCluster | undefined;
+  let dir = '';
+  let image = '';
+  const agents: ManagedProcess[] = [];
+
+  before(async () => {
+    reg = await startRegistryWithImages(['busybox']);
+    image = reg.images['busybox']?.reference ?? '';
+    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
+    dir = mkdtempSync(join(tmpdir(), 'berth-test-services-e2e-'));
+    cluster = await startCluster();
+    for (const [i, h] of hosts.hosts.entries()) {
+      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup']));
+    }
+    const c = cluster;
+    await waitFor('three Ready nodes', async () => {
+      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
+      const r = await c.cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 3;
+    }, 60_000, 500);
+  });
+
+  after(async () => {
+    const problems: string[] = [];
+    await cluster?.stop().catch((e: Error) => problems.push(e.message));
+    await hosts?.cleanup().catch((e: Error) => problems.push(e.message));
+    await reg?.stop().catch((e: Error) => problems.push(e.message));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  });
+
+  async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    if (!cluster) throw new Error('no cluster');
+    return cluster.cli(args);
+  }
+
+  async function services(): Promise<ServiceJson[]> {
+    const r = await cli(['get', 'services', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as ServiceJson[];
+  }
+
+  async function table(i: number): Promise<string> {
+    const r = await tryRunIn(hosts!.hosts[i]!.netns, 'nft', ['list', 'table', 'ip', 'berth_svc']);
+    return r.code === 0 ? r.stdout : '';
+  }
+
+  it('gives a workload with ports a virtual IP and reaches both replicas through it from a container on another node, then releases it on delete', async () => {
+    const file = join(dir, 'web.yaml');
+    writeFileSync(file, [
+      'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 2',
+      `  image: ${image}`,
+      '  command: [sh, -c, \'mkdir -p /tmp/www && echo "I am $(hostname)" > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www\']',
+      '  ports:', '    - { name: http, container: 80 }',
+      '  placement: { maxPerNode: 1 }', '',
+    ].join('\n'));
+    const applied = await cli(['apply', '-f', file]);
+    assert.equal(applied.code, 0, applied.stderr);
+
+    let web: ServiceJson | undefined;
+    await waitFor('service web with two ready endpoints', async () => {
+      web = (await services()).find((s) => s.name === 'web');
+      return (web?.endpoints ?? []).filter((e) => e.ready).length === 2;
+    }, 120_000, 500).catch((err: Error) => {
+      throw new Error(`${err.message}\nlast: ${JSON.stringify(web)}\n${agents.map((a) => tailLog(a, 20)).join('\n')}`);
+    });
+    const vip = web?.virtualIp ?? '';
+    assert.match(vip, /^10\.96\.\d+\.\d+$/);
+    assert.deepEqual(web?.ports, [{ name: 'http', port: 80, protocol: 'tcp', targetPort: 80 }]);
+    const names = (web?.endpoints ?? []).map((e) => e.containerName).sort();
+
+    const row = (await cli(['get', 'services'])).stdout.split('\n').find((l) => l.startsWith('web '));
+    assert.match(row ?? '', new RegExp(`^web\\s+${vip.replace(/\./g, '\\.')}\\s+80/tcp\\s+2/2\\s*$`));
+    const described = await cli(['describe', 'service', 'web']);
+    assert.equal(described.code, 0, described.stderr);
+    assert.match(described.stdout, new RegExp(`Address:\\s+${vip.replace(/\./g, '\\.')}`));
+    for (const e of web?.endpoints ?? []) assert.match(described.stdout, new RegExp(`${e.containerName}\\s+${e.node}\\s+${e.address.replace(/\./g, '\\.')}\\s+running\\s+-\\s+yes`));
+
+    // Every node's table balances the VIP over both endpoints (including nodes without a replica).
+    const addrs = (web?.endpoints ?? []).map((e) => e.address).sort();
+    for (let i = 0; i < 3; i++) {
+      await waitFor(`node-${i}'s service table to hold both endpoints`, async () => {
+        const t = await table(i);
+        return t.includes(`ip daddr ${vip} tcp dport 80 dnat to numgen random mod 2 map { 0 : ${addrs[0]}, 1 : ${addrs[1]} }`);
+      }, 20_000, 250);
+    }
+
+    // A client on a node without a replica when there is one, fetching through the VIP many times.
+    const nodesWith = new Set((web?.endpoints ?? []).map((e) => e.node));
+    const clientNode = ['node-0', 'node-1', 'node-2'].find((n) => !nodesWith.has(n)) ?? 'node-0';
+    const script = `ok=0; for i in $(seq 1 40); do if timeout 5 wget -q -O - http://${vip}:80/; then ok=$((ok+1)); fi; done; echo "ok=$ok"`;
+    const r = await cli(['run', '--rm', '--node', clientNode, image, 'sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const seen = new Set([...r.stdout.matchAll(/^I am (\S+)$/gm)].map((m) => m[1]));
+    assert.deepEqual([...seen].sort(), names, `both replicas answered through ${vip}: ${r.stdout}`);
+    assert.match(r.stdout, /ok=40/);
+
+    // Delete: the address is released and every table drops the VIP.
+    const del = await cli(['delete', 'workload', 'web']);
+    assert.equal(del.code, 0, del.stderr);
+    await waitFor('service web to be gone', async () => !(await services()).some((s) => s.name === 'web'), 30_000, 500);
+    const keys = await execFileP('etcdctl', ['--endpoints', cluster!.etcd.url, 'get', '--prefix', '--keys-only', '/berth/v1/vip']);
+    assert.equal(keys.stdout.trim(), '', `no virtual IP keys left in etcd: ${keys.stdout}`);
+    for (let i = 0; i < 3; i++) {
+      await waitFor(`node-${i}'s table to drop ${vip}`, async () => {
+        const t = await table(i);
+        return t !== '' && !t.includes(vip);
+      }, 30_000, 250);
+    }
+  });
+});
