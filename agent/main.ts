@@ -37,7 +37,8 @@ import { LocalContentStore } from './content/index.js';
 import { OverlaySnapshotter } from './snapshots/index.js';
 import { HelperNodeMaker, LinuxOverlayMounter, ZstdCliDecoder } from './sys/index.js';
 import { LinuxSys } from './sys/linux.js';
-import { LinuxNetOps } from './sys/index.js';
+import { bindInNetns, LinuxNetOps } from './sys/index.js';
+import { DnsResolver, NodeDns, parseUpstreamList, PollingDirectory, serviceEntries, systemUpstreams } from './dns/index.js';
 import { DisabledNetwork, grpcNodeSource, grpcServiceSource, NodeNetwork, RouteSync, ServiceSync } from './network/index.js';
 import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
@@ -89,6 +90,7 @@ export const agentSettings = {
   network: { flag: 'network', env: 'BERTH_NETWORK', parse: networkPlugin, default: 'none' } as Setting<'cni' | 'none'>,
   internalIp: { flag: 'internal-ip', env: 'BERTH_INTERNAL_IP', key: 'internal-ip', parse: internalIp, default: '' } as Setting<string>,
   nodeNetns: { flag: 'node-netns', env: 'BERTH_NODE_NETNS', key: 'node-netns', parse: parsers.string, default: '' } as Setting<string>,
+  dnsUpstream: { flag: 'dns-upstream', env: 'BERTH_DNS_UPSTREAM', key: 'dns-upstream', parse: (raw: string, source: string) => (parseUpstreamList(raw, source), raw.trim()), default: '' } as Setting<string>,
   clusterCidr: { flag: 'cluster-cidr', env: 'BERTH_CLUSTER_CIDR', key: 'cluster-cidr', parse: (raw: string, source: string) => formatCidr(parseClusterCidr(raw, source)), default: DEFAULT_CLUSTER_CIDR } as Setting<string>,
 };
 
@@ -124,6 +126,7 @@ function buildCommand(): Command {
     .option('--internal-ip <ip>', 'address other nodes route this node\'s container subnet through (env BERTH_INTERNAL_IP; default the host of --address)')
     .option('--cluster-cidr <cidr>', 'the cluster\'s container range when the controller does not say (env BERTH_CLUSTER_CIDR; default 10.244.0.0/16)')
     .option('--node-netns <path>', 'network namespace the node\'s container networking (bridge, routes, nft table) lives in; default the agent\'s own (env BERTH_NODE_NETNS)')
+    .option('--dns-upstream <ips>', 'resolvers the containers\' DNS server (on the bridge gateway, --network cni) forwards other names to: IPs separated by commas, or "none" (env BERTH_DNS_UPSTREAM; default the agent\'s /etc/resolv.conf)')
     .option('--cleanup', 'on shutdown, remove the node\'s container networks, bridge, routes and nft table')
     .addHelpText('after', `
 Examples:
@@ -223,6 +226,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   const routesAbort = new AbortController();
   let routesDone: Promise<void> | undefined;
   let services: { sync: ServiceSync; done: Promise<void> } | undefined;
+  let dns: { node: NodeDns; done: Promise<void> } | undefined;
   const registrar = grpcRegistrar(cfg.controller);
   try {
     ensureRoot(cfg.root, logger);
@@ -295,7 +299,13 @@ export async function runAgent(argv: string[]): Promise<number> {
       const clusterCidr = registered.clusterCidr ?? cfg.clusterCidr;
       const subnet = registered.node?.network?.subnet;
       const netOps = new LinuxNetOps(cfg.nodeNetns !== '' ? { nodeNetns: cfg.nodeNetns } : {});
-      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, ...(subnet ? { subnet } : {}) });
+      // Service names for the containers: a resolver on the bridge gateway, from ServiceService.List every second.
+      const dnsSource = grpcServiceSource(cfg.controller);
+      const directory = new PollingDirectory({ source: { list: async (o) => serviceEntries(await dnsSource.listServices(o)) }, logger });
+      const resolver = new DnsResolver({ directory, upstreams: cfg.dnsUpstream !== '' ? parseUpstreamList(cfg.dnsUpstream, '--dns-upstream') : systemUpstreams(), logger });
+      const nodeDns = new NodeDns({ resolver, bind: (address, port) => bindInNetns(address, port, cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined), logger });
+      dns = { node: nodeDns, done: directory.run(routesAbort.signal).finally(() => dnsSource.close()) };
+      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, ...(subnet ? { subnet } : {}) });
       await network.start();
       const nodes = grpcNodeSource(cfg.controller);
       routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
@@ -342,6 +352,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     routesAbort.abort();
     await routesDone;
     await services?.done;
+    await dns?.done;
+    await dns?.node.close();
     if (network && flags['cleanup'] === true) {
       await services?.sync.clear().catch((err: unknown) => logger.error('failed to delete the service table', { reason: messageOf(err) }));
       await network.cleanup().catch((err: unknown) => logger.error('failed to clean up the node network', { reason: messageOf(err) }));

@@ -10,6 +10,7 @@
  */
 import net from 'node:net';
 import { messageOf, pause, type Logger } from '../../lib/index.js';
+import type { ListServicesResponse } from '../../proto/gen/berth/v1/services.js';
 import type { ServiceDirectory } from './resolver.js';
 
 export interface ServiceEntry {
@@ -85,4 +86,9 @@ export class PollingDirectory implements ServiceDirectory {
       await pause(this.intervalMs, signal);
     }
   }
+}
+
+/** The entries of a ServiceService.List answer (services without a virtual IP are left out). */
+export function serviceEntries(res: ListServicesResponse): ServiceEntry[] {
+  return res.services.filter((s) => s.virtualIp !== '').map((s) => ({ name: s.name, address: s.virtualIp }));
 }

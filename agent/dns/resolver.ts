@@ -22,7 +22,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { messageOf, type Logger } from '../../lib/index.js';
+import { InvalidArgumentError, messageOf, type Logger } from '../../lib/index.js';
 import {
   buildResponse,
   CLASS_ANY,
@@ -78,6 +78,20 @@ export function parseResolvConf(text: string): Upstream[] {
     if (m && net.isIP(m[1]!) !== 0) out.push({ host: m[1]!, port: 53 });
   }
   return out;
+}
+
+/**
+ * An upstream setting: "none" (never forward) or IP addresses separated by
+ * commas (port 53). Throws InvalidArgumentError naming `field`.
+ */
+export function parseUpstreamList(raw: string, field: string): Upstream[] {
+  if (raw.trim() === 'none') return [];
+  const parts = raw.split(',').map((p) => p.trim()).filter(Boolean);
+  if (parts.length === 0) throw new InvalidArgumentError(`${field}: expected "none" or IP addresses separated by commas, got "${raw}"`, { field });
+  return parts.map((p) => {
+    if (net.isIP(p) === 0) throw new InvalidArgumentError(`${field}: expected "none" or IP addresses separated by commas; "${p}" is not an IP address`, { field });
+    return { host: p, port: 53 };
+  });
 }
 
 /** The agent's own resolvers, from /etc/resolv.conf ([] when there is none). */

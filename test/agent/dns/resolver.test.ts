@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { DnsResolver, PollingDirectory, StaticDirectory, parseResolvConf, type ServiceDirectory, type Upstream } from '../../../agent/dns/index.js';
+import { DnsResolver, PollingDirectory, StaticDirectory, parseResolvConf, parseUpstreamList, type ServiceDirectory, type Upstream } from '../../../agent/dns/index.js';
 import { silentLogger } from '../../../lib/index.js';
 import { decode, query } from './wire.js';
 
@@ -68,14 +68,22 @@ describe('DnsResolver', () => {
   async function serve(upstreams: Upstream[], directory: ServiceDirectory = new StaticDirectory([{ name: 'web', address: '10.96.0.10' }, { name: 'db', address: '10.96.0.11' }])): Promise<number> {
     const resolver = new DnsResolver({ directory, upstreams, logger: silentLogger(), forwardTimeoutMs: 500 });
     cleanups.push(() => resolver.close());
-    // A free port for both transports: UDP picks one, TCP takes the same.
-    const udp = dgram.createSocket('udp4');
-    await new Promise<void>((res) => udp.bind(0, '127.0.0.1', () => res()));
-    const port = udp.address().port;
-    const tcp = net.createServer();
-    await new Promise<void>((res, rej) => { tcp.once('error', rej); tcp.listen(port, '127.0.0.1', () => res()); });
-    resolver.serve(udp, tcp);
-    return port;
+    // A free port for both transports: UDP picks one, TCP takes the same (another when that one is taken).
+    for (let attempt = 0; ; attempt++) {
+      const udp = dgram.createSocket('udp4');
+      await new Promise<void>((res) => udp.bind(0, '127.0.0.1', () => res()));
+      const port = udp.address().port;
+      const tcp = net.createServer();
+      try {
+        await new Promise<void>((res, rej) => { tcp.once('error', rej); tcp.listen(port, '127.0.0.1', () => res()); });
+      } catch (err) {
+        udp.close();
+        if (attempt < 20) continue;
+        throw err;
+      }
+      resolver.serve(udp, tcp);
+      return port;
+    }
   }
 
   it('answers NAME and NAME.berth with the service address over UDP', async () => {
@@ -181,6 +189,13 @@ describe('DnsResolver', () => {
     }
     assert.deepEqual(got, ['10.96.0.12']);
     assert.equal(decode((await udpAsk(port, query('v6.berth')))!).rcode, 3);
+  });
+
+  it('reads an upstream setting and names the setting when it is wrong', () => {
+    assert.deepEqual(parseUpstreamList('none', '--dns-upstream'), []);
+    assert.deepEqual(parseUpstreamList('10.0.0.2, 10.0.0.3', '--dns-upstream'), [{ host: '10.0.0.2', port: 53 }, { host: '10.0.0.3', port: 53 }]);
+    assert.throws(() => parseUpstreamList('10.0.0.2,dns.example', '--dns-upstream'), /--dns-upstream: expected "none" or IP addresses separated by commas; "dns\.example" is not an IP address/);
+    assert.throws(() => parseUpstreamList(' , ', '--dns-upstream'), /--dns-upstream: expected "none" or IP addresses/);
   });
 
   it('reads nameservers from resolv.conf text', () => {
