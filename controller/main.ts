@@ -15,7 +15,7 @@ import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
 import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
 import { LeaderAutoscaler } from './autoscale/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
-import { DEFAULT_SERVICE_CIDR, EtcdElection, EtcdStore, EtcdVipStore, parseServiceCidr } from './store/index.js';
+import { DEFAULT_SERVICE_CIDR, EtcdElection, EtcdStore, EtcdVipStore, checkRangesApart, parseServiceCidr } from './store/index.js';
 import { ServiceDirectory } from './services/index.js';
 
 const controllerIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -93,6 +93,7 @@ export async function runController(argv: string[]): Promise<number> {
   let cfg;
   try {
     cfg = resolveConfig(controllerSettings, { flags, ...(configFile ? { file: configFile } : {}) });
+    checkRangesApart(cfg.serviceCidr, cfg.clusterCidr);
   } catch (err) {
     process.stderr.write(`berth controller: ${messageOf(err)}\n`);
     return 2;

@@ -6,4 +6,4 @@ export { EtcdStore, CONFLICT_ATTEMPTS, MAX_TXN_OPS, type EtcdStoreOptions } from
 export { EtcdElection, LEASE_TTL_SECONDS, STEP_DOWN_AFTER_MS, type EtcdElectionOptions } from './election.js';
 export { KeyLayout, DEFAULT_PREFIX } from './keys.js';
 export { canonicalSpec, matchesSelector, checkContainerId } from './plan.js';
-export { EtcdVipStore, DEFAULT_SERVICE_CIDR, chooseVip, parseServiceCidr } from './vips.js';
+export { EtcdVipStore, DEFAULT_SERVICE_CIDR, checkRangesApart, chooseVip, parseServiceCidr } from './vips.js';

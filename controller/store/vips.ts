@@ -28,6 +28,16 @@ export function parseServiceCidr(s: string, field = 'service-cidr'): Ipv4Cidr {
   return c;
 }
 
+/** Refuses a service range that overlaps the cluster (container) range. */
+export function checkRangesApart(serviceCidr: string, clusterCidr: string): void {
+  const a = parseServiceCidr(serviceCidr);
+  const b = parseCidr(clusterCidr, 'cluster-cidr');
+  const end = (c: Ipv4Cidr) => c.base + 2 ** (32 - c.bits);
+  if (a.base < end(b) && b.base < end(a)) {
+    throw new InvalidArgumentError(`service-cidr: ${formatCidr(a)} overlaps the cluster range ${formatCidr(b)}; expected a range apart from it (default 10.96.0.0/16)`, { field: 'service-cidr' });
+  }
+}
+
 /**
  * The address a workload gets: the first free one at or after a start point
  * hashed from the name (wrapping), never the range's first or last address.

@@ -79,7 +79,7 @@ describe('services end to end (virtual IPs balanced over replicas on three names
     return r.code === 0 ? r.stdout : '';
   }
 
-  it('gives a workload with ports a virtual IP and reaches both replicas through it from a container on another node, then releases it on delete', async () => {
+  it('gives a workload with ports a virtual IP and reaches both replicas through it from containers on other nodes and on a replica node, then releases it on delete', async () => {
     const file = join(dir, 'web.yaml');
     writeFileSync(file, [
       'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: web', 'spec:', '  replicas: 2',
@@ -128,6 +128,13 @@ describe('services end to end (virtual IPs balanced over replicas on three names
     const seen = new Set([...r.stdout.matchAll(/^I am (\S+)$/gm)].map((m) => m[1]));
     assert.deepEqual([...seen].sort(), names, `both replicas answered through ${vip}: ${r.stdout}`);
     assert.match(r.stdout, /ok=40/);
+
+    // A client on a node that runs a replica: the local one answers through the hairpin masquerade, the remote one by route.
+    const localNode = web?.endpoints?.[0]?.node ?? 'node-0';
+    const local = await cli(['run', '--rm', '--node', localNode, image, 'sh', '-c', script]);
+    assert.equal(local.code, 0, local.stderr + local.stdout);
+    assert.deepEqual([...new Set([...local.stdout.matchAll(/^I am (\S+)$/gm)].map((m) => m[1]))].sort(), names, `both replicas answered a client on ${localNode}: ${local.stdout}`);
+    assert.match(local.stdout, /ok=40/);
 
     // Delete: the address is released and every table drops the VIP.
     const del = await cli(['delete', 'workload', 'web']);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startEtcd, type Service } from '../../harness/index.js';
-import { EtcdStore, EtcdVipStore, chooseVip, parseServiceCidr } from '../../../controller/store/index.js';
+import { EtcdStore, EtcdVipStore, checkRangesApart, chooseVip, parseServiceCidr } from '../../../controller/store/index.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../../lib/index.js';
 
 describe('chooseVip', () => {
@@ -34,6 +34,12 @@ describe('chooseVip', () => {
     assert.throws(() => parseServiceCidr('10.96.0.1/16'), (err: unknown) => err instanceof InvalidArgumentError && /service-cidr: "10\.96\.0\.1\/16" has host bits set/.test(err.message));
     assert.throws(() => parseServiceCidr('0.0.0.0/4'), (err: unknown) => err instanceof InvalidArgumentError && /expected a prefix length from \/8 to \/28/.test(err.message));
     assert.throws(() => parseServiceCidr('nope'), InvalidArgumentError);
+  });
+
+  it('refuses a service range that overlaps the cluster range', () => {
+    checkRangesApart('10.96.0.0/16', '10.244.0.0/16');
+    assert.throws(() => checkRangesApart('10.244.128.0/20', '10.244.0.0/16'), (err: unknown) => err instanceof InvalidArgumentError && /service-cidr: 10\.244\.128\.0\/20 overlaps the cluster range 10\.244\.0\.0\/16/.test(err.message));
+    assert.throws(() => checkRangesApart('10.0.0.0/8', '10.244.0.0/16'), /overlaps/);
   });
 });
 
