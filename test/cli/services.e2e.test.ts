@@ -149,4 +149,43 @@ describe('services end to end (virtual IPs balanced over replicas on three names
       }, 30_000, 250);
     }
   });
+  it('takes a replica that fails its health check out of every node\'s table and sends traffic only to the healthy one', async () => {
+    const file = join(dir, 'api.yaml');
+    writeFileSync(file, [
+      'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: api', 'spec:', '  replicas: 2',
+      `  image: ${image}`,
+      '  command: [sh, -c, \'mkdir -p /tmp/www && echo "I am $(hostname)" > /tmp/www/index.html && touch /tmp/ok && exec httpd -f -p 8080 -h /tmp/www\']',
+      '  ports:', '    - { container: 8080 }',
+      '  health: { exec: [test, -e, /tmp/ok], intervalSeconds: 1, failureThreshold: 1 }',
+      '  placement: { maxPerNode: 1 }', '',
+    ].join('\n'));
+    assert.equal((await cli(['apply', '-f', file])).code, 0);
+    let api: ServiceJson | undefined;
+    await waitFor('service api with two ready endpoints', async () => {
+      api = (await services()).find((s) => s.name === 'api');
+      return (api?.endpoints ?? []).filter((e) => e.ready).length === 2;
+    }, 120_000, 500);
+    const vip = api?.virtualIp ?? '';
+    const [sick, well] = api?.endpoints ?? [];
+    assert.ok(sick && well);
+    const ex = await cli(['exec', sick.containerName, 'rm', '/tmp/ok']);
+    assert.equal(ex.code, 0, ex.stderr);
+    await waitFor(`${sick.containerName} to be unhealthy and left out`, async () => {
+      const s = (await services()).find((x) => x.name === 'api');
+      const e = s?.endpoints?.find((x) => x.containerName === sick.containerName) as { ready?: boolean; health?: string } | undefined;
+      return e?.ready !== true && e?.health === 'unhealthy';
+    }, 30_000, 250);
+    const row = (await cli(['get', 'services'])).stdout.split('\n').find((l) => l.startsWith('api '));
+    assert.match(row ?? '', /\s1\/2\s*$/);
+    assert.match((await cli(['describe', 'service', 'api'])).stdout, new RegExp(`${sick.containerName}\\s+${sick.node}\\s+\\S+\\s+running\\s+unhealthy\\s+no`));
+    for (let i = 0; i < 3; i++) {
+      await waitFor(`node-${i}'s table to send ${vip} only to ${well.address}`, async () => (await table(i)).includes(`ip daddr ${vip} tcp dport 8080 dnat to ${well.address} comment`), 20_000, 250);
+    }
+    const script = `ok=0; for i in $(seq 1 20); do if timeout 5 wget -q -O - http://${vip}:8080/; then ok=$((ok+1)); fi; done; echo "ok=$ok"`;
+    const r = await cli(['run', '--rm', '--node', 'node-0', image, 'sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.deepEqual([...new Set([...r.stdout.matchAll(/^I am (\S+)$/gm)].map((m) => m[1]))], [well.containerName]);
+    assert.match(r.stdout, /ok=20/);
+    assert.equal((await cli(['delete', 'workload', 'api'])).code, 0);
+  });
 });
