@@ -302,7 +302,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       // Service names for the containers: a resolver on the bridge gateway, from ServiceService.List every second.
       const dnsSource = grpcServiceSource(cfg.controller);
       const directory = new PollingDirectory({ source: { list: async (o) => serviceEntries(await dnsSource.listServices(o)) }, logger });
-      const resolver = new DnsResolver({ directory, upstreams: cfg.dnsUpstream !== '' ? parseUpstreamList(cfg.dnsUpstream, '--dns-upstream') : systemUpstreams(), logger });
+      const resolver = new DnsResolver({ directory, upstreams: cfg.dnsUpstream !== '' ? parseUpstreamList(cfg.dnsUpstream, '--dns-upstream') : systemUpstreams(), logger, clients: clusterCidr });
       const nodeDns = new NodeDns({ resolver, bind: (address, port) => bindInNetns(address, port, cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined), logger });
       dns = { node: nodeDns, done: directory.run(routesAbort.signal).finally(() => dnsSource.close()) };
       network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, ...(subnet ? { subnet } : {}) });

@@ -22,7 +22,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, messageOf, type Logger } from '../../lib/index.js';
+import { cidrContains, InvalidArgumentError, messageOf, parseCidr, parseIpv4, type Logger } from '../../lib/index.js';
 import {
   buildResponse,
   CLASS_ANY,
@@ -47,6 +47,8 @@ export const SERVICE_TTL = 5;
 const FORWARD_TIMEOUT_MS = 2000;
 const MAX_IN_FLIGHT = 256;
 const MAX_TCP_CONNECTIONS = 64;
+/** Queries a TCP client may have unanswered before it is disconnected. */
+const MAX_TCP_PENDING = 32;
 const TCP_IDLE_MS = 10_000;
 
 /** Where service names come from (the role the resolver needs of cluster state). */
@@ -66,6 +68,12 @@ export interface DnsResolverOptions {
   upstreams: Upstream[];
   logger: Logger;
   forwardTimeoutMs?: number;
+  /**
+   * Only clients with an IPv4 address in this range are answered (the
+   * cluster range: containers and nodes); others are ignored, so the node
+   * is no open resolver. Default: everyone.
+   */
+  clients?: string;
 }
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -113,8 +121,18 @@ export class DnsResolver {
   private readonly udps = new Set<dgram.Socket>();
   private readonly servers = new Set<net.Server>();
   private readonly conns = new Set<net.Socket>();
+  private readonly allowed: (address: string) => boolean;
 
   constructor(opts: DnsResolverOptions) {
+    if (opts.clients !== undefined) {
+      const range = parseCidr(opts.clients, 'clients');
+      this.allowed = (address) => {
+        const ip = parseIpv4(address.startsWith('::ffff:') ? address.slice(7) : address);
+        return ip !== undefined && cidrContains(range, ip);
+      };
+    } else {
+      this.allowed = () => true;
+    }
     this.directory = opts.directory;
     this.upstreams = opts.upstreams;
     this.log = opts.logger.child({ component: 'dns' });
@@ -246,6 +264,7 @@ export class DnsResolver {
       this.udps.add(udp);
       udp.on('error', (err) => this.log.warn('dns udp socket error', { reason: messageOf(err) }));
       udp.on('message', (msg, rinfo) => {
+        if (!this.allowed(rinfo.address)) return;
         void this.answer(msg, 'udp').then((reply) => {
           if (!reply || this.closed) return;
           const limit = Math.min(EDNS_UDP_SIZE, Math.max(512, ednsSize(msg)));
@@ -261,7 +280,7 @@ export class DnsResolver {
   }
 
   private connection(c: net.Socket): void {
-    if (this.conns.size >= MAX_TCP_CONNECTIONS || this.closed) {
+    if (this.conns.size >= MAX_TCP_CONNECTIONS || this.closed || !this.allowed(c.remoteAddress ?? '')) {
       c.destroy();
       return;
     }
@@ -271,6 +290,7 @@ export class DnsResolver {
     c.setTimeout(TCP_IDLE_MS, () => c.destroy());
     let buf = Buffer.alloc(0);
     let chain = Promise.resolve();
+    let pending = 0;
     c.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       while (buf.length >= 2) {
@@ -278,9 +298,14 @@ export class DnsResolver {
         if (buf.length < 2 + len) break;
         const msg = Buffer.from(buf.subarray(2, 2 + len));
         buf = buf.subarray(2 + len);
+        if (++pending > MAX_TCP_PENDING) {
+          c.destroy();
+          return;
+        }
         // Answers go out in query order.
         chain = chain.then(async () => {
           const reply = await this.answer(msg, 'tcp');
+          pending--;
           if (!reply || c.destroyed) return;
           const head = Buffer.alloc(2);
           head.writeUInt16BE(reply.length);

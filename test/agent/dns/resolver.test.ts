@@ -25,6 +25,7 @@ function tcpAsk(port: number, packets: Buffer[]): Promise<Buffer[]> {
     const out: Buffer[] = [];
     let buf = Buffer.alloc(0);
     c.on('error', reject);
+    c.on('close', () => reject(new Error('connection closed before all answers')));
     c.on('connect', () => {
       for (const p of packets) {
         const h = Buffer.alloc(2);
@@ -65,8 +66,8 @@ describe('DnsResolver', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function serve(upstreams: Upstream[], directory: ServiceDirectory = new StaticDirectory([{ name: 'web', address: '10.96.0.10' }, { name: 'db', address: '10.96.0.11' }])): Promise<number> {
-    const resolver = new DnsResolver({ directory, upstreams, logger: silentLogger(), forwardTimeoutMs: 500 });
+  async function serve(upstreams: Upstream[], directory: ServiceDirectory = new StaticDirectory([{ name: 'web', address: '10.96.0.10' }, { name: 'db', address: '10.96.0.11' }]), clients?: string): Promise<number> {
+    const resolver = new DnsResolver({ directory, upstreams, logger: silentLogger(), forwardTimeoutMs: 500, ...(clients ? { clients } : {}) });
     cleanups.push(() => resolver.close());
     // A free port for both transports: UDP picks one, TCP takes the same (another when that one is taken).
     for (let attempt = 0; ; attempt++) {
@@ -189,6 +190,24 @@ describe('DnsResolver', () => {
     }
     assert.deepEqual(got, ['10.96.0.12']);
     assert.equal(decode((await udpAsk(port, query('v6.berth')))!).rcode, 3);
+  });
+
+  it('disconnects a TCP client that piles up unanswered queries', async () => {
+    // Forwarded queries to an upstream that never answers stay pending.
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((res) => silent.bind(0, '127.0.0.1', () => res()));
+    cleanups.push(() => { silent.close(); });
+    const port = await serve([{ host: '127.0.0.1', port: silent.address().port }]);
+    await assert.rejects(tcpAsk(port, Array.from({ length: 40 }, (_, i) => query('example.com', 1, { id: i }))), /closed/);
+    assert.deepEqual(decode((await udpAsk(port, query('web')))!).addresses, ['10.96.0.10']);
+  });
+
+  it('ignores clients outside its client range', async () => {
+    const port = await serve([], undefined, '10.244.0.0/16');
+    assert.equal(await udpAsk(port, query('web'), 300), undefined);
+    await assert.rejects(tcpAsk(port, [query('web')]));
+    const open = await serve([], undefined, '127.0.0.0/8');
+    assert.deepEqual(decode((await udpAsk(open, query('web')))!).addresses, ['10.96.0.10']);
   });
 
   it('reads an upstream setting and names the setting when it is wrong', () => {
