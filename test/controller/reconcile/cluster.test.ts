@@ -4,7 +4,6 @@
  * agents (real gRPC servers and real NATS publishers, containers in memory).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { connect } from 'nats';
@@ -14,8 +13,9 @@ import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
 import { EVENTS_SUBJECT } from '../../../controller/nodes/index.js';
 import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
 import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
-import { FakeAgent } from './fake-agent.js';
+import type { FakeAgent } from './fake-agent.js';
 import { startController, type TestController } from './controller.js';
+import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 
 describe('reconciler with fake agents', function () {
   this.timeout(120_000);
@@ -27,6 +27,7 @@ describe('reconciler with fake agents', function () {
   let ctl2: TestController | undefined;
   let c: Clients | undefined;
   let agents: FakeAgent[] = [];
+  let fc: FakeCluster | undefined;
 
   before(async () => {
     [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
@@ -37,22 +38,17 @@ describe('reconciler with fake agents', function () {
     await Promise.all([etcd?.stop(), nats?.stop()]);
   });
   beforeEach(async () => {
-    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
-    ctl = await startController(etcd.url, nats.url, prefix, 'ctl-a');
-    await waitFor('leadership', () => ctl?.election.isLeader() === true, 10_000);
-    c = connectClients(ctl.address);
-    agents = ['n1', 'n2', 'n3'].map((node) => new FakeAgent({ node, natsUrl: nats.url, controller: (ctl as TestController).address }));
-    await Promise.all(agents.map((a) => a.start()));
+    fc = await startFakeCluster(etcd, nats, raw);
+    ({ prefix, ctl, clients: c, agents } = fc);
   });
   afterEach(async () => {
-    c?.close();
-    await Promise.all(agents.map((a) => a.stop()));
-    agents = [];
     await ctl2?.stop();
     ctl2 = undefined;
-    await ctl?.stop();
+    await fc?.stop();
+    fc = undefined;
+    c = undefined;
+    agents = [];
     ctl = undefined;
-    await raw.delete().prefix(prefix);
   });
 
   const clients = (): Clients => c as Clients;

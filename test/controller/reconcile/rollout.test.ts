@@ -5,7 +5,6 @@
  * CLI (in process); and how a lost node's containers are listed.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,9 +15,10 @@ import { startEtcd, startNats, waitFor, type Service } from '../../harness/index
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../../cli/main.js';
 import { cleanEnv, cliInProcess, type CliResult } from '../../cli/helpers.js';
-import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
-import { FakeAgent } from './fake-agent.js';
-import { startController, type TestController } from './controller.js';
+import { call, grpcError, manifest, type Clients } from '../helpers.js';
+import type { FakeAgent } from './fake-agent.js';
+import type { TestController } from './controller.js';
+import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 import { restartedAtLabelValue } from '../../../controller/reconcile/index.js';
 
 describe('rollouts with fake agents', function () {
@@ -26,10 +26,10 @@ describe('rollouts with fake agents', function () {
   let etcd: Service;
   let nats: Service;
   let raw: Etcd3;
-  let prefix: string;
   let ctl: TestController | undefined;
   let c: Clients | undefined;
   let agents: FakeAgent[] = [];
+  let fc: FakeCluster | undefined;
   let dir = '';
 
   before(async () => {
@@ -42,20 +42,15 @@ describe('rollouts with fake agents', function () {
   });
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-test-rollout-'));
-    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
-    ctl = await startController(etcd.url, nats.url, prefix, 'ctl-a');
-    await waitFor('leadership', () => ctl?.election.isLeader() === true, 10_000);
-    c = connectClients(ctl.address);
-    agents = ['n1', 'n2', 'n3'].map((node) => new FakeAgent({ node, natsUrl: nats.url, controller: (ctl as TestController).address }));
-    await Promise.all(agents.map((a) => a.start()));
+    fc = await startFakeCluster(etcd, nats, raw);
+    ({ ctl, clients: c, agents } = fc);
   });
   afterEach(async () => {
-    c?.close();
-    await Promise.all(agents.map((a) => a.stop()));
+    await fc?.stop();
+    fc = undefined;
+    c = undefined;
     agents = [];
-    await ctl?.stop();
     ctl = undefined;
-    await raw.delete().prefix(prefix);
     rmSync(dir, { recursive: true, force: true });
   });
 

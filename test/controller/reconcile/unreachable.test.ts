@@ -7,23 +7,21 @@
  * fake agents (real gRPC servers and NATS traffic).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import type { Event } from '../../../proto/gen/berth/v1/types.js';
 import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
-import { call, connectClients, manifest, type Clients } from '../helpers.js';
-import { FakeAgent } from './fake-agent.js';
-import { startController, type TestController } from './controller.js';
+import { call, manifest, type Clients } from '../helpers.js';
+import type { FakeAgent } from './fake-agent.js';
+import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 
 describe('reconciler when a node becomes unreachable during a rollout', function () {
   this.timeout(120_000);
   let etcd: Service;
   let nats: Service;
   let raw: Etcd3;
-  let prefix: string;
-  let ctl: TestController | undefined;
   let c: Clients | undefined;
   let agents: FakeAgent[] = [];
+  let fc: FakeCluster | undefined;
 
   before(async () => {
     [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
@@ -34,20 +32,14 @@ describe('reconciler when a node becomes unreachable during a rollout', function
     await Promise.all([etcd?.stop(), nats?.stop()]);
   });
   beforeEach(async () => {
-    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
-    ctl = await startController(etcd.url, nats.url, prefix, 'ctl-a');
-    await waitFor('leadership', () => ctl?.election.isLeader() === true, 10_000);
-    c = connectClients(ctl.address);
-    agents = ['n1', 'n2', 'n3'].map((node) => new FakeAgent({ node, natsUrl: nats.url, controller: (ctl as TestController).address }));
-    await Promise.all(agents.map((a) => a.start()));
+    fc = await startFakeCluster(etcd, nats, raw);
+    ({ clients: c, agents } = fc);
   });
   afterEach(async () => {
-    c?.close();
-    await Promise.all(agents.map((a) => a.stop()));
+    await fc?.stop();
+    fc = undefined;
+    c = undefined;
     agents = [];
-    await ctl?.stop();
-    ctl = undefined;
-    await raw.delete().prefix(prefix);
   });
 
   it('does not roll back a revision whose replicas fail to start only because their node is unreachable', async () => {
