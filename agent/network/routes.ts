@@ -6,7 +6,7 @@
  * never anyone else's. `start()` polls a NodeSource.
  */
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { cidrContains, fromGrpcError, messageOf, parseCidr, parseIpv4, type Ipv4Cidr, type Logger } from '../../lib/index.js';
+import { cidrContains, fromGrpcError, messageOf, parseCidr, parseIpv4, pause, type Ipv4Cidr, type Logger } from '../../lib/index.js';
 import { NodeServiceClient, type ListNodesResponse } from '../../proto/gen/berth/v1/controller.js';
 import type { Node } from '../../proto/gen/berth/v1/types.js';
 import type { NetOps } from '../sys/index.js';
@@ -134,17 +134,7 @@ export class RouteSync {
         } catch (err) {
           if (!signal.aborted) this.log.warn('failed to sync routes', { reason: messageOf(err) });
         }
-        await new Promise<void>((resolve) => {
-          const onAbort = (): void => {
-            clearTimeout(t);
-            resolve();
-          };
-          const t = setTimeout(() => {
-            signal.removeEventListener('abort', onAbort);
-            resolve();
-          }, intervalMs);
-          signal.addEventListener('abort', onAbort, { once: true });
-        });
+        await pause(intervalMs, signal);
       }
     })();
   }

@@ -25,7 +25,7 @@
  * stays until a new one is complete).
  */
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { InternalError, fromGrpcError, messageOf, parseCidr, parseIpv4, type Logger } from '../../lib/index.js';
+import { InternalError, fromGrpcError, messageOf, parseCidr, parseIpv4, pause, type Logger } from '../../lib/index.js';
 import { ServiceServiceClient, type ListServicesResponse } from '../../proto/gen/berth/v1/services.js';
 import type { NetOps } from '../sys/index.js';
 
@@ -212,17 +212,7 @@ export class ServiceSync {
         } catch (err) {
           if (!signal.aborted) this.log.error('failed to sync the service table', { reason: messageOf(err) });
         }
-        await new Promise<void>((resolve) => {
-          const onAbort = (): void => {
-            clearTimeout(t);
-            resolve();
-          };
-          const t = setTimeout(() => {
-            signal.removeEventListener('abort', onAbort);
-            resolve();
-          }, intervalMs);
-          signal.addEventListener('abort', onAbort, { once: true });
-        });
+        await pause(intervalMs, signal);
       }
     })();
   }
