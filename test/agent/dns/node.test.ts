@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, type TestHosts } from '../../harness/index.js';
+import { makeHosts, tryRunIn, type TestHosts } from '../../harness/index.js';
 import { RuntimeFixture } from '../runtime/busybox.js';
 import { DnsResolver, NodeDns, StaticDirectory } from '../../../agent/dns/index.js';
 import { NodeNetwork } from '../../../agent/network/index.js';
@@ -76,5 +76,13 @@ describe('NodeDns in a namespace host', function () {
     assert.match(section('nope'), /NXDOMAIN/, text);
     assert.doesNotMatch(section('nope'), /^Name:/m, text);
     assert.match(section('nope'), /rc=1/, text);
+
+    // An agent restart: a new NodeNetwork over the same records serves again on start(), before any new container.
+    await dns.close();
+    const again = new NodeDns({ resolver: new DnsResolver({ directory, upstreams: [], logger: silentLogger() }), bind: (a, p) => bindInNetns(a, p, netnsPath), logger: silentLogger() });
+    dns = again;
+    await new NodeNetwork({ ops: new LinuxNetOps({ nodeNetns: netnsPath }), logger: silentLogger(), stateDir: dir, subnet: '10.244.20.0/24', clusterCidr: CLUSTER, resolver: again }).start();
+    const asked = await tryRunIn(host.netns, 'busybox', ['nslookup', '-type=a', 'web.berth', '10.244.20.1'], { timeoutMs: 30_000 });
+    assert.match(asked.stdout, /Address:\s*10\.96\.0\.10\b/, asked.stdout + asked.stderr);
   });
 });
