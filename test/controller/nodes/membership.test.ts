@@ -107,6 +107,29 @@ describe('Membership', () => {
     assert.equal(await persisted('n1'), NodeState.NODE_STATE_NOT_READY);
   });
 
+  it('lists the records as last read while that read is within maxAgeMs, and reads the store again after', async () => {
+    let t = 1_000_000;
+    const m = membership = new Membership({
+      store, election: leaderFlag(false), heartbeats: new NatsHeartbeats({ servers: [nats.url] }),
+      now: () => t, checkIntervalMs: 3_600_000, refreshIntervalMs: 3_600_000,
+    });
+    await m.start();
+    const names = (nodes: { spec?: NodeSpec }[]): string[] => nodes.map((n) => n.spec?.name ?? '');
+    // Registered through another controller: not in this one's records until it reads them.
+    await store.registerNode(spec('n1'));
+    t += 500;
+    assert.deepEqual(names(await m.list({ maxAgeMs: 1000 })), []);
+    t += 1000;
+    assert.deepEqual(names(await m.list({ maxAgeMs: 1000 })), ['n1']);
+    // Registered here: listed at once, in name order, still from the records.
+    await m.register(spec('n0'));
+    await store.registerNode(spec('n2'));
+    t += 100;
+    assert.deepEqual(names(await m.list({ maxAgeMs: 1000 })), ['n0', 'n1']);
+    // Without maxAgeMs the store is always read.
+    assert.deepEqual(names(await m.list()), ['n0', 'n1', 'n2']);
+  });
+
   it('ignores a heartbeat published on another node\'s subject', async () => {
     const m = await start(leaderFlag(true));
     await m.register(spec('n1'));
