@@ -188,4 +188,32 @@ describe('services end to end (virtual IPs balanced over replicas on three names
     assert.match(r.stdout, /ok=20/);
     assert.equal((await cli(['delete', 'workload', 'api'])).code, 0);
   });
+  // Last: it stops one node's agent for good.
+  it('drops the endpoints of a node marked NotReady from the other nodes\' tables within 5 s', async () => {
+    const file = join(dir, 'spread.yaml');
+    writeFileSync(file, [
+      'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: spread', 'spec:', '  replicas: 2',
+      `  image: ${image}`, '  command: [httpd, -f, -p, "8081", -h, /etc]', '  ports:', '    - { container: 8081 }', '  placement: { maxPerNode: 1 }', '',
+    ].join('\n'));
+    assert.equal((await cli(['apply', '-f', file])).code, 0);
+    let svc: ServiceJson | undefined;
+    await waitFor('service spread with two ready endpoints', async () => {
+      svc = (await services()).find((s) => s.name === 'spread');
+      return (svc?.endpoints ?? []).filter((e) => e.ready).length === 2;
+    }, 120_000, 500);
+    const victim = svc!.endpoints![0]!;
+    const index = Number(victim.node.replace('node-', ''));
+    const others = [0, 1, 2].filter((i) => i !== index);
+    for (const i of others) await waitFor(`node-${i}'s table to hold ${victim.address}`, async () => (await table(i)).includes(victim.address), 20_000, 250);
+    await agents[index]!.stop();
+    await waitFor(`${victim.node} to be NotReady`, async () => {
+      const r = await cli(['get', 'nodes', '-o', 'json']);
+      const n = (JSON.parse(r.stdout) as { spec?: { name?: string }; status?: { state?: string } }[]).find((x) => x.spec?.name === victim.node);
+      return n?.status?.state === 'NODE_STATE_NOT_READY';
+    }, 60_000, 200);
+    // The issue's bound: gone from every other node's table within 5 s of NotReady.
+    for (const i of others) await waitFor(`node-${i}'s table to drop ${victim.address}`, async () => !(await table(i)).includes(victim.address), 5_000, 100);
+    const e = (await services()).find((s) => s.name === 'spread')?.endpoints?.find((x) => x.containerName === victim.containerName);
+    assert.notEqual(e?.ready, true, `${victim.containerName} on the NotReady node is not ready`);
+  });
 });
