@@ -115,11 +115,14 @@ export async function runController(argv: string[]): Promise<number> {
   const reconciler = new Reconciler({ volumes: store, store, election, membership, observed, agents, events, logger });
   const autoscaler = new LeaderAutoscaler({ election, store, events, logger });
   const metrics = new NatsNodeMetrics({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-metrics`, deliver: (m, at) => autoscaler.ingest(m, at) });
+  const serviceDirectory = new ServiceDirectory({ vips: new EtcdVipStore(store, cfg.serviceCidr), workloads: store, observed, nodeState: (n) => membership.liveStatus(n).state, logger });
+  const servicesAbort = new AbortController();
   let api: ApiServer | undefined;
   const signalled = waitForSignal();
 
   const shutdown = async (): Promise<void> => {
     await api?.stop().catch((err: unknown) => logger.warn('failed to stop the api cleanly', { error: messageOf(err) }));
+    servicesAbort.abort();
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
     autoscaler.detach();
@@ -141,6 +144,7 @@ export async function runController(argv: string[]): Promise<number> {
     election.start();
     // NATS may come up later; the API serves meanwhile and nodes show NotReady.
     membership.start().catch((err: unknown) => logger.error('failed to subscribe to heartbeats', { error: messageOf(err) }));
+    void serviceDirectory.run(servicesAbort.signal);
     reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
     metrics.start().catch((err: unknown) => logger.error('failed to subscribe to node metrics', { error: messageOf(err) }));
     publisher.start().catch((err: unknown) => logger.error('failed to connect the event publisher', { error: messageOf(err) }));
@@ -153,10 +157,7 @@ export async function runController(argv: string[]): Promise<number> {
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
       clusterCidr: cfg.clusterCidr,
-      services: {
-        directory: new ServiceDirectory({ vips: new EtcdVipStore(store, cfg.serviceCidr), workloads: store, observed, nodeState: (n) => membership.liveStatus(n).state, logger }),
-        serviceCidr: cfg.serviceCidr,
-      },
+      services: { directory: serviceDirectory, serviceCidr: cfg.serviceCidr },
     });
   } catch (err) {
     logger.error('controller failed to start', { error: messageOf(err) });

@@ -14,7 +14,7 @@
  * deleted ones); agents call List every second, so a new workload gets its
  * address within about a second, and a deleted one's is released as soon.
  */
-import { NotFoundError, type Logger } from '../../lib/index.js';
+import { NotFoundError, messageOf, pause, type Logger } from '../../lib/index.js';
 import type { Service, ServiceEndpoint, ServicePort } from '../../proto/gen/berth/v1/services.js';
 import { ContainerState, NodeState, containerStateToJSON, type Container, type Workload } from '../../proto/gen/berth/v1/types.js';
 import type { CallOptions } from '../store/index.js';
@@ -81,6 +81,22 @@ export class ServiceDirectory {
         return { name, virtualIp: vips.get(name) ?? '', ports: servicePorts(w), endpoints: serviceEndpoints(name, containers, (n) => this.deps.nodeState(n)) };
       })
       .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Brings the assignments in line every `intervalMs` until `signal` fires,
+   * so that a deleted workload's address is released even when nobody lists
+   * services; failures are logged and retried.
+   */
+  async run(signal: AbortSignal, intervalMs = 2000): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.list({ signal });
+      } catch (err) {
+        if (!signal.aborted) this.logger.warn('failed to sync service addresses', { reason: messageOf(err) });
+      }
+      await pause(intervalMs, signal);
+    }
   }
 
   async get(name: string, opts?: CallOptions): Promise<Service> {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startEtcd, type Service } from '../../harness/index.js';
+import { startEtcd, waitFor, type Service } from '../../harness/index.js';
 import { ServiceDirectory, serviceEndpoints, servicePorts } from '../../../controller/services/index.js';
 import { EtcdStore, EtcdVipStore } from '../../../controller/store/index.js';
 import { NotFoundError, silentLogger } from '../../../lib/index.js';
@@ -89,5 +89,23 @@ describe('ServiceDirectory (real etcd)', function () {
     workloads = workloads.filter((w) => w.metadata?.name !== 'web');
     assert.deepEqual((await directory.list()).map((s) => s.name), ['dns']);
     assert.equal((await new EtcdVipStore(store).list()).has('web'), false, 'web\'s address is released');
+  });
+  it('releases a deleted workload\'s address in the background without anyone listing services', async () => {
+    store ??= new EtcdStore({ endpoints: [etcd.url], prefix: `/test-${randomBytes(4).toString('hex')}/` });
+    const vips = new EtcdVipStore(store);
+    let workloads = [workload('bg', [{ container: 80 }])];
+    const directory = new ServiceDirectory({
+      vips, workloads: { listWorkloads: async () => workloads }, observed: { nodeNames: () => [], containers: () => [] }, nodeState: () => NodeState.NODE_STATE_READY, logger: silentLogger(),
+    });
+    const stop = new AbortController();
+    const done = directory.run(stop.signal, 50);
+    try {
+      await waitFor('bg to get an address', async () => (await vips.list()).has('bg'), 10_000, 50);
+      workloads = [];
+      await waitFor('bg\'s address to be released', async () => !(await vips.list()).has('bg'), 10_000, 50);
+    } finally {
+      stop.abort();
+      await done;
+    }
   });
 });
