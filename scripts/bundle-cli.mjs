@@ -22,6 +22,9 @@ await build({
   target: 'node20',
   minify: true,
   keepNames: true,
+  // Dynamic import() of Node's own modules becomes require(): the bundle runs as a vm.Script (for its
+  // code cache), which has no loader for import().
+  supported: { 'dynamic-import': false },
   logLevel: 'warning',
 });
 // Record the code cache on a run that loads the gRPC client (the controller

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRegistryWithImages, type RegistryWithImages } from '../harness/index.js';
+import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { startCluster, type TestCluster } from './cluster.js';
 
 /** A replica that runs until SIGTERM (sh as PID 1 ignores signals it has no trap for). */
@@ -69,10 +69,15 @@ describe('berth rollout end to end (real etcd, NATS, controller, agent, registry
     assert.deepEqual([restart.code, restart.stdout], [0, 'workload/web restarted (revision 4)\n']);
     const done = await cli(['rollout', 'status', 'web', '--timeout', '120s']);
     assert.equal(done.code, 0, `${done.stdout}${done.stderr}`);
-    const replicas = await cli(['get', 'replicas', '-o', 'json']);
-    const list = JSON.parse(replicas.stdout) as { revision: string | number; status?: { state?: string }; spec?: { labels?: Record<string, string> } }[];
-    const running = list.filter((r) => r.status?.state === 'CONTAINER_STATE_RUNNING');
-    assert.equal(running.length, 2, replicas.stdout);
-    assert.ok(running.every((r) => Number(r.revision) === 4 && r.spec?.labels?.['io.berth.restarted-at']), replicas.stdout);
+    // Complete means the new replicas are ready; the replaced ones may still be stopping (desired REMOVED) for a moment.
+    type Replica = { revision: string | number; desiredState?: string; status?: { state?: string }; spec?: { labels?: Record<string, string> } };
+    let last = '';
+    await waitFor('only the two restarted replicas to run', async () => {
+      last = (await cli(['get', 'replicas', '-o', 'json'])).stdout;
+      const running = (JSON.parse(last) as Replica[]).filter((r) => r.status?.state === 'CONTAINER_STATE_RUNNING');
+      return running.length === 2 && running.every((r) => Number(r.revision) === 4 && r.spec?.labels?.['io.berth.restarted-at']);
+    }, 60_000, 500).catch((err: unknown) => assert.fail(`${err instanceof Error ? err.message : String(err)}\n${last}`));
+    const after = (JSON.parse(last) as Replica[]).filter((r) => r.status?.state === 'CONTAINER_STATE_RUNNING');
+    assert.ok(after.every((r) => r.desiredState !== 'CONTAINER_STATE_REMOVED'), last);
   });
 });
