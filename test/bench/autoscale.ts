@@ -22,17 +22,13 @@ import { Autoscaler, EMPTY_HISTORY, LoadWindow, decide, type AutoscaledWorkload,
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { startRegistryWithImages, tailLog, waitFor } from '../harness/index.js';
 import { startCluster } from '../cli/cluster.js';
+import { median } from './stats.js';
 
 const POLICY: AutoscalePolicy = {
   min: 1, max: 20, metric: 'requests', target: 200, tolerance: 0.1,
   scaleUp: { stabilizationSeconds: 0, maxStepPercent: 100, maxStepReplicas: 4, periodSeconds: 5 },
   scaleDown: { stabilizationSeconds: 60, maxStepPercent: 50, maxStepReplicas: 0, periodSeconds: 15 },
 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
 
 async function decisionLatency(): Promise<void> {
   // 60 s of one-per-second recommendations in the history, as a busy workload has.

@@ -22,6 +22,7 @@ import { startCluster } from '../cli/cluster.js';
 import { BERTH_JS, cleanEnv } from '../cli/helpers.js';
 import { intArg } from './args.js';
 import { mountHugetlb } from './hugetlb.js';
+import { quantile } from './stats.js';
 
 interface Done { code: number | null; stderr: string; ms: number }
 
@@ -40,12 +41,6 @@ async function must(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promi
   const r = await timedRun(cmd, args, env);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
   return r.ms;
-}
-
-function quantile(samples: number[], q: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] as number;
 }
 
 /** Unmounts everything below a directory (podman leaves mounts behind). */

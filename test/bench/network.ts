@@ -19,11 +19,7 @@ import { LinuxNetOps } from '../../agent/sys/index.js';
 import { silentLogger } from '../../lib/index.js';
 import { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
 import { intArg } from './args.js';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-}
+import { median } from './stats.js';
 
 async function main(): Promise<void> {
   const runs = intArg('runs', 20);

@@ -38,15 +38,11 @@ import { startRegistry } from '../harness/index.js';
 import { pushBlob, pushManifest } from '../agent/images/fixtures.js';
 import { makeStack } from '../agent/images/stack.js';
 import { intArg } from './args.js';
+import { median } from './stats.js';
 
 const DEBS = ['libc6', 'coreutils', 'bash', 'perl-base', 'perl-modules-5.36', 'libperl5.36', 'python3.11-minimal', 'libpython3.11-stdlib', 'vim-runtime', 'cpp-12'];
 
 const arg = intArg;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
 
 async function timed(fn: () => Promise<void>): Promise<number> {
   const t = performance.now();

@@ -26,16 +26,11 @@ import { detectCgroups, Runtime, writeBundle } from '../../agent/runtime/index.j
 import { makeBusyboxRootfs } from '../agent/runtime/busybox.js';
 import { intArg } from './args.js';
 import { mountHugetlb } from './hugetlb.js';
+import { quantile } from './stats.js';
 
 const CLI = fileURLToPath(new URL('../../agent/runtime-cli/main.js', import.meta.url));
 
 const arg = intArg;
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1);
-  return sorted[Math.max(0, i)] as number;
-}
 
 function summary(samples: number[]): { median: number; p99: number; n: number } {
   const s = [...samples].sort((a, b) => a - b);
