@@ -45,6 +45,8 @@ export const pullSubject = (node: string): string => nodeSubject(node, 'pull');
 export const HEARTBEAT_SUBJECT_WILDCARD = nodeSubjectWildcard('heartbeat');
 export const CONTAINERS_SUBJECT_WILDCARD = nodeSubjectWildcard('containers');
 export const METRICS_SUBJECT_WILDCARD = nodeSubjectWildcard('metrics');
+/** NodeMetrics.version this code writes and accepts; bumped on incompatible changes. */
+export const METRICS_VERSION = 1;
 
 /** Cluster events from the leader controller (protobuf Event); best effort, etcd keeps the history. */
 export const EVENTS_SUBJECT = 'berth.v1.events';

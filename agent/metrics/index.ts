@@ -1,3 +1,3 @@
 /** agent/metrics: per-replica load samples for the autoscaler (published on NATS by agent/status). */
-export { MetricsSampler, METRICS_VERSION } from './sampler.js';
+export { MetricsSampler } from './sampler.js';
 export type { MetricsSink, ReplicaSource, SamplerOptions, TrafficSource } from './sampler.js';

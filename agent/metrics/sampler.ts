@@ -10,13 +10,10 @@
  *   TrafficSource   per-container request rate and open connections (optional)
  *   MetricsSink     publishes a NodeMetrics (agent/status)
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../../lib/logging.js';
+import { METRICS_VERSION, pause, type Logger } from '../../lib/index.js';
 import type { ContainerStats } from '../../proto/gen/berth/v1/containers.js';
 import type { NodeMetrics, ReplicaMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { ContainerState, type Container } from '../../proto/gen/berth/v1/types.js';
-
-export const METRICS_VERSION = 1;
 
 export interface ReplicaSource {
   list(): Container[];
@@ -102,7 +99,7 @@ export class MetricsSampler {
       } catch (err) {
         this.log.warn('failed to sample replica metrics', { reason: err instanceof Error ? err.message : String(err) });
       }
-      await sleep(interval, undefined, { signal }).catch(() => undefined);
+      await pause(interval, signal);
     }
   }
 }

@@ -9,8 +9,7 @@
  * controller/main.ts: AutoscaleTarget (read autoscaled workloads, set a
  * count only if it is still what we saw) and AutoscaleEvents.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../../lib/logging.js';
+import { pause, type Logger } from '../../lib/index.js';
 import { decide } from './decide.js';
 import { EMPTY_HISTORY, type AutoscaleDecision, type AutoscaleHistory, type AutoscalePolicy } from './types.js';
 import type { LoadWindow } from './window.js';
@@ -74,12 +73,9 @@ export class Autoscaler {
   async tick(options: { signal?: AbortSignal } = {}): Promise<TickResult[]> {
     const workloads = await this.options.target.listAutoscaled(options);
     const seen = new Set(workloads.map((w) => w.name));
-    for (const name of this.histories.keys()) {
-      if (!seen.has(name)) {
-        this.histories.delete(name);
-        this.options.window.forget(name);
-      }
-    }
+    for (const name of this.histories.keys()) if (!seen.has(name)) this.histories.delete(name);
+    // Agents report every workload's replicas: keep samples only of the workloads that are autoscaled.
+    this.options.window.retain(seen, this.clock());
     const results: TickResult[] = [];
     for (const w of workloads) {
       options.signal?.throwIfAborted();
@@ -116,7 +112,7 @@ export class Autoscaler {
         if (signal.aborted) break;
         this.log.warn('autoscaler pass failed', { error: err instanceof Error ? err.message : String(err) });
       }
-      await sleep(interval, undefined, { signal }).catch(() => undefined);
+      await pause(interval, signal);
     }
   }
 }

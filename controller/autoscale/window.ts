@@ -88,10 +88,11 @@ export class LoadWindow {
     if (replicas.size === 0) this.byWorkload.delete(workload);
   }
 
-  /** Forgets a deleted workload. */
-  forget(workload: string): void {
-    this.byWorkload.delete(workload);
-    this.lastActive.delete(workload);
+  /** Keeps only `workloads` (the autoscaled ones), with samples no older than the window. */
+  retain(workloads: ReadonlySet<string>, nowMs: number): void {
+    for (const w of [...this.byWorkload.keys()]) if (!workloads.has(w)) this.byWorkload.delete(w);
+    for (const w of [...this.lastActive.keys()]) if (!workloads.has(w)) this.lastActive.delete(w);
+    this.prune(nowMs);
   }
 
   observe(workload: string, metric: AutoscaleMetric, current: number, nowMs: number): AutoscaleObservation {

@@ -10,14 +10,13 @@
  * Receipt time (this controller's clock) is what the window uses.
  */
 import type { NatsConnection } from 'nats';
-import { METRICS_SUBJECT_WILDCARD, dnsLabelProblem, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
+import { METRICS_SUBJECT_WILDCARD, METRICS_VERSION, dnsLabelProblem, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
 
 export { metricsSubject, METRICS_SUBJECT_WILDCARD } from '../../lib/index.js';
 export const MAX_METRICS_BYTES = 1024 * 1024;
 export const MAX_METRICS_REPLICAS = 10000;
-export const METRICS_VERSION = 1;
 
 const ID = /^[0-9a-f]{64}$/;
 

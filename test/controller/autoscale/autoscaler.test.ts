@@ -59,6 +59,16 @@ describe('LoadWindow', () => {
     assert.equal(o.total, 100);
   });
 
+  it('keeps only the workloads it is told to, with fresh samples', () => {
+    const w = new LoadWindow({ sinceMs: T0, windowMs: 5000 });
+    w.add(sample('a', T0 + 1000, 100));
+    w.add({ ...sample('b', T0 + 1000, 100), workload: 'not-autoscaled' });
+    w.retain(new Set(['web']), T0 + 2000);
+    assert.equal(w.observe('web', 'requests', 1, T0 + 2000).ready, 1);
+    assert.equal(w.observe('not-autoscaled', 'requests', 1, T0 + 2000).ready, 0);
+    assert.equal(w.observe('not-autoscaled', 'requests', 1, T0 + 2000).lastActiveMs, T0, 'its activity is forgotten too');
+  });
+
   it('claims no earlier activity than the time it started watching', () => {
     const w = new LoadWindow({ sinceMs: T0 });
     assert.equal(w.observe('web', 'requests', 1, T0 + 60_000).lastActiveMs, T0);
