@@ -104,7 +104,7 @@ export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' 
     const obs = deps.observed.get(r.node, r.id);
     const status = obs?.status ?? {
       state: ContainerState.CONTAINER_STATE_PENDING, exitCode: 0, reason: r.desiredState === ContainerState.CONTAINER_STATE_REMOVED ? 'Removing' : 'Starting',
-      message: '', startedUnixMs: 0, finishedUnixMs: 0, restartCount: 0, health: '', pid: 0, ipAddress: '',
+      message: '', startedUnixMs: 0, finishedUnixMs: 0, restartCount: 0, health: '', pid: 0, ipAddress: '', draining: false,
     };
     out.push(lost({ ...r, status }));
   }

@@ -40,7 +40,7 @@ export interface ServiceDirectoryDeps {
 export function servicePorts(w: Workload): ServicePort[] {
   return (w.spec?.ports ?? [])
     .filter((p) => p.container >= 1 && p.container <= 65535)
-    .map((p) => ({ name: p.name, port: p.container, protocol: p.protocol === 'udp' ? 'udp' : 'tcp', targetPort: p.container }))
+    .map((p) => ({ name: p.name, port: p.container, protocol: p.protocol === 'udp' ? 'udp' : 'tcp', targetPort: p.container, published: p.publish }))
     .sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol));
 }
 
@@ -52,8 +52,12 @@ export function serviceEndpoints(name: string, containers: readonly Container[],
       const state = c.status?.state ?? ContainerState.CONTAINER_STATE_UNSPECIFIED;
       const health = c.status?.health ?? '';
       const address = c.status?.ipAddress ?? '';
-      const ready = state === ContainerState.CONTAINER_STATE_RUNNING && (health === '' || health === 'healthy') && address !== '' && nodeState(c.node) === NodeState.NODE_STATE_READY;
-      return { containerId: c.id, containerName: c.name, node: c.node, address, ready, state: containerStateToJSON(state), health };
+      const draining = c.status?.draining ?? false;
+      const ready = state === ContainerState.CONTAINER_STATE_RUNNING && (health === '' || health === 'healthy') && address !== '' && !draining && nodeState(c.node) === NodeState.NODE_STATE_READY;
+      return {
+        containerId: c.id, containerName: c.name, node: c.node, address, ready, state: containerStateToJSON(state), health, draining,
+        requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0,
+      };
     })
     .sort((a, b) => a.node.localeCompare(b.node) || a.containerName.localeCompare(b.containerName));
 }
@@ -78,7 +82,10 @@ export class ServiceDirectory {
     return workloads
       .map((w) => {
         const name = w.metadata?.name ?? '';
-        return { name, virtualIp: vips.get(name) ?? '', ports: servicePorts(w), endpoints: serviceEndpoints(name, containers, (n) => this.deps.nodeState(n)) };
+        return {
+          name, virtualIp: vips.get(name) ?? '', ports: servicePorts(w), endpoints: serviceEndpoints(name, containers, (n) => this.deps.nodeState(n)),
+          scaleToZero: w.spec?.autoscale?.scaleToZeroIdleSeconds !== undefined && w.spec.autoscale.min === 0,
+        };
       })
       .sort((a, b) => a.name.localeCompare(b.name));
   }

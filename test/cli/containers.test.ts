@@ -8,7 +8,7 @@ function container(over: Partial<Container> & { state: number; exitCode?: number
   return {
     id: 'abcdef0123456789abcdef', name: 'c', node: 'n', workload: '', revision: 0, replica: 0, createdUnixMs: 1_000, desiredState: 3, updatedUnixMs: 0,
     spec: { image: 'busybox', entrypoint: [], command: ['sleep', '600'], env: {}, workingDir: '', user: '', ports: [], mounts: [], tty: false, stdin: false, hostname: '', labels: {}, autoRemove: false },
-    status: { state: over.state, exitCode: over.exitCode ?? 0, reason: '', message: '', startedUnixMs: over.started ?? 0, finishedUnixMs: over.finished ?? 0, restartCount: 0, health: '', pid: 0, ipAddress: '' },
+    status: { state: over.state, exitCode: over.exitCode ?? 0, reason: '', message: '', startedUnixMs: over.started ?? 0, finishedUnixMs: over.finished ?? 0, restartCount: 0, health: '', pid: 0, ipAddress: '', draining: false },
     ...over,
   };
 }

@@ -5,17 +5,18 @@ import type { Service } from '../../proto/gen/berth/v1/services.js';
 
 const web: Service = {
   name: 'web',
+  scaleToZero: false,
   virtualIp: '10.96.4.2',
-  ports: [{ name: 'http', port: 80, protocol: 'tcp', targetPort: 80 }, { name: '', port: 53, protocol: 'udp', targetPort: 53 }],
+  ports: [{ name: 'http', port: 80, protocol: 'tcp', targetPort: 80, published: 0 }, { name: '', port: 53, protocol: 'udp', targetPort: 53, published: 0 }],
   endpoints: [
-    { containerId: 'a', containerName: 'web-a', node: 'node-1', address: '10.244.1.2', ready: true, state: 'CONTAINER_STATE_RUNNING', health: 'healthy' },
-    { containerId: 'b', containerName: 'web-b', node: 'node-2', address: '10.244.2.2', ready: false, state: 'CONTAINER_STATE_RUNNING', health: 'unhealthy' },
+    { containerId: 'a', containerName: 'web-a', node: 'node-1', address: '10.244.1.2', ready: true, state: 'CONTAINER_STATE_RUNNING', health: 'healthy', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 },
+    { containerId: 'b', containerName: 'web-b', node: 'node-2', address: '10.244.2.2', ready: false, state: 'CONTAINER_STATE_RUNNING', health: 'unhealthy', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 },
   ],
 };
 
 describe('serviceTable', () => {
   it('shows name, VIP, ports and ready/total endpoints, and the ready addresses when wide', () => {
-    const lines = serviceTable([web, { name: 'empty', virtualIp: '', ports: [], endpoints: [] }], false).trimEnd().split('\n');
+    const lines = serviceTable([web, { name: 'empty', virtualIp: '', ports: [], endpoints: [], scaleToZero: false }], false).trimEnd().split('\n');
     assert.match(lines[0] ?? '', /^NAME\s+VIP\s+PORTS\s+ENDPOINTS$/);
     assert.match(lines[1] ?? '', /^web\s+10\.96\.4\.2\s+80\/tcp,53\/udp\s+1\/2$/);
     assert.match(lines[2] ?? '', /^empty\s+-\s+-\s+0\/0$/);

@@ -56,13 +56,13 @@ describe('renderServiceTable', () => {
     const res: ListServicesResponse = {
       serviceCidr: SVC,
       services: [{
-        name: 'web', virtualIp: '10.96.0.5', ports: [{ name: 'http', port: 80, protocol: 'tcp', targetPort: 80 }],
+        scaleToZero: false, name: 'web', virtualIp: '10.96.0.5', ports: [{ name: 'http', port: 80, protocol: 'tcp', targetPort: 80, published: 0 }],
         endpoints: [
-          { containerId: 'a', containerName: 'web-1', node: 'n1', address: '10.244.1.2', ready: true, state: 'CONTAINER_STATE_RUNNING', health: '' },
-          { containerId: 'b', containerName: 'web-2', node: 'n2', address: '10.244.2.2', ready: false, state: 'CONTAINER_STATE_RUNNING', health: 'unhealthy' },
-          { containerId: 'c', containerName: 'web-3', node: 'n2', address: '', ready: true, state: 'CONTAINER_STATE_RUNNING', health: '' },
+          { containerId: 'a', containerName: 'web-1', node: 'n1', address: '10.244.1.2', ready: true, state: 'CONTAINER_STATE_RUNNING', health: '', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 },
+          { containerId: 'b', containerName: 'web-2', node: 'n2', address: '10.244.2.2', ready: false, state: 'CONTAINER_STATE_RUNNING', health: 'unhealthy', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 },
+          { containerId: 'c', containerName: 'web-3', node: 'n2', address: '', ready: true, state: 'CONTAINER_STATE_RUNNING', health: '', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 },
         ],
-      }, { name: 'novip', virtualIp: '', ports: [], endpoints: [] }],
+      }, { name: 'novip', virtualIp: '', ports: [], endpoints: [], scaleToZero: false }],
     };
     assert.deepEqual(serviceTableInput(res, 'berth0').services, [{ name: 'web', vip: '10.96.0.5', ports: [{ port: 80, protocol: 'tcp' }], endpoints: ['10.244.1.2'] }]);
   });
@@ -83,8 +83,8 @@ describe('ServiceSync (real nft in a namespace host)', function () {
     return {
       serviceCidr: SVC,
       services: [{
-        name: 'web', virtualIp: '10.96.7.7', ports: [{ name: '', port: 80, protocol: 'tcp', targetPort: 80 }],
-        endpoints: endpoints.map((a, i) => ({ containerId: `c${i}`, containerName: `web-${i}`, node: 'n', address: a, ready: true, state: 'CONTAINER_STATE_RUNNING', health: '' })),
+        scaleToZero: false, name: 'web', virtualIp: '10.96.7.7', ports: [{ name: '', port: 80, protocol: 'tcp', targetPort: 80, published: 0 }],
+        endpoints: endpoints.map((a, i) => ({ containerId: `c${i}`, containerName: `web-${i}`, node: 'n', address: a, ready: true, state: 'CONTAINER_STATE_RUNNING', health: '', draining: false, requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0 })),
       }],
     };
   }

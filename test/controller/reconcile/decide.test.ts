@@ -33,7 +33,7 @@ function rec(n: number, w: Workload, nodeName: string, patch: Partial<Container>
 }
 
 function seen(c: Container, health = ''): Container {
-  return { ...c, status: { state: RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: 1, finishedUnixMs: 0, restartCount: 0, health, pid: 1, ipAddress: '' } };
+  return { ...c, status: { state: RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: 1, finishedUnixMs: 0, restartCount: 0, health, pid: 1, ipAddress: '', draining: false } };
 }
 
 function observed(nodeName: string, containers: Container[], synced = true): ObservedNode {

@@ -38,7 +38,7 @@ function running(req: RunContainerRequest, node: string): Container {
   return {
     id: req.id, name: req.name, node, workload: req.workload, revision: req.revision, replica: req.replica,
     ...(req.spec ? { spec: req.spec } : {}),
-    status: { state: ContainerState.CONTAINER_STATE_RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: Date.now(), finishedUnixMs: 0, restartCount: 0, health: '', pid: 1, ipAddress: '' },
+    status: { state: ContainerState.CONTAINER_STATE_RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: Date.now(), finishedUnixMs: 0, restartCount: 0, health: '', pid: 1, ipAddress: '', draining: false },
     createdUnixMs: Date.now(), desiredState: 0, updatedUnixMs: 0,
   };
 }

@@ -30,7 +30,7 @@ function rec(n: number, w: Workload, nodeName: string, patch: Partial<Container>
 }
 
 function seen(c: Container, patch: Partial<NonNullable<Container['status']>> = {}): Container {
-  return { ...c, status: { state: RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: 1, finishedUnixMs: 0, restartCount: 0, health: '', pid: 1, ipAddress: '', ...patch } };
+  return { ...c, status: { state: RUNNING, exitCode: 0, reason: '', message: '', startedUnixMs: 1, finishedUnixMs: 0, restartCount: 0, health: '', pid: 1, ipAddress: '', draining: false, ...patch } };
 }
 
 function observedOf(nodes: readonly ReconcileNode[], containers: readonly Container[]): ObservedNode[] {

@@ -11,10 +11,10 @@ import { EtcdStore, EtcdVipStore } from '../../../controller/store/index.js';
 import { NotFoundError, silentLogger } from '../../../lib/index.js';
 import { Container, ContainerState, ContainerStatus, NodeState, Workload } from '../../../proto/gen/berth/v1/types.js';
 
-function container(name: string, node: string, extra: { state?: ContainerState; health?: string; ip?: string; workload?: string } = {}): Container {
+function container(name: string, node: string, extra: { state?: ContainerState; health?: string; ip?: string; workload?: string; draining?: boolean } = {}): Container {
   return {
     ...Container.fromJSON({ id: `${name}-id`, name, node, workload: extra.workload ?? 'web' }),
-    status: { ...ContainerStatus.fromJSON({}), state: extra.state ?? ContainerState.CONTAINER_STATE_RUNNING, health: extra.health ?? '', ipAddress: extra.ip ?? `10.244.0.${name.length}` },
+    status: { ...ContainerStatus.fromJSON({}), state: extra.state ?? ContainerState.CONTAINER_STATE_RUNNING, health: extra.health ?? '', ipAddress: extra.ip ?? `10.244.0.${name.length}`, draining: extra.draining ?? false },
   };
 }
 
@@ -35,11 +35,13 @@ describe('serviceEndpoints', () => {
       container('noaddr', 'n2', { ip: '' }),
       container('lost', 'down'),
       container('other', 'n1', { workload: 'db' }),
+      container('leaving', 'n1', { draining: true }),
     ], ready);
     assert.deepEqual(eps.map((e) => [e.containerName, e.ready]), [
-      ['lost', false], ['healthy', true], ['ok', true], ['sick', false], ['starting', false], ['exited', false], ['noaddr', false],
+      ['lost', false], ['healthy', true], ['leaving', false], ['ok', true], ['sick', false], ['starting', false], ['exited', false], ['noaddr', false],
     ]);
     assert.equal(eps.find((e) => e.containerName === 'sick')?.health, 'unhealthy');
+    assert.equal(eps.find((e) => e.containerName === 'leaving')?.draining, true);
     assert.equal(eps.find((e) => e.containerName === 'exited')?.state, 'CONTAINER_STATE_EXITED');
   });
 });
@@ -47,8 +49,8 @@ describe('serviceEndpoints', () => {
 describe('servicePorts', () => {
   it('lists the container ports with protocol, sorted, tcp by default', () => {
     assert.deepEqual(servicePorts(workload('w', [{ container: 8080, name: 'http' }, { container: 53, protocol: 'udp' }])), [
-      { name: '', port: 53, protocol: 'udp', targetPort: 53 },
-      { name: 'http', port: 8080, protocol: 'tcp', targetPort: 8080 },
+      { name: '', port: 53, protocol: 'udp', targetPort: 53, published: 0 },
+      { name: 'http', port: 8080, protocol: 'tcp', targetPort: 8080, published: 0 },
     ]);
     assert.deepEqual(servicePorts(workload('w', [])), []);
   });

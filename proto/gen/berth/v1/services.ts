@@ -36,6 +36,12 @@ export interface ServicePort {
   protocol: string;
   /** The port on the endpoints (today the same as `port`). */
   targetPort: number;
+  /**
+   * The host port this port is published on (spec.ports[].publish): it
+   * answers on every node and reaches any ready endpoint (routing mesh);
+   * 0 when not published.
+   */
+  published: number;
 }
 
 export interface ServiceEndpoint {
@@ -50,6 +56,15 @@ export interface ServiceEndpoint {
   state: string;
   /** "healthy", "unhealthy", "starting" or "" when there is no health check. */
   health: string;
+  /** Being stopped: out of the rotation while in-flight connections finish. */
+  draining: boolean;
+  /**
+   * Traffic figures from the endpoint's node (0 until it reports; the
+   * node counts every connection routed to the endpoint).
+   */
+  requestsPerSecond: number;
+  connectionsPerSecond: number;
+  openConnections: number;
 }
 
 export interface Service {
@@ -58,6 +73,11 @@ export interface Service {
   virtualIp: string;
   ports: ServicePort[];
   endpoints: ServiceEndpoint[];
+  /**
+   * autoscale.scaleToZero is on: with no ready endpoint, agents hold new
+   * connections (instead of refusing them) and ask for a replica.
+   */
+  scaleToZero: boolean;
 }
 
 export interface ListServicesRequest {
@@ -75,7 +95,7 @@ export interface GetServiceRequest {
 }
 
 function createBaseServicePort(): ServicePort {
-  return { name: "", port: 0, protocol: "", targetPort: 0 };
+  return { name: "", port: 0, protocol: "", targetPort: 0, published: 0 };
 }
 
 export const ServicePort: MessageFns<ServicePort> = {
@@ -91,6 +111,9 @@ export const ServicePort: MessageFns<ServicePort> = {
     }
     if (message.targetPort !== 0) {
       writer.uint32(32).uint32(message.targetPort);
+    }
+    if (message.published !== 0) {
+      writer.uint32(40).uint32(message.published);
     }
     return writer;
   },
@@ -140,6 +163,14 @@ export const ServicePort: MessageFns<ServicePort> = {
             message.targetPort = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.published = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -162,6 +193,7 @@ export const ServicePort: MessageFns<ServicePort> = {
         : isSet(object.target_port)
         ? globalThis.Number(object.target_port)
         : 0,
+      published: isSet(object.published) ? globalThis.Number(object.published) : 0,
     };
   },
 
@@ -179,12 +211,27 @@ export const ServicePort: MessageFns<ServicePort> = {
     if (message.targetPort !== 0) {
       obj.targetPort = Math.round(message.targetPort);
     }
+    if (message.published !== 0) {
+      obj.published = Math.round(message.published);
+    }
     return obj;
   },
 };
 
 function createBaseServiceEndpoint(): ServiceEndpoint {
-  return { containerId: "", containerName: "", node: "", address: "", ready: false, state: "", health: "" };
+  return {
+    containerId: "",
+    containerName: "",
+    node: "",
+    address: "",
+    ready: false,
+    state: "",
+    health: "",
+    draining: false,
+    requestsPerSecond: 0,
+    connectionsPerSecond: 0,
+    openConnections: 0,
+  };
 }
 
 export const ServiceEndpoint: MessageFns<ServiceEndpoint> = {
@@ -209,6 +256,18 @@ export const ServiceEndpoint: MessageFns<ServiceEndpoint> = {
     }
     if (message.health !== "") {
       writer.uint32(58).string(message.health);
+    }
+    if (message.draining !== false) {
+      writer.uint32(64).bool(message.draining);
+    }
+    if (message.requestsPerSecond !== 0) {
+      writer.uint32(73).double(message.requestsPerSecond);
+    }
+    if (message.connectionsPerSecond !== 0) {
+      writer.uint32(81).double(message.connectionsPerSecond);
+    }
+    if (message.openConnections !== 0) {
+      writer.uint32(89).double(message.openConnections);
     }
     return writer;
   },
@@ -282,6 +341,38 @@ export const ServiceEndpoint: MessageFns<ServiceEndpoint> = {
             message.health = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.requestsPerSecond = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.connectionsPerSecond = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.openConnections = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -311,6 +402,22 @@ export const ServiceEndpoint: MessageFns<ServiceEndpoint> = {
       ready: isSet(object.ready) ? globalThis.Boolean(object.ready) : false,
       state: isSet(object.state) ? globalThis.String(object.state) : "",
       health: isSet(object.health) ? globalThis.String(object.health) : "",
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
+      requestsPerSecond: isSet(object.requestsPerSecond)
+        ? globalThis.Number(object.requestsPerSecond)
+        : isSet(object.requests_per_second)
+        ? globalThis.Number(object.requests_per_second)
+        : 0,
+      connectionsPerSecond: isSet(object.connectionsPerSecond)
+        ? globalThis.Number(object.connectionsPerSecond)
+        : isSet(object.connections_per_second)
+        ? globalThis.Number(object.connections_per_second)
+        : 0,
+      openConnections: isSet(object.openConnections)
+        ? globalThis.Number(object.openConnections)
+        : isSet(object.open_connections)
+        ? globalThis.Number(object.open_connections)
+        : 0,
     };
   },
 
@@ -337,12 +444,24 @@ export const ServiceEndpoint: MessageFns<ServiceEndpoint> = {
     if (message.health !== "") {
       obj.health = message.health;
     }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
+    if (message.requestsPerSecond !== 0) {
+      obj.requestsPerSecond = floatToJson(message.requestsPerSecond);
+    }
+    if (message.connectionsPerSecond !== 0) {
+      obj.connectionsPerSecond = floatToJson(message.connectionsPerSecond);
+    }
+    if (message.openConnections !== 0) {
+      obj.openConnections = floatToJson(message.openConnections);
+    }
     return obj;
   },
 };
 
 function createBaseService(): Service {
-  return { name: "", virtualIp: "", ports: [], endpoints: [] };
+  return { name: "", virtualIp: "", ports: [], endpoints: [], scaleToZero: false };
 }
 
 export const Service: MessageFns<Service> = {
@@ -358,6 +477,9 @@ export const Service: MessageFns<Service> = {
     }
     for (const v of message.endpoints) {
       ServiceEndpoint.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.scaleToZero !== false) {
+      writer.uint32(40).bool(message.scaleToZero);
     }
     return writer;
   },
@@ -407,6 +529,14 @@ export const Service: MessageFns<Service> = {
             message.endpoints.push(ServiceEndpoint.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.scaleToZero = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +561,11 @@ export const Service: MessageFns<Service> = {
       endpoints: globalThis.Array.isArray(object?.endpoints)
         ? object.endpoints.map((e: any) => ServiceEndpoint.fromJSON(e))
         : [],
+      scaleToZero: isSet(object.scaleToZero)
+        ? globalThis.Boolean(object.scaleToZero)
+        : isSet(object.scale_to_zero)
+        ? globalThis.Boolean(object.scale_to_zero)
+        : false,
     };
   },
 
@@ -447,6 +582,9 @@ export const Service: MessageFns<Service> = {
     }
     if (message.endpoints?.length) {
       obj.endpoints = message.endpoints.map((e) => ServiceEndpoint.toJSON(e));
+    }
+    if (message.scaleToZero !== false) {
+      obj.scaleToZero = message.scaleToZero;
     }
     return obj;
   },
@@ -700,6 +838,10 @@ export const ServiceServiceClient = makeGenericClientConstructor(
   service: typeof ServiceServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -498,6 +498,12 @@ export interface ContainerStatus {
   health: string;
   pid: number;
   ipAddress: string;
+  /**
+   * The container is being stopped and is out of every service's rotation
+   * (connection draining: no new connections, in-flight ones finish) until
+   * its stop signal is sent after the drain delay.
+   */
+  draining: boolean;
 }
 
 export interface Container {
@@ -4336,6 +4342,7 @@ function createBaseContainerStatus(): ContainerStatus {
     health: "",
     pid: 0,
     ipAddress: "",
+    draining: false,
   };
 }
 
@@ -4370,6 +4377,9 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     }
     if (message.ipAddress !== "") {
       writer.uint32(82).string(message.ipAddress);
+    }
+    if (message.draining !== false) {
+      writer.uint32(88).bool(message.draining);
     }
     return writer;
   },
@@ -4467,6 +4477,14 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
             message.ipAddress = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4511,6 +4529,7 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
         : isSet(object.ip_address)
         ? globalThis.String(object.ip_address)
         : "",
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
@@ -4545,6 +4564,9 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     }
     if (message.ipAddress !== "") {
       obj.ipAddress = message.ipAddress;
+    }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
     }
     return obj;
   },
