@@ -18,8 +18,9 @@ import { randomBytes } from 'node:crypto';
 import { connect, Events, type NatsConnection } from 'nats';
 import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
+import { NodeTraffic } from '../../proto/gen/berth/v1/traffic.js';
 import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
-import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, sleep, type Logger } from '../../lib/index.js';
+import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, sleep, trafficSubject, type Logger } from '../../lib/index.js';
 
 export { heartbeatSubject, containersSubject, metricsSubject, pullSubject } from '../../lib/index.js';
 
@@ -162,6 +163,11 @@ export class StatusPublisher {
   /** Publishes a NodeMetrics on `berth.v1.node.<node>.metrics` (agent/metrics samples once a second). */
   publishMetrics(metrics: NodeMetrics): boolean {
     return this.publishRaw(metricsSubject(this.node), NodeMetrics.encode(metrics).finish(), 'metrics');
+  }
+
+  /** Publishes a NodeTraffic on `berth.v1.node.<node>.traffic` (agent/network TrafficMeter, every 2 s). */
+  publishTraffic(traffic: NodeTraffic): boolean {
+    return this.publishRaw(trafficSubject(this.node), NodeTraffic.encode(traffic).finish(), 'traffic');
   }
 
   /** Stops heartbeats (no more are published after this returns). */
