@@ -293,6 +293,14 @@ export interface WorkloadSpec {
   restartedUnixMs?:
     | number
     | undefined;
+  /**
+   * Connection draining: seconds a replica stays running out of every
+   * service's rotation before its stop signal (spec.drainSeconds; unset = 3
+   * when the workload has ports, 0 otherwise). Copied to ContainerSpec.
+   */
+  drainSeconds?:
+    | number
+    | undefined;
   /** The built-in autoscaler owns `replicas` when set (docs/workload-file.md). */
   autoscale?:
     | AutoscaleSpec
@@ -472,7 +480,16 @@ export interface ContainerSpec {
    * eth0 on the node's bridge and an address from the node's subnet),
    * "host" (the node's network namespace) or "none" (own namespace, lo only).
    */
-  network?: string | undefined;
+  network?:
+    | string
+    | undefined;
+  /**
+   * Seconds the agent keeps a replica running, marked draining (out of
+   * every service's rotation), before it sends the stop signal when the
+   * replica is stopped or removed; unset = 3 for replicas with ports, 0
+   * otherwise (one-off containers never drain).
+   */
+  drainSeconds?: number | undefined;
 }
 
 export interface ContainerSpec_EnvEntry {
@@ -1742,6 +1759,7 @@ function createBaseWorkloadSpec(): WorkloadSpec {
     update: undefined,
     network: undefined,
     restartedUnixMs: undefined,
+    drainSeconds: undefined,
     autoscale: undefined,
     volumes: undefined,
   };
@@ -1787,6 +1805,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.restartedUnixMs !== undefined) {
       writer.uint32(104).int64(message.restartedUnixMs);
+    }
+    if (message.drainSeconds !== undefined) {
+      writer.uint32(112).uint32(message.drainSeconds);
     }
     if (message.autoscale !== undefined) {
       AutoscaleSpec.encode(message.autoscale, writer.uint32(162).fork()).join();
@@ -1917,6 +1938,14 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
             message.restartedUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.drainSeconds = reader.uint32();
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
@@ -1977,6 +2006,11 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
         : isSet(object.restarted_unix_ms)
         ? globalThis.Number(object.restarted_unix_ms)
         : undefined,
+      drainSeconds: isSet(object.drainSeconds)
+        ? globalThis.Number(object.drainSeconds)
+        : isSet(object.drain_seconds)
+        ? globalThis.Number(object.drain_seconds)
+        : undefined,
       autoscale: isSet(object.autoscale) ? AutoscaleSpec.fromJSON(object.autoscale) : undefined,
       volumes: isSet(object.volumes) ? VolumeMounts.fromJSON(object.volumes) : undefined,
     };
@@ -2028,6 +2062,9 @@ export const WorkloadSpec: MessageFns<WorkloadSpec> = {
     }
     if (message.restartedUnixMs !== undefined) {
       obj.restartedUnixMs = Math.round(message.restartedUnixMs);
+    }
+    if (message.drainSeconds !== undefined) {
+      obj.drainSeconds = Math.round(message.drainSeconds);
     }
     if (message.autoscale !== undefined) {
       obj.autoscale = AutoscaleSpec.toJSON(message.autoscale);
@@ -3827,6 +3864,7 @@ function createBaseContainerSpec(): ContainerSpec {
     labels: {},
     autoRemove: false,
     network: undefined,
+    drainSeconds: undefined,
   };
 }
 
@@ -3882,6 +3920,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     }
     if (message.network !== undefined) {
       writer.uint32(138).string(message.network);
+    }
+    if (message.drainSeconds !== undefined) {
+      writer.uint32(144).uint32(message.drainSeconds);
     }
     return writer;
   },
@@ -4041,6 +4082,14 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
             message.network = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.drainSeconds = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4108,6 +4157,11 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
         ? globalThis.Boolean(object.auto_remove)
         : false,
       network: isSet(object.network) ? globalThis.String(object.network) : undefined,
+      drainSeconds: isSet(object.drainSeconds)
+        ? globalThis.Number(object.drainSeconds)
+        : isSet(object.drain_seconds)
+        ? globalThis.Number(object.drain_seconds)
+        : undefined,
     };
   },
 
@@ -4175,6 +4229,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     }
     if (message.network !== undefined) {
       obj.network = message.network;
+    }
+    if (message.drainSeconds !== undefined) {
+      obj.drainSeconds = Math.round(message.drainSeconds);
     }
     return obj;
   },
