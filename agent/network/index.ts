@@ -9,3 +9,4 @@ export * from './network.js';
 export * from './routes.js';
 export * from './disabled.js';
 export * from './services.js';
+export * from './activator.js';

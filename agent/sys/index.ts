@@ -132,3 +132,4 @@ export interface CgroupFs {
 export type Sys = ContainerProcessOps & ProcessOps & CgroupFs;
 export * from './net.js';
 export * from './bind.js';
+export * from './tcp.js';
