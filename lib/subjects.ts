@@ -8,7 +8,7 @@
  */
 import { dnsLabelProblem } from './workload/names.js';
 
-export type NodeSubjectKind = 'heartbeat' | 'containers' | 'metrics' | 'pull';
+export type NodeSubjectKind = 'heartbeat' | 'containers' | 'metrics' | 'pull' | 'traffic';
 
 const NODE_SUBJECT_PREFIX = 'berth.v1.node.';
 
@@ -39,12 +39,17 @@ export const heartbeatSubject = (node: string): string => nodeSubject(node, 'hea
 export const containersSubject = (node: string): string => nodeSubject(node, 'containers');
 /** A node's replica load metrics for the autoscaler (protobuf NodeMetrics). */
 export const metricsSubject = (node: string): string => nodeSubject(node, 'metrics');
+/** A node's per-endpoint traffic figures, every 2 s (protobuf NodeTraffic). */
+export const trafficSubject = (node: string): string => nodeSubject(node, 'traffic');
 /** A node's image pull progress (protobuf PullProgress). */
 export const pullSubject = (node: string): string => nodeSubject(node, 'pull');
 
 export const HEARTBEAT_SUBJECT_WILDCARD = nodeSubjectWildcard('heartbeat');
 export const CONTAINERS_SUBJECT_WILDCARD = nodeSubjectWildcard('containers');
 export const METRICS_SUBJECT_WILDCARD = nodeSubjectWildcard('metrics');
+export const TRAFFIC_SUBJECT_WILDCARD = nodeSubjectWildcard('traffic');
+/** NodeTraffic.version this code writes and accepts; bumped on incompatible changes. */
+export const TRAFFIC_VERSION = 1;
 /** NodeMetrics.version this code writes and accepts; bumped on incompatible changes. */
 export const METRICS_VERSION = 1;
 
