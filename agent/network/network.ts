@@ -39,9 +39,12 @@ import type { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
 import type { NetOps } from '../sys/index.js';
 import { ContainerNetworkError, NoSubnetError, PortInUseError } from './errors.js';
 import { countDnatRules, expectedDnatRules, NFT_FAMILY, NFT_TABLE, renderTable, type PortMapping } from './nft.js';
+import { MeshPortInUseError, type MeshPorts } from './services.js';
 
 export const DEFAULT_BRIDGE = 'berth0';
 export const CNI_NETWORK_NAME = 'berth';
+/** The label the controller puts on every replica of a workload (its name); such containers publish through the routing mesh, not per container. */
+export const WORKLOAD_LABEL = 'io.berth.workload';
 const CNI_VERSION = '1.0.0';
 
 export interface NodeNetworkOptions {
@@ -60,6 +63,8 @@ export interface NodeNetworkOptions {
    * domains; ensure(gateway) makes it serve there before they start.
    */
   resolver?: { ensure(address: string): Promise<void>; readonly search: string[] };
+  /** The routing mesh's published ports (agent/network ServiceSync): a single container may not publish a host port a workload publishes. */
+  mesh?: MeshPorts;
 }
 
 interface NetRecord {
@@ -83,6 +88,11 @@ export interface SetupResult {
 /** The netns name of a container: "berth-" and the first 40 characters of its id. */
 export function netnsName(id: string): string {
   return `berth-${id.slice(0, 40)}`;
+}
+
+/** Whether a spec is a workload's replica (published ports go through the routing mesh on every node, not a per-container DNAT). */
+export function isReplicaSpec(spec: ContainerSpec): boolean {
+  return (spec.labels[WORKLOAD_LABEL] ?? '') !== '';
 }
 
 /** Ports of a spec as published ports (only those with a host port), checked; throws InvalidArgumentError naming the field. */
@@ -115,6 +125,7 @@ export class NodeNetwork {
   private readonly clusterCidr: string;
   private readonly mtu: number | undefined;
   private readonly resolver: NodeNetworkOptions['resolver'];
+  private readonly mesh: MeshPorts | undefined;
   private readonly records = new Map<string, NetRecord>();
   /** Serializes port reservations and table writes. */
   private tableLock: Promise<unknown> = Promise.resolve();
@@ -135,6 +146,7 @@ export class NodeNetwork {
     }
     this.mtu = opts.mtu;
     this.resolver = opts.resolver;
+    this.mesh = opts.mesh;
   }
 
   private recordPath(id: string): string {
@@ -216,8 +228,10 @@ export class NodeNetwork {
 
   async setup(id: string, spec: ContainerSpec, opts: { signal?: AbortSignal } = {}): Promise<SetupResult> {
     const mode = parseNetworkMode(spec.network, 'spec.network');
-    const ports = publishedPorts(spec);
-    if (ports.length > 0 && mode !== 'cluster') {
+    // Checked for every container; a replica's published ports are the routing mesh's (ip berth_svc), so it reserves none here.
+    const checked = publishedPorts(spec);
+    const ports = isReplicaSpec(spec) ? [] : checked;
+    if (checked.length > 0 && mode !== 'cluster') {
       throw new InvalidArgumentError(`spec.ports: publishing ports needs network "cluster", got "${mode}"`, { field: 'spec.ports' });
     }
     if (mode === 'host') return { netnsPath: this.ops.nodeNetnsPath(), ipAddress: '' };
@@ -227,6 +241,8 @@ export class NodeNetwork {
     // Reserve the ports first: a clash is refused before anything is made.
     await this.withTable(async () => {
       ports.forEach((p, i) => {
+        const owner = this.mesh?.publishedBy(p.hostPort, p.protocol);
+        if (owner !== undefined) throw new MeshPortInUseError(`spec.ports[${i}].publish`, p.hostPort, p.protocol, owner);
         for (const other of this.records.values()) {
           const hit = other.ports.find((q) => clash(p, q));
           if (hit) throw new PortInUseError(`spec.ports[${i}].publish`, p.hostPort, p.protocol, other.id);

@@ -2,10 +2,14 @@
  * The node's nftables table (`ip berth`), owned by the agent and replaced as
  * a whole (one `nft -f` transaction) whenever the published ports change:
  *
- *   prerouting/output (nat)  DNAT of published host ports to container
+ *   prerouting/output (nat)  DNAT of published host ports of single
+ *                            containers (`berth run -p`) to container
  *                            addresses: `HOSTPORT/proto` on a local address
  *                            of the node (or the port's host address) goes
- *                            to `CONTAINER_IP:CONTAINERPORT`.
+ *                            to `CONTAINER_IP:CONTAINERPORT`. A workload's
+ *                            replicas have none here: their published ports
+ *                            are the routing mesh's (services.ts,
+ *                            `ip berth_svc`), on every node.
  *   postrouting (nat)        masquerade of a container reaching a published
  *                            port of its own node (hairpin), and of traffic
  *                            from the node's subnet leaving the cluster
