@@ -100,6 +100,77 @@ export interface NetOps {
   nodeNetnsPath(): string;
 }
 
+/** A VXLAN device of the node netns as the kernel reports it. */
+export interface VxlanLink {
+  name: string;
+  /** Link kind ("vxlan"; another kind means the name is taken by something else). */
+  kind: string;
+  vni: number;
+  /** Underlay source address ("" when none is set). */
+  local: string;
+  /** UDP destination port. */
+  port: number;
+  learning: boolean;
+  mtu: number;
+  mac: string;
+  up: boolean;
+  /** IPv4 addresses with prefix length ("10.244.3.0/32"). */
+  addresses: string[];
+}
+
+/** A unicast forwarding entry of a VXLAN device: frames for `mac` go to the underlay address `dst`. */
+export interface FdbEntry {
+  mac: string;
+  dst: string;
+}
+
+/** A neighbour (ARP) entry of a device. */
+export interface NeighbourEntry {
+  address: string;
+  mac: string;
+  permanent: boolean;
+}
+
+export interface VxlanSpec {
+  name: string;
+  vni: number;
+  local: string;
+  port: number;
+  mtu: number;
+  mac: string;
+}
+
+/**
+ * Operations on a VXLAN device in the node netns (agent/network's VXLAN
+ * routing). Every method rejects with NetToolError naming the tool.
+ */
+export interface VxlanOps {
+  /** The link `name` with its VXLAN attributes; undefined when there is no such link. */
+  getVxlan(name: string): Promise<VxlanLink | undefined>;
+  /** Creates a VXLAN device (`nolearning`, no default remote) with the spec's VNI, local address, UDP port, MTU and MAC, and sets it up. */
+  createVxlan(spec: VxlanSpec): Promise<void>;
+  /** Sets the MTU and MAC of a link and sets it up. */
+  setLink(name: string, attrs: { mtu: number; mac: string }): Promise<void>;
+  /** Adds an IPv4 address ("a.b.c.d/len") to a link. */
+  addAddress(dev: string, cidr: string): Promise<void>;
+  /** Removes an IPv4 address from a link; missing is fine. */
+  deleteAddress(dev: string, cidr: string): Promise<void>;
+  /** The unicast forwarding entries of a device that have an underlay destination. */
+  listFdb(dev: string): Promise<FdbEntry[]>;
+  /** Adds or replaces the permanent forwarding entry for `mac` (`bridge fdb replace ... dst`). */
+  replaceFdb(dev: string, entry: FdbEntry): Promise<void>;
+  /** Deletes one forwarding entry; missing is fine. */
+  deleteFdb(dev: string, entry: FdbEntry): Promise<void>;
+  /** The IPv4 neighbour entries of a device that have a link-layer address. */
+  listNeighbours(dev: string): Promise<NeighbourEntry[]>;
+  /** Adds or replaces a permanent neighbour entry. */
+  replaceNeighbour(dev: string, address: string, mac: string): Promise<void>;
+  /** Deletes a neighbour entry; missing is fine. */
+  deleteNeighbour(dev: string, address: string): Promise<void>;
+  /** Adds or replaces an agent-owned route (proto BERTH_ROUTE_PROTO) `dst via gateway dev DEV onlink`. */
+  replaceRouteOnlink(dst: string, gateway: string, dev: string): Promise<void>;
+}
+
 interface RunResult {
   code: number;
   stdout: string;
@@ -135,6 +206,26 @@ function checkName(what: string, name: string): void {
   if (!NAME.test(name)) throw new NetToolError(what, `invalid name "${name}": expected letters, digits, "_", "." or "-"`, { code: ErrorCode.InvalidArgument });
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+function checkIpv4(what: string, address: string): void {
+  if (!IPV4.test(address)) throw new NetToolError(what, `invalid IPv4 address "${address}"`, { code: ErrorCode.InvalidArgument });
+}
+
+function checkCidr(what: string, cidr: string): void {
+  const [address = '', bits = '', ...rest] = cidr.split('/');
+  if (rest.length > 0 || !IPV4.test(address) || !/^([0-9]|[12][0-9]|3[0-2])$/.test(bits)) throw new NetToolError(what, `invalid IPv4 CIDR "${cidr}"`, { code: ErrorCode.InvalidArgument });
+}
+
+function checkMac(what: string, mac: string): void {
+  if (!MAC.test(mac)) throw new NetToolError(what, `invalid MAC address "${mac}": expected six lowercase hex pairs separated by ":"`, { code: ErrorCode.InvalidArgument });
+}
+
+function checkInt(what: string, field: string, n: number, min: number, max: number): void {
+  if (!Number.isInteger(n) || n < min || n > max) throw new NetToolError(what, `invalid ${field} ${n}: expected a whole number from ${min} to ${max}`, { code: ErrorCode.InvalidArgument });
+}
+
 export interface LinuxNetOpsOptions {
   /** Path of the node netns when it is not this process's own (tests: /run/netns/<host>). */
   nodeNetns?: string;
@@ -142,7 +233,7 @@ export interface LinuxNetOpsOptions {
   cniPath?: string;
 }
 
-export class LinuxNetOps implements NetOps {
+export class LinuxNetOps implements NetOps, VxlanOps {
   private readonly nodeNetns: string | undefined;
   readonly cniPath: string;
 
@@ -272,5 +363,115 @@ export class LinuxNetOps implements NetOps {
       for (const a of l.addr_info ?? []) if (a.family === 'inet') res.push({ ifname: l.ifname, address: a.local, prefixLen: a.prefixlen });
     }
     return res;
+  }
+
+  async getVxlan(name: string): Promise<VxlanLink | undefined> {
+    checkName('ip link show', name);
+    const r = await this.inNode('ip', ['-d', '-j', 'addr', 'show', 'dev', name]);
+    if (r.code !== 0) {
+      if (/does not exist|Cannot find device/i.test(r.stderr)) return undefined;
+      throw new NetToolError('ip link show', `${name}: ${r.stderr.trim()}`);
+    }
+    const [l] = JSON.parse(r.stdout) as {
+      ifname: string; mtu: number; address?: string; flags?: string[];
+      linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; port?: number; learning?: boolean } };
+      addr_info?: { family: string; local: string; prefixlen: number }[];
+    }[];
+    if (!l) return undefined;
+    const d = l.linkinfo?.info_data ?? {};
+    return {
+      name: l.ifname,
+      kind: l.linkinfo?.info_kind ?? '',
+      vni: d.id ?? 0,
+      local: d.local ?? '',
+      port: d.port ?? 0,
+      learning: d.learning ?? true,
+      mtu: l.mtu,
+      mac: l.address ?? '',
+      up: (l.flags ?? []).includes('UP'),
+      addresses: (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`),
+    };
+  }
+
+  async createVxlan(spec: VxlanSpec): Promise<void> {
+    checkName('ip link add', spec.name);
+    checkIpv4('ip link add', spec.local);
+    checkMac('ip link add', spec.mac);
+    checkInt('ip link add', 'VNI', spec.vni, 0, 16_777_215);
+    checkInt('ip link add', 'port', spec.port, 1, 65_535);
+    checkInt('ip link add', 'MTU', spec.mtu, 68, 65_535);
+    await this.must('ip link add', 'ip', ['link', 'add', spec.name, 'type', 'vxlan', 'id', String(spec.vni), 'local', spec.local, 'dstport', String(spec.port), 'nolearning']);
+    await this.setLink(spec.name, spec);
+  }
+
+  async setLink(name: string, attrs: { mtu: number; mac: string }): Promise<void> {
+    checkName('ip link set', name);
+    checkMac('ip link set', attrs.mac);
+    checkInt('ip link set', 'MTU', attrs.mtu, 68, 65_535);
+    await this.must('ip link set', 'ip', ['link', 'set', 'dev', name, 'mtu', String(attrs.mtu), 'address', attrs.mac, 'up']);
+  }
+
+  async addAddress(dev: string, cidr: string): Promise<void> {
+    checkName('ip addr add', dev);
+    checkCidr('ip addr add', cidr);
+    await this.must('ip addr add', 'ip', ['-4', 'addr', 'replace', cidr, 'dev', dev]);
+  }
+
+  async deleteAddress(dev: string, cidr: string): Promise<void> {
+    checkName('ip addr delete', dev);
+    checkCidr('ip addr delete', cidr);
+    const r = await this.inNode('ip', ['-4', 'addr', 'delete', cidr, 'dev', dev]);
+    if (r.code !== 0 && !/Cannot assign|Cannot find device|does not exist/i.test(r.stderr)) throw new NetToolError('ip addr delete', `${cidr} on ${dev}: ${r.stderr.trim()}`);
+  }
+
+  async listFdb(dev: string): Promise<FdbEntry[]> {
+    checkName('bridge fdb show', dev);
+    const out = await this.must('bridge fdb show', 'bridge', ['-j', 'fdb', 'show', 'dev', dev]);
+    const items = out.trim() === '' ? [] : (JSON.parse(out) as { mac?: string; dst?: string }[]);
+    return items.filter((e) => typeof e.mac === 'string' && typeof e.dst === 'string' && e.mac !== '00:00:00:00:00:00').map((e) => ({ mac: e.mac as string, dst: e.dst as string }));
+  }
+
+  async replaceFdb(dev: string, entry: FdbEntry): Promise<void> {
+    checkName('bridge fdb replace', dev);
+    checkMac('bridge fdb replace', entry.mac);
+    checkIpv4('bridge fdb replace', entry.dst);
+    await this.must('bridge fdb replace', 'bridge', ['fdb', 'replace', entry.mac, 'dev', dev, 'dst', entry.dst, 'self', 'permanent']);
+  }
+
+  async deleteFdb(dev: string, entry: FdbEntry): Promise<void> {
+    checkName('bridge fdb delete', dev);
+    checkMac('bridge fdb delete', entry.mac);
+    checkIpv4('bridge fdb delete', entry.dst);
+    const r = await this.inNode('bridge', ['fdb', 'delete', entry.mac, 'dev', dev, 'dst', entry.dst, 'self']);
+    if (r.code !== 0 && !/No such file|not found|Cannot find device|does not exist/i.test(r.stderr)) throw new NetToolError('bridge fdb delete', `${entry.mac} dst ${entry.dst} on ${dev}: ${r.stderr.trim()}`);
+  }
+
+  async listNeighbours(dev: string): Promise<NeighbourEntry[]> {
+    checkName('ip neigh show', dev);
+    const out = await this.must('ip neigh show', 'ip', ['-4', '-j', 'neigh', 'show', 'dev', dev]);
+    const items = out.trim() === '' ? [] : (JSON.parse(out) as { dst?: string; lladdr?: string; state?: string[] }[]);
+    return items.filter((e) => typeof e.dst === 'string' && typeof e.lladdr === 'string')
+      .map((e) => ({ address: e.dst as string, mac: e.lladdr as string, permanent: (e.state ?? []).includes('PERMANENT') }));
+  }
+
+  async replaceNeighbour(dev: string, address: string, mac: string): Promise<void> {
+    checkName('ip neigh replace', dev);
+    checkIpv4('ip neigh replace', address);
+    checkMac('ip neigh replace', mac);
+    await this.must('ip neigh replace', 'ip', ['-4', 'neigh', 'replace', address, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
+  }
+
+  async deleteNeighbour(dev: string, address: string): Promise<void> {
+    checkName('ip neigh delete', dev);
+    checkIpv4('ip neigh delete', address);
+    const r = await this.inNode('ip', ['-4', 'neigh', 'delete', address, 'dev', dev]);
+    if (r.code !== 0 && !/No such file|not found|Cannot find device|does not exist/i.test(r.stderr)) throw new NetToolError('ip neigh delete', `${address} on ${dev}: ${r.stderr.trim()}`);
+  }
+
+  async replaceRouteOnlink(dst: string, gateway: string, dev: string): Promise<void> {
+    checkName('ip route replace', dev);
+    checkCidr('ip route replace', dst);
+    checkIpv4('ip route replace', gateway);
+    await this.must('ip route replace', 'ip', ['-4', 'route', 'replace', dst, 'via', gateway, 'dev', dev, 'onlink', 'proto', String(BERTH_ROUTE_PROTO)]);
   }
 }
