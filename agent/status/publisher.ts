@@ -20,7 +20,7 @@ import { ContainerReport, Heartbeat } from '../../proto/gen/berth/v1/status.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import { NodeTraffic } from '../../proto/gen/berth/v1/traffic.js';
 import { PullProgress, type NodeResources } from '../../proto/gen/berth/v1/types.js';
-import { CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, sleep, trafficSubject, type Logger } from '../../lib/index.js';
+import { activateSubject, encodeActivation, CancelledError, containersSubject, heartbeatSubject, messageOf, metricsSubject, pullSubject, sleep, trafficSubject, type Logger } from '../../lib/index.js';
 
 export { heartbeatSubject, containersSubject, metricsSubject, pullSubject } from '../../lib/index.js';
 
@@ -168,6 +168,11 @@ export class StatusPublisher {
   /** Publishes a NodeTraffic on `berth.v1.node.<node>.traffic` (agent/network TrafficMeter, every 2 s). */
   publishTraffic(traffic: NodeTraffic): boolean {
     return this.publishRaw(trafficSubject(this.node), NodeTraffic.encode(traffic).finish(), 'traffic');
+  }
+
+  /** Asks for a replica of scale-to-zero service `service` on `berth.v1.service.<service>.activate` (agent/network Activator). */
+  publishActivation(service: string, held: number): boolean {
+    return this.publishRaw(activateSubject(service), encodeActivation({ service, node: this.node, held }), 'activation');
   }
 
   /** Stops heartbeats (no more are published after this returns). */
