@@ -10,3 +10,4 @@ export * from './routes.js';
 export * from './vxlan.js';
 export * from './disabled.js';
 export * from './services.js';
+export * from './activator.js';
