@@ -305,7 +305,9 @@ export async function runAgent(argv: string[]): Promise<number> {
       const resolver = new DnsResolver({ directory, upstreams: cfg.dnsUpstream !== '' ? parseUpstreamList(cfg.dnsUpstream, '--dns-upstream') : systemUpstreams(), logger, clients: clusterCidr });
       const nodeDns = new NodeDns({ resolver, bind: (address, port) => bindInNetns(address, port, cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined), logger });
       dns = { node: nodeDns, done: directory.run(routesAbort.signal).finally(() => dnsSource.close()) };
-      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, ...(subnet ? { subnet } : {}) });
+      // mesh: a single container may not publish a host port a workload publishes on every node (known from the service table's newest List answer).
+      const mesh = { publishedBy: (port: number, protocol: string) => services?.sync.publishedBy(port, protocol) };
+      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, mesh, ...(subnet ? { subnet } : {}) });
       await network.start();
       const nodes = grpcNodeSource(cfg.controller);
       routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
