@@ -15,6 +15,7 @@ import {
 } from '../reconcile/index.js';
 import { canonicalSpec, type ContainerRecordStore, type NodeStore, type WorkloadDocument, type WorkloadStore } from '../store/index.js';
 import { serverStream, unary } from './call.js';
+import { checkPublishedPorts } from './mesh.js';
 import { MAX_MANIFEST_BYTES, checkLabels, checkName, checkNames, checkText } from './validate.js';
 
 export interface WorkloadServiceDeps {
@@ -84,6 +85,8 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
         const restarted = stored.get(v.metadata.name)?.spec?.restartedUnixMs;
         return { name: v.metadata.name, labels: { ...v.metadata.labels }, spec: restarted ? { ...v.spec, restartedUnixMs: restarted } : v.spec };
       });
+      // A published port is open on every node for one workload: a clash refuses the whole apply.
+      checkPublishedPorts(docs, stored, source ? { source } : {});
       const outcomes = await store.applyWorkloads(docs, { dryRun: req.dryRun, signal });
       if (!req.dryRun) {
         for (const o of outcomes) {

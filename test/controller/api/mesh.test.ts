@@ -1,0 +1,86 @@
+/**
+ * WorkloadService.Apply refuses a workload whose published port/protocol
+ * another workload publishes (routing mesh: one workload per host port on
+ * every node), naming both workloads and the field, with nothing stored.
+ * Real etcd and NATS behind the real API server.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { silentLogger } from '../../../lib/index.js';
+import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
+import { Membership, NatsHeartbeats } from '../../../controller/nodes/index.js';
+import { EtcdStore, SoloElection } from '../../../controller/store/index.js';
+import { startEtcd, startNats, type Service } from '../../harness/index.js';
+import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
+
+const ports = (...entries: string[]) => ['  ports:', ...entries.map((e) => `    - ${e}`)].join('\n');
+
+describe('WorkloadService.Apply (published ports)', () => {
+  let etcd: Service;
+  let nats: Service;
+  let raw: Etcd3;
+  let prefix: string;
+  let store: EtcdStore;
+  let election: SoloElection;
+  let membership: Membership;
+  let api: ApiServer;
+  let c: Clients;
+
+  before(async () => {
+    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
+    raw = new Etcd3({ hosts: etcd.url });
+  });
+  after(async () => {
+    raw?.close();
+    await Promise.all([etcd?.stop(), nats?.stop()]);
+  });
+  beforeEach(async () => {
+    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
+    store = new EtcdStore({ endpoints: [etcd.url], prefix });
+    election = new SoloElection('ctl-mesh');
+    election.start();
+    membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [nats.url] }) });
+    await membership.start();
+    api = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, defaultRegistry: '127.0.0.1:5000', clusterCidr: '10.244.0.0/16', logger: silentLogger() });
+    c = connectClients(api.address);
+  });
+  afterEach(async () => {
+    c?.close();
+    await api?.stop(1000);
+    await membership?.stop();
+    await election?.stop();
+    await store?.close();
+    await raw.delete().prefix(prefix);
+  });
+
+  const apply = (text: string, dryRun = false) => call(c.workloads, c.workloads.apply, { manifest: text, source: 'test.yaml', dryRun });
+  const names = async () => (await call(c.workloads, c.workloads.list, { selector: {} })).workloads.map((w) => w.metadata?.name).sort();
+
+  it('refuses a second workload publishing the same port and protocol, naming both and the field, and stores nothing', async () => {
+    await apply(manifest('web', { extra: ports('{ container: 80, publish: 8080 }') }));
+    const bad = `${manifest('other')}---\n${manifest('api', { extra: ports('{ container: 90, publish: 9090 }', '{ container: 81, publish: 8080 }') })}`;
+    await assert.rejects(apply(bad), grpcError(grpc.status.INVALID_ARGUMENT,
+      /^test\.yaml: document 2: spec\.ports\[1\]\.publish: workload "api" cannot publish host port 8080\/tcp: workload "web" already publishes it/));
+    await assert.rejects(apply(bad, true), grpcError(grpc.status.INVALID_ARGUMENT, /workload "web" already publishes it/));
+    assert.deepEqual(await names(), ['web'], 'nothing of the refused file is stored');
+  });
+
+  it('refuses two documents of one file publishing the same port', async () => {
+    const bad = `${manifest('a', { extra: ports('{ container: 53, publish: 5353, protocol: udp }') })}---\n${manifest('b', { extra: ports('{ container: 53, publish: 5353, protocol: udp }') })}`;
+    await assert.rejects(apply(bad), grpcError(grpc.status.INVALID_ARGUMENT, /document 2: spec\.ports\[0\]\.publish: workload "b" cannot publish host port 5353\/udp: workload "a" already publishes it/));
+    assert.deepEqual(await names(), []);
+  });
+
+  it('accepts the same port with the other protocol, a re-apply of the owner, and the port once its owner is deleted or moved', async () => {
+    await apply(manifest('web', { extra: ports('{ container: 80, publish: 8080 }') }));
+    await apply(manifest('dns', { extra: ports('{ container: 80, publish: 8080, protocol: udp }') }));
+    await apply(manifest('web', { replicas: 2, extra: ports('{ container: 80, publish: 8080 }') }));
+    // One apply moves the port from web to api: web's new spec in the same file frees it.
+    await apply(`${manifest('web', { extra: ports('{ container: 80, publish: 8081 }') })}---\n${manifest('api', { extra: ports('{ container: 80, publish: 8080 }') })}`);
+    await call(c.workloads, c.workloads.delete, { names: ['api'], ignoreNotFound: false });
+    await apply(manifest('again', { extra: ports('{ container: 80, publish: 8080 }') }));
+    assert.deepEqual(await names(), ['again', 'dns', 'web']);
+  });
+});
