@@ -54,6 +54,9 @@ export interface TickResult {
 export class Autoscaler {
   private readonly histories = new Map<string, AutoscaleHistory>();
   private readonly activations = new Set<string>();
+  /** Each workload's replica count after the last pass (what activate() checks). */
+  private readonly lastReplicas = new Map<string, number>();
+  private ticking: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly clock: () => number;
 
@@ -62,18 +65,35 @@ export class Autoscaler {
     this.clock = options.clock ?? Date.now;
   }
 
-  /** A connection is held for `workload` at zero replicas: start one on the next tick (which runs at once). */
+  /**
+   * A connection is held (or forwarded by a node's activator) for `workload`:
+   * it counts as activity now, and a workload at zero replicas gets one at
+   * once (a tick runs now). A workload last seen with replicas is only
+   * touched (agents repeat this every second while they hold or forward
+   * connections); the flag stays for the next tick in case it went to zero
+   * meanwhile.
+   */
   async activate(workload: string, options: { signal?: AbortSignal } = {}): Promise<TickResult[]> {
     this.activations.add(workload);
     this.options.window.touch(workload, this.clock());
+    if ((this.lastReplicas.get(workload) ?? 0) > 0) return [];
     return this.tick(options);
   }
 
-  /** One pass over every autoscaled workload. */
-  async tick(options: { signal?: AbortSignal } = {}): Promise<TickResult[]> {
+  /** One pass over every autoscaled workload; passes never overlap (the loop's and an activation's run one after the other). */
+  tick(options: { signal?: AbortSignal } = {}): Promise<TickResult[]> {
+    const run = (): Promise<TickResult[]> => this.tickNow(options);
+    const p = this.ticking.then(run, run);
+    this.ticking = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  private async tickNow(options: { signal?: AbortSignal }): Promise<TickResult[]> {
     const workloads = await this.options.target.listAutoscaled(options);
     const seen = new Set(workloads.map((w) => w.name));
     for (const name of this.histories.keys()) if (!seen.has(name)) this.histories.delete(name);
+    for (const name of this.lastReplicas.keys()) if (!seen.has(name)) this.lastReplicas.delete(name);
+    for (const name of this.activations) if (!seen.has(name)) this.activations.delete(name);
     // Agents report every workload's replicas: keep samples only of the workloads that are autoscaled.
     this.options.window.retain(seen, this.clock());
     const results: TickResult[] = [];
@@ -97,6 +117,7 @@ export class Autoscaler {
       } else {
         this.histories.set(w.name, decision.history);
       }
+      this.lastReplicas.set(w.name, applied ? decision.desired : w.replicas);
       results.push({ workload: w.name, decision, applied });
     }
     return results;

@@ -139,7 +139,7 @@ export function decide(name: string, policy: AutoscalePolicy, obs: AutoscaleObse
   };
 
   if (obs.activation === true && current === 0) {
-    const raw: Raw = { replicas: Math.max(1, policy.min), basis: 'a connection is waiting for a replica' };
+    const raw: Raw = { replicas: Math.max(1, policy.min), basis: 'connection held at the service address' };
     return finish(Math.min(raw.replicas, policy.max), raw, undefined, [...past.recommendations, { atMs: nowMs, replicas: raw.replicas }]);
   }
 

@@ -10,6 +10,7 @@
  * user's `berth scale` meanwhile wins). Every change is an event
  * (reason "Scaled") whose message says why.
  */
+import { messageOf } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logging.js';
 import type { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
 import type { AutoscaleSpec, Event } from '../../proto/gen/berth/v1/types.js';
@@ -82,12 +83,22 @@ export class LeaderAutoscaler {
     }
   }
 
-  /** A connection waits for `workload` at zero replicas: start one now (leader only; false elsewhere). */
+  /**
+   * A node holds (or forwards) a connection for `workload` (an activation
+   * from NATS): count it as activity and, at zero replicas, start one now.
+   * Leader only (false elsewhere); true when this call scaled it up. Never
+   * rejects: a failure is logged and the next activation or pass retries.
+   */
   async activate(workload: string): Promise<boolean> {
     const a = this.autoscaler;
     if (!a) return false;
-    const results = await a.activate(workload);
-    return results.some((r) => r.workload === workload && r.applied);
+    try {
+      const results = await a.activate(workload);
+      return results.some((r) => r.workload === workload && r.applied);
+    } catch (err) {
+      this.log.warn('failed to act on an activation', { workload, error: messageOf(err) });
+      return false;
+    }
   }
 
   attach(): void {

@@ -121,7 +121,59 @@ describe('Autoscaler', () => {
     assert.equal(store.all[0]?.replicas, 0, 'stays at zero with nobody waiting');
     await a.activate('web');
     assert.equal(store.all[0]?.replicas, 1);
-    assert.equal(store.events.at(-1), 'scaled web 0 -> 1: a connection is waiting for a replica');
+    assert.equal(store.events.at(-1), 'scaled web 0 -> 1: connection held at the service address');
+  });
+
+  it('counts repeated activations at one replica as activity (no scale back to zero under held connections) without a pass each', async () => {
+    let now = T0;
+    const window = new LoadWindow({ sinceMs: T0 });
+    const store = new Workloads([{ name: 'web', replicas: 0, policy: { ...POLICY, scaleDown: { ...POLICY.scaleDown, stabilizationSeconds: 0 } } }]);
+    let lists = 0;
+    const list = store.target.listAutoscaled;
+    store.target.listAutoscaled = async () => {
+      lists++;
+      return list();
+    };
+    const a = new Autoscaler({ target: store.target, events: store.sink, window, logger: silentLogger(), clock: () => now });
+    await a.activate('web');
+    assert.equal(store.all[0]?.replicas, 1);
+    const afterFirst = lists;
+    // 60 s of a forwarded connection: the node repeats the activation every second; the replica reports no requests.
+    for (let i = 0; i < 60; i++) {
+      now += 1000;
+      window.add(sample('a', now, 0));
+      assert.deepEqual(await a.activate('web'), [], 'a workload with replicas is only touched');
+      await a.tick();
+    }
+    assert.equal(lists - afterFirst, 60, 'one store read per loop pass, none per activation');
+    assert.equal(store.all[0]?.replicas, 1, 'still active: not scaled to zero');
+    for (let i = 0; i < 35 && (store.all[0]?.replicas ?? 0) > 0; i++) {
+      now += 1000;
+      window.add(sample('a', now, 0));
+      await a.tick();
+    }
+    assert.equal(store.all[0]?.replicas, 0, 'idle once the activations stop');
+    assert.match(store.events.at(-1) ?? '', /^scaled web 1 -> 0: no requests for 30s/);
+  });
+
+  it('runs passes one after the other when an activation comes during a pass', async () => {
+    const window = new LoadWindow({ sinceMs: T0 });
+    const store = new Workloads([{ name: 'web', replicas: 0, policy: POLICY }]);
+    let inside = 0;
+    let overlapped = false;
+    const list = store.target.listAutoscaled;
+    store.target.listAutoscaled = async () => {
+      inside++;
+      if (inside > 1) overlapped = true;
+      await new Promise((r) => setTimeout(r, 20));
+      inside--;
+      return list();
+    };
+    const a = new Autoscaler({ target: store.target, events: store.sink, window, logger: silentLogger(), clock: () => T0 + 1000 });
+    await Promise.all([a.tick(), a.activate('web'), a.activate('web')]);
+    assert.equal(overlapped, false);
+    assert.equal(store.all[0]?.replicas, 1);
+    assert.equal(store.events.filter((e) => e.startsWith('scaled web 0 -> 1')).length, 1, 'one scale-up for two activations');
   });
 
   it('leaves a count that a user changed meanwhile alone', async () => {

@@ -183,7 +183,7 @@ describe('autoscale decide', () => {
         observation: obs({ current: 0, ready: 0, total: 0, activation: true }),
         history: { recommendations: [{ atMs: s(5), replicas: 0 }], changes: [{ atMs: s(1), from: 1, to: 0 }] },
         desired: 1,
-        reason: ['scaled web 0 -> 1: a connection is waiting for a replica'],
+        reason: ['scaled web 0 -> 1: connection held at the service address'],
       },
     ]);
   });
