@@ -45,7 +45,15 @@ export interface AttachStart {
   /** Start a container that waits for its attach (RunRequest.wait_for_attach). */
   start: boolean;
   /** Window size to set once attached (optional). */
-  size?: TerminalSize | undefined;
+  size?:
+    | TerminalSize
+    | undefined;
+  /**
+   * Remove the container once it has exited, before `exit` is sent (berth run
+   * --rm, attached): the stream ends when it is gone. Ignored when the client
+   * leaves first (detach, cancel): the container stays.
+   */
+  remove?: boolean | undefined;
 }
 
 export interface ExecStart {
@@ -97,6 +105,11 @@ export interface StreamExit {
   /** "Completed", "Error", "Signaled", "OOMKilled", ... for attach; empty for exec. */
   reason: string;
   message: string;
+  /**
+   * The container is removed (AttachStart.remove); unset or false: it is
+   * still there (a failed removal is for the client to retry).
+   */
+  removed?: boolean | undefined;
 }
 
 export interface StreamOutput {
@@ -184,7 +197,7 @@ export const TerminalSize: MessageFns<TerminalSize> = {
 };
 
 function createBaseAttachStart(): AttachStart {
-  return { container: "", stdin: false, start: false, size: undefined };
+  return { container: "", stdin: false, start: false, size: undefined, remove: undefined };
 }
 
 export const AttachStart: MessageFns<AttachStart> = {
@@ -200,6 +213,9 @@ export const AttachStart: MessageFns<AttachStart> = {
     }
     if (message.size !== undefined) {
       TerminalSize.encode(message.size, writer.uint32(34).fork()).join();
+    }
+    if (message.remove !== undefined) {
+      writer.uint32(40).bool(message.remove);
     }
     return writer;
   },
@@ -249,6 +265,14 @@ export const AttachStart: MessageFns<AttachStart> = {
             message.size = TerminalSize.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.remove = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -267,6 +291,7 @@ export const AttachStart: MessageFns<AttachStart> = {
       stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
       start: isSet(object.start) ? globalThis.Boolean(object.start) : false,
       size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+      remove: isSet(object.remove) ? globalThis.Boolean(object.remove) : undefined,
     };
   },
 
@@ -283,6 +308,9 @@ export const AttachStart: MessageFns<AttachStart> = {
     }
     if (message.size !== undefined) {
       obj.size = TerminalSize.toJSON(message.size);
+    }
+    if (message.remove !== undefined) {
+      obj.remove = message.remove;
     }
     return obj;
   },
@@ -697,7 +725,7 @@ export const StreamReady: MessageFns<StreamReady> = {
 };
 
 function createBaseStreamExit(): StreamExit {
-  return { exitCode: 0, reason: "", message: "" };
+  return { exitCode: 0, reason: "", message: "", removed: undefined };
 }
 
 export const StreamExit: MessageFns<StreamExit> = {
@@ -710,6 +738,9 @@ export const StreamExit: MessageFns<StreamExit> = {
     }
     if (message.message !== "") {
       writer.uint32(26).string(message.message);
+    }
+    if (message.removed !== undefined) {
+      writer.uint32(32).bool(message.removed);
     }
     return writer;
   },
@@ -751,6 +782,14 @@ export const StreamExit: MessageFns<StreamExit> = {
             message.message = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.removed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -772,6 +811,7 @@ export const StreamExit: MessageFns<StreamExit> = {
         : 0,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      removed: isSet(object.removed) ? globalThis.Boolean(object.removed) : undefined,
     };
   },
 
@@ -785,6 +825,9 @@ export const StreamExit: MessageFns<StreamExit> = {
     }
     if (message.message !== "") {
       obj.message = message.message;
+    }
+    if (message.removed !== undefined) {
+      obj.removed = message.removed;
     }
     return obj;
   },
