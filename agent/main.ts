@@ -41,6 +41,9 @@ import { bindInNetns, LinuxNetOps } from './sys/index.js';
 import { DnsResolver, NodeDns, parseUpstreamList, PollingDirectory, serviceEntries, systemUpstreams } from './dns/index.js';
 import { DisabledNetwork, grpcNodeSource, grpcServiceSource, NodeNetwork, RouteSync, ServiceSync } from './network/index.js';
 import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
+import { formatIpv4, parseCidr } from '../lib/network.js';
+import { Activator, grpcServiceLookup } from './network/index.js';
+import { netnsTcp } from './sys/index.js';
 import { DEFAULT_VXLAN_DEVICE, DEFAULT_VXLAN_PORT, DEFAULT_VXLAN_VNI, parseRoutingMode, parseUdpPort, parseVni, VXLAN_MTU, VxlanSync, type RoutingMode } from './network/index.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
@@ -329,8 +332,22 @@ export async function runAgent(argv: string[]): Promise<number> {
       }
       // Service virtual IPs: this node's `ip berth_svc` table, from ServiceService.List every second.
       const svcSource = grpcServiceSource(cfg.controller);
-      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge });
-      services = { sync: svcSync, done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => svcSource.close()) };
+      // Scale from zero: hold listeners on the bridge gateway for services at zero replicas; a held connection asks for a replica on NATS.
+      const holdTcp = netnsTcp(cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined);
+      const holdLookup = grpcServiceLookup(cfg.controller);
+      const activator = subnet
+        ? new Activator({ tcp: holdTcp, address: formatIpv4(parseCidr(subnet, 'subnet').base + 1), sink: { activate: (s, held) => void pub.publishActivation(s, held) }, lookup: holdLookup, logger, signal: routesAbort.signal })
+        : undefined;
+      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, ...(activator ? { activator } : {}) });
+      services = {
+        sync: svcSync,
+        done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => {
+          svcSource.close();
+          activator?.close();
+          holdLookup.close();
+          holdTcp.close();
+        }),
+      };
       logger.info('container network ready', { subnet: subnet ?? '', clusterCidr, routing: cfg.routing });
     }
     manager = mgr = new ContainerManager({

@@ -33,13 +33,7 @@ import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '
 import { fromGrpcError, messageOf, type Logger } from '../../lib/index.js';
 import { ServiceServiceClient, type ListServicesResponse, type Service } from '../../proto/gen/berth/v1/services.js';
 import type { TcpOps } from '../sys/index.js';
-
-/** Where a service's held ports listen (mirrors services.ts HoldTarget). */
-export interface ActivatorHoldTarget {
-  address: string;
-  /** "PORT/PROTO" of the service port -> hold listener port on `address`. */
-  ports: Readonly<Record<string, number>>;
-}
+import type { HoldTarget, ServiceActivator } from './services.js';
 
 /** Asks the cluster for a replica of `service` (the agent publishes on NATS). Must not throw. */
 export interface ActivationSink {
@@ -97,7 +91,7 @@ interface Hold {
 
 const RETRY_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
 
-export class Activator {
+export class Activator implements ServiceActivator {
   private readonly holds = new Map<string, Hold>();
   private readonly log: Logger;
   private readonly holdTimeoutMs: number;
@@ -134,8 +128,8 @@ export class Activator {
    * scale-to-zero service, none for the rest; wakes held connections whose
    * service now has a ready endpoint. Returns the hold targets by service name.
    */
-  async prepare(res: ListServicesResponse, opts: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, ActivatorHoldTarget>> {
-    const out = new Map<string, ActivatorHoldTarget>();
+  async prepare(res: ListServicesResponse, opts: { signal?: AbortSignal } = {}): Promise<ReadonlyMap<string, HoldTarget>> {
+    const out = new Map<string, HoldTarget>();
     if (this.closed) return out;
     const wanted = new Map(res.services.filter((s) => s.scaleToZero).map((s) => [s.name, s]));
     for (const [name, hold] of this.holds) {
