@@ -1,4 +1,4 @@
-/** `berth get services [NAME]` and `berth describe service NAME`: workloads with ports as services (virtual IP, ports, endpoints). */
+/** `berth get services [NAME]` and `berth describe service NAME`: workloads with ports as services (virtual IP, ports, endpoints, traffic). */
 import { Option, type Command } from 'commander';
 import type { ListServicesResponse, Service, ServiceServiceClient } from '../proto/gen/berth/v1/services.js';
 import type { CliContext } from './context.js';
@@ -12,37 +12,58 @@ async function serviceCall<Res>(ctx: CliContext, method: 'list' | 'get', req: ob
   return unaryOnce<Res, ServiceServiceClient>(ctx, new gen.ServiceServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }), method, req);
 }
 
+/** `80/tcp`, or `8080->80/tcp` when the port is published on every node's host port 8080. */
 function portsText(s: Service): string {
-  return s.ports.map((p) => `${p.port}/${p.protocol}`).join(',') || '-';
+  return s.ports.map((p) => `${p.published ? `${p.published}->` : ''}${p.port}/${p.protocol}`).join(',') || '-';
+}
+
+/** A rate or count for a table: whole numbers from 10 up, one decimal below. */
+export function figureText(v: number): string {
+  if (!Number.isFinite(v) || v <= 0) return '0';
+  return v >= 10 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
+}
+
+/** Requests/s, new connections/s and open connections summed over the endpoints. */
+function totals(s: Service): { req: number; conn: number; open: number } {
+  return s.endpoints.reduce((t, e) => ({ req: t.req + e.requestsPerSecond, conn: t.conn + e.connectionsPerSecond, open: t.open + e.openConnections }), { req: 0, conn: 0, open: 0 });
 }
 
 function endpointsText(s: Service): string {
   return `${s.endpoints.filter((e) => e.ready).length}/${s.endpoints.length}`;
 }
 
-/** Table rows: NAME, VIP, PORTS, ENDPOINTS (ready/total); `wide` adds the ready endpoint addresses. */
+/**
+ * Table rows: NAME, VIP, PORTS (`HOSTPORT->` when published), ENDPOINTS
+ * (ready/total), then the traffic over all endpoints: REQ/S (requests per
+ * second), CONN/S (new connections per second), OPEN (open connections);
+ * `wide` adds the ready endpoint addresses.
+ */
 export function serviceTable(items: readonly Service[], wide: boolean): string {
-  const headers = ['NAME', 'VIP', 'PORTS', 'ENDPOINTS'];
+  const headers = ['NAME', 'VIP', 'PORTS', 'ENDPOINTS', 'REQ/S', 'CONN/S', 'OPEN'];
   if (wide) headers.push('ADDRESSES');
   return formatTable(headers, items.map((s) => {
-    const row = [s.name, s.virtualIp || '-', portsText(s), endpointsText(s)];
+    const t = totals(s);
+    const row = [s.name, s.virtualIp || '-', portsText(s), endpointsText(s), figureText(t.req), figureText(t.conn), figureText(t.open)];
     if (wide) row.push(s.endpoints.filter((e) => e.ready).map((e) => e.address).join(',') || '-');
     return row;
   }));
 }
 
-/** The text of `berth describe service`: address, ports, endpoints with node and health. */
+/** The text of `berth describe service`: address, ports, traffic, endpoints with node, health and per-endpoint traffic. */
 export function describeService(s: Service): string {
+  const t = totals(s);
   const out = [
     `Name:       ${s.name}`,
     `Address:    ${s.virtualIp || '<none>'}`,
-    `Ports:      ${s.ports.map((p) => `${p.port}/${p.protocol}${p.name ? ` (${p.name})` : ''} -> ${p.targetPort}`).join(', ') || '<none>'}`,
+    `Ports:      ${s.ports.map((p) => `${p.port}/${p.protocol}${p.name ? ` (${p.name})` : ''} -> ${p.targetPort}${p.published ? `, published on host port ${p.published}` : ''}`).join('; ') || '<none>'}`,
     `Endpoints:  ${endpointsText(s)} ready`,
+    `Traffic:    ${figureText(t.req)} requests/s, ${figureText(t.conn)} new connections/s, ${figureText(t.open)} open connections`,
   ];
   if (s.endpoints.length > 0) {
     const state = (x: string) => x.replace(/^CONTAINER_STATE_/, '').toLowerCase();
-    out.push(formatTable(['CONTAINER', 'NODE', 'ADDRESS', 'STATE', 'HEALTH', 'READY'], s.endpoints.map((e) => [
-      e.containerName, e.node, e.address || '-', state(e.state), e.health || '-', e.ready ? 'yes' : 'no',
+    out.push(formatTable(['CONTAINER', 'NODE', 'ADDRESS', 'STATE', 'HEALTH', 'READY', 'REQ/S', 'CONN/S', 'OPEN'], s.endpoints.map((e) => [
+      e.containerName, e.node, e.address || '-', state(e.state), e.health || '-', e.ready ? 'yes' : e.draining ? 'no (draining)' : 'no',
+      figureText(e.requestsPerSecond), figureText(e.connectionsPerSecond), figureText(e.openConnections),
     ])).trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
   }
   return out.join('\n') + '\n';
@@ -81,7 +102,7 @@ export const serviceVerbs: Verb = (program, run) => {
     .command('services')
     .aliases(['service', 'svc'])
     .summary('list services (workloads with ports), or show one')
-    .description('List every workload with ports as a service: its virtual IP, ports and endpoints (ready/total; ready = running, healthy or without a health check, on a Ready node).')
+    .description('List every workload with ports as a service: its virtual IP, ports (HOSTPORT->PORT/PROTO when published on every node), endpoints (ready/total; ready = running, healthy or without a health check, on a Ready node) and traffic over all endpoints as their nodes count it every 2 s: REQ/S requests per second, CONN/S new connections per second, OPEN open connections.')
     .argument('[name]', 'show only this service')
     .addOption(new Option('-o, --output <format>', 'output format').choices([...OUTPUT_FORMATS]).default('table'))
     .addHelpText('after', `
@@ -93,7 +114,7 @@ Examples:
   find('describe')
     .command('service')
     .aliases(['services', 'svc'])
-    .summary('address, ports and endpoints (node, health) of a service')
+    .summary('address, ports, traffic and endpoints (node, health, requests/s) of a service')
     .argument('<name>', 'service (workload) name')
     .addHelpText('after', `
 Example:

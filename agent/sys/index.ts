@@ -131,5 +131,5 @@ export interface CgroupFs {
 
 export type Sys = ContainerProcessOps & ProcessOps & CgroupFs;
 export * from './net.js';
+export * from './conntrack.js';
 export * from './bind.js';
-export * from './tcp.js';

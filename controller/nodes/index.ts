@@ -10,5 +10,5 @@ export {
   type NatsContainerReportsOptions,
 } from './reports.js';
 export { NatsEventPublisher, EVENTS_SUBJECT, type EventPublisher } from './events.js';
-export { NatsActivations, type NatsActivationsOptions } from './activations.js';
+export { connectWithRetry, closeGracefully, subscribeParsed, type Parsed } from './connect.js';
 export { NatsNodeMetrics, parseNodeMetrics, metricsSubject, METRICS_SUBJECT_WILDCARD, MAX_METRICS_BYTES, MAX_METRICS_REPLICAS, type NatsNodeMetricsOptions } from './metrics.js';

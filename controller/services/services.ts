@@ -18,6 +18,7 @@ import { NotFoundError, messageOf, pause, type Logger } from '../../lib/index.js
 import type { Service, ServiceEndpoint, ServicePort } from '../../proto/gen/berth/v1/services.js';
 import { ContainerState, NodeState, containerStateToJSON, type Container, type Workload } from '../../proto/gen/berth/v1/types.js';
 import type { CallOptions } from '../store/index.js';
+import type { TrafficFigures } from './traffic.js';
 
 /** What the directory needs from the address store. */
 export interface VipAssignments {
@@ -33,6 +34,8 @@ export interface ServiceDirectoryDeps {
   observed: { nodeNames(): string[]; containers(node: string): Container[] };
   /** The live state of a node. */
   nodeState(node: string): NodeState;
+  /** Per-endpoint traffic from the nodes (controller/services TrafficTable); figures are 0 without it. */
+  traffic?: TrafficFigures;
   logger: Logger;
 }
 
@@ -44,8 +47,8 @@ export function servicePorts(w: Workload): ServicePort[] {
     .sort((a, b) => a.port - b.port || a.protocol.localeCompare(b.protocol));
 }
 
-/** The endpoints of workload `name` among `containers` (sorted by node, then name). */
-export function serviceEndpoints(name: string, containers: readonly Container[], nodeState: (node: string) => NodeState): ServiceEndpoint[] {
+/** The endpoints of workload `name` among `containers` (sorted by node, then name), with the traffic figures their nodes reported (0 when none). */
+export function serviceEndpoints(name: string, containers: readonly Container[], nodeState: (node: string) => NodeState, traffic?: TrafficFigures): ServiceEndpoint[] {
   return containers
     .filter((c) => c.workload === name)
     .map((c) => {
@@ -54,9 +57,10 @@ export function serviceEndpoints(name: string, containers: readonly Container[],
       const address = c.status?.ipAddress ?? '';
       const draining = c.status?.draining ?? false;
       const ready = state === ContainerState.CONTAINER_STATE_RUNNING && (health === '' || health === 'healthy') && address !== '' && !draining && nodeState(c.node) === NodeState.NODE_STATE_READY;
+      const t = traffic?.figures(c.node, c.id);
       return {
         containerId: c.id, containerName: c.name, node: c.node, address, ready, state: containerStateToJSON(state), health, draining,
-        requestsPerSecond: 0, connectionsPerSecond: 0, openConnections: 0,
+        requestsPerSecond: t?.requestsPerSecond ?? 0, connectionsPerSecond: t?.connectionsPerSecond ?? 0, openConnections: t?.openConnections ?? 0,
       };
     })
     .sort((a, b) => a.node.localeCompare(b.node) || a.containerName.localeCompare(b.containerName));
@@ -83,7 +87,7 @@ export class ServiceDirectory {
       .map((w) => {
         const name = w.metadata?.name ?? '';
         return {
-          name, virtualIp: vips.get(name) ?? '', ports: servicePorts(w), endpoints: serviceEndpoints(name, containers, (n) => this.deps.nodeState(n)),
+          name, virtualIp: vips.get(name) ?? '', ports: servicePorts(w), endpoints: serviceEndpoints(name, containers, (n) => this.deps.nodeState(n), this.deps.traffic),
           scaleToZero: w.spec?.autoscale?.scaleToZeroIdleSeconds !== undefined && w.spec.autoscale.min === 0,
         };
       })

@@ -104,7 +104,7 @@ describe('services end to end (virtual IPs balanced over replicas on three names
     const names = (web?.endpoints ?? []).map((e) => e.containerName).sort();
 
     const row = (await cli(['get', 'services'])).stdout.split('\n').find((l) => l.startsWith('web '));
-    assert.match(row ?? '', new RegExp(`^web\\s+${vip.replace(/\./g, '\\.')}\\s+80/tcp\\s+2/2\\s*$`));
+    assert.match(row ?? '', new RegExp(`^web\\s+${vip.replace(/\./g, '\\.')}\\s+80/tcp\\s+2/2\\s+[\\d.]+\\s+[\\d.]+\\s+\\d+\\s*$`));
     const described = await cli(['describe', 'service', 'web']);
     assert.equal(described.code, 0, described.stderr);
     assert.match(described.stdout, new RegExp(`Address:\\s+${vip.replace(/\./g, '\\.')}`));
@@ -176,7 +176,7 @@ describe('services end to end (virtual IPs balanced over replicas on three names
       return e?.ready !== true && e?.health === 'unhealthy';
     }, 30_000, 250);
     const row = (await cli(['get', 'services'])).stdout.split('\n').find((l) => l.startsWith('api '));
-    assert.match(row ?? '', /\s1\/2\s*$/);
+    assert.match(row ?? '', /\s1\/2\s+[\d.]+\s+[\d.]+\s+\d+\s*$/);
     assert.match((await cli(['describe', 'service', 'api'])).stdout, new RegExp(`${sick.containerName}\\s+${sick.node}\\s+\\S+\\s+running\\s+unhealthy\\s+no`));
     for (let i = 0; i < 3; i++) {
       await waitFor(`node-${i}'s table to send ${vip} only to ${well.address}`, async () => (await table(i)).includes(`ip daddr ${vip} tcp dport 8080 dnat to ${well.address} comment`), 20_000, 250);
