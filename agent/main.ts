@@ -41,6 +41,10 @@ import { bindInNetns, LinuxNetOps, ProcConntrackReader } from './sys/index.js';
 import { DnsResolver, NodeDns, parseUpstreamList, PollingDirectory, serviceEntries, systemUpstreams } from './dns/index.js';
 import { DisabledNetwork, grpcNodeSource, grpcServiceSource, NodeNetwork, RouteSync, ServiceSync, TrafficMeter } from './network/index.js';
 import { DEFAULT_CLUSTER_CIDR, formatCidr, parseClusterCidr, parseIpv4 } from '../lib/network.js';
+import { formatIpv4, parseCidr } from '../lib/network.js';
+import { Activator, grpcServiceLookup } from './network/index.js';
+import { netnsTcp } from './sys/index.js';
+import { DEFAULT_VXLAN_DEVICE, DEFAULT_VXLAN_PORT, DEFAULT_VXLAN_VNI, parseRoutingMode, parseUdpPort, parseVni, VXLAN_MTU, VxlanSync, type RoutingMode } from './network/index.js';
 import type { AgentServiceServer } from '../proto/gen/berth/v1/agent.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
 
@@ -92,6 +96,9 @@ export const agentSettings = {
   nodeNetns: { flag: 'node-netns', env: 'BERTH_NODE_NETNS', key: 'node-netns', parse: parsers.string, default: '' } as Setting<string>,
   dnsUpstream: { flag: 'dns-upstream', env: 'BERTH_DNS_UPSTREAM', key: 'dns-upstream', parse: (raw: string, source: string) => (parseUpstreamList(raw, source), raw.trim()), default: '' } as Setting<string>,
   clusterCidr: { flag: 'cluster-cidr', env: 'BERTH_CLUSTER_CIDR', key: 'cluster-cidr', parse: (raw: string, source: string) => formatCidr(parseClusterCidr(raw, source)), default: DEFAULT_CLUSTER_CIDR } as Setting<string>,
+  routing: { flag: 'routing', env: 'BERTH_ROUTING', key: 'routing', parse: (raw: string, source: string) => parseRoutingMode(raw, source), default: 'host-gw' } as Setting<RoutingMode>,
+  vxlanId: { flag: 'vxlan-id', env: 'BERTH_VXLAN_ID', key: 'vxlan-id', parse: (raw: string, source: string) => parseVni(raw, source), default: DEFAULT_VXLAN_VNI } as Setting<number>,
+  vxlanPort: { flag: 'vxlan-port', env: 'BERTH_VXLAN_PORT', key: 'vxlan-port', parse: (raw: string, source: string) => parseUdpPort(raw, source), default: DEFAULT_VXLAN_PORT } as Setting<number>,
 };
 
 function networkPlugin(raw: string, source: string): 'cni' | 'none' {
@@ -125,6 +132,9 @@ function buildCommand(): Command {
     .option('--network <plugin>', 'container networks: "cni" (a bridge with the node\'s subnet, published ports, routes to other nodes) or "none" (env BERTH_NETWORK; default none)')
     .option('--internal-ip <ip>', 'address other nodes route this node\'s container subnet through (env BERTH_INTERNAL_IP; default the host of --address)')
     .option('--cluster-cidr <cidr>', 'the cluster\'s container range when the controller does not say (env BERTH_CLUSTER_CIDR; default 10.244.0.0/16)')
+    .option('--routing <mode>', 'how other nodes\' container subnets are reached (--network cni): "host-gw" (routes through each node\'s address; the nodes share a link) or "vxlan" (a VXLAN device, UDP between node addresses; container MTU 1450) (env BERTH_ROUTING; default host-gw)')
+    .option('--vxlan-id <vni>', 'VXLAN network identifier, the same on every node (--routing vxlan; env BERTH_VXLAN_ID; default 1)')
+    .option('--vxlan-port <port>', 'UDP port of VXLAN traffic between nodes, the same on every node (--routing vxlan; env BERTH_VXLAN_PORT; default 4789)')
     .option('--node-netns <path>', 'network namespace the node\'s container networking (bridge, routes, nft table) lives in; default the agent\'s own (env BERTH_NODE_NETNS)')
     .option('--dns-upstream <ips>', 'resolvers the containers\' DNS server (on the bridge gateway, --network cni) forwards other names to: IPs separated by commas, or "none" (env BERTH_DNS_UPSTREAM; default the agent\'s /etc/resolv.conf)')
     .option('--cleanup', 'on shutdown, remove the node\'s container networks, bridge, routes and nft table')
@@ -225,6 +235,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   let network: NodeNetwork | undefined;
   const routesAbort = new AbortController();
   let routesDone: Promise<void> | undefined;
+  let vxlan: VxlanSync | undefined;
   let services: { sync: ServiceSync; done: Promise<void> } | undefined;
   let dns: { node: NodeDns; done: Promise<void> } | undefined;
   let traffic: { meter: TrafficMeter; done: Promise<void> } | undefined;
@@ -308,15 +319,39 @@ export async function runAgent(argv: string[]): Promise<number> {
       const resolver = new DnsResolver({ directory, upstreams: cfg.dnsUpstream !== '' ? parseUpstreamList(cfg.dnsUpstream, '--dns-upstream') : systemUpstreams(), logger, clients: clusterCidr });
       const nodeDns = new NodeDns({ resolver, bind: (address, port) => bindInNetns(address, port, cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined), logger });
       dns = { node: nodeDns, done: directory.run(routesAbort.signal).finally(() => dnsSource.close()) };
-      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, ...(subnet ? { subnet } : {}) });
+      // mesh: a single container may not publish a host port a workload publishes on every node (known from the service table's newest List answer).
+      const mesh = { publishedBy: (port: number, protocol: string) => services?.sync.publishedBy(port, protocol) };
+      network = new NodeNetwork({ ops: netOps, logger, stateDir: join(cfg.root, 'network'), clusterCidr, resolver: nodeDns, ...(cfg.routing === 'vxlan' ? { mtu: VXLAN_MTU } : {}), mesh, ...(subnet ? { subnet } : {}) });
       await network.start();
       const nodes = grpcNodeSource(cfg.controller);
-      routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
+      // Other nodes' subnets from the node list every 2 s: host-gw routes, or VXLAN for nodes that share no link.
+      if (cfg.routing === 'vxlan') {
+        vxlan = new VxlanSync({ ops: netOps, logger, self: cfg.node, clusterCidr, vni: cfg.vxlanId, port: cfg.vxlanPort });
+        routesDone = vxlan.start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
+      } else {
+        // A VXLAN device left by an earlier agent in vxlan mode goes (its routes with it).
+        await netOps.deleteLink(DEFAULT_VXLAN_DEVICE).catch((err: unknown) => logger.warn('failed to delete a leftover vxlan device', { device: DEFAULT_VXLAN_DEVICE, reason: messageOf(err) }));
+        routesDone = new RouteSync({ ops: netOps, logger, self: cfg.node, clusterCidr }).start(nodes, 2000, routesAbort.signal).finally(() => nodes.close());
+      }
       // Service virtual IPs: this node's `ip berth_svc` table, from ServiceService.List every second.
       const svcSource = grpcServiceSource(cfg.controller);
-      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge });
-      services = { sync: svcSync, done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => svcSource.close()) };
-      logger.info('container network ready', { subnet: subnet ?? '', clusterCidr });
+      // Scale from zero: hold listeners on the bridge gateway for services at zero replicas; a held connection asks for a replica on NATS.
+      const holdTcp = netnsTcp(cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined);
+      const holdLookup = grpcServiceLookup(cfg.controller);
+      const activator = subnet
+        ? new Activator({ tcp: holdTcp, address: formatIpv4(parseCidr(subnet, 'subnet').base + 1), sink: { activate: (s, held) => void pub.publishActivation(s, held) }, lookup: holdLookup, logger, signal: routesAbort.signal })
+        : undefined;
+      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, ...(activator ? { activator } : {}) });
+      services = {
+        sync: svcSync,
+        done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => {
+          svcSource.close();
+          activator?.close();
+          holdLookup.close();
+          holdTcp.close();
+        }),
+      };
+      logger.info('container network ready', { subnet: subnet ?? '', clusterCidr, routing: cfg.routing });
     }
     manager = mgr = new ContainerManager({
       network: network ?? new DisabledNetwork(cfg.nodeNetns !== '' ? cfg.nodeNetns : undefined),
@@ -366,6 +401,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     if (network && flags['cleanup'] === true) {
       await services?.sync.clear().catch((err: unknown) => logger.error('failed to delete the service table', { reason: messageOf(err) }));
       await traffic?.meter.clear().catch((err: unknown) => logger.error('failed to delete the traffic table', { reason: messageOf(err) }));
+      await vxlan?.clear().catch((err: unknown) => logger.error('failed to delete the vxlan device', { reason: messageOf(err) }));
       await network.cleanup().catch((err: unknown) => logger.error('failed to clean up the node network', { reason: messageOf(err) }));
     }
     // stderr is synchronous for files and pipes on Linux, so nothing is lost by returning now.

@@ -12,7 +12,7 @@ import { BERTH_VERSION, createLogger, DEFAULT_CLUSTER_CIDR, messageOf, parseClus
 import { startApiServer, type ApiServer } from './api/index.js';
 import { VolumeManager } from './volumes/index.js';
 import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
-import { Membership, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
+import { Membership, NatsActivations, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
 import { LeaderAutoscaler } from './autoscale/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { DEFAULT_SERVICE_CIDR, EtcdElection, EtcdStore, EtcdVipStore, checkRangesApart, parseServiceCidr } from './store/index.js';
@@ -114,6 +114,8 @@ export async function runController(argv: string[]): Promise<number> {
   const events = new EventRecorder({ store, publisher, logger });
   const reconciler = new Reconciler({ volumes: store, store, election, membership, observed, agents, events, logger });
   const autoscaler = new LeaderAutoscaler({ election, store, events, logger });
+  // Scale from zero: a node holding a connection asks for a replica (the leader acts).
+  const activations = new NatsActivations({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-activations`, deliver: (a) => void autoscaler.activate(a.service) });
   const metrics = new NatsNodeMetrics({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-metrics`, deliver: (m, at) => autoscaler.ingest(m, at) });
   const trafficTable = new TrafficTable();
   const traffic = new NatsNodeTraffic({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-traffic`, deliver: (m, at) => trafficTable.ingest(m, at) });
@@ -128,6 +130,7 @@ export async function runController(argv: string[]): Promise<number> {
     await election.stop().catch((err: unknown) => logger.warn('failed to resign leadership', { error: messageOf(err) }));
     reconciler.detach();
     autoscaler.detach();
+    await activations.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await metrics.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await traffic.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     agents.close();
@@ -151,6 +154,7 @@ export async function runController(argv: string[]): Promise<number> {
     reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
     metrics.start().catch((err: unknown) => logger.error('failed to subscribe to node metrics', { error: messageOf(err) }));
     traffic.start().catch((err: unknown) => logger.error('failed to subscribe to node traffic', { error: messageOf(err) }));
+    activations.start().catch((err: unknown) => logger.error('failed to subscribe to activations', { error: messageOf(err) }));
     publisher.start().catch((err: unknown) => logger.error('failed to connect the event publisher', { error: messageOf(err) }));
     api = await startApiServer({
       listen: cfg.listen,

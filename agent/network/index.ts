@@ -7,6 +7,8 @@ export * from './errors.js';
 export * from './nft.js';
 export * from './network.js';
 export * from './routes.js';
+export * from './vxlan.js';
 export * from './disabled.js';
 export * from './services.js';
 export * from './traffic.js';
+export * from './activator.js';

@@ -133,3 +133,4 @@ export type Sys = ContainerProcessOps & ProcessOps & CgroupFs;
 export * from './net.js';
 export * from './conntrack.js';
 export * from './bind.js';
+export * from './tcp.js';

@@ -11,4 +11,5 @@ export {
 } from './reports.js';
 export { NatsEventPublisher, EVENTS_SUBJECT, type EventPublisher } from './events.js';
 export { connectWithRetry, closeGracefully, subscribeParsed, type Parsed } from './connect.js';
+export { NatsActivations, type NatsActivationsOptions } from './activations.js';
 export { NatsNodeMetrics, parseNodeMetrics, metricsSubject, METRICS_SUBJECT_WILDCARD, MAX_METRICS_BYTES, MAX_METRICS_REPLICAS, type NatsNodeMetricsOptions } from './metrics.js';
