@@ -33,7 +33,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, CancelledError, InternalError, InvalidArgumentError, messageOf, type Logger } from '../../lib/index.js';
+import { AlreadyExistsError, CancelledError, InternalError, InvalidArgumentError, drainSecondsFor, messageOf, type Logger } from '../../lib/index.js';
 import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
 import {
   Container,
@@ -480,6 +480,8 @@ export class ContainerManager {
       finishedUnixMs: finished,
       pid: 0,
       health: status.health === '' ? '' : 'unhealthy',
+      // Draining ends with the process (an exited container is in no rotation).
+      draining: false,
     };
     const spec = e.container.spec;
     const policy = spec?.restart?.policy ?? '';
@@ -570,7 +572,30 @@ export class ContainerManager {
     });
   }
 
-  /** Stops a container for good (no restarts): SIGTERM, SIGKILL after `graceMs`. */
+  /**
+   * Connection draining, before a running replica with ports is stopped or
+   * removed (never on its own exit): it is marked draining and reported at
+   * once, so every node takes it out of its service tables, and keeps running
+   * for its drain delay (spec.drain_seconds; unset: 3 s with ports, 0
+   * without; one-off containers never drain) so that connections already
+   * made finish. Ends early when the container exits meanwhile. Called with
+   * the container's lock held.
+   */
+  private async drainFirst(e: Entry): Promise<void> {
+    const c = e.container;
+    const ms = c.workload === '' || !c.spec ? 0 : drainSecondsFor(c.spec) * 1000;
+    if (ms <= 0 || c.status?.state !== ContainerState.CONTAINER_STATE_RUNNING) return;
+    if (!c.status.draining) {
+      c.status = { ...c.status, draining: true };
+      this.log.info('container draining', { containerId: c.id, workload: c.workload, drainMs: ms });
+      await this.changed(e);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); }), e.exited ?? Promise.resolve()]);
+    clearTimeout(timer);
+  }
+
+  /** Stops a container for good (no restarts): a running replica with ports drains first (drainFirst), then SIGTERM, SIGKILL after `graceMs`. */
   async stop(id: string, opts: { graceMs?: number } = {}): Promise<Container> {
     const e = this.entries.get(id);
     if (!e) throw new ContainerUnknownError(id);
@@ -582,6 +607,7 @@ export class ContainerManager {
     return this.locked(e, async () => {
       if (e.removing) throw new ContainerUnknownError(id);
       if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING || e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED) {
+        await this.drainFirst(e);
         await this.opts.runtime.stop(attemptId(id, e.attempt), { timeoutMs: opts.graceMs ?? this.opts.defaultGraceMs ?? 10_000 });
         await e.exited;
       } else {
@@ -591,7 +617,7 @@ export class ContainerManager {
     });
   }
 
-  /** Deletes a container; a running one only with `force` (it is killed first). */
+  /** Deletes a container; a running one only with `force` (a replica with ports drains first, then it is killed). */
   async remove(id: string, opts: { force?: boolean } = {}): Promise<void> {
     const e = this.entries.get(id);
     if (!e) throw new ContainerUnknownError(id);
@@ -603,6 +629,7 @@ export class ContainerManager {
     await this.locked(e, async () => {
       if (e.removing) return;
       if (e.container.status?.state === ContainerState.CONTAINER_STATE_RUNNING || e.container.status?.state === ContainerState.CONTAINER_STATE_CREATED) {
+        await this.drainFirst(e);
         await this.opts.runtime.kill(attemptId(id, e.attempt), 'SIGKILL').catch(() => undefined);
         await e.exited;
       }

@@ -3,7 +3,7 @@
  * is checked before anything is created (requests are hostile). All problems
  * are reported together as a ValidationError naming each field.
  */
-import { envNameProblem, labelKeyProblem, labelValueProblem, mountProblems, parseImageReference, ValidationError, messageOf, type FieldProblem } from '../../lib/index.js';
+import { MAX_DRAIN_SECONDS, envNameProblem, labelKeyProblem, labelValueProblem, mountProblems, parseImageReference, ValidationError, messageOf, type FieldProblem } from '../../lib/index.js';
 import type { RunContainerRequest } from '../../proto/gen/berth/v1/agent.js';
 import { parseIpv4 } from '../../lib/network.js';
 import type { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
@@ -114,6 +114,9 @@ export function validateRunRequest(req: RunContainerRequest, opts: { defaultRegi
   });
   problems.push(...mountProblems(spec.mounts));
   if (spec.network !== undefined && !['', 'cluster', 'host', 'none'].includes(spec.network)) problems.push({ path: 'spec.network', message: `expected "cluster", "host" or "none", got ${q(spec.network)}` });
+  if (spec.drainSeconds !== undefined && (!Number.isInteger(spec.drainSeconds) || spec.drainSeconds < 0 || spec.drainSeconds > MAX_DRAIN_SECONDS)) {
+    problems.push({ path: 'spec.drain_seconds', message: `expected a whole number of seconds from 0 to ${MAX_DRAIN_SECONDS}, got ${spec.drainSeconds}` });
+  }
   const labelKeys = Object.keys(spec.labels);
   if (labelKeys.length > MAX_LABELS) problems.push({ path: 'spec.labels', message: `expected at most ${MAX_LABELS} labels, got ${labelKeys.length}` });
   for (const k of labelKeys) {

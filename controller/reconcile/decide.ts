@@ -168,6 +168,8 @@ export function containerSpecFor(workload: string, spec: WorkloadSpec | undefine
     ports: [...(s?.ports ?? [])],
     ...(s?.network !== undefined && s.network !== '' ? { network: s.network } : {}),
     ...(s?.volumes && s.volumes.mounts.length > 0 ? { mounts: [...s.volumes.mounts] } : {}),
+    // Only when set (unset: the agent's default for replicas with ports), so templates of specs without it stay the same.
+    ...(s?.drainSeconds !== undefined ? { drainSeconds: s.drainSeconds } : {}),
     // A restart (`berth rollout restart`) changes the template, so a rolling update replaces every replica.
     labels: { 'io.berth.workload': workload, ...(s?.restartedUnixMs ? { [RESTARTED_AT_LABEL]: restartedAtLabelValue(s.restartedUnixMs) } : {}) },
   }));

@@ -9,6 +9,7 @@
  * List order is kept (command, args, ports and health exec are ordered).
  */
 import { createHash } from 'node:crypto';
+import { drainSecondsFor } from './drain.js';
 import type { AutoscaleSpec, ObjectMeta, ScaleBehavior, WorkloadSpec } from '../../proto/gen/berth/v1/types.js';
 
 function sortedMap(m: { [key: string]: string } | undefined): Array<[string, string]> {
@@ -76,6 +77,8 @@ function canonicalSpecValue(s: WorkloadSpec): unknown {
       : {}),
     // Only when set, so specs without it keep their canonical text.
     ...(s.autoscale ? { autoscale: canonicalAutoscale(s.autoscale) } : {}),
+    // Only when set (it differs from the default), so specs without it keep their canonical text.
+    ...(s.drainSeconds !== undefined && s.drainSeconds !== drainSecondsFor({ ports: s.ports ?? [] }) ? { drainSeconds: s.drainSeconds } : {}),
   };
 }
 

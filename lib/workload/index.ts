@@ -8,3 +8,4 @@ export { AUTOSCALE_DEFAULTS, AUTOSCALE_METRICS, autoscaleSpecProblems, type Auto
 export { canonicalWorkloadSpec, canonicalWorkload, workloadSpecsEqual, workloadSpecFingerprint } from './canonical.js';
 export { dnsLabelProblem, dnsSubdomainProblem, labelKeyProblem, labelValueProblem, envNameProblem, portNameProblem } from './names.js';
 export { suggest, editDistance } from './suggest.js';
+export { DEFAULT_DRAIN_SECONDS, MAX_DRAIN_SECONDS, drainSecondsFor } from './drain.js';

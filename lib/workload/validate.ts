@@ -28,6 +28,7 @@ import { checkAutoscaleAgainstSpec, readAutoscale } from './autoscale.js';
 import { dnsLabelProblem, envNameProblem, labelKeyProblem, labelValueProblem, portNameProblem } from './names.js';
 import { readVolumes } from './volumes.js';
 import { NETWORK_MODES } from '../network.js';
+import { drainSecondsFor, MAX_DRAIN_SECONDS } from './drain.js';
 import {
   isUnset,
   itemPath,
@@ -77,7 +78,7 @@ export const WORKLOAD_DEFAULTS = {
 
 const TOP_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec'] as const;
 const METADATA_FIELDS = ['name', 'labels'] as const;
-const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes', 'autoscale', 'network'] as const;
+const SPEC_FIELDS = ['replicas', 'image', 'command', 'args', 'env', 'resources', 'ports', 'restart', 'health', 'placement', 'update', 'volumes', 'autoscale', 'network', 'drainSeconds'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory', 'pids'] as const;
 const PORT_FIELDS = ['name', 'container', 'publish', 'protocol'] as const;
 const RESTART_FIELDS = ['policy', 'backoffCapSeconds'] as const;
@@ -263,6 +264,8 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
     updateNode === undefined
       ? { maxSurge: WORKLOAD_DEFAULTS.maxSurge, maxUnavailable: WORKLOAD_DEFAULTS.maxUnavailable }
       : readUpdate(r, updateNode);
+  const drainNode = field(fields, 'drainSeconds');
+  const drain = drainNode === undefined ? undefined : readWhole(r, drainNode, 'spec.drainSeconds', 0, MAX_DRAIN_SECONDS, 'a whole number of seconds');
 
   if (
     r.count > before ||
@@ -289,6 +292,8 @@ function readSpec(ctx: Context, node: unknown): WorkloadSpec | undefined {
     // "cluster" is the default: left out, so the spec's canonical text stays the same.
     if (network !== 'cluster') spec.network = network;
   }
+  // The default (DEFAULT_DRAIN_SECONDS with ports, 0 without) is left out, so the spec's canonical text stays the same.
+  if (drain !== undefined && drain !== drainSecondsFor({ ports })) spec.drainSeconds = drain;
   const autoscaleNode = field(fields, 'autoscale');
   if (autoscaleNode !== undefined) {
     const autoscale = readAutoscale(r, autoscaleNode);

@@ -249,7 +249,7 @@ describe('lib/workload', () => {
       { it: 'a percentage maxSurge', spec: ['image: busybox', 'update: { maxSurge: 25% }'], path: 'spec.update.maxSurge', message: 'expected a whole number from 0 to 10000, got the string "25%" (line 7)' },
       { it: 'a misspelled spec field', spec: ['image: busybox', 'replcias: 3'], path: 'spec.replcias', message: 'unknown field "replcias" (did you mean "replicas"?) (line 7)' },
       { it: 'a snake_case field', spec: ['image: busybox', 'restart: { backoff_cap_seconds: 3 }'], path: 'spec.restart.backoff_cap_seconds', message: 'unknown field "backoff_cap_seconds" (did you mean "backoffCapSeconds"?) (line 7)' },
-      { it: 'an unknown field with no close match', spec: ['image: busybox', 'sidecars: []'], path: 'spec.sidecars', message: 'unknown field "sidecars" (expected one of: replicas, image, command, args, env, resources, ports, restart, health, placement, update, volumes, autoscale, network) (line 7)' },
+      { it: 'an unknown field with no close match', spec: ['image: busybox', 'sidecars: []'], path: 'spec.sidecars', message: 'unknown field "sidecars" (expected one of: replicas, image, command, args, env, resources, ports, restart, health, placement, update, volumes, autoscale, network, drainSeconds) (line 7)' },
       { it: 'a spec that is a list', spec: [], path: 'spec', message: /^required field is missing/ },
       { it: 'an alias', spec: ['image: &img busybox', 'args: [*img]'], path: 'spec.args[0]', message: 'aliases such as "*name" are not supported (write the value out in full) (line 7)' },
     ];
