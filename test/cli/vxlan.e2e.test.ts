@@ -1,0 +1,164 @@
+/**
+ * VXLAN routing end to end: a real controller, etcd, NATS, registry and two
+ * `berth agent --network cni --routing vxlan` processes whose node networks
+ * live in namespace hosts that share no link. host-0 is node-a, host-1 a
+ * router (no agent), host-2 node-c: it is taken off the harness bridge and
+ * put behind the router on a segment of its own, so only the two underlay
+ * addresses route between the nodes and the container subnets do not. A
+ * replica on node-c is reached from a container on node-a by its container
+ * address (the server sees the client's own address: no NAT) and by the
+ * service's virtual IP; the containers have MTU 1450; stopping the agents
+ * with --cleanup leaves no device, route or FDB entry behind. The hosts have
+ * no default route, and the egress guard covers the cluster, service and
+ * far-segment ranges before any address exists.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeHosts, run, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHost, type TestHosts } from '../harness/index.js';
+import { startCluster, type TestCluster } from './cluster.js';
+
+const CLUSTER = '10.244.0.0/16';
+const SERVICES = '10.96.0.0/16';
+const FAR = '10.212.78.0/30';
+const ROUTER_FAR = '10.212.78.1';
+const C_FAR = '10.212.78.2';
+
+interface ServiceJson {
+  name: string;
+  virtualIp?: string;
+  endpoints?: { containerName: string; node: string; address: string; ready?: boolean }[];
+}
+
+describe('vxlan routing end to end (two agents in namespace hosts that share no link)', function () {
+  this.timeout(300_000);
+  let reg: RegistryWithImages | undefined;
+  let hosts: TestHosts | undefined;
+  let cluster: TestCluster | undefined;
+  let dir = '';
+  let image = '';
+  let a: TestHost;
+  let c: TestHost;
+  const agents: ManagedProcess[] = [];
+
+  before(async () => {
+    reg = await startRegistryWithImages(['busybox']);
+    image = reg.images['busybox']?.reference ?? '';
+    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES, FAR] });
+    const [h0, r, h2] = hosts.hosts as [TestHost, TestHost, TestHost];
+    a = h0;
+    c = h2;
+    // node-c leaves the shared bridge for a segment of its own behind the router.
+    await run('ip', ['-n', c.netns, 'addr', 'flush', 'dev', 'eth0']);
+    await run('ip', ['-n', c.netns, 'link', 'set', 'eth0', 'down']);
+    await run('ip', ['link', 'add', 'eth1', 'netns', r.netns, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', c.netns]);
+    await run('ip', ['-n', r.netns, 'addr', 'add', `${ROUTER_FAR}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', c.netns, 'addr', 'add', `${C_FAR}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', r.netns, 'link', 'set', 'eth1', 'up']);
+    await run('ip', ['-n', c.netns, 'link', 'set', 'eth1', 'up']);
+    await run('ip', ['netns', 'exec', r.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await run('ip', ['-n', a.netns, 'route', 'add', FAR, 'via', r.address]);
+    await run('ip', ['-n', c.netns, 'route', 'add', hosts.subnet, 'via', ROUTER_FAR]);
+
+    dir = mkdtempSync(join(tmpdir(), 'berth-test-vxlan-e2e-'));
+    cluster = await startCluster();
+    const common = ['--network', 'cni', '--routing', 'vxlan', '--cleanup'];
+    agents.push(cluster.startAgent('node-a', [...common, '--node-netns', `/run/netns/${a.netns}`, '--internal-ip', a.address]));
+    agents.push(cluster.startAgent('node-c', [...common, '--node-netns', `/run/netns/${c.netns}`, '--internal-ip', C_FAR, '--labels', 'side=far']));
+    const cl = cluster;
+    await waitFor('two Ready nodes', async () => {
+      for (const p of agents) if (p.exited()) throw new Error(`agent exited early:\n${tailLog(p)}`);
+      const res = await cl.cli(['get', 'nodes', '-o', 'json']);
+      return res.code === 0 && (res.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
+    }, 60_000, 500);
+  });
+
+  after(async () => {
+    const problems: string[] = [];
+    await cluster?.stop().catch((e: Error) => problems.push(e.message));
+    await hosts?.cleanup().catch((e: Error) => problems.push(e.message));
+    await reg?.stop().catch((e: Error) => problems.push(e.message));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  });
+
+  async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    if (!cluster) throw new Error('no cluster');
+    return cluster.cli(args);
+  }
+
+  async function fdb(h: TestHost): Promise<string> {
+    const r = await tryRunIn(h.netns, 'bridge', ['fdb', 'show', 'dev', 'berth.vx']);
+    return r.code === 0 ? r.stdout : '';
+  }
+
+  it('reaches a replica on a node behind a router by its container address without NAT and by its virtual IP, at MTU 1450', async () => {
+    // Each agent programs the other as a VXLAN peer: FDB entry to its underlay address.
+    await waitFor('node-a\'s FDB entry for node-c', async () => (await fdb(a)).includes(`dst ${C_FAR} `), 30_000, 250);
+    await waitFor('node-c\'s FDB entry for node-a', async () => (await fdb(c)).includes(`dst ${a.address} `), 30_000, 250);
+
+    const script = [
+      'mkdir -p /tmp/www/cgi-bin',
+      'printf "#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho peer=\\$REMOTE_ADDR\\n" > /tmp/www/cgi-bin/addr',
+      'chmod 755 /tmp/www/cgi-bin/addr',
+      'exec httpd -f -p 80 -h /tmp/www',
+    ].join(' && ');
+    const file = join(dir, 'far.yaml');
+    writeFileSync(file, [
+      'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: far', 'spec:', '  replicas: 1',
+      `  image: ${image}`,
+      `  command: [sh, -c, ${JSON.stringify(script)}]`,
+      '  ports:', '    - { name: http, container: 80 }',
+      '  placement: { nodeSelector: { side: far } }', '',
+    ].join('\n'));
+    const applied = await cli(['apply', '-f', file]);
+    assert.equal(applied.code, 0, applied.stderr);
+
+    let far: ServiceJson | undefined;
+    await waitFor('service far with a ready endpoint', async () => {
+      const r = await cli(['get', 'services', '-o', 'json']);
+      far = (JSON.parse(r.stdout) as ServiceJson[]).find((s) => s.name === 'far');
+      return (far?.endpoints ?? []).some((e) => e.ready);
+    }, 120_000, 500).catch((err: Error) => {
+      throw new Error(`${err.message}\nlast: ${JSON.stringify(far)}\n${agents.map((p) => tailLog(p, 20)).join('\n')}`);
+    });
+    const endpoint = far!.endpoints![0]!;
+    assert.equal(endpoint.node, 'node-c');
+    const vip = far?.virtualIp ?? '';
+    assert.match(vip, /^10\.96\.\d+\.\d+$/);
+
+    const fetch = (url: string) => `(for i in $(seq 1 50); do if timeout 5 wget -q -O - ${url}; then exit 0; fi; sleep 0.2; done; echo "no answer from ${url}"; exit 1)`;
+    const client = [
+      'echo mtu=$(cat /sys/class/net/eth0/mtu)',
+      'echo self=$(ip -4 -o addr show eth0 | sed -n "s#.* inet \\([0-9.]*\\)/.*#\\1#p")',
+      fetch(`http://${endpoint.address}/cgi-bin/addr`),
+      `echo via-vip && ${fetch(`http://${vip}/cgi-bin/addr`)}`,
+    ].join(' && ');
+    const r = await cli(['run', '--rm', '--node', 'node-a', image, 'sh', '-c', client]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /^mtu=1450$/m);
+    const self = /^self=(\d+\.\d+\.\d+\.\d+)$/m.exec(r.stdout)?.[1] ?? '';
+    assert.match(self, /^10\.244\./, r.stdout);
+    const [direct, viaVip] = r.stdout.split('via-vip');
+    // By container address: the server sees the client's own address.
+    assert.match(direct ?? '', new RegExp(`peer=(\\[::ffff:)?${self.replace(/\./g, '\\.')}\\]?$`, 'm'));
+    // By virtual IP: answered by the replica across the VXLAN link.
+    assert.match(viaVip ?? '', /peer=/);
+    assert.equal((await cli(['delete', 'workload', 'far'])).code, 0);
+  });
+
+  // Last: it stops the agents.
+  it('leaves no VXLAN device, route or FDB entry behind when the agents stop with --cleanup', async () => {
+    for (const h of [a, c]) assert.notEqual(await fdb(h), '', `${h.netns} has its VXLAN peer before the agents stop`);
+    for (const p of agents) await p.stop();
+    for (const h of [a, c]) {
+      const links = await tryRunIn(h.netns, 'ip', ['-o', 'link', 'show']);
+      assert.equal(links.code, 0, links.stderr);
+      assert.doesNotMatch(links.stdout, /^\d+: berth/m, `no berth links left in ${h.netns}:\n${links.stdout}`);
+      const routes = await tryRunIn(h.netns, 'ip', ['-4', 'route', 'show', 'proto', '198']);
+      assert.equal(routes.stdout.trim(), '', `no agent routes left in ${h.netns}`);
+      assert.equal(await fdb(h), '');
+    }
+  });
+});
