@@ -341,7 +341,9 @@ export async function runAgent(argv: string[]): Promise<number> {
       const activator = subnet
         ? new Activator({ tcp: holdTcp, address: formatIpv4(parseCidr(subnet, 'subnet').base + 1), sink: { activate: (s, held) => void pub.publishActivation(s, held) }, lookup: holdLookup, logger, signal: routesAbort.signal })
         : undefined;
-      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, ...(activator ? { activator } : {}) });
+      // The routing mesh never takes the node's own ports: the agent's API and the containers' DNS on the gateway.
+      const reservedPorts = [`${server.address.slice(server.address.lastIndexOf(':') + 1)}/tcp`, '53/udp', '53/tcp'];
+      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, reservedPorts, ...(activator ? { activator } : {}) });
       services = {
         sync: svcSync,
         done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => {

@@ -317,6 +317,30 @@ export interface ServiceSyncOptions {
   bridge: string;
   /** Hold targets for services at zero replicas (scale to zero); without it such services' connections are rejected. */
   activator?: ServiceActivator;
+  /**
+   * Host ports ("PORT/PROTO") the node itself serves (the agent's API, the
+   * containers' DNS on the bridge gateway): a workload publishing one gets no
+   * mesh rule for it (an error is logged), so no workload can take over the
+   * node's own services.
+   */
+  reservedPorts?: readonly string[];
+}
+
+/** `input` with the published ports in `reserved` ("PORT/PROTO") taken out (set to 0); returns what was taken out as "SERVICE:PORT/PROTO". */
+export function withoutReservedPorts(input: ServiceTableInput, reserved: readonly string[]): { input: ServiceTableInput; skipped: string[] } {
+  if (reserved.length === 0) return { input, skipped: [] };
+  const set = new Set(reserved);
+  const skipped: string[] = [];
+  const services = input.services.map((s) => ({
+    ...s,
+    ports: s.ports.map((p) => {
+      const key = `${p.published ?? 0}/${p.protocol}`;
+      if ((p.published ?? 0) === 0 || !set.has(key)) return p;
+      skipped.push(`${s.name}:${key}`);
+      return { ...p, published: 0 };
+    }),
+  }));
+  return { input: { ...input, services }, skipped };
 }
 
 /** Which workload publishes a host port on every node (routing mesh), as far as this node knows. */
@@ -360,10 +384,11 @@ export class ServiceSync implements MeshPorts {
   }
 
   private async applyNow(res: ListServicesResponse, force: boolean, opts: { signal?: AbortSignal }): Promise<void> {
-    const input = serviceTableInput(res, this.opts.bridge, await this.holds(res, opts));
+    const { input, skipped } = withoutReservedPorts(serviceTableInput(res, this.opts.bridge, await this.holds(res, opts)), this.opts.reservedPorts ?? []);
     const script = renderServiceTable(input);
     if (script === this.applied && !force) return;
     this.applied = '';
+    if (skipped.length > 0) this.log.error('refusing to publish ports the node itself serves', { ports: skipped, reserved: this.opts.reservedPorts });
     try {
       await this.opts.ops.nftApply(script);
     } catch (err) {

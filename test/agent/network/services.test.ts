@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { makeHosts, tryRunIn, type TestHosts } from '../../harness/index.js';
 import {
-  MESH_MARK, ServiceSync, ServiceTableError, SERVICE_NFT_TABLE, expectedMeshRejects, expectedServiceRules, installedRejectRules, installedServiceRules, meshPortOwner, renderServiceTable, serviceTableInput,
+  MESH_MARK, ServiceSync, withoutReservedPorts, ServiceTableError, SERVICE_NFT_TABLE, expectedMeshRejects, expectedServiceRules, installedRejectRules, installedServiceRules, meshPortOwner, renderServiceTable, serviceTableInput,
   type HoldTarget, type ServiceActivator, type ServiceTableInput,
 } from '../../../agent/network/index.js';
 import { LinuxNetOps, type NetOps } from '../../../agent/sys/index.js';
@@ -137,6 +137,18 @@ describe('renderServiceTable (routing mesh)', () => {
     // With a ready endpoint the hold target is not used.
     const live = renderServiceTable(input([{ ...i.services[0]!, endpoints: ['10.244.0.5'] }]));
     assert.doesNotMatch(live, /40123/);
+  });
+
+  it('takes the node\'s own ports (agent API, DNS) out of the mesh and names what it took out', () => {
+    const i = input([
+      { name: 'dns', vip: '10.96.0.2', ports: [{ port: 53, protocol: 'udp', published: 53 }, { port: 53, protocol: 'tcp', published: 5353 }], endpoints: ['10.244.0.8'] },
+      { name: 'web', vip: '10.96.0.3', ports: [{ port: 80, protocol: 'tcp', published: 7071 }], endpoints: ['10.244.0.9'] },
+    ]);
+    const { input: kept, skipped } = withoutReservedPorts(i, ['53/udp', '53/tcp', '7071/tcp']);
+    assert.deepEqual(skipped, ['dns:53/udp', 'web:7071/tcp']);
+    assert.deepEqual(expectedServiceRules(kept), ['p:dns:5353/tcp', 's:dns:53/tcp', 's:dns:53/udp', 's:web:80/tcp']);
+    assert.doesNotMatch(renderServiceTable(kept), /dport 7071|udp dport 53 .*fib|fib .*udp dport 53 /);
+    assert.equal(withoutReservedPorts(i, []).input, i);
   });
 
   it('attaches hold targets by service name from an activator\'s answer and knows which workload publishes a port', () => {
