@@ -44,6 +44,8 @@ export interface RelayResult {
   code: number;
   /** Ctrl-P Ctrl-Q (or Ctrl-C without onInterrupt) left the process running. */
   detached: boolean;
+  /** The server removed the container after it exited (AttachStart.remove). */
+  removed?: boolean;
 }
 
 /** Opens the stream, relays it, and resolves with the process's exit code. */
@@ -126,6 +128,7 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
 
   return new Promise<RelayResult>((resolve, reject) => {
     let exitCode: number | undefined;
+    let removed = false;
     process.on('SIGINT', onSigint);
     call.on('data', (m: StreamOutput) => {
       const o = m.output;
@@ -158,6 +161,7 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
           break;
         case 'exit':
           exitCode = o.value.exitCode;
+          removed = o.value.removed === true;
           break;
       }
     });
@@ -173,7 +177,7 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
     call.on('end', () => {
       restore();
       if (exitCode === undefined) reject(new Error(`the ${start.$case} stream ended without an exit status`));
-      else resolve({ code: exitCode, detached: false });
+      else resolve({ code: exitCode, detached: false, ...(removed ? { removed } : {}) });
     });
     call.write({ input: start });
   });
@@ -182,7 +186,9 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
 /**
  * `berth run -t` / `-it` (attached): the container is created waiting for
  * its attach, attached, then started, so nothing it prints is missed; the
- * exit code is the container's. With --rm it is removed once that is known.
+ * exit code is the container's. With --rm the attach asks for its removal
+ * once it has exited (one call: the stream ends when it is gone); when the
+ * server could not remove it, this program removes it.
  * Ctrl-C without -i stops it (as `berth run` does); with -i it goes to the
  * container. A failed attach removes the container it never started.
  */
@@ -193,7 +199,7 @@ export async function runWithTerminal(ctx: CliContext, api: ControllerApi, req: 
   let stopping = false;
   let result: RelayResult;
   try {
-    result = await relayStream(ctx, { $case: 'attach', value: { container: c.id, stdin: opts.interactive, start: true, ...(size ? { size } : {}) } }, {
+    result = await relayStream(ctx, { $case: 'attach', value: { container: c.id, stdin: opts.interactive, start: true, ...(size ? { size } : {}), ...(opts.rm ? { remove: true } : {}) } }, {
       stdin: opts.interactive,
       onReady: () => {
         ready = true;
@@ -212,7 +218,7 @@ export async function runWithTerminal(ctx: CliContext, api: ControllerApi, req: 
     throw err;
   }
   if (result.detached) return 0;
-  if (opts.rm) await api.removeContainers({ containers: [c.id], force: true });
+  if (opts.rm && !result.removed) await api.removeContainers({ containers: [c.id], force: true });
   return result.code;
 }
 

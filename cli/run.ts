@@ -3,11 +3,11 @@
  * ContainerService.Run. Every flag value is checked here before the call, so
  * a bad value creates nothing.
  *
- * Without -d there is no attach RPC: the container is started, its logs are
- * followed (ContainerService.Logs, follow) until the stream ends (Ctrl-C
- * stops the container through ContainerService.Stop first), then
- * ContainerService.List is polled until the container has exited, and this
- * program exits with the container's exit code.
+ * Without -d the container is created waiting for its attach, and the attach
+ * stream (StreamService.Attach, runWithTerminal in interactive.ts) starts it,
+ * relays its output (and input with -i) and ends with its exit code, which
+ * becomes this program's; with --rm the same stream removes it once it has
+ * exited (Ctrl-C without -i stops it through ContainerService.Stop).
  */
 import type { Command } from 'commander';
 import type { ContainerSpec } from '../proto/gen/berth/v1/types.js';

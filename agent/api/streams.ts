@@ -16,7 +16,10 @@
  * missed. Attach to a container without a terminal follows its output (from
  * now, or from the start when it starts it) until it exits, and feeds its
  * stdin socket when it has one (berth run -i). Either way `exit` carries the
- * container's exit code.
+ * container's exit code. With `remove` (berth run --rm, attached) the
+ * container is removed once it has exited and before `exit` is sent, which
+ * then says whether that worked (`removed`); a client that leaves first
+ * leaves the container as it is.
  */
 import type { Socket } from 'node:net';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
@@ -29,7 +32,7 @@ import { containerIdProblem, type ContainerManager } from '../containers/index.j
 import type { ContainerRuntime, ExitInfo } from '../runtime/index.js';
 
 export interface AgentStreamDeps {
-  containers: Pick<ContainerManager, 'get' | 'attempts' | 'startWaiting'>;
+  containers: Pick<ContainerManager, 'get' | 'attempts' | 'startWaiting' | 'remove'>;
   runtime: Pick<ContainerRuntime, 'attach' | 'attachStdin' | 'resize' | 'exec' | 'wait' | 'state' | 'logs'>;
   logger: Logger;
 }
@@ -149,9 +152,9 @@ class Session {
     if (!this.done && !this.ac.signal.aborted) this.call.write(out);
   }
 
-  finish(exit: ExitInfo | { exitCode: number; reason?: string; error?: string }): void {
+  finish(exit: ExitInfo | { exitCode: number; reason?: string; error?: string }, removed?: boolean): void {
     if (this.done) return;
-    this.send({ output: { $case: 'exit', value: { exitCode: exit.exitCode, reason: exit.reason ?? '', message: exit.error ?? '' } } });
+    this.send({ output: { $case: 'exit', value: { exitCode: exit.exitCode, reason: exit.reason ?? '', message: exit.error ?? '', ...(removed !== undefined ? { removed } : {}) } } });
     this.done = true;
     this.ac.abort();
     if (!this.call.cancelled) this.call.end();
@@ -196,6 +199,19 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
       throw new FailedPreconditionError(`failed to attach to container "${label(c)}": it is ${stateName(c)}; expected a running container`);
     }
     const rid = deps.containers.attempts(c.id).current;
+    // berth run --rm (attached): removed here once it exited, before `exit` goes out (no second call).
+    const finish = async (exit: ExitInfo): Promise<void> => {
+      if (!start.remove) return s.finish(exit);
+      if (s.signal.aborted) return;
+      let removed = true;
+      try {
+        await deps.containers.remove(c.id, { force: true });
+      } catch (err) {
+        removed = false;
+        log.warn('failed to remove a container after its attached run', { containerId: c.id, reason: messageOf(err) });
+      }
+      s.finish(exit, removed);
+    };
     const ready: StreamOutput = { output: { $case: 'ready', value: { containerId: c.id, containerName: c.name, node: c.node, tty: c.spec?.tty === true } } };
     if (!c.spec?.tty) {
       // No terminal: its input through the shim's stdin socket (berth run -i), and its output from
@@ -226,7 +242,7 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
         s.send({ output: e.stream === 'stderr' ? { $case: 'stderr', value: data } : { $case: 'stdout', value: data } });
       }
       if (s.signal.aborted) return;
-      s.finish(await deps.runtime.wait(rid, { signal: s.signal }));
+      await finish(await deps.runtime.wait(rid, { signal: s.signal }));
       return;
     }
     const sock = await deps.runtime.attach(rid);
@@ -254,12 +270,14 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
     await closed;
     if (s.signal.aborted) return;
     // The shim closes attach sockets when the container exits (or drops a client that cannot keep up).
+    let exit: ExitInfo;
     try {
-      s.finish(await deps.runtime.wait(rid, { signal: s.signal, timeoutMs: 5000 }));
+      exit = await deps.runtime.wait(rid, { signal: s.signal, timeoutMs: 5000 });
     } catch (err) {
       if (s.signal.aborted) return;
       throw new UnavailableError(`failed to stay attached to container "${label(c)}": its terminal connection closed while it runs (${messageOf(err)}); attach again`, { cause: err });
     }
+    await finish(exit);
   }
 
   async function exec(s: Session): Promise<void> {

@@ -10,6 +10,13 @@
  * (with its message) as the call's status. A client that goes away cancels
  * the agent's stream; an agent that cannot be reached ends the call with
  * UNAVAILABLE naming the node.
+ *
+ * An attach with `remove` (berth run --rm, attached) is for one-off
+ * containers only: the agent removes the container once it exited, and when
+ * its `exit` says `removed`, the controller deletes the container's record
+ * (and forgets what the node reported of it) before passing `exit` on, so a
+ * client that then lists containers no longer sees it. When that delete
+ * fails, `exit` goes on with `removed` false (the client removes it then).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
@@ -75,18 +82,42 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
       if (GONE.has(c.status?.state ?? ContainerState.CONTAINER_STATE_UNSPECIFIED)) {
         throw new FailedPreconditionError(`failed to ${method} ${method === 'attach' ? 'to' : 'in'} container "${c.name}": it is being removed`);
       }
+      const remove = input?.$case === 'attach' && input.value.remove === true;
+      if (remove && c.workload !== '') {
+        throw new FailedPreconditionError(`failed to attach to container "${c.name}" with remove: it is a replica of workload "${c.workload}"; expected a one-off container (berth run)`);
+      }
       const node = await deps.store.getNode(c.node, { signal: ac.signal });
       if (finished) return;
       const s = deps.streams.open(c.node, node.spec?.address ?? '', method);
       agent = s;
+      // Output in order; an exit after a removal waits for the record's delete.
+      let sending = Promise.resolve();
+      const forget = async (out: StreamOutput): Promise<StreamOutput> => {
+        const o = out.output;
+        if (!remove || o?.$case !== 'exit' || o.value.removed !== true) return out;
+        try {
+          await deps.store.writeContainerRecords({ delete: [c.id] });
+          deps.observed.forget(c.node, c.id);
+          log.info('container removed after its attached run', { containerId: c.id, name: c.name, node: c.node });
+          return out;
+        } catch (err) {
+          log.warn('failed to delete the record of a container removed after its attached run', { containerId: c.id, error: messageOf(err) });
+          return { output: { $case: 'exit', value: { ...o.value, removed: false } } };
+        }
+      };
       s.on('data', (out: StreamOutput) => {
-        if (!finished) call.write(out);
+        sending = sending.then(async () => {
+          const o = await forget(out);
+          if (!finished) call.write(o);
+        }).catch(fail);
       });
       s.on('end', () => {
-        if (finished) return;
-        finished = true;
-        deps.stopping.removeEventListener('abort', onStop);
-        call.end();
+        void sending.then(() => {
+          if (finished) return;
+          finished = true;
+          deps.stopping.removeEventListener('abort', onStop);
+          call.end();
+        });
       });
       s.on('error', (err: grpc.ServiceError) => {
         if (finished) return;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
@@ -233,6 +234,21 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     assert.equal(r.code, 4, r.stderr);
     assert.equal(r.stdout, 'started\nHELLO\nWORLD\n');
     assert.equal(r.stderr, 'err\n');
+  });
+
+  it('removes an attached run --rm container within the attach call: gone from ps -a and inspect once the CLI exits, with its output and exit code', async () => {
+    for (const tty of [false, true]) {
+      const name = tty ? 'rm-in-attach-t' : 'rm-in-attach';
+      const r = await cli(['run', '--rm', ...(tty ? ['-t'] : []), '--name', name, image, 'sh', '-c', 'echo bye; exit 5']);
+      assert.equal(r.code, 5, r.stderr);
+      assert.equal(r.stdout.replace(/\r\n/g, '\n'), 'bye\n');
+      assert.equal((await ps()).some((c) => c.name === name), false, `${name} is not listed after --rm`);
+      const inspect = await cli(['inspect', name]);
+      assert.equal(inspect.code, 1, inspect.stdout);
+      // The controller deleted its record when the agent's exit said it was removed (no second call).
+      const log = readFileSync(cluster?.controller?.logFile ?? '', 'utf8');
+      assert.ok(log.split('\n').some((l) => l.includes('container removed after its attached run') && l.includes(`"${name}"`)), `controller log names ${name}`);
+    }
   });
 
   it('gives a detached -i container\'s input to one berth attach, whose end closes it', async () => {
