@@ -15,10 +15,11 @@
  *   ipam dir    `<stateDir>/ipam`: host-local's address leases.
  *
  * Lifecycle: start() loads the records and installs the node's nft table.
- * setup() -> netns created -> loopback ADD -> bridge ADD (address read from
- * the result) -> ports DNATed -> returned; a failure undoes what was done.
- * teardown() -> ports removed -> bridge DEL (address released) -> loopback
- * DEL -> netns deleted -> record deleted; idempotent. cleanup() (agent
+ * setup() -> netns created -> loopback ADD and bridge ADD side by side (address
+ * read from the bridge's result) -> ports DNATed -> returned; a failure undoes
+ * what was done. teardown() -> ports removed -> bridge DEL (address released)
+ * -> netns deleted (no loopback DEL: that plugin keeps no state outside the
+ * namespace) -> record deleted; idempotent. cleanup() (agent
  * --cleanup and tests) tears down every recorded container and removes the
  * bridge, the agent's routes, the nft table and the state dir.
  */
@@ -262,9 +263,15 @@ export class NodeNetwork {
     });
     try {
       const path = await this.ops.createNetns(rec.netns);
-      await this.ops.cni({ plugin: 'loopback', command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: this.loopbackConfig() }, opts);
-      if (mode === 'cluster') {
-        const res = await this.ops.cni({ plugin: 'bridge', command: 'ADD', containerId: id, netns: path, ifname: 'eth0', config: this.bridgeConfig() }, opts);
+      // lo and eth0 are independent: the two plugin processes run side by side (a container start
+      // waits for one plugin exec fewer). Both are settled before a failure is thrown, so the undo
+      // never races a plugin that is still running.
+      const loopback = this.ops.cni({ plugin: 'loopback', command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: this.loopbackConfig() }, opts);
+      const bridge = mode === 'cluster' ? this.ops.cni({ plugin: 'bridge', command: 'ADD', containerId: id, netns: path, ifname: 'eth0', config: this.bridgeConfig() }, opts) : undefined;
+      await Promise.allSettled([loopback, bridge]);
+      await loopback;
+      if (bridge) {
+        const res = await bridge;
         const ips = (res['ips'] ?? []) as { address?: string }[];
         const addr = ips.map((i) => i.address ?? '').find((a) => a.includes('.'));
         if (!addr) throw new ContainerNetworkError(id, `failed to set up the network of container "${id}": the bridge plugin returned no IPv4 address: ${JSON.stringify(res).slice(0, 300)}`);
@@ -307,8 +314,8 @@ export class NodeNetwork {
       }
     }
     if (exists) {
-      await this.ops.cni({ plugin: 'loopback', command: 'DEL', containerId: id, netns: path, ifname: 'lo', config: this.loopbackConfig() })
-        .catch((err: unknown) => problems.push(`loopback DEL: ${messageOf(err)}`));
+      // No loopback DEL: the loopback plugin keeps no state outside the namespace (its DEL only sets
+      // lo down), and the namespace is deleted here; that saves a plugin exec per container removal.
       await this.ops.deleteNetns(name).catch((err: unknown) => problems.push(`netns: ${messageOf(err)}`));
     }
     if (problems.length > 0) {
