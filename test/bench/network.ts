@@ -43,7 +43,7 @@ import { AgentStack, newId } from '../agent/containers/stack.js';
 import { runRequest } from '../agent/containers/grpc.js';
 import type { ContainerNetwork } from '../../agent/containers/index.js';
 import { NodeNetwork } from '../../agent/network/index.js';
-import { LinuxNetOps } from '../../agent/sys/index.js';
+import { LinuxNetOps, type CniInvocation, type NetOps } from '../../agent/sys/index.js';
 import { silentLogger } from '../../lib/index.js';
 import { intArg } from './args.js';
 import { mountHugetlb } from './hugetlb.js';
@@ -102,6 +102,71 @@ class TimedNetwork implements ContainerNetwork {
   }
 }
 
+/**
+ * Median offsets (ms from the run's start) of the first occurrence of each
+ * log message in each run's time window, from the JSON logs of the cluster's
+ * processes, as a markdown table in time order.
+ */
+function timeline(windows: readonly { start: number; end: number }[], logs: readonly [string, string][]): string {
+  const offsets = new Map<string, number[]>();
+  for (const [who, file] of logs) {
+    if (!file) continue;
+    const entries: { t: number; msg: string }[] = [];
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const j = JSON.parse(line) as { timestamp?: string; message?: string };
+        const t = Date.parse(j.timestamp ?? '');
+        if (Number.isFinite(t) && j.message) entries.push({ t, msg: `${who}: ${j.message}` });
+      } catch {
+        // not a log record
+      }
+    }
+    for (const w of windows) {
+      const seen = new Set<string>();
+      for (const e of entries) {
+        if (e.t < w.start || e.t > w.end || seen.has(e.msg)) continue;
+        seen.add(e.msg);
+        const list = offsets.get(e.msg) ?? [];
+        list.push(e.t - w.start);
+        offsets.set(e.msg, list);
+      }
+    }
+  }
+  const rows = [...offsets.entries()]
+    .filter(([, v]) => v.length >= windows.length / 2)
+    .map(([msg, v]) => ({ msg, at: quantile(v, 0.5), n: v.length }))
+    .sort((x, y) => x.at - y.at);
+  const ends = windows.map((w) => w.end - w.start);
+  return '| log line | median ms after CLI start | runs seen |\n| --- | --- | --- |\n'
+    + rows.map((r) => `| ${r.msg} | ${r.at.toFixed(0)} | ${r.n} |\n`).join('')
+    + `| CLI exited | ${quantile(ends, 0.5).toFixed(0)} | ${ends.length} |\n`;
+}
+
+/** Wraps NetOps so every call's time is recorded under its name (CNI calls as "cni PLUGIN COMMAND"). */
+function timedOps(inner: NetOps, on: () => boolean, into: Map<string, number[]>): NetOps {
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]): unknown => {
+        const t0 = performance.now();
+        const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+        const name = prop === 'cni' ? `cni ${(args[0] as CniInvocation).plugin} ${(args[0] as CniInvocation).command}` : String(prop);
+        const done = (): void => {
+          if (!on()) return;
+          const list = into.get(name) ?? [];
+          list.push(performance.now() - t0);
+          into.set(name, list);
+        };
+        if (r instanceof Promise) return r.finally(done);
+        done();
+        return r;
+      };
+    },
+  });
+}
+
 function loadavg(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
@@ -156,8 +221,10 @@ async function main(): Promise<void> {
 
     // (b) the agent's container manager in this process, its NodeNetwork inside host 1.
     netDir = await mkdtemp(join(tmpdir(), 'berth-bench-netstate-'));
+    const opTimes = new Map<string, number[]>();
+    const recording = (): boolean => net?.record === true;
     net = new TimedNetwork(new NodeNetwork({
-      ops: new LinuxNetOps({ nodeNetns: `/run/netns/${h1.netns}` }), logger: silentLogger(), stateDir: netDir, subnet: STACK_SUBNET, clusterCidr: CLUSTER,
+      ops: timedOps(new LinuxNetOps({ nodeNetns: `/run/netns/${h1.netns}` }), recording, opTimes), logger: silentLogger(), stateDir: netDir, subnet: STACK_SUBNET, clusterCidr: CLUSTER,
     }));
     await net.inner.start();
     stack = await new AgentStack({ node: 'bench-stack', network: net }).start();
@@ -185,6 +252,7 @@ async function main(): Promise<void> {
     const berthNone = [BERTH_JS, 'run', '--rm', '--network', 'none', image, 'true'];
 
     const a: number[] = [];
+    const windows: { start: number; end: number }[] = [];
     const a0: number[] = [];
     const b: number[] = [];
     const p: number[] = [];
@@ -194,7 +262,9 @@ async function main(): Promise<void> {
       checkInterrupted();
       const keep = i >= warm;
       net.record = keep;
+      const w0 = Date.now();
       const ta = await must(process.execPath, berthRun, env);
+      if (keep) windows.push({ start: w0, end: Date.now() });
       const ta0 = await must(process.execPath, berthNone, env);
       const tb = await agentPath();
       const tp = withPodman ? await must('nsenter', podmanRun) : NaN;
@@ -224,7 +294,9 @@ async function main(): Promise<void> {
     out.write(row('(b) of which network setup (netns + loopback ADD + bridge ADD)', net.setups, false));
     out.write(row('(b) of which network teardown (bridge DEL + loopback DEL + netns delete)', net.teardowns, false));
     out.write(row('`berth version` (CLI start + one RPC)', floor, false));
+    for (const [name, v] of opTimes) if (v.length >= runs) out.write(row(`(b) NetOps ${name} (${(v.length / runs).toFixed(0)} per run)`, v, false));
     if (withPodman) out.write(row('(c) `podman run --rm busybox true`, default bridge network (netavark)', p));
+    out.write(`\nwhere (a)'s time goes: median ms from the CLI's start to each first log line of the run (controller and agent logs)\n\n${timeline(windows, [['controller', cluster.controller?.logFile ?? ''], ['agent', agent.logFile]])}`);
     if (withPodman) {
       out.write(`\nberth / podman (median): (a) ${ratio(a)}, (b) ${ratio(b)} (target <= 0.3)\n`);
     } else {
