@@ -18,7 +18,11 @@
  *   next leader runs again, never a container without a record.
  * - A removal first rewrites the record as REMOVED, then stops and removes the
  *   container, then deletes the record; a leader dying in between repeats the
- *   remaining steps (a NOT_FOUND from the agent counts as removed).
+ *   remaining steps (a NOT_FOUND from the agent counts as removed). The stop
+ *   includes the replica's connection draining (the agent reports it
+ *   draining, waits spec.drain_seconds, then signals it), so the container
+ *   and its record stay, shown draining, until the stop has ended; a rolling
+ *   update counts it as gone from the moment its record is REMOVED.
  *
  * Agent calls run in the background with bounded concurrency; a failed call is
  * retried on a later pass after a backoff (0.5 s doubling to 30 s). A
