@@ -28,9 +28,16 @@
  * Needs `wrk` (apt-get install -y wrk). Everything is removed in `finally`,
  * also after a failure or Ctrl-C.
  *
- * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node]
+ * With `--server node` the replica is a small Node.js HTTP server with
+ * keep-alive instead (run with `nsenter --net` in the replica's network
+ * namespace, the same page and file): busybox httpd serves one request per
+ * connection, so its figures are bound by a fork and a new connection (and
+ * conntrack entry) per request; keep-alive shows the per-packet cost of the
+ * DNAT path instead.
+ *
+ * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node]
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,6 +59,18 @@ const CLIENT_SUBNET = '10.244.253.0/24';
 const VIP = '10.96.252.10';
 const BIG_BYTES = 1 << 20;
 const PAGE = '<html><body>berth service bench</body></html>\n';
+/** The keep-alive server of --server node: argv[1] is the page, argv[2] the large file's size. */
+const NODE_SERVER = `
+const http = require('node:http');
+const page = Buffer.from(process.argv[1]);
+const big = Buffer.alloc(Number(process.argv[2]), 0x61);
+http.createServer((req, res) => {
+  const body = req.url === '/index.html' ? page : req.url === '/big.bin' ? big : undefined;
+  if (!body) { res.writeHead(404, { 'content-length': 0 }); res.end(); return; }
+  res.writeHead(200, { 'content-length': body.length });
+  res.end(body);
+}).listen(80, '0.0.0.0');
+`;
 
 interface Out { code: number | null; stdout: string; stderr: string }
 
@@ -76,7 +95,7 @@ function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<Out> {
 
 async function must(cmd: string, args: string[], timeoutMs?: number): Promise<string> {
   const r = await run(cmd, args, timeoutMs);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} ${r.code === null ? 'was killed (timed out)' : `exited ${r.code}`}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
@@ -114,12 +133,24 @@ async function main(): Promise<void> {
   const seconds = intArg('seconds', 5);
   const connections = intArg('connections', 16);
   const crossNode = process.argv.includes('--cross-node');
+  const si = process.argv.indexOf('--server');
+  const serverKind = si < 0 ? 'httpd' : process.argv[si + 1] ?? '';
+  if (serverKind !== 'httpd' && serverKind !== 'node') {
+    process.stderr.write(`--server: expected "httpd" or "node", got ${JSON.stringify(serverKind)}\n`);
+    process.exit(2);
+  }
+  if (crossNode && readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', { flag: 'r', encoding: 'utf8' }).trim() === '1') {
+    // br_netfilter makes bridged frames between the namespace hosts pass the root namespace's forward hook with
+    // the bridge port as oifname, where the harness's egress guard drops cluster-range traffic.
+    process.stderr.write('warning: br_netfilter is loaded with bridge-nf-call-iptables=1 in this namespace: node-to-node traffic over the test bridge may be dropped by the egress guard\n');
+  }
   if ((await run('sh', ['-c', 'command -v wrk && command -v nsenter'])).code !== 0) {
     throw new Error('wrk and nsenter are needed: apt-get install -y wrk');
   }
   const loadStart = loadavg();
   let hosts: TestHosts | undefined;
   let fx: RuntimeFixture | undefined;
+  let nodeServer: ChildProcess | undefined;
   const nets: NodeNetwork[] = [];
   const syncs: ServiceSync[] = [];
   const dirs: string[] = [];
@@ -144,7 +175,11 @@ async function main(): Promise<void> {
       await writeFile(join(rootfs, 'www', 'index.html'), PAGE);
       await writeFile(join(rootfs, 'www', 'big.bin'), Buffer.alloc(BIG_BYTES, 0x61));
     });
-    await fx.runtime.create(srvId, bundle, { start: true });
+    if (serverKind === 'httpd') {
+      await fx.runtime.create(srvId, bundle, { start: true });
+    } else {
+      nodeServer = spawn('nsenter', [`--net=${srv.netnsPath}`, process.execPath, '-e', NODE_SERVER, PAGE, String(BIG_BYTES)], { stdio: ['ignore', 'ignore', 'inherit'] });
+    }
 
     // The service table of the server's node: VIP:80 -> the one ready endpoint.
     const list = ListServicesResponse.fromJSON({
@@ -191,7 +226,7 @@ async function main(): Promise<void> {
     const viaVip = `http://${VIP}:80`;
     for (const base of [direct, viaVip]) {
       let body = '';
-      for (let i = 0; i < 50 && body !== PAGE; i++) {
+      for (let i = 0; i < 150 && body !== PAGE; i++) {
         const r = await run('nsenter', [`--net=${clientNetns}`, 'timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `${base}/index.html`]);
         body = r.code === 0 ? r.stdout : '';
         if (body !== PAGE) await new Promise((res) => setTimeout(res, 100));
@@ -200,7 +235,7 @@ async function main(): Promise<void> {
     }
 
     const wrk = async (url: string): Promise<ReturnType<typeof parseWrk>> => {
-      const text = await inClient('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, url], (seconds + 60) * 1000);
+      const text = await inClient('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', url], (seconds + 60) * 1000);
       const r = parseWrk(text);
       if (r.errors > r.requests * 0.01) throw new Error(`wrk ${url}: ${r.errors} failed of ${r.requests} requests (more than 1%):\n${text}`);
       return r;
@@ -224,7 +259,7 @@ async function main(): Promise<void> {
 
     const ratios = (a: number[], b: number[]) => a.map((x, i) => x / (b[i] ?? NaN));
     const out = process.stdout;
-    out.write(`${where}\nwrk -t 2 -c ${connections} -d ${seconds}s, ${rounds} rounds (after one warm-up each), alternating; server: busybox httpd (one process per connection)\n`);
+    out.write(`${where}\nwrk -t 2 -c ${connections} -d ${seconds}s, ${rounds} rounds (after one warm-up each), alternating; server: ${serverKind === 'httpd' ? 'busybox httpd in a container (one request per connection)' : 'Node.js http with keep-alive in the replica\'s netns'}\n`);
     out.write(`load average: start ${loadStart}; after each round ${loads.join(' / ')}\n\n`);
     out.write('| what | direct (median) | via VIP (median) | VIP / direct (median of per-round ratios) | range of per-round ratios |\n| --- | --- | --- | --- | --- |\n');
     const line = (name: string, d: number[], v: number[], fmt: (x: number) => string) => {
@@ -242,6 +277,13 @@ async function main(): Promise<void> {
         problems.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
+    if (nodeServer?.pid !== undefined && nodeServer.exitCode === null) {
+      const p = nodeServer;
+      await attempt('node server', () => new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGKILL');
+      }));
+    }
     if (fx) await attempt('containers', () => fx!.cleanup());
     for (const s of syncs) await attempt('service table', () => s.clear());
     for (const n of nets) await attempt('node network', () => n.cleanup());
