@@ -44,12 +44,14 @@ export function humanDuration(ms: number): string {
   return `${Math.floor(h / 24 / 365)} years`;
 }
 
-/** `docker ps` STATUS: "Up 3 minutes", "Up 3 minutes (healthy)", "Exited (0) 5 seconds ago", "Created", "Pending". */
+/** `docker ps` STATUS: "Up 3 minutes", "Up 3 minutes (healthy)", "Draining (up 3 minutes)", "Exited (0) 5 seconds ago", "Created", "Pending". */
 export function containerStatusText(c: Container, nowMs = Date.now()): string {
   const st = c.status;
   switch (st?.state) {
     case RUNNING: {
       const up = `Up ${humanDuration(nowMs - (st.startedUnixMs || c.createdUnixMs))}`;
+      // Out of every service's rotation, about to get its stop signal (connection draining).
+      if (st.draining) return `Draining (${up.toLowerCase()})`;
       return st.health ? `${up} (${st.health})` : up;
     }
     case EXITED:
