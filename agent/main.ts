@@ -343,7 +343,7 @@ export async function runAgent(argv: string[]): Promise<number> {
         : undefined;
       // The routing mesh never takes the node's own ports: the agent's API and the containers' DNS on the gateway.
       const reservedPorts = [`${server.address.slice(server.address.lastIndexOf(':') + 1)}/tcp`, '53/udp', '53/tcp'];
-      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, reservedPorts, ...(activator ? { activator } : {}) });
+      const svcSync = new ServiceSync({ ops: netOps, logger, bridge: network.bridge, reservedPorts, localPorts: () => network?.hostPorts() ?? [], ...(activator ? { activator } : {}) });
       services = {
         sync: svcSync,
         done: svcSync.start(svcSource, 1000, routesAbort.signal).finally(() => {

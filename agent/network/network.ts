@@ -217,6 +217,11 @@ export class NodeNetwork {
     }
   }
 
+  /** The host ports ("PORT/PROTO") single containers publish on this node (a replica publishes none here), sorted. */
+  hostPorts(): string[] {
+    return [...new Set([...this.records.values()].flatMap((r) => r.ports.map((p) => `${p.hostPort}/${p.protocol}`)))].sort();
+  }
+
   /** The containers with a network record (ids). */
   containers(): string[] {
     return [...this.records.keys()];

@@ -324,6 +324,15 @@ export interface ServiceSyncOptions {
    * node's own services.
    */
   reservedPorts?: readonly string[];
+  /**
+   * The host ports ("PORT/PROTO") single containers publish on this node
+   * (NodeNetwork.hostPorts). A workload publishing one of them (the container
+   * was there first) gets no mesh rule for it on this node, only on the
+   * others; an error is logged. New single containers cannot take a mesh
+   * port (NodeNetwork refuses it), so this only covers the ones made before
+   * the workload published the port.
+   */
+  localPorts?: () => readonly string[];
 }
 
 /** `input` with the published ports in `reserved` ("PORT/PROTO") taken out (set to 0); returns what was taken out as "SERVICE:PORT/PROTO". */
@@ -384,11 +393,14 @@ export class ServiceSync implements MeshPorts {
   }
 
   private async applyNow(res: ListServicesResponse, force: boolean, opts: { signal?: AbortSignal }): Promise<void> {
-    const { input, skipped } = withoutReservedPorts(serviceTableInput(res, this.opts.bridge, await this.holds(res, opts)), this.opts.reservedPorts ?? []);
+    const reserved = withoutReservedPorts(serviceTableInput(res, this.opts.bridge, await this.holds(res, opts)), this.opts.reservedPorts ?? []);
+    const local = withoutReservedPorts(reserved.input, this.opts.localPorts?.() ?? []);
+    const input = local.input;
     const script = renderServiceTable(input);
     if (script === this.applied && !force) return;
     this.applied = '';
-    if (skipped.length > 0) this.log.error('refusing to publish ports the node itself serves', { ports: skipped, reserved: this.opts.reservedPorts });
+    if (reserved.skipped.length > 0) this.log.error('refusing to publish ports the node itself serves', { ports: reserved.skipped, reserved: this.opts.reservedPorts });
+    if (local.skipped.length > 0) this.log.error('not publishing ports a single container on this node already publishes', { ports: local.skipped });
     try {
       await this.opts.ops.nftApply(script);
     } catch (err) {

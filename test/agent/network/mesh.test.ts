@@ -75,6 +75,9 @@ describe('NodeNetwork (routing mesh)', () => {
     await assert.rejects(net.setup('c', spec(70000, 'tcp', 'web')), /spec\.ports\[0\]\.publish: expected a port from 1 to 65535, got 70000/);
     // A single container keeps its own DNAT and its clash check.
     await net.setup('d', spec(9090));
+    await net.setup('u', spec(9090, 'udp'));
+    assert.deepEqual(net.hostPorts(), ['9090/tcp', '9090/udp'], 'single containers\' ports only');
+    await net.teardown('u');
     assert.match(scripts.at(-1) ?? '', /fib daddr type local tcp dport 9090 dnat to 10\.244\.9\.\d+:80 comment "c:d"/);
     await assert.rejects(net.setup('e', spec(9090)), PortInUseError);
     await net.teardown('a');

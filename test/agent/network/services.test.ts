@@ -253,6 +253,23 @@ describe('ServiceSync (real nft in a namespace host)', function () {
     await sync.clear();
   });
 
+  it('leaves a port a single container on the node publishes to it, and keeps the VIP', async () => {
+    const h = hosts!.hosts[0]!;
+    const ops = new LinuxNetOps({ nodeNetns: `/run/netns/${h.netns}` });
+    let local: string[] = ['8080/tcp'];
+    const sync = new ServiceSync({ ops, logger: silentLogger(), bridge: 'berth0', localPorts: () => local });
+    await sync.apply(list(['10.244.1.2'], 8080));
+    let items = (await ops.nftListTable('ip', SERVICE_NFT_TABLE)) ?? [];
+    assert.deepEqual(installedServiceRules(items).get('prerouting'), ['s:web:80/tcp']);
+    assert.equal(installedRejectRules(items).get('input'), undefined);
+    // The container is gone: the mesh takes the port on the next sync.
+    local = [];
+    await sync.apply(list(['10.244.1.2'], 8080));
+    items = (await ops.nftListTable('ip', SERVICE_NFT_TABLE)) ?? [];
+    assert.deepEqual(installedServiceRules(items).get('prerouting'), ['p:web:8080/tcp', 's:web:80/tcp']);
+    await sync.clear();
+  });
+
   it('fails loudly when the published-port rejects do not read back', async () => {
     const h = hosts!.hosts[0]!;
     const real = new LinuxNetOps({ nodeNetns: `/run/netns/${h.netns}` });
