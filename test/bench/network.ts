@@ -291,8 +291,8 @@ async function main(): Promise<void> {
     out.write(row('(a) `berth run --rm busybox true`, cluster network (CNI ADD + DEL)', a));
     out.write(row('(a0) `berth run --rm --network none busybox true`', a0));
     out.write(row('(b) agent path: manager run + wait + remove, cluster network', b));
-    out.write(row('(b) of which network setup (netns + loopback ADD + bridge ADD)', net.setups, false));
-    out.write(row('(b) of which network teardown (bridge DEL + loopback DEL + netns delete)', net.teardowns, false));
+    out.write(row('(b) of which network setup (netns, then loopback ADD and bridge ADD side by side)', net.setups, false));
+    out.write(row('(b) of which network teardown (bridge DEL + netns delete)', net.teardowns, false));
     out.write(row('`berth version` (CLI start + one RPC)', floor, false));
     for (const [name, v] of opTimes) if (v.length >= runs) out.write(row(`(b) NetOps ${name} (${(v.length / runs).toFixed(0)} per run)`, v, false));
     if (withPodman) out.write(row('(c) `podman run --rm busybox true`, default bridge network (netavark)', p));
