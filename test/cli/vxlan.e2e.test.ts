@@ -9,8 +9,9 @@
  * address (the server sees the client's own address: no NAT) and by the
  * service's virtual IP; the containers have MTU 1450; stopping the agents
  * with --cleanup leaves no device, route or FDB entry behind. The hosts have
- * no default route, and the egress guard covers the cluster, service and
- * far-segment ranges before any address exists.
+ * no default route, and the egress guard covers the cluster and service
+ * ranges and the run's host subnet (the far segment is carved from it)
+ * before any address exists.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,9 +22,12 @@ import { startCluster, type TestCluster } from './cluster.js';
 
 const CLUSTER = '10.244.0.0/16';
 const SERVICES = '10.96.0.0/16';
-const FAR = '10.212.78.0/30';
-const ROUTER_FAR = '10.212.78.1';
-const C_FAR = '10.212.78.2';
+/**
+ * node-c's own segment behind the router: a /30 at .200 of the run's host subnet (the harness
+ * claims that subnet for this run alone and its guard covers it), routed more specifically than
+ * the shared /24. Set in before().
+ */
+const far = { net: '', router: '', c: '' };
 
 interface ServiceJson {
   name: string;
@@ -45,27 +49,29 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
   before(async () => {
     reg = await startRegistryWithImages(['busybox']);
     image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES, FAR] });
+    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
     const [h0, r, h2] = hosts.hosts as [TestHost, TestHost, TestHost];
+    const prefix = hosts.subnet.split('.').slice(0, 3).join('.');
+    Object.assign(far, { net: `${prefix}.200/30`, router: `${prefix}.201`, c: `${prefix}.202` });
     a = h0;
     c = h2;
     // node-c leaves the shared bridge for a segment of its own behind the router.
     await run('ip', ['-n', c.netns, 'addr', 'flush', 'dev', 'eth0']);
     await run('ip', ['-n', c.netns, 'link', 'set', 'eth0', 'down']);
     await run('ip', ['link', 'add', 'eth1', 'netns', r.netns, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', c.netns]);
-    await run('ip', ['-n', r.netns, 'addr', 'add', `${ROUTER_FAR}/30`, 'dev', 'eth1']);
-    await run('ip', ['-n', c.netns, 'addr', 'add', `${C_FAR}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', r.netns, 'addr', 'add', `${far.router}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', c.netns, 'addr', 'add', `${far.c}/30`, 'dev', 'eth1']);
     await run('ip', ['-n', r.netns, 'link', 'set', 'eth1', 'up']);
     await run('ip', ['-n', c.netns, 'link', 'set', 'eth1', 'up']);
     await run('ip', ['netns', 'exec', r.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    await run('ip', ['-n', a.netns, 'route', 'add', FAR, 'via', r.address]);
-    await run('ip', ['-n', c.netns, 'route', 'add', hosts.subnet, 'via', ROUTER_FAR]);
+    await run('ip', ['-n', a.netns, 'route', 'add', far.net, 'via', r.address]);
+    await run('ip', ['-n', c.netns, 'route', 'add', hosts.subnet, 'via', far.router]);
 
     dir = mkdtempSync(join(tmpdir(), 'berth-test-vxlan-e2e-'));
     cluster = await startCluster();
     const common = ['--network', 'cni', '--routing', 'vxlan', '--cleanup'];
     agents.push(cluster.startAgent('node-a', [...common, '--node-netns', `/run/netns/${a.netns}`, '--internal-ip', a.address]));
-    agents.push(cluster.startAgent('node-c', [...common, '--node-netns', `/run/netns/${c.netns}`, '--internal-ip', C_FAR, '--labels', 'side=far']));
+    agents.push(cluster.startAgent('node-c', [...common, '--node-netns', `/run/netns/${c.netns}`, '--internal-ip', far.c, '--labels', 'side=far']));
     const cl = cluster;
     await waitFor('two Ready nodes', async () => {
       for (const p of agents) if (p.exited()) throw new Error(`agent exited early:\n${tailLog(p)}`);
@@ -95,7 +101,7 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
 
   it('reaches a replica on a node behind a router by its container address without NAT and by its virtual IP, at MTU 1450', async () => {
     // Each agent programs the other as a VXLAN peer: FDB entry to its underlay address.
-    await waitFor('node-a\'s FDB entry for node-c', async () => (await fdb(a)).includes(`dst ${C_FAR} `), 30_000, 250);
+    await waitFor('node-a\'s FDB entry for node-c', async () => (await fdb(a)).includes(`dst ${far.c} `), 30_000, 250);
     await waitFor('node-c\'s FDB entry for node-a', async () => (await fdb(c)).includes(`dst ${a.address} `), 30_000, 250);
 
     const script = [
@@ -115,17 +121,17 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
     const applied = await cli(['apply', '-f', file]);
     assert.equal(applied.code, 0, applied.stderr);
 
-    let far: ServiceJson | undefined;
+    let svc: ServiceJson | undefined;
     await waitFor('service far with a ready endpoint', async () => {
       const r = await cli(['get', 'services', '-o', 'json']);
-      far = (JSON.parse(r.stdout) as ServiceJson[]).find((s) => s.name === 'far');
-      return (far?.endpoints ?? []).some((e) => e.ready);
+      svc = (JSON.parse(r.stdout) as ServiceJson[]).find((s) => s.name === 'far');
+      return (svc?.endpoints ?? []).some((e) => e.ready);
     }, 120_000, 500).catch((err: Error) => {
-      throw new Error(`${err.message}\nlast: ${JSON.stringify(far)}\n${agents.map((p) => tailLog(p, 20)).join('\n')}`);
+      throw new Error(`${err.message}\nlast: ${JSON.stringify(svc)}\n${agents.map((p) => tailLog(p, 20)).join('\n')}`);
     });
-    const endpoint = far!.endpoints![0]!;
+    const endpoint = svc!.endpoints![0]!;
     assert.equal(endpoint.node, 'node-c');
-    const vip = far?.virtualIp ?? '';
+    const vip = svc?.virtualIp ?? '';
     assert.match(vip, /^10\.96\.\d+\.\d+$/);
 
     const fetch = (url: string) => `(for i in $(seq 1 50); do if timeout 5 wget -q -O - ${url}; then exit 0; fi; sleep 0.2; done; echo "no answer from ${url}"; exit 1)`;

@@ -7,12 +7,13 @@
  * NetOps.
  *
  * Then the real kernel: three namespace hosts from the hosts harness (no
- * default route, egress guard over the cluster range and the far segment
- * installed before any address exists). host-0 is node A, host-1 a router,
+ * default route, egress guard over the cluster range and the run's host
+ * subnet, which the far segment is carved from, installed before any address
+ * exists). host-0 is node A, host-1 a router,
  * host-2 node C; C is taken off the shared bridge and put behind the router
  * on a segment of its own (a veth pair between the two namespaces), so A and
  * C share no link: only their underlay addresses route between them, their
- * container subnets do not (host-gw cannot even install its route). Busybox
+ * container subnets do not. Busybox
  * containers on A and C reach each other through the VXLAN devices the
  * agents' VxlanSync programs, and the server sees the client's own address.
  */
@@ -31,7 +32,6 @@ import {
   parseVni,
   planIsEmpty,
   planVxlan,
-  RouteSync,
   VXLAN_MTU,
   VxlanSync,
   vtepAddress,
@@ -287,9 +287,12 @@ describe('VxlanSync', () => {
   });
 });
 
-const FAR = '10.212.77.0/30';
-const ROUTER_FAR = '10.212.77.1';
-const C_FAR = '10.212.77.2';
+/**
+ * node-c's own segment behind the router: a /30 at .200 of the run's host subnet (the harness
+ * claims that subnet for this run alone and its guard covers it), routed more specifically than
+ * the shared /24. Set in before().
+ */
+const far = { net: '', router: '', c: '' };
 
 /** A busybox httpd root: a CGI printing the client's address, and a 200 kB file (bigger than any MTU, so a wrong MTU shows). */
 async function webRoot(rootfs: string): Promise<void> {
@@ -326,20 +329,22 @@ describe('VxlanSync in namespace hosts that share no link', function () {
   let seq = 0;
 
   before(async () => {
-    hosts = await makeHosts(3, { guardRanges: [CLUSTER, FAR] });
+    hosts = await makeHosts(3, { guardRanges: [CLUSTER] });
     const [a, r, c] = hosts.hosts as [TestHost, TestHost, TestHost];
+    const prefix = hosts.subnet.split('.').slice(0, 3).join('.');
+    Object.assign(far, { net: `${prefix}.200/30`, router: `${prefix}.201`, c: `${prefix}.202` });
     // C leaves the shared bridge and sits behind the router R on a segment of its own.
     await run('ip', ['-n', c.netns, 'addr', 'flush', 'dev', 'eth0']);
     await run('ip', ['-n', c.netns, 'link', 'set', 'eth0', 'down']);
     await run('ip', ['link', 'add', 'eth1', 'netns', r.netns, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', c.netns]);
-    await run('ip', ['-n', r.netns, 'addr', 'add', `${ROUTER_FAR}/30`, 'dev', 'eth1']);
-    await run('ip', ['-n', c.netns, 'addr', 'add', `${C_FAR}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', r.netns, 'addr', 'add', `${far.router}/30`, 'dev', 'eth1']);
+    await run('ip', ['-n', c.netns, 'addr', 'add', `${far.c}/30`, 'dev', 'eth1']);
     await run('ip', ['-n', r.netns, 'link', 'set', 'eth1', 'up']);
     await run('ip', ['-n', c.netns, 'link', 'set', 'eth1', 'up']);
     await run('ip', ['netns', 'exec', r.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     // Only the underlay addresses route; the router knows nothing of the container subnets.
-    await run('ip', ['-n', a.netns, 'route', 'add', FAR, 'via', r.address]);
-    await run('ip', ['-n', c.netns, 'route', 'add', hosts.subnet, 'via', ROUTER_FAR]);
+    await run('ip', ['-n', a.netns, 'route', 'add', far.net, 'via', r.address]);
+    await run('ip', ['-n', c.netns, 'route', 'add', hosts.subnet, 'via', far.router]);
   });
   after(async () => {
     await hosts?.cleanup();
@@ -373,7 +378,7 @@ describe('VxlanSync in namespace hosts that share no link', function () {
   async function pair(): Promise<[VxNode, VxNode, Node[]]> {
     const [a, , c] = hosts!.hosts as [TestHost, TestHost, TestHost];
     const na = await vxNode('node-a', a, a.address, '10.244.40.0/24');
-    const nc = await vxNode('node-c', c, C_FAR, '10.244.42.0/24');
+    const nc = await vxNode('node-c', c, far.c, '10.244.42.0/24');
     return [na, nc, [node(na.name, na.underlay, na.subnet), node(nc.name, nc.underlay, nc.subnet)]];
   }
 
@@ -408,16 +413,12 @@ describe('VxlanSync in namespace hosts that share no link', function () {
 
   it('carries container traffic between nodes without a shared link, unNATed, at MTU 1450', async () => {
     const [a, c, list] = await pair();
-    // host-gw has no way here: C's underlay is not on any of A's links.
-    const hostGw = await new RouteSync({ ops: a.ops, logger: silentLogger(), self: a.name, clusterCidr: CLUSTER }).apply(list);
-    assert.deepEqual(hostGw, []);
-
     assert.deepEqual((await a.sync.apply(list)).map((p) => p.node), ['node-c']);
     assert.deepEqual((await c.sync.apply(list)).map((p) => p.node), ['node-a']);
     const link = await a.ops.getVxlan(DEFAULT_VXLAN_DEVICE);
     assert.deepEqual(link && { kind: link.kind, vni: link.vni, local: link.local, port: link.port, learning: link.learning, mtu: link.mtu, mac: link.mac, up: link.up, addresses: link.addresses },
       { kind: 'vxlan', vni: 1, local: a.underlay, port: 4789, learning: false, mtu: 1450, mac: vtepMac(a.subnet), up: true, addresses: ['10.244.40.0/32'] });
-    assert.deepEqual(await a.ops.listFdb(DEFAULT_VXLAN_DEVICE), [{ mac: vtepMac(c.subnet), dst: C_FAR }]);
+    assert.deepEqual(await a.ops.listFdb(DEFAULT_VXLAN_DEVICE), [{ mac: vtepMac(c.subnet), dst: far.c }]);
     assert.deepEqual(await a.ops.listNeighbours(DEFAULT_VXLAN_DEVICE), [{ address: '10.244.42.0', mac: vtepMac(c.subnet), permanent: true }]);
     assert.deepEqual((await a.ops.listRoutes()).map((r) => [r.dst, r.gateway, r.dev]), [[c.subnet, '10.244.42.0', DEFAULT_VXLAN_DEVICE]]);
 
@@ -442,8 +443,8 @@ describe('VxlanSync in namespace hosts that share no link', function () {
     // Drift: someone deletes the route and the neighbour and points the FDB entry elsewhere.
     await a.ops.deleteRoute(c.subnet);
     await a.ops.deleteNeighbour(DEFAULT_VXLAN_DEVICE, '10.244.42.0');
-    await a.ops.deleteFdb(DEFAULT_VXLAN_DEVICE, { mac: vtepMac(c.subnet), dst: C_FAR });
-    await a.ops.replaceFdb(DEFAULT_VXLAN_DEVICE, { mac: vtepMac(c.subnet), dst: '10.212.77.3' });
+    await a.ops.deleteFdb(DEFAULT_VXLAN_DEVICE, { mac: vtepMac(c.subnet), dst: far.c });
+    await a.ops.replaceFdb(DEFAULT_VXLAN_DEVICE, { mac: vtepMac(c.subnet), dst: far.router });
     await a.sync.apply(list);
     assert.deepEqual(await state(a), good);
 
