@@ -3,7 +3,9 @@
  * node's address (its `internal_ip`, or the host of its agent address). The
  * agent keeps them in step with the node list: `RouteSync.apply(nodes)`
  * adds, changes and deletes its own routes (marked with BERTH_ROUTE_PROTO),
- * never anyone else's. `start()` polls a NodeSource.
+ * never anyone else's. `start()` polls a NodeSource. The nodes must share a
+ * link; for nodes that do not, VxlanSync (vxlan.ts, `berth agent --routing
+ * vxlan`) takes its place with the same node list and the same route marker.
  */
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { cidrContains, fromGrpcError, messageOf, parseCidr, parseIpv4, pause, type Ipv4Cidr, type Logger } from '../../lib/index.js';
