@@ -396,13 +396,28 @@ export class ContainerManager {
     const id = e.container.id;
     e.removing = true;
     this.stopWatching(e);
-    for (let a = e.attempt; a >= Math.max(0, e.attempt - 1); a--) {
-      await this.opts.runtime.delete(attemptId(id, a), { force: true }).catch((err: unknown) => {
-        if (!(err instanceof ContainerUnknownError) && !/not found/.test(messageOf(err))) this.log.warn('failed to delete attempt', { containerId: id, attempt: a, reason: messageOf(err) });
-      });
+    const deleteAttempts = async (): Promise<void> => {
+      for (let a = e.attempt; a >= Math.max(0, e.attempt - 1); a--) {
+        await this.opts.runtime.delete(attemptId(id, a), { force: true }).catch((err: unknown) => {
+          if (!(err instanceof ContainerUnknownError) && !/not found/.test(messageOf(err))) this.log.warn('failed to delete attempt', { containerId: id, attempt: a, reason: messageOf(err) });
+        });
+      }
+    };
+    const removeRootfs = async (): Promise<void> => {
+      await this.opts.snapshots.removeContainer(id).catch((err: unknown) => this.log.warn('failed to remove container rootfs', { containerId: id, reason: messageOf(err) }));
+    };
+    const teardown = async (): Promise<void> => {
+      await this.opts.network?.teardown(id).catch((err: unknown) => this.log.warn('failed to tear down container network', { containerId: id, reason: messageOf(err) }));
+    };
+    if (e.container.status?.state === ContainerState.CONTAINER_STATE_EXITED) {
+      // Its processes are gone (the exit was seen): runtime state, root filesystem and network go side by side.
+      await Promise.all([deleteAttempts(), removeRootfs(), teardown()]);
+    } else {
+      // Processes may still run (a failed start): they go first, with the runtime state.
+      await deleteAttempts();
+      await removeRootfs();
+      await teardown();
     }
-    await this.opts.snapshots.removeContainer(id).catch((err: unknown) => this.log.warn('failed to remove container rootfs', { containerId: id, reason: messageOf(err) }));
-    await this.opts.network?.teardown(id).catch((err: unknown) => this.log.warn('failed to tear down container network', { containerId: id, reason: messageOf(err) }));
     await rm(e.dir, { recursive: true, force: true });
     this.entries.delete(id);
     this.emitRemoved(id);
