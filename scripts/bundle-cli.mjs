@@ -1,7 +1,8 @@
 // `node scripts/bundle-cli.mjs [DIST]`: bundles the compiled CLI (DIST/cli/main.js,
 // DIST default dist, and everything it imports, lazily loaded verbs included)
-// into one CommonJS file, DIST/cli-bundle/main.cjs, then runs it once to record
-// V8's code cache for it (DIST/cli-bundle/main-<sha256 of the bundle>.cache).
+// into one CommonJS file, DIST/cli-bundle/main.cjs, then runs it (`version`
+// and `run --rm`, in one process) to record V8's code cache for it
+// (DIST/cli-bundle/main-<sha256 of the bundle>.cache).
 // cmd/berth.js loads the bundle with that cache when both are there, and the
 // modules under DIST/cli/ otherwise: one file and precompiled code instead of
 // hundreds of modules to resolve and compile (docs/benchmarks.md, "berth run").
@@ -9,6 +10,8 @@
 // own modules).
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const dist = process.argv[2] ?? 'dist';
@@ -27,10 +30,27 @@ await build({
   supported: { 'dynamic-import': false },
   logLevel: 'warning',
 });
-// Record the code cache on a run that loads the gRPC client (the controller
-// address is unreachable on purpose: the call fails at once, exit code 1).
-const r = spawnSync(process.execPath, [`${dist}/cmd/berth.js`, 'version', '--controller', '127.0.0.1:1'], {
+// Record the code cache on runs of the commands whose start matters most
+// (`version`, `run --rm`), in one process so that every function they compile
+// is in it. The controller address is unreachable on purpose: each call fails
+// at once (exit code 1), after the verb, its flags and the gRPC client ran.
+const train = [
+  ['version', '--controller', '127.0.0.1:1'],
+  ['run', '--rm', '--controller', '127.0.0.1:1', 'busybox', 'true'],
+];
+const recorder = `
+  import { PassThrough, Readable } from 'node:stream';
+  const { loadBundledCli } = await import(${JSON.stringify(pathToFileURL(resolve(dist, 'cmd', 'cli-loader.js')).href)});
+  const cli = loadBundledCli();
+  if (!cli) throw new Error('no bundle to record the code cache of');
+  for (const argv of ${JSON.stringify(train)}) {
+    const code = await cli.runCli(argv, { stdout: new PassThrough(), stderr: new PassThrough(), stdin: Readable.from([]), env: {} });
+    if (code !== 1) throw new Error(\`\${argv[0]}: exit \${code}, expected 1 (controller unreachable)\`);
+  }
+  cli.done();
+`;
+const r = spawnSync(process.execPath, ['--input-type=module', '-e', recorder], {
   env: { ...process.env, BERTH_WRITE_CODE_CACHE: '1' },
   stdio: ['ignore', 'ignore', 'pipe'],
 });
-if (r.status !== 1) process.stderr.write(`warning: recording the CLI's code cache: exit ${r.status}: ${r.stderr}\n`);
+if (r.status !== 0) process.stderr.write(`warning: recording the CLI's code cache: exit ${r.status}: ${r.stderr}\n`);

@@ -29,7 +29,7 @@ import type { AgentStreamServiceServer } from '../../proto/gen/berth/v1/streams.
 import type { AttachStart, ExecStart, StreamInput, StreamOutput, TerminalSize } from '../../proto/gen/berth/v1/streams.js';
 import { ContainerState, type Container } from '../../proto/gen/berth/v1/types.js';
 import { containerIdProblem, type ContainerManager } from '../containers/index.js';
-import type { ContainerRuntime, ExitInfo } from '../runtime/index.js';
+import type { ContainerRuntime, ExitInfo, LogEntry } from '../runtime/index.js';
 
 export interface AgentStreamDeps {
   containers: Pick<ContainerManager, 'get' | 'attempts' | 'startWaiting' | 'remove'>;
@@ -180,6 +180,50 @@ function stdinBytes(m: StreamInput): Buffer | undefined {
 export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceServer {
   const log = deps.logger.child({ component: 'streams' });
 
+  /**
+   * Sends a container's log entries (from `since`, else all) until it exits.
+   * The log follow looks for the exit only every 100 ms; the runtime's wait
+   * (a watch on its state) sees it at once, which stops the follow, and a
+   * last read sends whatever the follow had not sent yet. So a quick command
+   * ends its attach without waiting for the follow's next look.
+   */
+  async function relayLogs(s: Session, rid: string, since: Date | undefined): Promise<void> {
+    const follow = new AbortController();
+    const stop = (): void => follow.abort();
+    s.signal.addEventListener('abort', stop, { once: true });
+    let last: LogEntry | undefined;
+    const send = (e: LogEntry): void => {
+      const data = Buffer.from(e.partial ? e.text : `${e.text}\n`);
+      s.send({ output: e.stream === 'stderr' ? { $case: 'stderr', value: data } : { $case: 'stdout', value: data } });
+      last = e;
+    };
+    let exitSeen = false;
+    const watching = deps.runtime.wait(rid, { signal: follow.signal }).then(() => {
+      exitSeen = true;
+      follow.abort();
+    }, () => undefined);
+    try {
+      for await (const e of deps.runtime.logs(rid, { ...(since ? { since } : {}), follow: true, signal: follow.signal })) send(e);
+      if (!exitSeen || s.signal.aborted) return;
+      // The rest: entries after the last one sent (read again from its time; the log only grows).
+      const after = last ? new Date(Date.parse(last.time)) : since;
+      const rest: LogEntry[] = [];
+      for await (const e of deps.runtime.logs(rid, { ...(after ? { since: after } : {}), signal: s.signal })) rest.push(e);
+      let from = 0;
+      if (last) {
+        const seen = last;
+        const i = rest.findLastIndex((e) => e.time === seen.time && e.stream === seen.stream && e.text === seen.text && e.partial === seen.partial);
+        from = i >= 0 ? i + 1 : rest.findIndex((e) => e.time > seen.time);
+        if (from < 0) from = rest.length;
+      }
+      for (const e of rest.slice(from)) send(e);
+    } finally {
+      follow.abort();
+      s.signal.removeEventListener('abort', stop);
+      await watching;
+    }
+  }
+
   const lookup = (id: string, field: string): Container => {
     const p = containerIdProblem(id);
     if (p) throw new InvalidArgumentError(`${field}: ${p}`, { field });
@@ -237,10 +281,7 @@ export function agentStreamHandlers(deps: AgentStreamDeps): AgentStreamServiceSe
         }
       }, () => input?.end());
       if (starting) await deps.containers.startWaiting(c.id);
-      for await (const e of deps.runtime.logs(rid, { ...(since ? { since } : {}), follow: true, signal: s.signal })) {
-        const data = Buffer.from(e.partial ? e.text : `${e.text}\n`);
-        s.send({ output: e.stream === 'stderr' ? { $case: 'stderr', value: data } : { $case: 'stdout', value: data } });
-      }
+      await relayLogs(s, rid, since);
       if (s.signal.aborted) return;
       await finish(await deps.runtime.wait(rid, { signal: s.signal }));
       return;

@@ -14,7 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startRegistryWithImages, tailLog, waitFor } from '../harness/index.js';
@@ -77,6 +77,7 @@ async function main(): Promise<void> {
       await must(process.execPath, berthArgs, env);
       if (withPodman) await must('podman', podmanArgs);
     }
+    const loadBefore = loadavg();
     const berth: number[] = [];
     const peer: number[] = [];
     for (let i = 0; i < runs; i++) {
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
       floor.push(await must(process.execPath, [BERTH_JS, 'version'], env));
       detached.push(await must(process.execPath, [BERTH_JS, 'run', '-d', '--rm', image, 'true'], env));
     }
+    const loadAfter = loadavg();
     const row = (name: string, s: number[]): string => `| ${name} | ${quantile(s, 0.5).toFixed(0)} | ${quantile(s, 0.9).toFixed(0)} | ${s.length} |\n`;
     process.stdout.write(`\n| command (image present) | median ms | p90 ms | runs |\n| --- | --- | --- | --- |\n`);
     process.stdout.write(row('`berth run --rm busybox true`', berth));
@@ -100,6 +102,8 @@ async function main(): Promise<void> {
       const ratio = quantile(berth, 0.5) / quantile(peer, 0.5);
       process.stdout.write(`\nberth / podman (median) = ${ratio.toFixed(2)} (target <= 0.5)\n`);
     }
+    const la = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+    process.stdout.write(`load average (1, 5, 15 min): ${la(loadBefore)} before the measured runs, ${la(loadAfter)} after\n`);
   } finally {
     if (withPodman) await timedRun('podman', [...podman, 'rmi', '-af']);
     await unmountBelow(podmanDir);

@@ -251,6 +251,15 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     }
   });
 
+  it('relays every line of a quick container\'s large output, in order and once, when it exits before the output is read', async () => {
+    const r = await cli(['run', '--rm', image, 'sh', '-c', 'seq 1 30000; echo err-end >&2; echo tail']);
+    assert.equal(r.code, 0, r.stderr);
+    const want = `${Array.from({ length: 30000 }, (_, i) => String(i + 1)).join('\n')}\ntail\n`;
+    assert.equal(r.stdout.length, want.length, 'stdout length');
+    assert.equal(r.stdout, want);
+    assert.equal(r.stderr, 'err-end\n');
+  });
+
   it('gives a detached -i container\'s input to one berth attach, whose end closes it', async () => {
     const run = await cli(['run', '-d', '-i', '--name', 'in-box', image, 'sh', '-c', 'while read x; do echo "got $x"; done; echo eof; exit 2']);
     assert.equal(run.code, 0, run.stderr);
