@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeHosts, run, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHost, type TestHosts } from '../harness/index.js';
 import { startCluster, type TestCluster } from './cluster.js';
+import { berth, cleanEnv } from './helpers.js';
 
 const CLUSTER = '10.244.0.0/16';
 const SERVICES = '10.96.0.0/16';
@@ -98,6 +99,15 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
     const r = await tryRunIn(h.netns, 'bridge', ['fdb', 'show', 'dev', 'berth.vx']);
     return r.code === 0 ? r.stdout : '';
   }
+
+  it('refuses an unknown routing mode or a bad VXLAN port before starting, naming the setting and what it expects', async () => {
+    const bad = await berth(['agent', '--node', 'x', '--routing', 'geneve']);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr.trim(), 'error: --routing: expected one of "host-gw", "vxlan", got "geneve"');
+    const env = await berth(['agent', '--node', 'x'], { env: { ...cleanEnv(), BERTH_ROUTING: 'vxlan', BERTH_VXLAN_PORT: '0' } });
+    assert.equal(env.code, 2);
+    assert.equal(env.stderr.trim(), 'error: BERTH_VXLAN_PORT: expected a UDP port from 1 to 65535, got "0"');
+  });
 
   it('reaches a replica on a node behind a router by its container address without NAT and by its virtual IP, at MTU 1450', async () => {
     // Each agent programs the other as a VXLAN peer: FDB entry to its underlay address.
