@@ -186,6 +186,8 @@ export function workloadService(deps: WorkloadServiceDeps): WorkloadServiceServe
       if (canonicalSpec(spec) === canonicalSpec(w.spec)) {
         throw new FailedPreconditionError(`failed to undo "${name}" to revision ${target.revision}: its spec is the current one (revision ${current}) apart from replicas; nothing to undo`);
       }
+      // The old revision's published ports may belong to another workload by now.
+      checkPublishedPorts([{ name, spec }], new Map((await store.listWorkloads(undefined, { signal })).map((x) => [x.metadata?.name ?? '', x])));
       const [outcome] = await store.applyWorkloads([{ name, labels: { ...(w.metadata?.labels ?? {}) }, spec }], { signal, cause: `undo to ${target.revision}` });
       if (!outcome) throw new FailedPreconditionError(`failed to undo "${name}": the store returned no outcome`);
       logger.info('workload rolled back', { workload: name, toRevision: target.revision, revision: outcome.revision });

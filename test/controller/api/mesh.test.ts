@@ -73,6 +73,17 @@ describe('WorkloadService.Apply (published ports)', () => {
     assert.deepEqual(await names(), []);
   });
 
+  it('refuses an undo to a revision whose published port another workload took meanwhile', async () => {
+    await apply(manifest('web', { extra: ports('{ container: 80, publish: 8080 }') }));
+    await apply(manifest('web', { extra: ports('{ container: 80, publish: 8081 }') }));
+    await apply(manifest('api', { extra: ports('{ container: 80, publish: 8080 }') }));
+    await assert.rejects(call(c.workloads, c.workloads.undo, { name: 'web', toRevision: 1 }),
+      grpcError(grpc.status.INVALID_ARGUMENT, /spec\.ports\[0\]\.publish: workload "web" cannot publish host port 8080\/tcp: workload "api" already publishes it/));
+    const web = await call(c.workloads, c.workloads.get, { name: 'web' });
+    assert.equal(web.spec?.ports[0]?.publish, 8081, 'web is unchanged');
+    assert.equal(web.status?.revision, 2);
+  });
+
   it('accepts the same port with the other protocol, a re-apply of the owner, and the port once its owner is deleted or moved', async () => {
     await apply(manifest('web', { extra: ports('{ container: 80, publish: 8080 }') }));
     await apply(manifest('dns', { extra: ports('{ container: 80, publish: 8080, protocol: udp }') }));
