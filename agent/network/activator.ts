@@ -3,9 +3,14 @@
  * replicas is held, not refused, while a replica starts.
  *
  * Vocabulary:
- *   hold listener   a TCP listener of the agent on the node's bridge gateway
- *                   (ephemeral port), one per tcp port of every service with
- *                   `scale_to_zero`. While the service has no ready
+ *   hold listener   a TCP listener of the agent in the node's network
+ *                   namespace (ephemeral port, bound on every address: the
+ *                   bridge and its gateway address appear only with the
+ *                   node's first container), one per tcp port of every
+ *                   service with `scale_to_zero`; it serves only
+ *                   connections addressed to the bridge gateway (what the
+ *                   table DNATs there) and closes any other at once. While
+ *                   the service has no ready
  *                   endpoint, the service table (ServiceSync) DNATs the
  *                   service address and the published port to it.
  *   held connection a client connection accepted by a hold listener and not
@@ -48,8 +53,10 @@ export interface ServiceLookup {
 export interface ActivatorOptions {
   /** Opens listeners and connections in the node's network namespace. */
   tcp: TcpOps;
-  /** The bridge gateway address the hold listeners bind. */
+  /** The bridge gateway address: where the service table sends held connections (the only local address served). */
   address: string;
+  /** The address the hold listeners bind (default 0.0.0.0: the gateway may not exist yet). */
+  listenAddress?: string;
   sink: ActivationSink;
   lookup?: ServiceLookup;
   logger: Logger;
@@ -154,7 +161,7 @@ export class Activator implements ServiceActivator {
           continue;
         }
         try {
-          const server = await this.opts.tcp.listen(this.opts.address, 0);
+          const server = await this.opts.tcp.listen(this.opts.listenAddress ?? '0.0.0.0', 0);
           const addr = server.address();
           const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
           if (this.closed || this.holds.get(s.name) !== hold) {
@@ -219,6 +226,12 @@ export class Activator implements ServiceActivator {
     socket.allowHalfOpen = true;
     socket.on('error', () => undefined);
     if (this.closed || this.holds.get(hold.name) !== hold) {
+      socket.destroy();
+      return;
+    }
+    if (socket.localAddress !== this.opts.address && socket.localAddress !== `::ffff:${this.opts.address}`) {
+      // Not sent here by the service table (someone reached the listener's port on another address): refuse.
+      this.log.debug('closed a connection to a hold listener on another address', { service: hold.name, local: socket.localAddress ?? '' });
       socket.destroy();
       return;
     }
@@ -295,6 +308,7 @@ export class Activator implements ServiceActivator {
   private async forward(hold: Hold, c: HeldConnection): Promise<void> {
     if (c.connecting) return;
     c.connecting = true;
+    this.log.debug('forwarding a held connection', { service: hold.name, endpoints: hold.endpoints.length });
     let upstream: net.Socket | undefined;
     let lastError = '';
     let attempt = 0;
@@ -304,9 +318,10 @@ export class Activator implements ServiceActivator {
       const ep = eps[(attempt + Math.floor(Math.random() * eps.length)) % eps.length]!;
       attempt++;
       try {
-        upstream = await this.opts.tcp.connect(ep, c.targetPort, { signal: this.abort.signal, timeoutMs: Math.max(1, Math.min(2000, c.deadline - Date.now())) });
+        upstream = await this.opts.tcp.connect(ep, c.targetPort, { signal: this.abort.signal, timeoutMs: Math.max(1, Math.min(1000, c.deadline - Date.now())) });
         break;
       } catch (err) {
+        if (attempt <= 3) this.log.info('held connection: replica not accepting yet; retrying', { service: hold.name, endpoint: `${ep}:${c.targetPort}`, attempt, reason: messageOf(err) });
         lastError = messageOf(err);
         const code = (err as { errno?: unknown }).errno;
         if (typeof code === 'string' && code !== '' && !RETRY_CODES.has(code)) break;

@@ -229,6 +229,15 @@ describe('Activator', () => {
     assert.ok(await refused(p1), 'the web listener went with the service');
   });
 
+  it('serves only connections addressed to the gateway address (what the table DNATs there)', async () => {
+    const a = activator();
+    const port = holdPort(await a.prepare(list(service('web', 8080, []))), 'web', '8080/tcp');
+    // 127.0.0.2 is another local address: the listener is bound on every address, but this is not the gateway.
+    const c = exchange(port, 'x\n', '127.0.0.2');
+    assert.equal(await c.done, '');
+    assert.equal(a.stats.held, 0);
+  });
+
   it('closes listeners and held connections on close()', async () => {
     const a = activator();
     const port = holdPort(await a.prepare(list(service('web', 8080, []))), 'web', '8080/tcp');
