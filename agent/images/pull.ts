@@ -54,6 +54,8 @@ export interface PullerOptions {
   platform?: Platform;
   /** Smallest interval between two byte-count progress reports; default 100 ms. */
   progressIntervalMs?: number;
+  /** Where layer files are created (ApplyOptions.writeMode); default 'auto'. */
+  layerWriteMode?: 'auto' | 'sync' | 'parallel';
 }
 
 /** What a reference resolves to on this node. */
@@ -286,6 +288,7 @@ export class ImagePuller {
       dir: prepared.dir,
       nodeMaker: this.opts.nodeMaker,
       maxSize: this.opts.maxLayerSize ?? 32 * 1024 ** 3,
+      ...(this.opts.layerWriteMode !== undefined ? { writeMode: this.opts.layerWriteMode } : {}),
       image,
       digest: job.desc.digest,
     });
@@ -346,6 +349,7 @@ export class ImagePuller {
       for await (const chunk of source) {
         onCompressed(chunk);
         applier.write(chunk);
+        if (applier.saturated) await applier.whenWritable();
       }
       return;
     }
@@ -359,6 +363,13 @@ export class ImagePuller {
     // macrotask), so this queue is bounded.
     const queue: Buffer[] = [];
     let scheduled = false;
+    // When the applier's writer threads fall behind (a slow disk), inflating
+    // pauses until they catch up, and with it the download: memory stays bounded.
+    let paused = false;
+    const resume = (): void => {
+      paused = false;
+      if (!decoder.destroyed) decoder.resume();
+    };
     const drain = (): void => {
       scheduled = false;
       while (queue.length > 0 && failed === undefined) {
@@ -370,6 +381,11 @@ export class ImagePuller {
           queue.length = 0;
           decoder.destroy(err as Error);
         }
+      }
+      if (failed === undefined && !paused && applier.saturated) {
+        paused = true;
+        decoder.pause();
+        void applier.whenWritable().then(resume);
       }
     };
     decoder.on('data', (d: Buffer) => {

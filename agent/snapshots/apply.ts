@@ -23,18 +23,24 @@
  * the end (and hard links to them after that); then xattrs (after chown, which
  * clears security.capability); then directory modes, owners and mtimes,
  * deepest first, so no later write disturbs them.
+ *
+ * Threads: all checks, and every directory, are done on the calling thread.
+ * Past the first WORKERS_AFTER bytes of a layer, files and symlinks are
+ * created by the layer writer threads (writers.ts) from batches the applier
+ * sends them, so creating files overlaps with hashing, inflating and parsing
+ * on this thread, and slow creates (a busy disk) overlap with each other.
+ * Hard links to files written there are made after the writers finished.
  */
 import { createHash, type Hash } from 'node:crypto';
 import {
   closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync,
   chmodSync,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import type { FsOpsSession, NodeMaker } from '../sys/index.js';
 import { LayerRejectedError } from './errors.js';
 import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar.js';
+import { LayerWriterPool, type LayerWriter } from './writers.js';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -49,19 +55,13 @@ const CREATOR_UID = process.geteuid?.() ?? -1;
 const CREATOR_GID = process.getegid?.() ?? -1;
 const OPAQUE = '.wh..wh..opq';
 /**
- * When creating a file turns out to be slow (the first SLOW_PROBE files of a
- * layer took more than SLOW_CREATE_MS each on average, as on a busy disk),
- * the rest of the layer's small files are written by the thread pool, several
- * at once, while the main thread goes on parsing: the slow creates overlap.
- * Where creates are fast (tmpfs, an idle disk) the thread-pool round trips
- * would only cost CPU, so everything stays synchronous. Larger files, and any
- * file while the budget is used up, are written synchronously as they stream in.
+ * Small layers are written on this thread: starting the writer threads (once
+ * per process) and the batch round trips are not worth it for them.
  */
-const ASYNC_FILE_MAX = 256 * 1024;
-const ASYNC_BYTES_MAX = 32 * 1024 * 1024;
-const ASYNC_FILES_MAX = 8;
-const SLOW_PROBE = 64;
-const SLOW_CREATE_MS = 0.25;
+const WORKERS_AFTER = 1024 * 1024;
+/** Backpressure: `saturated` above this many bytes queued for the writer threads. */
+const PENDING_HIGH = 16 * 1024 * 1024;
+const PENDING_LOW = 4 * 1024 * 1024;
 
 export interface ApplyOptions {
   /** Absolute path of an existing, empty directory. */
@@ -70,11 +70,13 @@ export interface ApplyOptions {
   /** Largest number of uncompressed tar bytes accepted. */
   maxSize: number;
   /**
-   * How small files are written: 'auto' (default) switches to 'parallel'
-   * when the first creates are slow (see SLOW_PROBE); 'sync' and 'parallel'
-   * force one way (tests).
+   * Where files and symlinks are created: 'auto' (default) on the writer
+   * threads once the layer is past WORKERS_AFTER bytes, 'sync' always on this
+   * thread, 'parallel' always on the writer threads (tests).
    */
   writeMode?: 'auto' | 'sync' | 'parallel';
+  /** Writer threads; default the process-wide LayerWriterPool.shared(). */
+  writers?: LayerWriterPool;
   /** For error messages. */
   image?: string;
   digest?: string;
@@ -140,24 +142,43 @@ export class LayerApplier implements TarHandler {
   private readonly opaque: string[] = [];
   private readonly nodeMeta: Meta[] = [];
   private fd: number | undefined;
-  /** A small file being collected for an asynchronous write. */
-  private pendingFile: { rel: string; chunks: Buffer[]; size: number } | undefined;
-  /** Asynchronous file writes in flight, by path. */
-  private readonly inflight = new Map<string, Promise<void>>();
-  private inflightBytes = 0;
-  private asyncError: unknown;
-  /** Synchronous creates timed so far and their total time (ms); see SLOW_PROBE. */
-  private probed = 0;
-  private probeMs = 0;
-  private useAsync = false;
+  /** The writer threads' stream, once this layer uses them. */
+  private writer: LayerWriter | undefined;
+  /** The current file is being written by the writer threads. */
+  private fileInWriter = false;
+  /** Paths created by the writer threads (hard links to them wait for the end). */
+  private readonly written = new Set<string>();
   private fileMeta: Meta | undefined;
   private fileNeedsChmod = true;
   private entryName = '';
   private failed: Error | undefined;
 
-  constructor(private readonly opts: ApplyOptions) {
-    if (opts.writeMode === 'parallel') this.useAsync = true;
-    if (opts.writeMode === 'sync') this.probed = SLOW_PROBE;
+  constructor(private readonly opts: ApplyOptions) {}
+
+  /** Too many bytes wait for the writer threads: stop feeding until `whenWritable()`. */
+  get saturated(): boolean {
+    return this.writer !== undefined && this.writer.pendingBytes > PENDING_HIGH;
+  }
+
+  /** Resolves when the writer threads have caught up (at once when not saturated). */
+  whenWritable(): Promise<void> {
+    return this.writer === undefined ? Promise.resolve() : this.writer.whenBelow(PENDING_LOW);
+  }
+
+  /** The writer threads' stream, started when this layer should use them. */
+  private threads(): LayerWriter | undefined {
+    if (this.writer === undefined) {
+      const mode = this.opts.writeMode ?? 'auto';
+      if (mode === 'sync' || (mode === 'auto' && this.size < WORKERS_AFTER)) return undefined;
+      this.writer = (this.opts.writers ?? LayerWriterPool.shared()).stream();
+    }
+    return this.writer;
+  }
+
+  /** The first failure of the writer threads, as a rejection naming its entry. */
+  private writerError(): LayerRejectedError | undefined {
+    const e = this.writer?.error;
+    return e === undefined ? undefined : this.reject(e.message, e.rel);
   }
 
   private reject(problem: string, entry: string | undefined = this.entryName, code?: 'resource_exhausted'): LayerRejectedError {
@@ -168,7 +189,8 @@ export class LayerApplier implements TarHandler {
   write(chunk: Buffer): void {
     if (this.failed) throw this.failed;
     try {
-      if (this.asyncError !== undefined) throw this.asyncError;
+      const we = this.writerError();
+      if (we !== undefined) throw we;
       this.size += chunk.length;
       if (this.size > this.opts.maxSize) {
         throw this.reject(`decompressed size exceeds the limit of ${this.opts.maxSize} bytes`, undefined, 'resource_exhausted');
@@ -304,24 +326,29 @@ export class LayerApplier implements TarHandler {
       case 'file': {
         this.claim(rel, 'file');
         this.fileMeta = meta;
-        if (this.useAsync && e.size <= ASYNC_FILE_MAX && this.inflight.size < ASYNC_FILES_MAX && this.inflightBytes + e.size <= ASYNC_BYTES_MAX) {
-          this.pendingFile = { rel, chunks: [], size: 0 };
-          break;
-        }
         // Plain permission bits that the umask leaves alone are given at create
         // time, saving an fchmod; special bits always need fchmod after fchown.
         const direct = (e.mode & ~0o777) === 0 && (e.mode & UMASK) === 0;
-        const t0 = this.probed < SLOW_PROBE ? performance.now() : 0;
-        this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
-        if (this.probed < SLOW_PROBE) {
-          this.probeMs += performance.now() - t0;
-          if (++this.probed === SLOW_PROBE) this.useAsync = this.probeMs / SLOW_PROBE > SLOW_CREATE_MS;
-        }
         this.fileNeedsChmod = !direct;
+        const w = this.threads();
+        if (w !== undefined) {
+          // Same flags in the writer thread: create exclusively, never through a symlink.
+          w.open(this.abs(rel), rel, direct ? e.mode : 0o600);
+          this.fileInWriter = true;
+          this.written.add(rel);
+          break;
+        }
+        this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
         break;
       }
       case 'symlink': {
         this.claim(rel, 'symlink');
+        const w = this.threads();
+        if (w !== undefined) {
+          w.symlink(this.abs(rel), rel, e.linkname, ownedByCreator(e) ? -1 : e.uid, e.gid, e.mtime);
+          this.written.add(rel);
+          break;
+        }
         symlinkSync(e.linkname, this.abs(rel));
         if (!ownedByCreator(e)) lchownSync(this.abs(rel), e.uid, e.gid);
         lutimesSync(this.abs(rel), e.mtime, e.mtime);
@@ -336,7 +363,7 @@ export class LayerApplier implements TarHandler {
         if (kind === 'dir' || kind === 'implicit-dir') throw this.reject(`hard link target ${JSON.stringify(e.linkname)} is a directory`);
         this.claim(rel, 'hardlink');
         // A target still being written (or made at the end) is linked at the end.
-        if (kind === 'char' || kind === 'block' || kind === 'fifo' || this.inflight.has(target) || this.deferred.some((d) => d.path === target)) {
+        if (kind === 'char' || kind === 'block' || kind === 'fifo' || this.written.has(target) || this.deferred.some((d) => d.path === target)) {
           this.deferred.push({ kind: 'link', path: rel, target });
         } else {
           linkSync(this.abs(target), this.abs(rel));
@@ -363,9 +390,8 @@ export class LayerApplier implements TarHandler {
   }
 
   data(chunk: Buffer): void {
-    if (this.pendingFile !== undefined) {
-      this.pendingFile.chunks.push(chunk);
-      this.pendingFile.size += chunk.length;
+    if (this.fileInWriter) {
+      (this.writer as LayerWriter).write(chunk);
       return;
     }
     if (this.fd === undefined) return; // data of an entry we do not write (whiteout with a body)
@@ -374,11 +400,11 @@ export class LayerApplier implements TarHandler {
   }
 
   entryEnd(): void {
-    if (this.pendingFile !== undefined && this.fileMeta !== undefined) {
-      const { rel, chunks, size } = this.pendingFile;
-      // A copy: the tar reader's chunks are views of buffers that are not ours to keep.
-      this.startWrite(rel, this.fileMeta, Buffer.concat(chunks, size));
-      this.pendingFile = undefined;
+    if (this.fileInWriter && this.fileMeta !== undefined) {
+      const m = this.fileMeta;
+      // Owner before mode, so setuid/setgid survive (as below).
+      (this.writer as LayerWriter).close(ownedByCreator(m) ? -1 : m.uid, m.gid, this.fileNeedsChmod ? m.mode : -1, m.mtime);
+      this.fileInWriter = false;
       this.fileMeta = undefined;
     }
     if (this.fd !== undefined && this.fileMeta !== undefined) {
@@ -394,44 +420,6 @@ export class LayerApplier implements TarHandler {
     this.entryName = '';
   }
 
-  /**
-   * Writes one small file on the thread pool: the same steps and flags as the
-   * synchronous path (create exclusively without following a symlink, data,
-   * owner, mode after owner so setuid/setgid survive, mtime). Its parent
-   * exists already and, as every path is claimed once, nothing can replace it.
-   */
-  private startWrite(rel: string, m: Meta, data: Buffer): void {
-    const direct = (m.mode & ~0o777) === 0 && (m.mode & UMASK) === 0;
-    const run = async (): Promise<void> => {
-      const fh = await open(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? m.mode : 0o600);
-      try {
-        for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, off)).bytesWritten;
-        if (!ownedByCreator(m)) await fh.chown(m.uid, m.gid);
-        if (!direct) await fh.chmod(m.mode);
-        await fh.utimes(m.mtime, m.mtime);
-      } finally {
-        await fh.close();
-      }
-    };
-    this.inflightBytes += data.length;
-    const p = run().then(
-      () => undefined,
-      (err: unknown) => {
-        // The first failure names its entry; write() and finish() throw it.
-        this.asyncError ??= this.reject(`${(err as Error).message ?? String(err)}`, m.path);
-      },
-    ).finally(() => {
-      this.inflight.delete(rel);
-      this.inflightBytes -= data.length;
-    });
-    this.inflight.set(rel, p);
-  }
-
-  /** Waits for every asynchronous file write. */
-  private async settle(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.all([...this.inflight.values()]);
-  }
-
   /** Ends the stream and finishes special files, xattrs and directory metadata. */
   async finish(): Promise<ApplyResult> {
     if (this.failed) throw this.failed;
@@ -440,8 +428,11 @@ export class LayerApplier implements TarHandler {
     } catch (err) {
       throw this.fail(err);
     }
-    await this.settle();
-    if (this.asyncError !== undefined) throw this.fail(this.asyncError);
+    if (this.writer !== undefined) {
+      await this.writer.end();
+      const we = this.writerError();
+      if (we !== undefined) throw this.fail(we);
+    }
     const needHelper = this.deferred.some((d) => d.kind !== 'link') || this.xattrs.length > 0 || this.opaque.length > 0;
     let session: FsOpsSession | undefined;
     try {
@@ -498,8 +489,8 @@ export class LayerApplier implements TarHandler {
   /** Releases an open file and waits for writes in flight, after a failure elsewhere in the pipeline. */
   async abort(): Promise<void> {
     this.closeFile();
-    this.pendingFile = undefined;
-    await this.settle();
+    this.fileInWriter = false;
+    await this.writer?.end();
   }
 }
 

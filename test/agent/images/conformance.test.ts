@@ -36,11 +36,11 @@ describe('ImagePuller against images made with real tools', () => {
     scratch = undefined;
   });
 
-  it('unpacks the layered umoci image exactly like umoci unpack, file by file', async function () {
+  for (const mode of ['sync', 'parallel'] as const) it(`unpacks the layered umoci image exactly like umoci unpack, file by file, when files are created ${mode === 'sync' ? 'on the main thread' : 'by the writer threads'}`, async function () {
     this.timeout(180000);
     const built = await buildImage('layered');
     const pushed = await pushTestImage(registry.host, 'layered');
-    stack = makeStack();
+    stack = makeStack({ layerWriteMode: mode });
     const rec = await stack.puller.pull(pushed.reference);
     assert.equal(rec.digest, pushed.digest);
     assert.equal(rec.layers.length, TEST_IMAGE_CONFIG.layered.layers);

@@ -32,6 +32,8 @@ export interface StackOptions {
   parentDir?: string;
   /** Decode zstd layers with the zstd CLI. */
   zstd?: boolean;
+  /** Where layer files are created (PullerOptions.layerWriteMode). */
+  layerWriteMode?: 'auto' | 'sync' | 'parallel';
 }
 
 export function makeStack(opts: StackOptions = {}): Stack {
@@ -45,6 +47,7 @@ export function makeStack(opts: StackOptions = {}): Stack {
   const puller = new ImagePuller({
     client, content, snapshotter, nodeMaker, records, logger: silentLogger(),
     defaultRegistry: opts.defaultRegistry, maxLayerSize: opts.maxLayerSize, concurrency: opts.concurrency,
+    ...(opts.layerWriteMode !== undefined ? { layerWriteMode: opts.layerWriteMode } : {}),
     ...(opts.zstd ? { zstd: new ZstdCliDecoder() } : {}),
   });
   const service = new ImageService({ puller, records, content, snapshotter, client, defaultRegistry: opts.defaultRegistry });

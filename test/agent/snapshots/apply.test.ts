@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, type Stats, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, type Stats, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LayerApplier, TarReader, type TarEntry } from '../../../agent/snapshots/index.js';
+import { LayerApplier, LayerWriterPool, TarReader, type TarEntry } from '../../../agent/snapshots/index.js';
 import { HelperNodeMaker } from '../../../agent/sys/fsops.js';
 import { fsopsHelperPath, makeTar, sha256, type TarItem } from '../images/fixtures.js';
 
@@ -98,7 +99,7 @@ describe('LayerApplier', () => {
     return join(dir, 'fs');
   }
 
-  for (const mode of ['sync', 'parallel'] as const) it(`writes files, dirs, symlinks, hardlinks, devices, fifos, owners, special modes, xattrs and mtimes when small files are written ${mode === 'sync' ? 'synchronously' : 'on the thread pool'}`, async () => {
+  for (const mode of ['sync', 'parallel'] as const) it(`writes files, dirs, symlinks, hardlinks, devices, fifos, owners, special modes, xattrs and mtimes when small files are written ${mode === 'sync' ? 'synchronously' : 'by the writer threads'}`, async () => {
     const fs = await apply([
       { name: './', type: '5', mode: 0o755, mtime: 1600000000 },
       { name: 'etc/', type: '5', mode: 0o750, uid: 0, gid: 42, mtime: 1600000001 },
@@ -146,7 +147,7 @@ describe('LayerApplier', () => {
     assert.deepEqual([st('big').size, st('big').mode & 0o7777, st('big').mtimeMs, st('hard-big').ino], [300 * 1024, 0o600, 1600000005000, st('big').ino]);
   });
 
-  it('writes many small files on the thread pool with their content, and waits for them before rejecting a later entry', async () => {
+  it('writes many small files by the writer threads with their content, and waits for them before rejecting a later entry', async () => {
     const items: TarItem[] = [{ name: 'd/', type: '5' }];
     for (let i = 0; i < 200; i++) items.push({ name: `d/f${i}`, data: `file ${i}\n`.repeat(i + 1), mode: i % 2 ? 0o644 : 0o4755, uid: i % 3, mtime: 1600000000 + i });
     const fs = await apply(items, 1 << 30, 'parallel');
@@ -160,6 +161,87 @@ describe('LayerApplier', () => {
     const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel' });
     assert.throws(() => a.write(makeTar([...items, { name: 'd/f3', data: 'again' }])), /entry "d\/f3": duplicate entry for "d\/f3"/);
     await a.abort();
+  });
+
+  /** File descriptors of this process (writer threads included) that point inside `dir`. */
+  function fdsInside(d: string): string[] {
+    const out: string[] = [];
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        const target = readlinkSync(`/proc/self/fd/${fd}`);
+        if (target.startsWith(d)) out.push(target);
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return out;
+  }
+
+  it('names the entry when a writer thread fails to create a file, and leaves no file open after abort', async () => {
+    const long = `d/${'x'.repeat(300)}`;
+    const items: TarItem[] = [{ name: 'd/', type: '5' }, { name: 'd/a', data: 'a' }, { name: long, data: 'too long a name', gnuLongName: true }];
+    for (let i = 0; i < 50; i++) items.push({ name: `d/f${i}`, data: Buffer.alloc(64 * 1024, i) });
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel' });
+    try {
+      a.write(makeTar(items));
+      await assert.rejects(a.finish(), (e: Error) => {
+        assert.match(e.message, /^failed to unpack layer "sha256:layer" of image "img": entry "d\/x{300}": ENAMETOOLONG/);
+        return true;
+      });
+    } finally {
+      await a.abort();
+    }
+    assert.equal(readFileSync(join(dir, 'fs', 'd', 'a'), 'utf8'), 'a');
+    assert.deepEqual(fdsInside(dir), []);
+  });
+
+  it('closes the file a writer thread has open when the archive ends inside it', async () => {
+    const tar = makeTar([{ name: 'big', data: Buffer.alloc(3 * 1024 * 1024, 1) }], { noTrailer: true });
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel' });
+    try {
+      a.write(tar.subarray(0, 2 * 1024 * 1024));
+      await assert.rejects(a.finish(), /entry "big": malformed tar: archive is truncated inside entry "big"/);
+    } finally {
+      await a.abort();
+    }
+    assert.deepEqual(fdsInside(dir), []);
+  });
+
+  it('fails the layer clearly when its writer thread dies', async () => {
+    const pool = new LayerWriterPool({ size: 1 });
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel', writers: pool });
+    try {
+      a.write(makeTar([{ name: 'a', data: 'a' }, { name: 'b', data: Buffer.alloc(600 * 1024, 2) }]));
+      await pool.close();
+      await assert.rejects(a.finish(), /failed to unpack layer "sha256:layer" of image "img": layer writer (thread exited with code \d+|pool is closed)/);
+    } finally {
+      await a.abort();
+      await pool.close();
+    }
+  });
+
+  it('reports saturation while the writer threads are behind, and writes every byte', async () => {
+    const big = Buffer.alloc(48 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
+    const tar = makeTar([{ name: 'big', data: big }, { name: 'small', data: 'end' }]);
+    const a = new LayerApplier({ dir: join(dir, 'fs'), nodeMaker, maxSize: 1 << 30, image: 'img', digest: 'sha256:layer', writeMode: 'parallel' });
+    let saturated = 0;
+    try {
+      for (let i = 0; i < tar.length; i += 1024 * 1024) {
+        a.write(tar.subarray(i, i + 1024 * 1024));
+        if (a.saturated) {
+          saturated++;
+          await a.whenWritable();
+        }
+      }
+      const r = await a.finish();
+      assert.equal(r.diffId, sha256(tar));
+    } finally {
+      await a.abort();
+    }
+    assert.ok(saturated > 0, 'the writer fell behind 1 MiB writes at least once');
+    assert.equal(createHash('sha256').update(readFileSync(join(dir, 'fs', 'big'))).digest('hex'), createHash('sha256').update(big).digest('hex'));
+    assert.equal(readFileSync(join(dir, 'fs', 'small'), 'utf8'), 'end');
   });
 
   it('refuses a layer over the size cap as resource exhausted', async () => {
