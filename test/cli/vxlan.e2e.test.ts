@@ -1,14 +1,15 @@
 /**
- * VXLAN routing end to end: a real controller, etcd, NATS, registry and two
+ * VXLAN routing end to end: a real controller, etcd, NATS, registry and three
  * `berth agent --network cni --routing vxlan` processes whose node networks
- * live in namespace hosts that share no link. host-0 is node-a, host-1 a
- * router (no agent), host-2 node-c: it is taken off the harness bridge and
- * put behind the router on a segment of its own, so only the two underlay
- * addresses route between the nodes and the container subnets do not. A
+ * live in namespace hosts. host-0 is node-a, host-1 a router that is also
+ * node-b, host-2 node-c: node-c is taken off the harness bridge and put
+ * behind the router on a segment of its own, so only the underlay addresses
+ * route between node-a and node-c and the container subnets do not. A
  * replica on node-c is reached from a container on node-a by its container
  * address (the server sees the client's own address: no NAT) and by the
- * service's virtual IP; the containers have MTU 1450; stopping the agents
- * with --cleanup leaves no device, route or FDB entry behind. The hosts have
+ * service's virtual IP; the containers have MTU 1450; a removed node leaves
+ * the others' peers; stopping the agents with --cleanup leaves no device,
+ * route or FDB entry behind. The hosts have
  * no default route, and the egress guard covers the cluster and service
  * ranges and the run's host subnet (the far segment is carved from it)
  * before any address exists.
@@ -36,7 +37,7 @@ interface ServiceJson {
   endpoints?: { containerName: string; node: string; address: string; ready?: boolean }[];
 }
 
-describe('vxlan routing end to end (two agents in namespace hosts that share no link)', function () {
+describe('vxlan routing end to end (three agents in namespace hosts; node-a and node-c share no link)', function () {
   this.timeout(300_000);
   let reg: RegistryWithImages | undefined;
   let hosts: TestHosts | undefined;
@@ -44,6 +45,7 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
   let dir = '';
   let image = '';
   let a: TestHost;
+  let r: TestHost;
   let c: TestHost;
   const agents: ManagedProcess[] = [];
 
@@ -51,7 +53,8 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
     reg = await startRegistryWithImages(['busybox']);
     image = reg.images['busybox']?.reference ?? '';
     hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
-    const [h0, r, h2] = hosts.hosts as [TestHost, TestHost, TestHost];
+    const [h0, h1, h2] = hosts.hosts as [TestHost, TestHost, TestHost];
+    r = h1;
     const prefix = hosts.subnet.split('.').slice(0, 3).join('.');
     Object.assign(far, { net: `${prefix}.200/30`, router: `${prefix}.201`, c: `${prefix}.202` });
     a = h0;
@@ -72,12 +75,13 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
     cluster = await startCluster();
     const common = ['--network', 'cni', '--routing', 'vxlan', '--cleanup'];
     agents.push(cluster.startAgent('node-a', [...common, '--node-netns', `/run/netns/${a.netns}`, '--internal-ip', a.address]));
+    agents.push(cluster.startAgent('node-b', [...common, '--node-netns', `/run/netns/${r.netns}`, '--internal-ip', r.address]));
     agents.push(cluster.startAgent('node-c', [...common, '--node-netns', `/run/netns/${c.netns}`, '--internal-ip', far.c, '--labels', 'side=far']));
     const cl = cluster;
-    await waitFor('two Ready nodes', async () => {
+    await waitFor('three Ready nodes', async () => {
       for (const p of agents) if (p.exited()) throw new Error(`agent exited early:\n${tailLog(p)}`);
       const res = await cl.cli(['get', 'nodes', '-o', 'json']);
-      return res.code === 0 && (res.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
+      return res.code === 0 && (res.stdout.match(/NODE_STATE_READY/g) ?? []).length === 3;
     }, 60_000, 500);
   });
 
@@ -164,17 +168,32 @@ describe('vxlan routing end to end (two agents in namespace hosts that share no 
     assert.equal((await cli(['delete', 'workload', 'far'])).code, 0);
   });
 
+  it('drops a removed node from the other nodes\' VXLAN peers', async () => {
+    // node-b runs on the router host: node-a reaches its underlay directly, node-c through the router.
+    await waitFor('node-a\'s FDB entry for node-b', async () => (await fdb(a)).includes(`dst ${r.address} `), 30_000, 250);
+    await waitFor('node-c\'s FDB entry for node-b', async () => (await fdb(c)).includes(`dst ${r.address} `), 30_000, 250);
+    await agents[1]!.stop();
+    const rm = await cli(['node', 'rm', '-f', 'node-b']);
+    assert.equal(rm.code, 0, rm.stderr);
+    for (const h of [a, c]) {
+      await waitFor(`${h.netns} to drop node-b's FDB entry`, async () => !(await fdb(h)).includes(`dst ${r.address} `), 15_000, 250);
+      const routes = await tryRunIn(h.netns, 'ip', ['-4', 'route', 'show', 'proto', '198']);
+      assert.equal(routes.stdout.trim().split('\n').length, 1, `one agent route left in ${h.netns} (to the other remaining node): ${routes.stdout}`);
+      assert.match(routes.stdout, / dev berth\.vx /);
+    }
+  });
+
   // Last: it stops the agents.
   it('leaves no VXLAN device, route or FDB entry behind when the agents stop with --cleanup', async () => {
     for (const h of [a, c]) assert.notEqual(await fdb(h), '', `${h.netns} has its VXLAN peer before the agents stop`);
     for (const p of agents) await p.stop();
-    for (const h of [a, c]) {
+    for (const h of [a, r, c]) {
       const links = await tryRunIn(h.netns, 'ip', ['-o', 'link', 'show']);
       assert.equal(links.code, 0, links.stderr);
       assert.doesNotMatch(links.stdout, /^\d+: berth/m, `no berth links left in ${h.netns}:\n${links.stdout}`);
       const routes = await tryRunIn(h.netns, 'ip', ['-4', 'route', 'show', 'proto', '198']);
       assert.equal(routes.stdout.trim(), '', `no agent routes left in ${h.netns}`);
-      assert.equal(await fdb(h), '');
+      assert.equal(await fdb(h), '', `no FDB entries left in ${h.netns}`);
     }
   });
 });
