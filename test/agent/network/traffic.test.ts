@@ -17,7 +17,9 @@ import {
   TRAFFIC_NFT_TABLE, TrafficMeter, TrafficTableError, expectedTrafficCounters, localTrafficEndpoints, openConnections, pushReading, renderTrafficTable,
   trafficCounterName, trafficCounterValues, trafficRates, type TrafficEndpoint, type TrafficReading,
 } from '../../../agent/network/index.js';
+import { MetricsSampler } from '../../../agent/metrics/index.js';
 import { LinuxNetOps, ProcConntrackReader, type ConntrackEntry, type NetOps } from '../../../agent/sys/index.js';
+import { ContainerStats } from '../../../proto/gen/berth/v1/containers.js';
 import { TRAFFIC_VERSION, silentLogger } from '../../../lib/index.js';
 import { Container } from '../../../proto/gen/berth/v1/types.js';
 import { makeHosts, run, tryRun, tryRunIn, waitFor, type TestHosts } from '../../harness/index.js';
@@ -191,6 +193,24 @@ describe('TrafficMeter (in-memory nft)', () => {
     await meter.sample();
     assert.equal(meter.traffic(A), undefined);
     assert.deepEqual(meter.report().endpoints.map((e) => e.containerId), [B]);
+  });
+
+  it('feeds the metrics sampler (autoscaler) with each replica\'s request rate and open connections', async () => {
+    const nft = new MemoryNft();
+    let now = 0;
+    const list = [replica(A, '10.244.1.2')];
+    const open: ConntrackEntry = { protocol: 'tcp', state: 'ESTABLISHED', original: { src: '10.244.3.3', dst: '10.96.0.1', sport: 40000, dport: 80 }, reply: { src: '10.244.1.2', dst: '10.244.3.3', sport: 80, dport: 40000 } };
+    const meter = new TrafficMeter({ node: 'n1', ops: nft, conntrack: { entries: async () => [open] }, containers: { list: () => list }, logger: silentLogger(), now: () => now });
+    await meter.sample();
+    nft.add(`r_${A}_80_tcp`, 7);
+    now = 1000;
+    await meter.sample();
+    const sampler = new MetricsSampler({
+      node: 'n1', logger: silentLogger(), traffic: meter, sink: { publishMetrics: () => true },
+      source: { list: () => list, stats: async (ids) => ids.map((id) => ({ ...ContainerStats.fromJSON({}), id, readUnixMs: 1000 })) },
+    });
+    const m = await sampler.sample();
+    assert.deepEqual(m.replicas.map((r) => [r.containerId, r.requestsPerSecond, r.connections]), [[A, 7, 1]]);
   });
 
   it('fails loudly and installs again when counters are missing on read-back', async () => {
