@@ -430,6 +430,10 @@ describe('VxlanSync in namespace hosts that share no link', function () {
     // The server sees the client's own container address: no NAT between cluster addresses.
     assert.match(got.output, peerPattern(got.address));
     assert.match(got.output, /^200000$/m);
+    // The node itself (agent-side traffic, e.g. a routing-mesh hop) reaches the container too, from its VTEP address.
+    const fromNode = await tryRunIn(a.host.netns, 'sh', ['-c', `timeout 10 busybox wget -q -O - http://${addr}/cgi-bin/addr`], { timeoutMs: 30_000 });
+    assert.equal(fromNode.code, 0, fromNode.stderr + fromNode.stdout);
+    assert.match(fromNode.stdout, peerPattern(vtepAddress(a.subnet)));
     // The router never saw a container address: its routing table has only the underlay segments.
     const routes = await tryRunIn(hosts!.hosts[1]!.netns, 'ip', ['-4', 'route', 'show']);
     assert.doesNotMatch(routes.stdout, /10\.244\./);
