@@ -29,7 +29,9 @@
  * down (someone flushed the table) starts a new baseline, never a negative
  * rate. `traffic(id)` gives the sampler (agent/metrics) the rate over the
  * last second; `report()` gives the NATS publisher the rate over the last
- * 2 s, published every 2 s by `run()`.
+ * 2 s, published every 2 s by `run()`. When reading keeps failing, figures
+ * older than 5 s are not repeated: the sampler gets 0 and the report leaves
+ * the endpoint out (the controller drops it after 6 s).
  */
 import { InternalError, TRAFFIC_VERSION, messageOf, parseIpv4, pause, type Logger } from '../../lib/index.js';
 import type { EndpointTraffic, NodeTraffic } from '../../proto/gen/berth/v1/traffic.js';
@@ -197,6 +199,8 @@ interface EndpointState {
 }
 
 const KEEP_MS = 5000;
+/** Figures whose newest reading is older than this (sampling keeps failing) are reported as 0, not repeated. */
+const STALE_MS = 5000;
 
 export class TrafficMeter {
   private readonly log: Logger;
@@ -230,8 +234,8 @@ export class TrafficMeter {
     const script = renderTrafficTable(endpoints);
     if (script !== this.applied) {
       // Keep what the old counters hold: replacing the table zeroes them.
-      const before = this.applied === '' ? new Map<string, number>() : await this.readCounters();
       const want = expectedTrafficCounters(endpoints);
+      const before = this.applied === '' || want.length === 0 ? new Map<string, number>() : await this.readCounters();
       const offsets = new Map<string, number>();
       for (const name of want) offsets.set(name, (this.offsets.get(name) ?? 0) + (before.get(name) ?? 0));
       this.applied = '';
@@ -244,6 +248,11 @@ export class TrafficMeter {
       this.applied = script;
       this.appliedCounters = want;
       this.log.info('traffic table installed', { endpoints: endpoints.length, counters: want.length });
+    }
+    if (endpoints.length === 0) {
+      // Nothing to count: skip reading the counters and the (possibly large) conntrack table.
+      this.endpoints = new Map();
+      return;
     }
     const values = await this.readCounters();
     const missing = this.appliedCounters.filter((n) => !values.has(n));
@@ -279,14 +288,20 @@ export class TrafficMeter {
   traffic(containerId: string): { requestsPerSecond: number; connections: number } | undefined {
     const st = this.endpoints.get(containerId);
     if (!st) return undefined;
+    if (this.stale(st)) return { requestsPerSecond: 0, connections: 0 };
     return { requestsPerSecond: trafficRates(st.history, 1000).requestsPerSecond, connections: st.open };
   }
 
-  /** Every local endpoint's figures over the last `windowMs`, as published on NATS. */
+  private stale(st: EndpointState): boolean {
+    return this.now() - (st.history[st.history.length - 1]?.atMs ?? -Infinity) > STALE_MS;
+  }
+
+  /** Every local endpoint's figures over the last `windowMs`, as published on NATS (endpoints whose counters could not be read lately are left out). */
   report(windowMs = 2000): NodeTraffic {
     const endpoints: EndpointTraffic[] = [];
     let newest = 0;
     for (const st of this.endpoints.values()) {
+      if (this.stale(st)) continue;
       const r = trafficRates(st.history, windowMs);
       newest = Math.max(newest, st.history[st.history.length - 1]?.atMs ?? 0);
       endpoints.push({

@@ -187,12 +187,32 @@ describe('TrafficMeter (in-memory nft)', () => {
     now = 4000;
     await meter.sample();
     assert.equal(meter.traffic(A)?.requestsPerSecond, 0);
+    // Reading fails for longer than 5 s: the old figures are not repeated.
+    nft.add(`r_${B}_80_tcp`, 5);
+    now = 4500;
+    await meter.sample();
+    assert.equal(meter.traffic(B)?.requestsPerSecond, 10, "5 more over the last half second");
+    const failing = nft.nftListTable;
+    nft.nftListTable = async () => {
+      throw new Error('nft is gone');
+    };
+    now = 10_000;
+    await assert.rejects(meter.sample(), /nft is gone/);
+    assert.deepEqual(meter.traffic(B), { requestsPerSecond: 0, connections: 0 });
+    assert.deepEqual(meter.report().endpoints, []);
+    nft.nftListTable = failing;
     // A gone replica has no figures.
     list = [replica(B, '10.244.1.3')];
-    now = 5000;
+    now = 11_000;
     await meter.sample();
     assert.equal(meter.traffic(A), undefined);
     assert.deepEqual(meter.report().endpoints.map((e) => e.containerId), [B]);
+    // No local endpoints: nothing is read.
+    list = [];
+    nft.nftListTable = async () => assert.fail('counters read without endpoints');
+    now = 12_000;
+    await meter.sample();
+    assert.deepEqual(meter.report().endpoints, []);
   });
 
   it('feeds the metrics sampler (autoscaler) with each replica\'s request rate and open connections', async () => {
