@@ -34,7 +34,7 @@
  * its entries and routes with it) and any agent route left in the cluster
  * range.
  */
-import { cidrContains, formatIpv4, InvalidArgumentError, messageOf, parseCidr, pause, type Ipv4Cidr, type Logger } from '../../lib/index.js';
+import { cidrContains, FailedPreconditionError, formatIpv4, InternalError, InvalidArgumentError, messageOf, parseCidr, pause, type Ipv4Cidr, type Logger } from '../../lib/index.js';
 import type { Node } from '../../proto/gen/berth/v1/types.js';
 import type { FdbEntry, IpRoute, NeighbourEntry, NetOps, VxlanOps } from '../sys/index.js';
 import { desiredRoutes, nodeRouteAddress, type NodeSource } from './routes.js';
@@ -263,7 +263,7 @@ export class VxlanSync {
   private async ensureDevice(local: string, mac: string, vtep: string): Promise<void> {
     let link = await this.ops.getVxlan(this.device);
     if (link && link.kind !== 'vxlan') {
-      throw new InvalidArgumentError(`failed to set up vxlan: link "${this.device}" exists and is a "${link.kind || 'plain'}" link, not a VXLAN device; remove it or choose another node netns`, { field: 'device' });
+      throw new FailedPreconditionError(`failed to set up vxlan: link "${this.device}" exists and is a "${link.kind || 'plain'}" link, not a VXLAN device; remove it or choose another node netns`);
     }
     if (link && (link.vni !== this.vni || link.local !== local || link.port !== this.port || link.learning)) {
       this.log.info('vxlan device re-created', { device: this.device, vni: link.vni, local: link.local, port: link.port, wantVni: this.vni, wantLocal: local, wantPort: this.port });
@@ -274,7 +274,7 @@ export class VxlanSync {
       await this.ops.createVxlan({ name: this.device, vni: this.vni, local, port: this.port, mtu: this.mtu, mac });
       this.log.info('vxlan device created', { device: this.device, vni: this.vni, local, port: this.port, mtu: this.mtu, mac });
       link = await this.ops.getVxlan(this.device);
-      if (!link) throw new InvalidArgumentError(`failed to set up vxlan: link "${this.device}" is missing right after it was created`, { field: 'device' });
+      if (!link) throw new InternalError(`failed to set up vxlan: link "${this.device}" is missing right after it was created`);
     } else if (link.mtu !== this.mtu || link.mac !== mac || !link.up) {
       await this.ops.setLink(this.device, { mtu: this.mtu, mac });
     }
