@@ -7,7 +7,9 @@
  * kill -9 or a cut link) while keeping its containers; resume() comes back
  * with them. RunContainer of an image whose reference contains "missing"
  * fails as a failed pull would; one containing "slow" is CREATED for 1 s
- * before it runs.
+ * before it runs. With `drainMs` set, StopContainer of a running workload
+ * replica with ports first reports it draining and answers only after
+ * `drainMs` (what a real agent does for connection draining).
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -21,7 +23,7 @@ import { ContainerState, NodeSpec, type Container } from '../../../proto/gen/ber
 import { call } from '../helpers.js';
 
 export interface AgentCall {
-  method: 'RunContainer' | 'StopContainer' | 'RemoveContainer' | 'ListContainers' | 'Logs';
+  method: 'RunContainer' | 'StopContainer' | 'RemoveContainer' | 'ListContainers' | 'Logs' | 'StopContainerDone';
   id: string;
   name?: string;
 }
@@ -53,6 +55,8 @@ export class FakeAgent {
   private seq = 0;
   private readonly instance = randomBytes(8).toString('hex');
   paused = false;
+  /** Connection draining delay of StopContainer for replicas with ports (0: none). */
+  drainMs = 0;
 
   constructor(readonly opts: FakeAgentOptions) {}
 
@@ -88,9 +92,19 @@ export class FakeAgent {
         this.calls.push({ method: 'StopContainer', id: c.request.id });
         const ctr = this.containers.get(c.request.id);
         if (!ctr) return cb({ code: grpc.status.NOT_FOUND, details: `container "${c.request.id}" not found` } as grpc.ServiceError);
-        ctr.status = { ...(ctr.status as NonNullable<Container['status']>), state: ContainerState.CONTAINER_STATE_EXITED, exitCode: 143, finishedUnixMs: Date.now() };
-        this.publishDelta([ctr], []);
-        cb(null, ctr);
+        const stop = (): void => {
+          ctr.status = { ...(ctr.status as NonNullable<Container['status']>), state: ContainerState.CONTAINER_STATE_EXITED, exitCode: 143, finishedUnixMs: Date.now(), draining: false };
+          this.publishDelta([ctr], []);
+          this.calls.push({ method: 'StopContainerDone', id: c.request.id });
+          cb(null, ctr);
+        };
+        if (this.drainMs > 0 && ctr.workload !== '' && (ctr.spec?.ports.length ?? 0) > 0 && ctr.status?.state === ContainerState.CONTAINER_STATE_RUNNING) {
+          ctr.status = { ...ctr.status, draining: true };
+          this.publishDelta([ctr], []);
+          this.timers.push(setTimeout(stop, this.drainMs));
+          return;
+        }
+        stop();
       },
       removeContainer: (c, cb) => {
         this.calls.push({ method: 'RemoveContainer', id: c.request.id });
