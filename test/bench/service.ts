@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     const viaVip = `http://${VIP}:80`;
     for (const base of [direct, viaVip]) {
       let body = '';
-      for (let i = 0; i < 150 && body !== PAGE; i++) {
+      for (let i = 0; i < 150 && body !== PAGE && !interrupted; i++) {
         const r = await run('nsenter', [`--net=${clientNetns}`, 'timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `${base}/index.html`]);
         body = r.code === 0 ? r.stdout : '';
         if (body !== PAGE) await new Promise((res) => setTimeout(res, 100));
