@@ -113,7 +113,7 @@ describe('vxlan routing end to end (three agents in namespace hosts; node-a and 
     assert.equal(env.stderr.trim(), 'error: BERTH_VXLAN_PORT: expected a UDP port from 1 to 65535, got "0"');
   });
 
-  it('reaches a replica on a node behind a router by its container address without NAT and by its virtual IP, at MTU 1450', async () => {
+  it('reaches a replica on a node behind a router by its container address and virtual IP without NAT, and through the routing mesh, at MTU 1450', async () => {
     // Each agent programs the other as a VXLAN peer: FDB entry to its underlay address.
     await waitFor('node-a\'s FDB entry for node-c', async () => (await fdb(a)).includes(`dst ${far.c} `), 30_000, 250);
     await waitFor('node-c\'s FDB entry for node-a', async () => (await fdb(c)).includes(`dst ${a.address} `), 30_000, 250);
@@ -129,7 +129,7 @@ describe('vxlan routing end to end (three agents in namespace hosts; node-a and 
       'apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: far', 'spec:', '  replicas: 1',
       `  image: ${image}`,
       `  command: [sh, -c, ${JSON.stringify(script)}]`,
-      '  ports:', '    - { name: http, container: 80 }',
+      '  ports:', '    - { name: http, container: 80, publish: 18080 }',
       '  placement: { nodeSelector: { side: far } }', '',
     ].join('\n'));
     const applied = await cli(['apply', '-f', file]);
@@ -165,6 +165,17 @@ describe('vxlan routing end to end (three agents in namespace hosts; node-a and 
     // By container address and by virtual IP (DNAT of the destination only): the server sees the client's own address.
     assert.match(direct ?? '', peer);
     assert.match(viaVip ?? '', peer);
+
+    // The routing mesh: node-a's published port reaches the replica on node-c over VXLAN (masqueraded to node-a's device address, per the mesh).
+    let mesh = '';
+    await waitFor('node-a\'s published port 18080 to answer from node-c', async () => {
+      const m = await tryRunIn(a.netns, 'sh', ['-c', `timeout 5 busybox wget -q -O - http://${a.address}:18080/cgi-bin/addr`], { timeoutMs: 20_000 });
+      mesh = m.stdout + m.stderr;
+      return m.code === 0;
+    }, 30_000, 500).catch((err: Error) => {
+      throw new Error(`${err.message}: ${mesh}`);
+    });
+    assert.match(mesh, /peer=(\[::ffff:)?10\.244\.\d+\.0\]?$/m);
     assert.equal((await cli(['delete', 'workload', 'far'])).code, 0);
   });
 
