@@ -29,8 +29,9 @@
  * controller for the one service every `pollMs` (ServiceLookup), so a ready
  * replica is seen within that, not at the next table sync. Once a ready
  * endpoint is known, each held connection is connected to
- * ENDPOINT:targetPort (retrying while the replica's server does not accept
- * yet) and piped both ways. Several held connections share one activation.
+ * ENDPOINT:targetPort from the gateway address (the source a container on
+ * this node would have; retrying while the replica's server does not
+ * accept yet) and piped both ways. Several held connections share one activation.
  * UDP ports are not held (their traffic is rejected as before).
  */
 import type net from 'node:net';
@@ -318,7 +319,7 @@ export class Activator implements ServiceActivator {
       const ep = eps[(attempt + Math.floor(Math.random() * eps.length)) % eps.length]!;
       attempt++;
       try {
-        upstream = await this.opts.tcp.connect(ep, c.targetPort, { signal: this.abort.signal, timeoutMs: Math.max(1, Math.min(1000, c.deadline - Date.now())) });
+        upstream = await this.opts.tcp.connect(ep, c.targetPort, { signal: this.abort.signal, timeoutMs: Math.max(1, Math.min(1000, c.deadline - Date.now())), localAddress: this.opts.address });
         break;
       } catch (err) {
         if (attempt <= 3) this.log.info('held connection: replica not accepting yet; retrying', { service: hold.name, endpoint: `${ep}:${c.targetPort}`, attempt, reason: messageOf(err) });

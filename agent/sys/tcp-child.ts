@@ -6,7 +6,7 @@
  * keeps the namespace it was made in).
  *
  * Requests:  {id, op: "listen", address, port}
- *            {id, op: "connect", address, port, timeoutMs}
+ *            {id, op: "connect", address, port, timeoutMs, localAddress ("" = any)}
  * Replies:   {id, kind: "server"} + net.Server
  *            {id, kind: "socket"} + net.Socket (connected, not yet read from)
  *            {id, error, code?}
@@ -20,6 +20,7 @@ interface Request {
   address?: unknown;
   port?: unknown;
   timeoutMs?: unknown;
+  localAddress?: unknown;
 }
 
 const send = process.send?.bind(process);
@@ -55,7 +56,8 @@ process.on('message', (r: Request) => {
     const bad = validTarget(r, false);
     if (bad) return reply(id, { error: bad });
     const timeoutMs = typeof r.timeoutMs === 'number' && r.timeoutMs > 0 ? r.timeoutMs : 5000;
-    const socket = net.connect({ host: r.address as string, port: r.port as number });
+    const local = typeof r.localAddress === 'string' && net.isIPv4(r.localAddress) ? { localAddress: r.localAddress } : {};
+    const socket = net.connect({ host: r.address as string, port: r.port as number, ...local });
     // Paused before it connects: nothing is read here (bytes stay in the kernel for the parent).
     socket.pause();
     const timer = setTimeout(() => {

@@ -23,7 +23,7 @@ export interface TcpOps {
    * A connected TCP socket to `address:port`; rejects with NetToolError whose
    * `errno` is the system error code (ECONNREFUSED, ETIMEDOUT, ...).
    */
-  connect(address: string, port: number, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<net.Socket>;
+  connect(address: string, port: number, opts?: { signal?: AbortSignal; timeoutMs?: number; localAddress?: string }): Promise<net.Socket>;
   /** Stops the helper child (if any). Idempotent. */
   close(): void;
 }
@@ -51,12 +51,13 @@ class LocalTcp implements TcpOps {
     });
   }
 
-  connect(address: string, port: number, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<net.Socket> {
+  connect(address: string, port: number, opts: { signal?: AbortSignal; timeoutMs?: number; localAddress?: string } = {}): Promise<net.Socket> {
     checkTarget(address, port, false);
+    if (opts.localAddress !== undefined) checkTarget(opts.localAddress, 0, true);
     const timeoutMs = opts.timeoutMs ?? 5000;
     return new Promise((resolve, reject) => {
       if (opts.signal?.aborted) return reject(new CancelledError(`connect to ${address}:${port} cancelled`));
-      const socket = net.connect({ host: address, port });
+      const socket = net.connect({ host: address, port, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
       socket.pause();
       const done = (err?: Error): void => {
         clearTimeout(timer);
@@ -165,9 +166,10 @@ class NetnsTcp implements TcpOps {
     return this.request<net.Server>({ op: 'listen', address, port }, 'server', `listen on TCP ${address}:${port}`);
   }
 
-  connect(address: string, port: number, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<net.Socket> {
+  connect(address: string, port: number, opts: { signal?: AbortSignal; timeoutMs?: number; localAddress?: string } = {}): Promise<net.Socket> {
     checkTarget(address, port, false);
-    return this.request<net.Socket>({ op: 'connect', address, port, timeoutMs: opts.timeoutMs ?? 5000 }, 'socket', `connect to ${address}:${port}`, opts.signal);
+    if (opts.localAddress !== undefined) checkTarget(opts.localAddress, 0, true);
+    return this.request<net.Socket>({ op: 'connect', address, port, timeoutMs: opts.timeoutMs ?? 5000, localAddress: opts.localAddress ?? '' }, 'socket', `connect to ${address}:${port}`, opts.signal);
   }
 
   close(): void {
