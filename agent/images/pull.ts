@@ -29,6 +29,10 @@ import { isIndex, isManifest, layerCompression, type LayerCompression } from './
 import type { ImageRecord, ImageRecordStore, LayerRecord } from './records.js';
 import type { RegistryClient } from './registry.js';
 
+/** Compressed bytes per decoder write, and how many such buffers a layer's pipeline reuses. */
+const INPUT_BATCH = 256 * 1024;
+const INPUT_BUFFERS = 4;
+
 export interface PullOptions {
   onProgress?: (layers: LayerProgress[]) => void;
   signal?: AbortSignal;
@@ -399,23 +403,56 @@ export class ImagePuller {
     const ended = once(decoder, 'end');
     ended.catch(() => undefined);
     try {
-      // Network chunks (~64 KiB) are batched to 256 KiB: each write is one
-      // trip to the thread pool, and fewer, larger trips inflate faster.
-      let batch: Buffer[] = [];
-      let batched = 0;
+      // Network chunks (~64 KiB) are copied into 256 KiB batches: each write
+      // is one trip to the thread pool, and fewer, larger trips inflate
+      // faster. The batch buffers (at most INPUT_BUFFERS) are reused once the
+      // decoder has consumed them: a fresh buffer per batch would outlive a few
+      // young-generation collections while zlib holds it, be promoted, and
+      // drive V8 into a full collection every few MB of download.
+      const free: Buffer[] = [];
+      let allocated = 0;
+      const waiting: (() => void)[] = [];
+      const release = (): void => {
+        for (const w of waiting.splice(0)) w();
+      };
+      decoder.once('close', release);
+      const take = async (): Promise<Buffer> => {
+        for (;;) {
+          const b = free.pop();
+          if (b !== undefined) return b;
+          // A destroyed decoder may never call back: stop waiting for its buffers.
+          if (allocated < INPUT_BUFFERS || decoder.destroyed) {
+            allocated++;
+            return Buffer.allocUnsafeSlow(INPUT_BATCH);
+          }
+          await new Promise<void>((resolve) => waiting.push(resolve));
+        }
+      };
+      let cur: Buffer | undefined;
+      let fill = 0;
       const flush = async (): Promise<void> => {
-        if (batched === 0) return;
-        const input = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batched);
-        batch = [];
-        batched = 0;
-        if (!decoder.write(input)) await once(decoder, 'drain');
+        if (cur === undefined || fill === 0) return;
+        const b = cur;
+        const n = fill;
+        cur = undefined;
+        fill = 0;
+        const more = decoder.write(b.subarray(0, n), () => {
+          free.push(b);
+          waiting.shift()?.();
+        });
+        if (!more) await once(decoder, 'drain');
       };
       for await (const chunk of source) {
         if (failed !== undefined || decoder.destroyed) break;
         onCompressed(chunk);
-        batch.push(chunk);
-        batched += chunk.length;
-        if (batched >= 256 * 1024) await flush();
+        for (let pos = 0; pos < chunk.length;) {
+          cur ??= await take();
+          const n = Math.min(INPUT_BATCH - fill, chunk.length - pos);
+          chunk.copy(cur, fill, pos, pos + n);
+          fill += n;
+          pos += n;
+          if (fill === INPUT_BATCH) await flush();
+        }
       }
       if (failed === undefined && !decoder.destroyed) await flush();
       if (failed === undefined) {

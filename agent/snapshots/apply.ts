@@ -25,11 +25,15 @@
  * deepest first, so no later write disturbs them.
  *
  * Threads: all checks, and every directory, are done on the calling thread.
- * Past the first WORKERS_AFTER bytes of a layer, files and symlinks are
- * created by the layer writer threads (writers.ts) from batches the applier
- * sends them, so creating files overlaps with hashing, inflating and parsing
- * on this thread, and slow creates (a busy disk) overlap with each other.
- * Hard links to files written there are made after the writers finished.
+ * When creating files turns out to be slow (the layer's first SLOW_PROBE file
+ * creates took over SLOW_CREATE_MS each on average, as on a busy disk), its
+ * remaining files and symlinks are created by the layer writer threads
+ * (writers.ts) from batches the applier sends them, so slow creates overlap
+ * with each other and with hashing, inflating and parsing on this thread.
+ * Where creates are fast (tmpfs, an idle or fresh disk) everything stays on
+ * this thread: the copies and batch round trips cost ~0.2 s of CPU per 170 MB
+ * (docs/benchmarks.md), more than they save on a 2-core machine. Hard links
+ * to files written by the threads are made after they finished.
  */
 import { createHash, type Hash } from 'node:crypto';
 import {
@@ -37,6 +41,7 @@ import {
   chmodSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { FsOpsSession, NodeMaker } from '../sys/index.js';
 import { LayerRejectedError } from './errors.js';
 import { TarFormatError, TarReader, type TarEntry, type TarHandler } from './tar.js';
@@ -54,11 +59,9 @@ const UMASK = (() => {
 const CREATOR_UID = process.geteuid?.() ?? -1;
 const CREATOR_GID = process.getegid?.() ?? -1;
 const OPAQUE = '.wh..wh..opq';
-/**
- * Small layers are written on this thread: starting the writer threads (once
- * per process) and the batch round trips are not worth it for them.
- */
-const WORKERS_AFTER = 1024 * 1024;
+/** See "Threads" above. */
+const SLOW_PROBE = 64;
+const SLOW_CREATE_MS = 0.25;
 /** Backpressure: `saturated` above this many bytes queued for the writer threads. */
 const PENDING_HIGH = 16 * 1024 * 1024;
 const PENDING_LOW = 4 * 1024 * 1024;
@@ -71,8 +74,8 @@ export interface ApplyOptions {
   maxSize: number;
   /**
    * Where files and symlinks are created: 'auto' (default) on the writer
-   * threads once the layer is past WORKERS_AFTER bytes, 'sync' always on this
-   * thread, 'parallel' always on the writer threads (tests).
+   * threads once creates prove slow (SLOW_PROBE), 'sync' always on this
+   * thread, 'parallel' always on the writer threads (tests, benchmarks).
    */
   writeMode?: 'auto' | 'sync' | 'parallel';
   /** Writer threads; default the process-wide LayerWriterPool.shared(). */
@@ -146,6 +149,10 @@ export class LayerApplier implements TarHandler {
   private writer: LayerWriter | undefined;
   /** The current file is being written by the writer threads. */
   private fileInWriter = false;
+  /** Synchronous creates timed so far and their total time (ms); see SLOW_PROBE. */
+  private probed = 0;
+  private probeMs = 0;
+  private slow = false;
   /** Paths created by the writer threads (hard links to them wait for the end). */
   private readonly written = new Set<string>();
   private fileMeta: Meta | undefined;
@@ -169,7 +176,7 @@ export class LayerApplier implements TarHandler {
   private threads(): LayerWriter | undefined {
     if (this.writer === undefined) {
       const mode = this.opts.writeMode ?? 'auto';
-      if (mode === 'sync' || (mode === 'auto' && this.size < WORKERS_AFTER)) return undefined;
+      if (mode === 'sync' || (mode === 'auto' && !this.slow)) return undefined;
       this.writer = (this.opts.writers ?? LayerWriterPool.shared()).stream();
     }
     return this.writer;
@@ -338,7 +345,12 @@ export class LayerApplier implements TarHandler {
           this.written.add(rel);
           break;
         }
+        const t0 = this.probed < SLOW_PROBE ? performance.now() : 0;
         this.fd = openSync(this.abs(rel), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, direct ? e.mode : 0o600);
+        if (this.probed < SLOW_PROBE) {
+          this.probeMs += performance.now() - t0;
+          if (++this.probed === SLOW_PROBE) this.slow = this.probeMs / SLOW_PROBE > SLOW_CREATE_MS;
+        }
         break;
       }
       case 'symlink': {

@@ -63,10 +63,24 @@ const DEBS = ['libc6', 'coreutils', 'bash', 'perl-base', 'perl-modules-5.36', 'l
 
 const arg = intArg;
 
+/** CPU seconds (user + system) used so far by this process's threads and by its waited-for children. */
+function cpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14-17 (utime, stime, cutime, cstime) are the 12th-15th after the command name, in clock ticks (100 Hz here).
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
+/** CPU seconds of the last `timed` call (this process and the commands it ran). */
+let lastCpu = 0;
+
 async function timed(fn: () => Promise<void>): Promise<number> {
+  const c = cpuSeconds();
   const t = performance.now();
   await fn();
-  return (performance.now() - t) / 1000;
+  const wall = (performance.now() - t) / 1000;
+  lastCpu = cpuSeconds() - c;
+  return wall;
 }
 
 interface Layer {
@@ -320,6 +334,8 @@ async function main(): Promise<void> {
       ...(withPodman ? [['podman pull', podman] as [string, () => Promise<number>]] : []),
     ];
     const results: Record<string, number[]> = {};
+    /** CPU seconds of each run (a figure the machine's load disturbs much less than wall time). */
+    const cpu: Record<string, number[]> = {};
     const loads: string[] = [];
     for (const [, fn] of cases) await fn(); // warm-up: page cache of the registry files, code paths
     for (let r = 0; r < runs; r++) {
@@ -327,6 +343,7 @@ async function main(): Promise<void> {
       for (let k = 0; k < cases.length; k++) {
         const [name, fn] = cases[(r + k) % cases.length] as [string, () => Promise<number>];
         (results[name] ??= []).push(await fn());
+        (cpu[name] ??= []).push(lastCpu);
       }
       loads.push(loadavg()[0]!.toFixed(1));
     }
@@ -339,6 +356,7 @@ async function main(): Promise<void> {
     for (const [name, v] of Object.entries(results)) {
       process.stdout.write(`${name.padEnd(18)} ${Math.min(...v).toFixed(2).padStart(7)} ${med[name]!.toFixed(2).padStart(7)} ${Math.max(...v).toFixed(2).padStart(7)}   ${v.map((x) => x.toFixed(2)).join(', ')}\n`);
     }
+    process.stdout.write(`CPU seconds (user + system, all threads and child processes; median): ${Object.entries(cpu).map(([k, v]) => `${k} ${median(v).toFixed(2)}`).join(', ')}\n`);
     const b = med['berth pull']!;
     const base = med['curl + tar -xzf']!;
     process.stdout.write(`medians: berth / (curl + tar -xzf) = ${(b / base).toFixed(2)} (target <= 1.5)\n`);
@@ -348,7 +366,7 @@ async function main(): Promise<void> {
     // On a machine other jobs load, the fastest run of each tool is the one least disturbed.
     const best = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Math.min(...v)]));
     process.stdout.write(`fastest runs: berth / (curl + tar -xzf) = ${(best['berth pull']! / best['curl + tar -xzf']!).toFixed(2)}${best['podman pull'] !== undefined ? `, berth / podman = ${(best['berth pull']! / best['podman pull']).toFixed(2)}` : ''}\n`);
-    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results }) + '\n');
+    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results, cpu }) + '\n');
   } finally {
     for (const fn of later) await fn().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
     for (const f of [...live]) await f.remove().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
