@@ -237,6 +237,9 @@ export class NodeNetwork {
     // Checked for every container; a replica's published ports are the routing mesh's (ip berth_svc), so it reserves none here.
     const checked = publishedPorts(spec);
     const ports = isReplicaSpec(spec) ? [] : checked;
+    // Index in spec.ports of the i-th published port (ports without a host port are left out of `ports`).
+    const at = spec.ports.flatMap((q, j) => (q.publish === 0 ? [] : [j]));
+    const field = (i: number) => `spec.ports[${at[i] ?? i}].publish`;
     if (checked.length > 0 && mode !== 'cluster') {
       throw new InvalidArgumentError(`spec.ports: publishing ports needs network "cluster", got "${mode}"`, { field: 'spec.ports' });
     }
@@ -248,14 +251,14 @@ export class NodeNetwork {
     await this.withTable(async () => {
       ports.forEach((p, i) => {
         const owner = this.mesh?.publishedBy(p.hostPort, p.protocol);
-        if (owner !== undefined) throw new MeshPortInUseError(`spec.ports[${i}].publish`, p.hostPort, p.protocol, owner);
+        if (owner !== undefined) throw new MeshPortInUseError(field(i), p.hostPort, p.protocol, owner);
         for (const other of this.records.values()) {
           const hit = other.ports.find((q) => clash(p, q));
-          if (hit) throw new PortInUseError(`spec.ports[${i}].publish`, p.hostPort, p.protocol, other.id);
+          if (hit) throw new PortInUseError(field(i), p.hostPort, p.protocol, other.id);
         }
       });
       ports.forEach((p, i) => {
-        if (ports.some((q, j) => j < i && clash(p, q))) throw new InvalidArgumentError(`spec.ports[${i}].publish: host port ${p.hostPort}/${p.protocol} is given twice`, { field: `spec.ports[${i}].publish` });
+        if (ports.some((q, j) => j < i && clash(p, q))) throw new InvalidArgumentError(`${field(i)}: host port ${p.hostPort}/${p.protocol} is given twice`, { field: field(i) });
       });
       rec.ports = ports;
       this.records.set(id, rec);

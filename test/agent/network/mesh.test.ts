@@ -97,6 +97,9 @@ describe('NodeNetwork (routing mesh)', () => {
       err.message === 'spec.ports[0].publish: host port 8080/tcp is published on every node by workload "web" (spec.ports[].publish, routing mesh); choose another host port');
     assert.deepEqual(net.containers(), []);
     assert.equal(scripts.length, before, 'no table write');
+    // The field names the port's place in spec.ports, counting ports without a host port.
+    const second = { ...spec(8080), ports: [{ name: '', container: 81, publish: 0, protocol: 'tcp' }, { name: '', container: 80, publish: 8080, protocol: 'tcp' }] };
+    await assert.rejects(net.setup('y', second), /^MeshPortInUseError: spec\.ports\[1\]\.publish: host port 8080\/tcp/);
     // Another protocol, another port, or the workload's own replica: fine.
     await net.setup('u', spec(8080, 'udp'));
     await net.setup('r', spec(8080, 'tcp', 'web'));
