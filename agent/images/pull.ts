@@ -357,8 +357,11 @@ export class ImagePuller {
       }
       return;
     }
-    // 128 KiB of output per callback bounds how long one synchronous apply step holds the event loop.
-    const decoder: Duplex = job.compression === 'zstd' && this.opts.zstd ? this.opts.zstd.open() : createGunzip({ chunkSize: 128 * 1024 });
+    // 512 KiB of output per callback: a quarter of the callbacks (and of their
+    // thread-pool trips and buffer allocations) of 128 KiB saved ~0.1 s of CPU
+    // per 170 MB; it still bounds how long one synchronous apply step holds
+    // the event loop.
+    const decoder: Duplex = job.compression === 'zstd' && this.opts.zstd ? this.opts.zstd.open() : createGunzip({ chunkSize: 512 * 1024 });
     let failed: unknown;
     // Output is applied in a microtask, not in the 'data' callback itself: zlib
     // starts inflating the next chunk on the thread pool right after the
