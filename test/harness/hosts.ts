@@ -13,7 +13,8 @@
  *   `.2`, `.3`, ...
  * - guard: chains in the shared table `inet berth_test_guard` that drop any
  *   packet from or to the subnet (and opts.guardRanges) that would leave
- *   through an interface other than the run's bridge.
+ *   through an interface other than a test bridge or veth (`bt*`: this
+ *   run's or a concurrent run's, all inside the machine).
  *
  * Lifecycle: makeHosts() writes a state file listing everything it will
  * create (under BERTH_TEST_STATE, default /run/berth-test), installs and
@@ -30,6 +31,8 @@ import { join } from 'node:path';
 import { run, tryRun, type RunOptions, type RunResult } from './exec.js';
 
 export const GUARD_TABLE = 'berth_test_guard';
+/** The names of every run's bridge and veths (`bt<id>`, `bt<id>v<i>`): the guard lets packets through those only. */
+const BRIDGE_GLOB = 'bt*';
 /** Test hosts take /24s from this /16. */
 export const TEST_HOST_RANGE = '10.213.0.0/16';
 
@@ -222,13 +225,17 @@ export async function guardInstalled(runId: string, rulesPerChain = 2): Promise<
 }
 
 async function installGuard(runId: string, bridge: string, ranges: string[]): Promise<void> {
+  if (!bridge.startsWith(BRIDGE_GLOB.slice(0, -1))) throw new Error(`refusing to guard bridge ${JSON.stringify(bridge)}: the guard lets through only "${BRIDGE_GLOB}"`);
   const t = `inet ${GUARD_TABLE}`;
   const lines = [`add table ${t}`];
   for (const [chain, hook] of [[`f_${runId}`, 'forward'], [`p_${runId}`, 'postrouting']] as const) {
     lines.push(`add chain ${t} ${chain} { type filter hook ${hook} priority 0; policy accept; }`);
     for (const range of ranges) {
-      lines.push(`add rule ${t} ${chain} ip daddr ${range} oifname != "${bridge}" counter drop`);
-      lines.push(`add rule ${t} ${chain} ip saddr ${range} oifname != "${bridge}" counter drop`);
+      // Any test bridge ("bt*") keeps the packet inside this machine. Not only
+      // the run's own: with bridge netfilter on, another run's bridged
+      // packets pass this chain too, and dropping them broke concurrent runs.
+      lines.push(`add rule ${t} ${chain} ip daddr ${range} oifname != "${BRIDGE_GLOB}" counter drop`);
+      lines.push(`add rule ${t} ${chain} ip saddr ${range} oifname != "${BRIDGE_GLOB}" counter drop`);
     }
   }
   await mkdir(stateDir(), { recursive: true });
