@@ -194,7 +194,10 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
  */
 export async function runWithTerminal(ctx: CliContext, api: ControllerApi, req: RunRequest, opts: { interactive: boolean; rm: boolean }): Promise<number> {
   const size = terminalSize(ctx);
-  const c = await api.runContainer({ ...req, waitForAttach: true, ...(size ? { consoleSize: size } : {}) });
+  const created = api.runContainer({ ...req, waitForAttach: true, ...(size ? { consoleSize: size } : {}) });
+  // The stream's code loads while the controller creates the container (this program only waits then).
+  setImmediate(() => void import('../proto/gen/berth/v1/streams.js').catch(() => undefined));
+  const c = await created;
   let ready = false;
   let stopping = false;
   let result: RelayResult;

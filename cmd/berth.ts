@@ -10,6 +10,8 @@
  * handles to wind down, which otherwise adds milliseconds to every command.
  */
 
+import { loadBundledCli } from './cli-loader.js';
+
 const argv = process.argv.slice(2);
 const verb = argv[0];
 
@@ -23,7 +25,6 @@ async function dispatch(): Promise<number> {
     return runAgent(argv.slice(1));
   }
   // The bundled CLI (scripts/bundle-cli.mjs) starts faster; a build without it uses the modules.
-  const { loadBundledCli } = await import('./cli-loader.js');
   const bundled = loadBundledCli();
   if (bundled) {
     const code = await bundled.runCli(argv);

@@ -6,14 +6,19 @@
  * build step) writes the cache after the command ran.
  * Returns undefined when there is no bundle (the caller then imports the
  * modules).
+ *
+ * Node's own modules come from process.getBuiltinModule, not import
+ * statements: each of those is one more trip through the ESM loader at the
+ * start of every command.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
 import type * as CliModule from '../cli/main.js';
+
+const { createHash } = process.getBuiltinModule('node:crypto');
+const { existsSync, readFileSync, writeFileSync } = process.getBuiltinModule('node:fs');
+const { createRequire } = process.getBuiltinModule('node:module');
+const { dirname } = process.getBuiltinModule('node:path');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
+const { Script } = process.getBuiltinModule('node:vm');
 
 export function loadBundledCli(): { runCli: typeof CliModule.runCli; done: () => void } | undefined {
   const file = fileURLToPath(new URL('../cli-bundle/main.cjs', import.meta.url));
