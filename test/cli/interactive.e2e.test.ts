@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { credentials } from '@grpc/grpc-js';
+import { StreamServiceClient } from '../../proto/gen/berth/v1/streams.js';
 import { startRegistryWithImages, waitFor, type RegistryWithImages } from '../harness/index.js';
 import { BERTH_JS, cleanEnv } from './helpers.js';
 import { startCluster, type TestCluster } from './cluster.js';
@@ -258,6 +260,33 @@ describe('cli interactive verbs end to end (run -it, exec, attach through a pty)
     assert.equal(r.stdout.length, want.length, 'stdout length');
     assert.equal(r.stdout, want);
     assert.equal(r.stderr, 'err-end\n');
+  });
+
+  it('refuses an attach with remove to a workload\'s replica (one-off containers only), which keeps running', async () => {
+    if (!cluster) throw new Error('no cluster');
+    const manifest = ['apiVersion: berth/v1', 'kind: Workload', 'metadata:', '  name: keep', 'spec:', '  replicas: 1', `  image: ${image}`, '  command: ["sleep", "600"]', ''].join('\n');
+    const applied = await cluster.cli(['apply', '-f', '-'], { stdin: manifest });
+    assert.equal(applied.code, 0, applied.stderr);
+    const client = new StreamServiceClient(cluster.address, credentials.createInsecure());
+    try {
+      await waitFor('a keep replica to run', async () => (await ps()).some((c) => c.name.startsWith('keep-') && c.status?.state === 'CONTAINER_STATE_RUNNING'), 60_000, 500);
+      const replica = (await ps()).find((c) => c.name.startsWith('keep-'));
+      assert.ok(replica);
+      const call = client.attach();
+      const ended = new Promise<{ code?: number; details?: string }>((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', (err: { code?: number; details?: string }) => resolve(err));
+        call.on('end', () => resolve({ code: 0 }));
+      });
+      call.write({ input: { $case: 'attach', value: { container: replica.id, stdin: false, start: false, remove: true } } });
+      const status = await ended;
+      assert.equal(status.code, 9, 'FAILED_PRECONDITION');
+      assert.match(status.details ?? '', /with remove: it is a replica of workload "keep"; expected a one-off container/);
+      assert.equal((await ps()).find((c) => c.id === replica.id)?.status?.state, 'CONTAINER_STATE_RUNNING');
+    } finally {
+      client.close();
+      assert.equal((await cluster.cli(['delete', 'workload', 'keep'])).code, 0);
+    }
   });
 
   it('gives a detached -i container\'s input to one berth attach, whose end closes it', async () => {
