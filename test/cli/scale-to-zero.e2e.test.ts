@@ -13,11 +13,14 @@
  * service ranges before any address exists.
  */
 import assert from 'node:assert/strict';
-import { makeHosts, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { makeHosts, startProcess, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
 import { startCluster, type TestCluster } from './cluster.js';
+import { BERTH_JS, cleanEnv } from './helpers.js';
 
-const CLUSTER = '10.244.0.0/16';
-const SERVICES = '10.96.0.0/16';
+// Ranges of this file's own: concurrent test runs guard the default ranges (10.244/16, 10.96/16) in the
+// root namespace, and with bridge-nf-call-iptables on there their guard drops our bridged cross-node packets.
+const CLUSTER = '10.247.0.0/16';
+const SERVICES = '10.98.0.0/16';
 const PUBLISHED = 18080;
 
 interface ServiceJson {
@@ -40,7 +43,17 @@ describe('scale to zero end to end (held first connection on two namespace-host 
     reg = await startRegistryWithImages(['busybox']);
     image = reg.images['busybox']?.reference ?? '';
     hosts = await makeHosts(2, { guardRanges: [CLUSTER, SERVICES] });
-    cluster = await startCluster();
+    cluster = await startCluster({ controller: false });
+    const c0 = cluster;
+    const controller = startProcess({
+      name: 'controller', command: process.execPath, env: cleanEnv(),
+      args: () => [BERTH_JS, 'controller', '--etcd', c0.etcd.url, '--nats', c0.nats.url, '--listen', c0.address, '--cluster-cidr', CLUSTER, '--service-cidr', SERVICES],
+    });
+    cluster.controller = controller;
+    await waitFor('the controller to listen', () => {
+      if (controller.exited()) throw new Error(`controller exited early:\n${tailLog(controller)}`);
+      return tailLog(controller, 200).includes(`listening on ${c0.address}`);
+    }, 20_000);
     for (const [i, h] of hosts.hosts.entries()) {
       agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup', '--labels', `role=${i === 0 ? 'app' : 'client'}`]));
     }
@@ -133,7 +146,7 @@ describe('scale to zero end to end (held first connection on two namespace-host 
     const down = await scaledEvents('sleepy');
     assert.ok(down.some((m) => /^scaled sleepy 1 -> 0: no requests for \d+s \(scaleToZero\.idleSeconds 3\)/.test(m)), `events: ${down.join('\n')}`);
     const vip = (await service('sleepy'))?.virtualIp ?? '';
-    assert.match(vip, /^10\.96\.\d+\.\d+$/);
+    assert.match(vip, /^10\.98\.\d+\.\d+$/);
 
     // The first request: a client container on node-1 to the VIP. Held, a replica starts on node-0, the answer comes back.
     const fetch = `timeout 60 wget -q -O - http://${vip}:80/; echo "rc=$?"`;
