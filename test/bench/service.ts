@@ -141,8 +141,8 @@ async function main(): Promise<void> {
   }
   const brnf = '/proc/sys/net/bridge/bridge-nf-call-iptables';
   if (crossNode && existsSync(brnf) && readFileSync(brnf, 'utf8').trim() === '1') {
-    // br_netfilter makes frames bridged between the namespace hosts pass the root namespace's IP hooks (with the
-    // bridge port, not the bridge, as oifname: the harness's egress guard may drop cluster-range traffic).
+    // br_netfilter makes frames bridged between the namespace hosts pass the root namespace's IP forward hook, where
+    // the egress guard chains of every concurrent test run are: another run's chain drops this run's cluster-range frames.
     process.stderr.write('warning: br_netfilter is active (bridge-nf-call-iptables=1 in this namespace): node-to-node traffic over the test bridge may be dropped (docs/benchmarks.md, Networking)\n');
   }
   if ((await run('sh', ['-c', 'command -v wrk && command -v nsenter'])).code !== 0) {
