@@ -40,7 +40,14 @@
  * inode allocator), so deleting one tool's 6,000 files made the creates of the
  * tool that ran next several times slower; keeping the trees treats every tool
  * alike, but the runs still share the file system's history (use --fs).
- * The machine's load average and CPU pressure are printed with the figures.
+ * The machine's load average and CPU pressure are printed with the figures,
+ * and the CPU seconds of each tool (user + system of all threads and child
+ * processes), which the load disturbs much less than wall time.
+ *
+ * Berth runs inside this process, so this process's node flags apply to it:
+ * `node --initial-old-space-size=64 .../pull.js` measures Berth the way an
+ * agent started with that flag pulls (docs/benchmarks.md: without it V8 runs
+ * a dozen full collections per pull of this image).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -352,6 +359,8 @@ async function main(): Promise<void> {
     const where = fsKind === 'dir' ? `in directories under ${parentDir}; trees ${rmEach ? 'deleted after each run' : 'kept until the end'}` : fsKind === 'tmpfs' ? 'each run on a fresh tmpfs' : `each run on a fresh ext4 (loop file in ${backing})`;
     process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; ${where}; ${runs} runs, tools taking turns\n`);
     process.stdout.write(`machine: before: ${loadBefore}; after: ${loadAfter}; load average after each run: ${loads.join(', ')}\n`);
+    // Berth runs in this process: its V8 heap flags are part of the result.
+    process.stdout.write(`node flags of this process (and so of the Berth runs): ${process.execArgv.join(' ') || 'none'}\n`);
     process.stdout.write(`${'tool'.padEnd(18)} ${'min'.padStart(7)} ${'median'.padStart(7)} ${'max'.padStart(7)}   runs\n`);
     for (const [name, v] of Object.entries(results)) {
       process.stdout.write(`${name.padEnd(18)} ${Math.min(...v).toFixed(2).padStart(7)} ${med[name]!.toFixed(2).padStart(7)} ${Math.max(...v).toFixed(2).padStart(7)}   ${v.map((x) => x.toFixed(2)).join(', ')}\n`);
@@ -366,7 +375,7 @@ async function main(): Promise<void> {
     // On a machine other jobs load, the fastest run of each tool is the one least disturbed.
     const best = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Math.min(...v)]));
     process.stdout.write(`fastest runs: berth / (curl + tar -xzf) = ${(best['berth pull']! / best['curl + tar -xzf']!).toFixed(2)}${best['podman pull'] !== undefined ? `, berth / podman = ${(best['berth pull']! / best['podman pull']).toFixed(2)}` : ''}\n`);
-    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results, cpu }) + '\n');
+    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results, cpu, nodeFlags: process.execArgv }) + '\n');
   } finally {
     for (const fn of later) await fn().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
     for (const f of [...live]) await f.remove().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
