@@ -64,6 +64,39 @@ describe('LeaderAutoscaler', () => {
     assert.equal((await store.getWorkload('busy')).spec?.replicas, before);
   });
 
+  it('scales a workload at zero to one on an activation while leading, and ignores activations when not leading', async () => {
+    const store = new MemoryStore();
+    const file = `apiVersion: berth/v1
+kind: Workload
+metadata: { name: sleepy }
+spec:
+  image: busybox
+  replicas: 0
+  ports: [{ container: 80 }]
+  autoscale: { min: 0, max: 2, metric: requests, target: 10, scaleToZero: { idleSeconds: 60 } }
+`;
+    const [w] = validateWorkloadFile(file, { defaultRegistry: '127.0.0.1:5000' });
+    await store.applyWorkloads([{ name: 'sleepy', labels: {}, spec: w!.spec }]);
+    const election = new SoloElection('c1');
+    const events: Omit<Event, 'unixMs'>[] = [];
+    // A long interval: only the activation can act within this test.
+    const a = new LeaderAutoscaler({ election, store, events: { emit: (e) => events.push(e) }, logger: silentLogger(), intervalMs: 60_000 });
+    assert.equal(await a.activate('sleepy'), false, 'not leading: ignored');
+    a.attach();
+    election.start();
+    try {
+      const applied = await until('an activation to be applied', async () => ((await a.activate('sleepy')) ? true : (await store.getWorkload('sleepy')).spec?.replicas === 1 ? true : undefined));
+      assert.equal(applied, true);
+      assert.equal((await store.getWorkload('sleepy')).spec?.replicas, 1);
+      assert.deepEqual(events.map((e) => e.message), ['scaled sleepy 0 -> 1: connection held at the service address']);
+      assert.equal(await a.activate('sleepy'), false, 'at one replica an activation only counts as activity');
+      assert.equal((await store.getWorkload('sleepy')).spec?.replicas, 1);
+    } finally {
+      await election.stop();
+      a.detach();
+    }
+  });
+
   it('maps the contract\'s AutoscaleSpec to a policy and refuses one it cannot use', () => {
     const [w] = validateWorkloadFile(FILE, { defaultRegistry: '127.0.0.1:5000' });
     const p = policyOf(w!.spec.autoscale!);
