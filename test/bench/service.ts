@@ -38,7 +38,7 @@
  * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,12 +138,6 @@ async function main(): Promise<void> {
   if (serverKind !== 'httpd' && serverKind !== 'node') {
     process.stderr.write(`--server: expected "httpd" or "node", got ${JSON.stringify(serverKind)}\n`);
     process.exit(2);
-  }
-  const brnf = '/proc/sys/net/bridge/bridge-nf-call-iptables';
-  if (crossNode && existsSync(brnf) && readFileSync(brnf, 'utf8').trim() === '1') {
-    // br_netfilter makes frames bridged between the namespace hosts pass the root namespace's IP forward hook, where
-    // the egress guard chains of every concurrent test run are: another run's chain drops this run's cluster-range frames.
-    process.stderr.write('warning: br_netfilter is active (bridge-nf-call-iptables=1 in this namespace): node-to-node traffic over the test bridge may be dropped (docs/benchmarks.md, Networking)\n');
   }
   if ((await run('sh', ['-c', 'command -v wrk && command -v nsenter'])).code !== 0) {
     throw new Error('wrk and nsenter are needed: apt-get install -y wrk');
