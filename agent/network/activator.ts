@@ -67,6 +67,8 @@ export interface ActivatorOptions {
   pollMs?: number;
   /** Activity messages while connections are held or forwarded (default 1000 ms). */
   activityMs?: number;
+  /** At most this many connections held at once on the node, all services together (default 1024); more are closed at once. */
+  maxHeld?: number;
   /** Aborting closes everything (agent shutdown). */
   signal?: AbortSignal;
 }
@@ -108,7 +110,7 @@ export class Activator implements ServiceActivator {
   private closed = false;
   private readonly abort = new AbortController();
   /** Counters for tests and logs. */
-  readonly stats = { held: 0, forwarded: 0, gaveUp: 0, activations: 0 };
+  readonly stats = { held: 0, forwarded: 0, gaveUp: 0, activations: 0, refused: 0 };
 
   constructor(private readonly opts: ActivatorOptions) {
     this.log = opts.logger.child({ component: 'activator' });
@@ -233,6 +235,13 @@ export class Activator implements ServiceActivator {
     if (socket.localAddress !== this.opts.address && socket.localAddress !== `::ffff:${this.opts.address}`) {
       // Not sent here by the service table (someone reached the listener's port on another address): refuse.
       this.log.debug('closed a connection to a hold listener on another address', { service: hold.name, local: socket.localAddress ?? '' });
+      socket.destroy();
+      return;
+    }
+    if (this.heldCount >= (this.opts.maxHeld ?? 1024)) {
+      // Hostile or not, a flood must not pile up sockets while nothing can serve them.
+      this.stats.refused++;
+      if (this.stats.refused === 1 || this.stats.refused % 100 === 0) this.log.warn('too many held connections; closing new ones', { service: hold.name, held: this.heldCount, refused: this.stats.refused });
       socket.destroy();
       return;
     }

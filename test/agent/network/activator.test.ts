@@ -104,11 +104,12 @@ describe('Activator', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  function activator(opts: { sink?: ActivationSink; lookup?: ServiceLookup; holdTimeoutMs?: number; tcp?: TcpOps; address?: string } = {}): Activator {
+  function activator(opts: { sink?: ActivationSink; lookup?: ServiceLookup; holdTimeoutMs?: number; tcp?: TcpOps; address?: string; maxHeld?: number } = {}): Activator {
     const tcp = opts.tcp ?? netnsTcp();
     const a = new Activator({
       tcp, address: opts.address ?? LOOPBACK, sink: opts.sink ?? recordingSink(), logger: silentLogger(), activityMs: 60_000, pollMs: 20,
       ...(opts.lookup ? { lookup: opts.lookup } : {}), ...(opts.holdTimeoutMs !== undefined ? { holdTimeoutMs: opts.holdTimeoutMs } : {}),
+      ...(opts.maxHeld !== undefined ? { maxHeld: opts.maxHeld } : {}),
     });
     cleanups.push(() => {
       a.close();
@@ -236,6 +237,20 @@ describe('Activator', () => {
     const c = exchange(port, 'x\n', '127.0.0.2');
     assert.equal(await c.done, '');
     assert.equal(a.stats.held, 0);
+  });
+
+  it('closes new connections at once beyond the held-connection cap, and holds again once there is room', async () => {
+    const r = await replica('capped');
+    const a = activator({ maxHeld: 2 });
+    const port = holdPort(await a.prepare(list(service('web', r.port, []))), 'web', `${r.port}/tcp`);
+    const held = [exchange(port, 'a\n'), exchange(port, 'b\n')];
+    for (const c of held) cleanups.push(() => c.socket.destroy());
+    await waitUntil('two held connections', () => a.heldCount === 2);
+    const third = exchange(port, 'c\n');
+    assert.equal(await third.done, '', 'the third is closed, not held');
+    assert.equal(a.stats.refused, 1);
+    await a.prepare(list(service('web', r.port, [LOOPBACK])));
+    assert.deepEqual(await Promise.all(held.map((c) => c.done)), ['capped:a\n', 'capped:b\n']);
   });
 
   it('closes listeners and held connections on close()', async () => {
