@@ -13,7 +13,9 @@ const BENCHES: Record<string, string> = {
   scale: 'hollow agents: 1,000 nodes, 10,000 replicas: apply-to-all-running and node-loss-to-replaced',
   pull: 'image pull: Berth vs podman pull vs curl + tar -xzf (root, downloads Debian packages once)',
   'cli-run': 'berth run --rm busybox true end to end vs podman run --rm (root, real cluster)',
-  autoscale: 'autoscaler: decision latency, cpu reaction time on a real cluster, timeline SVG (docs/autoscale-timeline.svg)',
+  autoscale: 'autoscaler: decision latency, cpu reaction time on a real cluster, cold start from zero, timeline SVG (docs/autoscale-timeline.svg)',
+  network: 'container start with the cluster network (CNI ADD/DEL included) vs podman run --rm on its default bridge (root, namespace hosts)',
+  service: 'requests/s and MB/s through a service virtual IP vs straight to the replica, same wrk client (root, namespace hosts; needs wrk)',
 };
 
 const asked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
