@@ -6,6 +6,7 @@
  * Exit codes: 0 after a clean stop, 1 when it cannot run (e.g. the listen
  * address is taken, the controller rejects the node), 2 for usage errors.
  */
+import { setMaxListeners } from 'node:events';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
@@ -234,6 +235,8 @@ export async function runAgent(argv: string[]): Promise<number> {
   let sys: LinuxSys | undefined;
   let network: NodeNetwork | undefined;
   const routesAbort = new AbortController();
+  // One signal ends every network loop (routes, services, traffic, DNS, activator, their pauses): more than Node's default 10 listeners.
+  setMaxListeners(64, routesAbort.signal);
   let routesDone: Promise<void> | undefined;
   let vxlan: VxlanSync | undefined;
   let services: { sync: ServiceSync; done: Promise<void> } | undefined;
