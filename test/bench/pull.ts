@@ -13,7 +13,7 @@
  * the same ratios of each run, then a JSON summary.
  *
  *   npx tsc -p tsconfig.json --outDir .build-images --tsBuildInfoFile .build-images/.tsbuildinfo
- *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman] [--fs tmpfs|ext4] [--backing DIR] [--dir DIR] [--rm-each] [--berth-modes auto,sync]
+ *   node .build-images/test/bench/pull.js [--runs 3] [--layers 1] [--no-podman] [--fs tmpfs|ext4] [--backing DIR] [--dir DIR] [--rm-each] [--berth-modes auto,sync] [--bare]
  *
  * --layers N splits the packages into N layers (default 1, like debian:bookworm).
  * --berth-modes auto,sync,parallel adds Berth runs with its layer files
@@ -44,7 +44,11 @@
  * and the CPU seconds of each tool (user + system of all threads and child
  * processes), which the load disturbs much less than wall time.
  *
- * Berth runs inside this process, so this process's node flags apply to it:
+ * Berth runs inside this process, which first loads the agent's modules
+ * (agent/main.js, without starting an agent) so that V8's heap is about the
+ * size of a real agent's (~18 MB): in a bare ~10 MB heap V8 ran a dozen full
+ * collections per pull that an agent process mostly does not (--bare skips
+ * the import, to see that). This process's node flags apply to Berth too:
  * `node --initial-old-space-size=64 .../pull.js` measures Berth the way an
  * agent started with that flag pulls (docs/benchmarks.md: without it V8 runs
  * a dozen full collections per pull of this image).
@@ -207,6 +211,8 @@ async function freshFs(kind: FsKind, parent: string, backing: string): Promise<F
 }
 
 async function main(): Promise<void> {
+  const bare = process.argv.includes('--bare');
+  if (!bare) await import('../../agent/main.js');
   const runs = arg('runs', 3);
   const layerCount = arg('layers', 1);
   const withPodman = !process.argv.includes('--no-podman') && (await tryRun('sh', ['-c', 'command -v podman'])).code === 0;
@@ -360,7 +366,7 @@ async function main(): Promise<void> {
     process.stdout.write(`image: ${layers.length} layer(s), ${(compressed / 1e6).toFixed(1)} MB compressed; ${where}; ${runs} runs, tools taking turns\n`);
     process.stdout.write(`machine: before: ${loadBefore}; after: ${loadAfter}; load average after each run: ${loads.join(', ')}\n`);
     // Berth runs in this process: its V8 heap flags are part of the result.
-    process.stdout.write(`node flags of this process (and so of the Berth runs): ${process.execArgv.join(' ') || 'none'}\n`);
+    process.stdout.write(`node flags of this process (and so of the Berth runs): ${process.execArgv.join(' ') || 'none'}; ${bare ? 'agent modules not loaded (--bare)' : "agent modules loaded, as in 'berth agent'"}; V8 heap used ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB\n`);
     process.stdout.write(`${'tool'.padEnd(18)} ${'min'.padStart(7)} ${'median'.padStart(7)} ${'max'.padStart(7)}   runs\n`);
     for (const [name, v] of Object.entries(results)) {
       process.stdout.write(`${name.padEnd(18)} ${Math.min(...v).toFixed(2).padStart(7)} ${med[name]!.toFixed(2).padStart(7)} ${Math.max(...v).toFixed(2).padStart(7)}   ${v.map((x) => x.toFixed(2)).join(', ')}\n`);
@@ -375,7 +381,7 @@ async function main(): Promise<void> {
     // On a machine other jobs load, the fastest run of each tool is the one least disturbed.
     const best = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Math.min(...v)]));
     process.stdout.write(`fastest runs: berth / (curl + tar -xzf) = ${(best['berth pull']! / best['curl + tar -xzf']!).toFixed(2)}${best['podman pull'] !== undefined ? `, berth / podman = ${(best['berth pull']! / best['podman pull']).toFixed(2)}` : ''}\n`);
-    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results, cpu, nodeFlags: process.execArgv }) + '\n');
+    process.stdout.write(JSON.stringify({ fs: fsKind, dir: parentDir, ...(fsKind === 'ext4' ? { backing } : {}), layers: layers.length, compressedBytes: compressed, runs, rmEach, loadBefore, loadAfter, medians: med, results, cpu, nodeFlags: process.execArgv, agentModules: !bare }) + '\n');
   } finally {
     for (const fn of later) await fn().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
     for (const f of [...live]) await f.remove().catch((err: unknown) => process.stderr.write(`cleanup failed: ${(err as Error).message}\n`));
