@@ -195,7 +195,7 @@ start_service() {
       ;;
     agent)
       mkdir -p "$STATE/agent"
-      launch agent node "$BERTH_JS" agent --controller "$CONTROLLER" --nats "$NATS_URL" \
+      launch agent node --initial-old-space-size=64 "$BERTH_JS" agent --controller "$CONTROLLER" --nats "$NATS_URL" \
         --node "$NODE" --root "$STATE/agent" --runtime-root "$STATE/runtime" \
         --listen "127.0.0.1:${AGENT_PORT}"
       wait_ready agent node_ready
