@@ -294,7 +294,7 @@ describe('TrafficMeter (real nft and conntrack in a namespace host)', function (
     await run('ip', ['netns', 'exec', node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     await attach(node, server, '10.244.250.1', SERVER, 'trs0');
     await attach(node, client, '10.244.250.5', '10.244.250.6', 'trc0');
-    dir = mkdtempSync(join(tmpdir(), 'berth-traffic-'));
+    dir = mkdtempSync(join(tmpdir(), 'berth-test-traffic-'));
     writeFileSync(join(dir, 'index.html'), 'hello\n');
     const httpd = spawn('ip', ['netns', 'exec', server, 'busybox', 'httpd', '-f', '-p', '80', '-h', dir], { stdio: 'ignore' });
     procs.push(httpd);
