@@ -9,9 +9,8 @@
  * most MAX_ACTIVATION_BYTES, a version this controller knows, the body's
  * service equal to the subject's. Anything else is dropped whole.
  */
-import type { NatsConnection } from 'nats';
-import { ACTIVATE_SUBJECT_WILDCARD, parseActivation, silentLogger, type Logger, type ServiceActivation } from '../../lib/index.js';
-import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
+import { ACTIVATE_SUBJECT_WILDCARD, parseActivation, type Logger, type ServiceActivation } from '../../lib/index.js';
+import { ParsedSubscription } from './connect.js';
 
 export interface NatsActivationsOptions {
   servers: string[];
@@ -22,32 +21,11 @@ export interface NatsActivationsOptions {
 }
 
 /** Subscribes to every service's activation subject. */
-export class NatsActivations {
-  private nc: NatsConnection | undefined;
-  private readonly logger: Logger;
-  private readonly abort = new AbortController();
-  dropped = 0;
-
-  constructor(private readonly opts: NatsActivationsOptions) {
-    this.logger = (opts.logger ?? silentLogger()).child({ component: 'activations' });
-  }
-
-  /** Connects (retrying every second until stop()) and subscribes; resolves once activations can arrive. */
-  async start(): Promise<void> {
-    this.nc = await connectWithRetry({ servers: this.opts.servers, name: this.opts.name ?? 'berth-controller-activations', logger: this.logger, signal: this.abort.signal });
-    const nc = this.nc;
-    if (!nc) return;
-    subscribeParsed(nc, ACTIVATE_SUBJECT_WILDCARD, {
-      what: 'activation', logger: this.logger, parse: parseActivation,
-      deliver: (a) => this.opts.deliver(a), onDrop: () => this.dropped++,
+export class NatsActivations extends ParsedSubscription<ServiceActivation> {
+  constructor(opts: NatsActivationsOptions) {
+    super({
+      servers: opts.servers, subject: ACTIVATE_SUBJECT_WILDCARD, what: 'activation', component: 'activations',
+      name: opts.name ?? 'berth-controller-activations', parse: parseActivation, deliver: (a) => opts.deliver(a), ...(opts.logger ? { logger: opts.logger } : {}),
     });
-    await nc.flush();
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort();
-    const nc = this.nc;
-    this.nc = undefined;
-    await closeGracefully(nc);
   }
 }

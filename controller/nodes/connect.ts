@@ -1,11 +1,12 @@
 /**
  * The one way the controller opens a NATS connection: retry every second while
  * NATS is unreachable until it works or `signal` aborts, and close
- * connections gracefully. Heartbeats, container reports and the event
- * publisher all use it.
+ * connections gracefully. Heartbeats, the event publisher and every
+ * subscription of checked messages (ParsedSubscription: container reports,
+ * node metrics and traffic, activations) use it.
  */
 import { connect, type NatsConnection } from 'nats';
-import { UnavailableError, messageOf, pause, type Logger } from '../../lib/index.js';
+import { UnavailableError, messageOf, pause, silentLogger, type Logger } from '../../lib/index.js';
 
 /** A message that passed its checks, or the reason it is dropped. */
 export type Parsed<T> = T | string;
@@ -83,4 +84,55 @@ export function subscribeParsed<T>(
       opts.deliver(parsed);
     },
   });
+}
+
+export interface ParsedSubscriptionOptions<T> {
+  servers: string[];
+  /** The subject (usually a wildcard) to subscribe to. */
+  subject: string;
+  /** Names the messages in logs ("node metrics"). */
+  what: string;
+  /** The logger component ("node-metrics"). */
+  component: string;
+  /** The NATS connection name. */
+  name: string;
+  parse: (subject: string, data: Uint8Array) => Parsed<T>;
+  /** Called with each accepted message and this controller's receipt time. */
+  deliver: (msg: T, receivedMs: number) => void;
+  logger?: Logger;
+}
+
+/**
+ * One NATS connection of its own that subscribes to one subject of checked
+ * messages (node metrics, traffic, activations, container reports): start()
+ * connects (retrying every second until stop()) and subscribes, and resolves
+ * once messages can arrive; `dropped` counts the refused ones.
+ */
+export class ParsedSubscription<T> {
+  private nc: NatsConnection | undefined;
+  protected readonly logger: Logger;
+  private readonly abort = new AbortController();
+  dropped = 0;
+
+  constructor(private readonly sub: ParsedSubscriptionOptions<T>) {
+    this.logger = (sub.logger ?? silentLogger()).child({ component: sub.component });
+  }
+
+  async start(): Promise<void> {
+    this.nc = await connectWithRetry({ servers: this.sub.servers, name: this.sub.name, logger: this.logger, signal: this.abort.signal });
+    const nc = this.nc;
+    if (!nc) return;
+    subscribeParsed(nc, this.sub.subject, {
+      what: this.sub.what, logger: this.logger, parse: this.sub.parse,
+      deliver: (m) => this.sub.deliver(m, Date.now()), onDrop: () => this.dropped++,
+    });
+    await nc.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    const nc = this.nc;
+    this.nc = undefined;
+    await closeGracefully(nc);
+  }
 }

@@ -10,6 +10,6 @@ export {
   type NatsContainerReportsOptions,
 } from './reports.js';
 export { NatsEventPublisher, EVENTS_SUBJECT, type EventPublisher } from './events.js';
-export { connectWithRetry, closeGracefully, subscribeParsed, type Parsed } from './connect.js';
+export { connectWithRetry, closeGracefully, subscribeParsed, ParsedSubscription, type Parsed, type ParsedSubscriptionOptions } from './connect.js';
 export { NatsActivations, type NatsActivationsOptions } from './activations.js';
 export { NatsNodeMetrics, parseNodeMetrics, metricsSubject, METRICS_SUBJECT_WILDCARD, MAX_METRICS_BYTES, MAX_METRICS_REPLICAS, type NatsNodeMetricsOptions } from './metrics.js';

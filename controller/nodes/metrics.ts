@@ -9,10 +9,9 @@
  * non-negative figures. A message failing any check is dropped whole.
  * Receipt time (this controller's clock) is what the window uses.
  */
-import type { NatsConnection } from 'nats';
-import { METRICS_SUBJECT_WILDCARD, METRICS_VERSION, dnsLabelProblem, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
+import { METRICS_SUBJECT_WILDCARD, METRICS_VERSION, dnsLabelProblem, messageOf, nodeOfSubject, type Logger } from '../../lib/index.js';
 import { NodeMetrics } from '../../proto/gen/berth/v1/metrics.js';
-import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
+import { ParsedSubscription } from './connect.js';
 
 export { metricsSubject, METRICS_SUBJECT_WILDCARD } from '../../lib/index.js';
 export const MAX_METRICS_BYTES = 1024 * 1024;
@@ -53,32 +52,11 @@ export interface NatsNodeMetricsOptions {
 }
 
 /** Subscribes to every node's metrics. */
-export class NatsNodeMetrics {
-  private nc: NatsConnection | undefined;
-  private readonly logger: Logger;
-  private readonly abort = new AbortController();
-  dropped = 0;
-
-  constructor(private readonly opts: NatsNodeMetricsOptions) {
-    this.logger = (opts.logger ?? silentLogger()).child({ component: 'node-metrics' });
-  }
-
-  /** Connects (retrying every second until stop()) and subscribes; resolves once metrics can arrive. */
-  async start(): Promise<void> {
-    this.nc = await connectWithRetry({ servers: this.opts.servers, name: this.opts.name ?? 'berth-controller-metrics', logger: this.logger, signal: this.abort.signal });
-    const nc = this.nc;
-    if (!nc) return;
-    subscribeParsed(nc, METRICS_SUBJECT_WILDCARD, {
-      what: 'node metrics', logger: this.logger, parse: parseNodeMetrics,
-      deliver: (m) => this.opts.deliver(m, Date.now()), onDrop: () => this.dropped++,
+export class NatsNodeMetrics extends ParsedSubscription<NodeMetrics> {
+  constructor(opts: NatsNodeMetricsOptions) {
+    super({
+      servers: opts.servers, subject: METRICS_SUBJECT_WILDCARD, what: 'node metrics', component: 'node-metrics',
+      name: opts.name ?? 'berth-controller-metrics', parse: parseNodeMetrics, deliver: opts.deliver, ...(opts.logger ? { logger: opts.logger } : {}),
     });
-    await nc.flush();
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort();
-    const nc = this.nc;
-    this.nc = undefined;
-    await closeGracefully(nc);
   }
 }

@@ -14,9 +14,8 @@
  * entries, every container id 64 hex characters and its `node` equal to the
  * reporting node. A report failing any check is dropped whole and counted.
  */
-import type { NatsConnection } from 'nats';
-import { CONTAINERS_SUBJECT_WILDCARD, messageOf, nodeOfSubject, silentLogger, type Logger } from '../../lib/index.js';
-import { closeGracefully, connectWithRetry, subscribeParsed } from './connect.js';
+import { CONTAINERS_SUBJECT_WILDCARD, messageOf, nodeOfSubject, type Logger } from '../../lib/index.js';
+import { ParsedSubscription } from './connect.js';
 import { ContainerReport } from '../../proto/gen/berth/v1/status.js';
 import type { Container } from '../../proto/gen/berth/v1/types.js';
 
@@ -126,37 +125,11 @@ export interface NatsContainerReportsOptions {
 }
 
 /** Subscribes to container reports and feeds them into an ObservedState. */
-export class NatsContainerReports {
-  private nc: NatsConnection | undefined;
-  private readonly logger: Logger;
-  private readonly abort = new AbortController();
-  dropped = 0;
-
-  constructor(private readonly opts: NatsContainerReportsOptions) {
-    this.logger = (opts.logger ?? silentLogger()).child({ component: 'container-reports' });
-  }
-
-  /** Connects (retrying every second until stop()) and subscribes; resolves once reports can arrive. */
-  async start(): Promise<void> {
-    this.nc = await connectWithRetry({
-      servers: this.opts.servers,
-      name: this.opts.name ?? 'berth-controller-reports',
-      logger: this.logger,
-      signal: this.abort.signal,
+export class NatsContainerReports extends ParsedSubscription<{ node: string; report: ContainerReport }> {
+  constructor(opts: NatsContainerReportsOptions) {
+    super({
+      servers: opts.servers, subject: CONTAINERS_SUBJECT_WILDCARD, what: 'container report', component: 'container-reports',
+      name: opts.name ?? 'berth-controller-reports', parse: parseContainerReport, deliver: (p) => opts.observed.apply(p.node, p.report), ...(opts.logger ? { logger: opts.logger } : {}),
     });
-    const nc = this.nc;
-    if (!nc) return;
-    subscribeParsed(nc, CONTAINERS_SUBJECT_WILDCARD, {
-      what: 'container report', logger: this.logger, parse: parseContainerReport,
-      deliver: (p) => this.opts.observed.apply(p.node, p.report), onDrop: () => this.dropped++,
-    });
-    await nc.flush();
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort();
-    const nc = this.nc;
-    this.nc = undefined;
-    await closeGracefully(nc);
   }
 }

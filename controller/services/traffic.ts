@@ -16,10 +16,9 @@
  * addresses, and finite, non-negative figures. A message failing any check
  * is dropped whole. Receipt time (this controller's clock) decides staleness.
  */
-import type { NatsConnection } from 'nats';
-import { TRAFFIC_SUBJECT_WILDCARD, TRAFFIC_VERSION, dnsLabelProblem, messageOf, nodeOfSubject, parseIpv4, silentLogger, type Logger } from '../../lib/index.js';
+import { TRAFFIC_SUBJECT_WILDCARD, TRAFFIC_VERSION, dnsLabelProblem, messageOf, nodeOfSubject, parseIpv4, type Logger } from '../../lib/index.js';
 import { NodeTraffic } from '../../proto/gen/berth/v1/traffic.js';
-import { closeGracefully, connectWithRetry, subscribeParsed } from '../nodes/index.js';
+import { ParsedSubscription } from '../nodes/index.js';
 
 export const MAX_TRAFFIC_BYTES = 1024 * 1024;
 export const MAX_TRAFFIC_ENDPOINTS = 10000;
@@ -123,32 +122,11 @@ export interface NatsNodeTrafficOptions {
 }
 
 /** Subscribes to every node's traffic reports (the controller's NATS connection helpers in controller/nodes). */
-export class NatsNodeTraffic {
-  private nc: NatsConnection | undefined;
-  private readonly logger: Logger;
-  private readonly abort = new AbortController();
-  dropped = 0;
-
-  constructor(private readonly opts: NatsNodeTrafficOptions) {
-    this.logger = (opts.logger ?? silentLogger()).child({ component: 'node-traffic' });
-  }
-
-  /** Connects (retrying every second until stop()) and subscribes; resolves once reports can arrive. */
-  async start(): Promise<void> {
-    this.nc = await connectWithRetry({ servers: this.opts.servers, name: this.opts.name ?? 'berth-controller-traffic', logger: this.logger, signal: this.abort.signal });
-    const nc = this.nc;
-    if (!nc) return;
-    subscribeParsed(nc, TRAFFIC_SUBJECT_WILDCARD, {
-      what: 'node traffic', logger: this.logger, parse: parseNodeTraffic,
-      deliver: (m) => this.opts.deliver(m, Date.now()), onDrop: () => this.dropped++,
+export class NatsNodeTraffic extends ParsedSubscription<NodeTraffic> {
+  constructor(opts: NatsNodeTrafficOptions) {
+    super({
+      servers: opts.servers, subject: TRAFFIC_SUBJECT_WILDCARD, what: 'node traffic', component: 'node-traffic',
+      name: opts.name ?? 'berth-controller-traffic', parse: parseNodeTraffic, deliver: opts.deliver, ...(opts.logger ? { logger: opts.logger } : {}),
     });
-    await nc.flush();
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort();
-    const nc = this.nc;
-    this.nc = undefined;
-    await closeGracefully(nc);
   }
 }
