@@ -15,9 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, startProcess, startRegistryWithImages, tailLog, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
-import { BERTH_JS, cleanEnv } from './helpers.js';
+import { tailLog, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { startNetCluster, type TestCluster } from './cluster.js';
 
 // Ranges of this file only: another test run's egress guard drops its ranges on every bridge but its own.
 const CLUSTER = '10.237.0.0/16';
@@ -37,32 +36,11 @@ describe('autoscaling on requests end to end (two namespace-host nodes, a client
   const agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(2, { guardRanges: [CLUSTER, SERVICES] });
+    const net = await startNetCluster({ nodes: 2, clusterCidr: CLUSTER, serviceCidr: SERVICES });
+    ({ reg, hosts, cluster } = net);
+    image = net.image;
+    agents.push(...net.agents);
     dir = mkdtempSync(join(tmpdir(), 'berth-test-autoscale-requests-'));
-    cluster = await startCluster({ controller: false });
-    const c0 = cluster;
-    const controller = startProcess({
-      name: 'controller',
-      command: process.execPath,
-      args: () => [BERTH_JS, 'controller', '--etcd', c0.etcd.url, '--nats', c0.nats.url, '--listen', c0.address, '--default-registry', '127.0.0.1:5000', '--cluster-cidr', CLUSTER, '--service-cidr', SERVICES],
-      env: cleanEnv(),
-    });
-    cluster.controller = controller;
-    await waitFor('the controller to listen', () => {
-      if (controller.exited()) throw new Error(`controller exited early:\n${tailLog(controller)}`);
-      return tailLog(controller, 200).includes(`listening on ${c0.address}`);
-    }, 20_000);
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup']));
-    }
-    const c = cluster;
-    await waitFor('two Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
-    }, 60_000, 500);
   });
 
   after(async () => {

@@ -1,11 +1,16 @@
 /**
  * A real Berth control plane for end-to-end tests: etcd, NATS and one
  * controller process (the built `berth controller`), plus helpers to start
- * agents. Everything is stopped by PID in stop().
+ * agents. Everything is stopped by PID in stop(). startNetCluster adds a
+ * registry and namespace hosts (no default route, egress guard) with one
+ * `--network cni` agent each, for the networking end-to-end tests.
  */
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { freePort, makeTempDir, startEtcd, startNats, startProcess, tailLog, waitFor, type ManagedProcess, type Service } from '../harness/index.js';
+import {
+  freePort, makeHosts, makeTempDir, startEtcd, startNats, startProcess, startRegistryWithImages, tailLog, waitFor,
+  type ManagedProcess, type RegistryWithImages, type Service, type TestHosts,
+} from '../harness/index.js';
 import { cleanupAgentContainers } from '../agent/containers/cleanup.js';
 import { BERTH_JS, berth, cleanEnv, type CliResult } from './helpers.js';
 
@@ -25,7 +30,14 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(options: { controller?: boolean } = {}): Promise<TestCluster> {
+export interface ClusterOptions {
+  /** Start the controller (default true). */
+  controller?: boolean;
+  /** More controller flags (e.g. --cluster-cidr, --service-cidr). */
+  controllerArgs?: string[];
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<TestCluster> {
   const etcd = await startEtcd();
   let nats: Service;
   try {
@@ -48,7 +60,7 @@ export async function startCluster(options: { controller?: boolean } = {}): Prom
       const proc = startProcess({
         name: 'controller',
         command: process.execPath,
-        args: () => [BERTH_JS, 'controller', '--etcd', etcd.url, '--nats', nats.url, '--listen', address, '--default-registry', '127.0.0.1:5000'],
+        args: () => [BERTH_JS, 'controller', '--etcd', etcd.url, '--nats', nats.url, '--listen', address, '--default-registry', '127.0.0.1:5000', ...(options.controllerArgs ?? [])],
         env: cleanEnv(),
       });
       cluster.controller = proc;
@@ -107,4 +119,55 @@ export async function startCluster(options: { controller?: boolean } = {}): Prom
     }
   }
   return cluster;
+}
+
+export interface NetClusterOptions {
+  /** How many namespace-host nodes (node-0 ...), each with one agent. */
+  nodes: number;
+  /** The controller's --cluster-cidr and --service-cidr (guarded on the hosts' bridge). */
+  clusterCidr: string;
+  serviceCidr: string;
+  /** More flags for node i's agent (labels, routing). */
+  agentArgs?: (i: number) => string[];
+}
+
+export interface NetCluster {
+  reg: RegistryWithImages;
+  hosts: TestHosts;
+  cluster: TestCluster;
+  agents: ManagedProcess[];
+  /** The busybox reference in `reg`. */
+  image: string;
+}
+
+/**
+ * A registry with busybox, `nodes` namespace hosts and a cluster whose agents
+ * run `--network cni` with their node networking inside the hosts; resolves
+ * once every node is Ready. On failure everything started is stopped again
+ * before the error is thrown; otherwise the caller stops cluster, hosts and
+ * registry (in that order).
+ */
+export async function startNetCluster(opts: NetClusterOptions): Promise<NetCluster> {
+  const reg = await startRegistryWithImages(['busybox']);
+  let hosts: TestHosts | undefined;
+  let cluster: TestCluster | undefined;
+  try {
+    hosts = await makeHosts(opts.nodes, { guardRanges: [opts.clusterCidr, opts.serviceCidr] });
+    const c = await startCluster({ controllerArgs: ['--cluster-cidr', opts.clusterCidr, '--service-cidr', opts.serviceCidr] });
+    cluster = c;
+    const agents = hosts.hosts.map((h, i) => c.startAgent(`node-${i}`, [
+      '--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup', ...(opts.agentArgs?.(i) ?? []),
+    ]));
+    await waitFor(`${opts.nodes} Ready nodes`, async () => {
+      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
+      const r = await c.cli(['get', 'nodes', '-o', 'json']);
+      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === opts.nodes;
+    }, 60_000, 500);
+    return { reg, hosts, cluster: c, agents, image: reg.images['busybox']?.reference ?? '' };
+  } catch (err) {
+    await cluster?.stop().catch(() => undefined);
+    await hosts?.cleanup().catch(() => undefined);
+    await reg.stop().catch(() => undefined);
+    throw err;
+  }
 }

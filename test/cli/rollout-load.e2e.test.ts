@@ -15,9 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, startProcess, startRegistryWithImages, tailLog, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
-import { BERTH_JS, cleanEnv } from './helpers.js';
+import { waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { startNetCluster, type TestCluster } from './cluster.js';
 
 // Ranges of this run only: other test runs' egress guards (in the root namespace, where every run's host bridge lives)
 // drop bridged packets of their own ranges (the default 10.244.0.0/16 and 10.96.0.0/16) on any bridge but theirs.
@@ -48,32 +47,11 @@ describe('rolling update and scale down under load (connection draining on three
   const agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
+    const net = await startNetCluster({ nodes: 3, clusterCidr: CLUSTER, serviceCidr: SERVICES });
+    ({ reg, hosts, cluster } = net);
+    image = net.image;
+    agents.push(...net.agents);
     dir = mkdtempSync(join(tmpdir(), 'berth-test-rollout-load-'));
-    cluster = await startCluster({ controller: false });
-    const c = cluster;
-    const controller = startProcess({
-      name: 'controller',
-      command: process.execPath,
-      args: () => [BERTH_JS, 'controller', '--etcd', c.etcd.url, '--nats', c.nats.url, '--listen', c.address, '--default-registry', '127.0.0.1:5000',
-        '--cluster-cidr', CLUSTER, '--service-cidr', SERVICES],
-      env: cleanEnv(),
-    });
-    c.controller = controller;
-    await waitFor('the controller to listen', () => {
-      if (controller.exited()) throw new Error(`controller exited early:\n${tailLog(controller)}`);
-      return tailLog(controller, 200).includes(`listening on ${c.address}`);
-    }, 20_000);
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup']));
-    }
-    await waitFor('three Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 3;
-    }, 60_000, 500);
   });
 
   after(async () => {

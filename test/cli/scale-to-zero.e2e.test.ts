@@ -13,9 +13,8 @@
  * service ranges before any address exists.
  */
 import assert from 'node:assert/strict';
-import { makeHosts, startProcess, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
-import { BERTH_JS, cleanEnv } from './helpers.js';
+import { tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { startNetCluster, type TestCluster } from './cluster.js';
 
 // Ranges of this file's own: concurrent test runs guard the default ranges (10.244/16, 10.96/16) in the
 // root namespace, and with bridge-nf-call-iptables on there their guard drops our bridged cross-node packets.
@@ -40,29 +39,10 @@ describe('scale to zero end to end (held first connection on two namespace-host 
   const agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(2, { guardRanges: [CLUSTER, SERVICES] });
-    cluster = await startCluster({ controller: false });
-    const c0 = cluster;
-    const controller = startProcess({
-      name: 'controller', command: process.execPath, env: cleanEnv(),
-      args: () => [BERTH_JS, 'controller', '--etcd', c0.etcd.url, '--nats', c0.nats.url, '--listen', c0.address, '--cluster-cidr', CLUSTER, '--service-cidr', SERVICES],
-    });
-    cluster.controller = controller;
-    await waitFor('the controller to listen', () => {
-      if (controller.exited()) throw new Error(`controller exited early:\n${tailLog(controller)}`);
-      return tailLog(controller, 200).includes(`listening on ${c0.address}`);
-    }, 20_000);
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup', '--labels', `role=${i === 0 ? 'app' : 'client'}`]));
-    }
-    const c = cluster;
-    await waitFor('two Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
-    }, 60_000, 500);
+    const net = await startNetCluster({ nodes: 2, clusterCidr: CLUSTER, serviceCidr: SERVICES, agentArgs: (i) => ['--labels', `role=${i === 0 ? 'app' : 'client'}`] });
+    ({ reg, hosts, cluster } = net);
+    image = net.image;
+    agents.push(...net.agents);
   });
 
   after(async () => {

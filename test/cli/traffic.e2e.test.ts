@@ -13,9 +13,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, startProcess, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
-import { BERTH_JS, cleanEnv } from './helpers.js';
+import { tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
+import { startNetCluster, type TestCluster } from './cluster.js';
 
 // Ranges of this file only: another test run's egress guard drops its ranges on every bridge but its own.
 const CLUSTER = '10.236.0.0/16';
@@ -48,32 +47,11 @@ describe('traffic figures end to end (requests per replica on three namespace-ho
   const agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
+    const net = await startNetCluster({ nodes: 3, clusterCidr: CLUSTER, serviceCidr: SERVICES });
+    ({ reg, hosts, cluster } = net);
+    image = net.image;
+    agents.push(...net.agents);
     dir = mkdtempSync(join(tmpdir(), 'berth-test-traffic-e2e-'));
-    cluster = await startCluster({ controller: false });
-    const c0 = cluster;
-    const controller = startProcess({
-      name: 'controller',
-      command: process.execPath,
-      args: () => [BERTH_JS, 'controller', '--etcd', c0.etcd.url, '--nats', c0.nats.url, '--listen', c0.address, '--default-registry', '127.0.0.1:5000', '--cluster-cidr', CLUSTER, '--service-cidr', SERVICES],
-      env: cleanEnv(),
-    });
-    cluster.controller = controller;
-    await waitFor('the controller to listen', () => {
-      if (controller.exited()) throw new Error(`controller exited early:\n${tailLog(controller)}`);
-      return tailLog(controller, 200).includes(`listening on ${c0.address}`);
-    }, 20_000);
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup']));
-    }
-    const c = cluster;
-    await waitFor('three Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 3;
-    }, 60_000, 500);
   });
 
   after(async () => {
