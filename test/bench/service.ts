@@ -35,7 +35,7 @@
  * conntrack entry) per request; keep-alive shows the per-packet cost of the
  * DNAT path instead.
  *
- * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node]
+ * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node] [--shared-client] [--diagnose]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -50,6 +50,7 @@ import { silentLogger } from '../../lib/index.js';
 import { ListServicesResponse } from '../../proto/gen/berth/v1/services.js';
 import { ContainerSpec } from '../../proto/gen/berth/v1/types.js';
 import { intArg } from './args.js';
+import { describeDelta, snapshot, wrkLatencyMaxMs, wrkSocketErrors, type Place } from './service-diag.js';
 import { median, quantile } from './stats.js';
 
 const CLUSTER = '10.244.0.0/16';
@@ -133,6 +134,8 @@ async function main(): Promise<void> {
   const seconds = intArg('seconds', 5);
   const connections = intArg('connections', 16);
   const crossNode = process.argv.includes('--cross-node');
+  const diagnose = process.argv.includes('--diagnose');
+  const sharedClient = process.argv.includes('--shared-client');
   const si = process.argv.indexOf('--server');
   const serverKind = si < 0 ? 'httpd' : process.argv[si + 1] ?? '';
   if (serverKind !== 'httpd' && serverKind !== 'node') {
@@ -189,8 +192,9 @@ async function main(): Promise<void> {
     syncs.push(sync);
     await sync.apply(list);
 
-    // The client: a container netns on the same bridge, or (--cross-node) a second node's netns.
-    let clientNetns: string;
+    // The clients: container netns on the same bridge, or (--cross-node) on a second node's bridge.
+    // One per path (the same set-up twice), unless --shared-client: see the header.
+    let clientNode: NodeNetwork;
     let where: string;
     if (crossNode) {
       const other = hosts.hosts[1]!;
@@ -206,48 +210,63 @@ async function main(): Promise<void> {
       const sync2 = new ServiceSync({ ops: ops2, logger: silentLogger(), bridge: net2.bridge });
       syncs.push(sync2);
       await sync2.apply(list);
-      const cli = await net2.setup(`svcbench${Date.now().toString(36)}cli`, spec);
-      clientNetns = cli.netnsPath;
+      clientNode = net2;
       where = 'client: wrk in a container netns on another node (both paths routed node to node by host-gw routes; the VIP DNATed in the client node\'s prerouting chain)';
     } else {
-      const cli = await net.setup(`svcbench${Date.now().toString(36)}cli`, spec);
-      clientNetns = cli.netnsPath;
+      clientNode = net;
       where = 'client: wrk in a container netns on the server\'s node bridge (VIP: routed via the node, DNAT, hairpin masquerade; direct: bridged)';
     }
-    const inClient = (cmd: string, args: string[], timeoutMs?: number) => must('nsenter', [`--net=${clientNetns}`, cmd, ...args], timeoutMs);
+    const cliDirect = await clientNode.setup(`svcbench${Date.now().toString(36)}cli`, spec);
+    const cliVip = sharedClient ? cliDirect : await clientNode.setup(`svcbench${Date.now().toString(36)}cliv`, spec);
+    const clientOf = { direct: cliDirect.netnsPath, vip: cliVip.netnsPath };
+    where += sharedClient
+      ? `; one client netns (${cliDirect.ipAddress}) for both paths (--shared-client)`
+      : `; one client netns per path, the same set-up (direct from ${cliDirect.ipAddress}, VIP from ${cliVip.ipAddress})`;
 
     // Both paths answer with the page before anything is measured (httpd may take a moment to listen).
     const direct = `http://${srv.ipAddress}:80`;
     const viaVip = `http://${VIP}:80`;
-    for (const base of [direct, viaVip]) {
+    for (const [which, base] of [['direct', direct], ['vip', viaVip]] as const) {
       let body = '';
       for (let i = 0; i < 150 && body !== PAGE && !interrupted; i++) {
-        const r = await run('nsenter', [`--net=${clientNetns}`, 'timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `${base}/index.html`]);
+        const r = await run('nsenter', [`--net=${clientOf[which]}`, 'timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `${base}/index.html`]);
         body = r.code === 0 ? r.stdout : '';
         if (body !== PAGE) await new Promise((res) => setTimeout(res, 100));
       }
       if (body !== PAGE) throw new Error(`failed to fetch ${base}/index.html from the client: expected the bench page, got ${JSON.stringify(body.slice(0, 200))}`);
     }
 
-    const wrk = async (url: string): Promise<ReturnType<typeof parseWrk>> => {
-      const text = await inClient('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', url], (seconds + 60) * 1000);
+    const places: Place[] = [
+      ...(sharedClient ? [{ name: 'client', netnsPath: cliDirect.netnsPath }] : [{ name: 'direct client', netnsPath: cliDirect.netnsPath }, { name: 'VIP client', netnsPath: cliVip.netnsPath }]),
+      ...(crossNode ? [{ name: 'client node', netnsPath: `/run/netns/${hosts.hosts[1]!.netns}` }] : []),
+      { name: 'server node', netnsPath: `/run/netns/${node.netns}` },
+      { name: 'server', netnsPath: srv.netnsPath },
+      { name: 'root', netnsPath: '' },
+    ];
+    const wrk = async (which: 'direct' | 'vip', url: string): Promise<ReturnType<typeof parseWrk>> => {
+      const before = diagnose ? await snapshot(places) : undefined;
+      const text = await must('nsenter', [`--net=${clientOf[which]}`, 'wrk', '-t', '2', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', url], (seconds + 60) * 1000);
       const r = parseWrk(text);
+      if (before) {
+        const after = await snapshot(places);
+        process.stderr.write(`${url}: ${r.rps.toFixed(0)} req/s, latency max ${wrkLatencyMaxMs(text).toFixed(0)} ms ${wrkSocketErrors(text)} (load ${loadavg()})\n${describeDelta(places, before, after).join('\n')}\n`);
+      }
       if (r.errors > r.requests * 0.01) throw new Error(`wrk ${url}: ${r.errors} failed of ${r.requests} requests (more than 1%):\n${text}`);
       return r;
     };
     const res = { small: { direct: [] as number[], vip: [] as number[] }, big: { direct: [] as number[], vip: [] as number[] } };
     const loads: string[] = [];
     // Warm-up (ARP, conntrack, page cache), not counted.
-    await wrk(`${direct}/index.html`);
-    await wrk(`${viaVip}/index.html`);
+    await wrk('direct', `${direct}/index.html`);
+    await wrk('vip', `${viaVip}/index.html`);
     for (let r = 0; r < rounds; r++) {
       if (interrupted) throw new Error('interrupted');
       // ABBA order per round so neither path always goes first.
       const order: ('direct' | 'vip')[] = r % 2 === 0 ? ['direct', 'vip'] : ['vip', 'direct'];
       for (const which of order) {
         const base = which === 'direct' ? direct : viaVip;
-        res.small[which].push((await wrk(`${base}/index.html`)).rps);
-        res.big[which].push((await wrk(`${base}/big.bin`)).bytesPerSec);
+        res.small[which].push((await wrk(which, `${base}/index.html`)).rps);
+        res.big[which].push((await wrk(which, `${base}/big.bin`)).bytesPerSec);
       }
       loads.push(loadavg());
     }
