@@ -24,6 +24,8 @@ export interface Snapshot {
   /** place name -> counter name -> value */
   nstat: Map<string, Map<string, number>>;
   conntrack: Map<string, Map<string, number>>;
+  /** place name -> TCP sockets in TIME_WAIT now (`ss -s`). */
+  timewait: Map<string, number>;
   /** Packets dropped by the egress guard's rules (all runs' chains). */
   guardDrops: number;
   /** The machine's CPU time so far (/proc/stat, clock ticks): user+nice, system, softirq, idle+iowait. */
@@ -81,13 +83,15 @@ export function parseDropPackets(text: string): number {
 export async function snapshot(places: readonly Place[]): Promise<Snapshot> {
   const nstat = new Map<string, Map<string, number>>();
   const conntrack = new Map<string, Map<string, number>>();
+  const timewait = new Map<string, number>();
   await Promise.all(places.map(async (p) => {
-    const [a, b] = await Promise.all([inNetns(p.netnsPath, 'nstat', ['-asz']), inNetns(p.netnsPath, 'conntrack', ['-S'])]);
+    const [a, b, c] = await Promise.all([inNetns(p.netnsPath, 'nstat', ['-asz']), inNetns(p.netnsPath, 'conntrack', ['-S']), inNetns(p.netnsPath, 'ss', ['-s'])]);
     nstat.set(p.name, parseNstat(a));
     conntrack.set(p.name, parseConntrackStats(b));
+    timewait.set(p.name, Number(/timewait (\d+)/.exec(c)?.[1] ?? NaN));
   }));
   const guardDrops = parseDropPackets(await capture('nft', ['list', 'table', 'inet', 'berth_test_guard']));
-  return { nstat, conntrack, guardDrops, cpu: parseProcStat(readFileSync('/proc/stat', 'utf8')) };
+  return { nstat, conntrack, timewait, guardDrops, cpu: parseProcStat(readFileSync('/proc/stat', 'utf8')) };
 }
 
 /** The counters worth showing: failures, drops, retransmits, TIME_WAIT handling, resets, opens. */
@@ -109,7 +113,7 @@ export function describeDelta(places: readonly Place[], a: Snapshot, b: Snapshot
       const d = v - (ca.get(k) ?? 0);
       if (d !== 0 && CT_INTEREST.test(k)) parts.push(`ct.${k}=${d}`);
     }
-    lines.push(`    ${p.name}: ${parts.length > 0 ? parts.join(' ') : '-'}`);
+    lines.push(`    ${p.name}: ${parts.length > 0 ? parts.join(' ') : '-'} (TIME_WAIT sockets before/after: ${a.timewait.get(p.name) ?? '?'}/${b.timewait.get(p.name) ?? '?'})`);
   }
   const c = { user: b.cpu.user - a.cpu.user, system: b.cpu.system - a.cpu.system, softirq: b.cpu.softirq - a.cpu.softirq, idle: b.cpu.idle - a.cpu.idle };
   const total = c.user + c.system + c.softirq + c.idle;

@@ -35,7 +35,29 @@
  * conntrack entry) per request; keep-alive shows the per-packet cost of the
  * DNAT path instead.
  *
- * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node] [--shared-client] [--diagnose]
+ * The client side, the same for both paths (issue 7's cross-node stalls,
+ * found with --diagnose; docs/benchmarks.md has the counters):
+ * - Each path has its own client container on the client's node, set up
+ *   the same way (`--shared-client`: one for both, the old set-up). Across
+ *   nodes neither path is source-NATed, so a direct connection and a VIP
+ *   connection from one client address and port arrive at the replica as
+ *   the same 4-tuple. busybox httpd closes first and keeps each one in
+ *   TIME_WAIT for 60 s; the client chose the other path's initial sequence
+ *   number and timestamp offset for another destination (the VIP or the
+ *   replica's address), so the replica's TIME_WAIT rejects the new SYN
+ *   (PAWS, TcpExtPAWSTimewait), the client resets and retransmits the SYN
+ *   1 s later. The more of the other path's connections in TIME_WAIT, the
+ *   more 1 s stalls, on both paths. On one node the VIP path is masqueraded
+ *   (hairpin), so the two never met there.
+ * - The clients reuse their own TIME_WAIT ports (`net.ipv4.tcp_tw_reuse=1`
+ *   in the client netns; `--tw-reuse 2` is Linux's default, loopback only):
+ *   wrk opens thousands of connections a second to one address, the client
+ *   holds TIME_WAIT for a good part of them, and connect() takes only the
+ *   even half of net.ipv4.ip_local_port_range (14116 ports); once those are
+ *   all in TIME_WAIT every connect() scans the range in the kernel (system
+ *   CPU 90%) and the rate falls about 7x, on whichever path got there first.
+ *
+ * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node] [--shared-client] [--tw-reuse 0|1|2] [--diagnose]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -136,6 +158,12 @@ async function main(): Promise<void> {
   const crossNode = process.argv.includes('--cross-node');
   const diagnose = process.argv.includes('--diagnose');
   const sharedClient = process.argv.includes('--shared-client');
+  const ti = process.argv.indexOf('--tw-reuse');
+  const twReuse = ti < 0 ? '1' : process.argv[ti + 1] ?? '';
+  if (!['0', '1', '2'].includes(twReuse)) {
+    process.stderr.write(`--tw-reuse: expected 0, 1 or 2 (net.ipv4.tcp_tw_reuse in the client netns), got ${JSON.stringify(twReuse)}\n`);
+    process.exit(2);
+  }
   const si = process.argv.indexOf('--server');
   const serverKind = si < 0 ? 'httpd' : process.argv[si + 1] ?? '';
   if (serverKind !== 'httpd' && serverKind !== 'node') {
@@ -219,6 +247,8 @@ async function main(): Promise<void> {
     const cliDirect = await clientNode.setup(`svcbench${Date.now().toString(36)}cli`, spec);
     const cliVip = sharedClient ? cliDirect : await clientNode.setup(`svcbench${Date.now().toString(36)}cliv`, spec);
     const clientOf = { direct: cliDirect.netnsPath, vip: cliVip.netnsPath };
+    // The clients' TIME_WAIT reuse (per netns; Linux's default 2 = loopback only), the same on both.
+    for (const path of new Set([cliDirect.netnsPath, cliVip.netnsPath])) await must('nsenter', [`--net=${path}`, 'sysctl', '-q', '-w', `net.ipv4.tcp_tw_reuse=${twReuse}`]);
     where += sharedClient
       ? `; one client netns (${cliDirect.ipAddress}) for both paths (--shared-client)`
       : `; one client netns per path, the same set-up (direct from ${cliDirect.ipAddress}, VIP from ${cliVip.ipAddress})`;
