@@ -296,7 +296,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     const runtime = new Runtime({ sys, cgroups: await detectCgroups(sys), root: join(cfg.runtimeRoot, 'runtime'), logger });
     client = new RegistryClient({ insecure: cfg.insecureRegistry });
     const content = new LocalContentStore(cfg.root);
-    const snapshotter = new OverlaySnapshotter({ root: cfg.root, mounter: new LinuxOverlayMounter() });
+    const snapshotter = new OverlaySnapshotter({ root: cfg.root, mounter: new LinuxOverlayMounter(sys) });
     const records = new ImageRecordStore(cfg.root);
     const puller = new ImagePuller({
       client, content, snapshotter, records, logger, defaultRegistry,

@@ -38,6 +38,12 @@ function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
+/** The spawner's "error ..." line of a failed request, or what it printed. */
+function spawnerError(lines: string[], code: number): string {
+  const report = lines.find((l) => l.startsWith('error '));
+  return report ? report.slice(6) : (lines.join('; ').replace(/berth-helper: /g, '') || `helper request failed with status ${code}`);
+}
+
 export class LinuxSys implements Sys {
   readonly helperPath: string;
   private readonly useSpawner: boolean;
@@ -100,12 +106,12 @@ export class LinuxSys implements Sys {
   }
 
   /** One request to the spawner; requests are answered in order, one at a time. */
-  private spawnerRequest(blob: Buffer): Promise<SpawnerReply> {
+  private spawnerRequest(blob: Buffer, op?: 'mount' | 'umount'): Promise<SpawnerReply> {
     const run = (): Promise<SpawnerReply> => new Promise((resolve, reject) => {
       const child = this.spawner();
       this.pending = { lines: [], resolve, reject };
       this.busy(child);
-      child.stdin?.write(`${blob.length}\n`);
+      child.stdin?.write(op ? `${op} ${blob.length}\n` : `${blob.length}\n`);
       child.stdin?.write(blob);
     });
     const reply = this.spawnerQueue.then(run, run);
@@ -117,6 +123,24 @@ export class LinuxSys implements Sys {
   close(): void {
     this.spawnerProc?.stdin?.end();
     this.spawnerProc = undefined;
+  }
+
+  /**
+   * Mounts an overlay through the spawner (one fork of a small static process
+   * instead of Node spawning mount(8)); `options` were built by
+   * overlayOptions, their paths relative to `dir`. Part of OverlayMountCalls.
+   */
+  async mountOverlay(dir: string, target: string, options: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    if (opts.signal?.aborted) throw new CancelledError();
+    const { lines, code } = await this.spawnerRequest(Buffer.from(`${dir}\0${target}\0${options}`), 'mount');
+    if (code !== 0) throw new Error(spawnerError(lines, code));
+  }
+
+  /** Detaches a mount (umount -l) through the spawner. Part of OverlayMountCalls. */
+  async detachMount(target: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    if (opts.signal?.aborted) throw new CancelledError();
+    const { lines, code } = await this.spawnerRequest(Buffer.from(target), 'umount');
+    if (code !== 0) throw new Error(spawnerError(lines, code));
   }
 
   async createContainer(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {

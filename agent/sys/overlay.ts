@@ -12,6 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile, realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
 
 export interface OverlayMountRequest {
   /** Directory the lower/upper/work paths are relative to. */
@@ -76,15 +77,31 @@ function unescapeMountPath(p: string): string {
   return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
-/** OverlayMounter that runs mount(8)/umount(8). */
+/**
+ * The mount calls themselves, made by a process that is already running (the
+ * agent's helper spawner, agent/sys/linux.ts LinuxSys): a container start and
+ * removal then cost no mount(8) and umount(8) processes.
+ */
+export interface OverlayMountCalls {
+  /** mount -t overlay overlay -o OPTIONS TARGET, run in DIR (absolute). */
+  mountOverlay(dir: string, target: string, options: string, opts?: { signal?: AbortSignal }): Promise<void>;
+  /** umount -l TARGET. */
+  detachMount(target: string, opts?: { signal?: AbortSignal }): Promise<void>;
+}
+
+/** OverlayMounter that mounts through `calls` when given, else runs mount(8)/umount(8). */
 export class LinuxOverlayMounter implements OverlayMounter {
+  constructor(private readonly calls?: OverlayMountCalls) {}
+
   async mount(req: OverlayMountRequest): Promise<void> {
     const data = overlayOptions(req);
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', data, req.target], req.cwd, req.signal);
+    if (this.calls) await this.calls.mountOverlay(resolve(req.cwd), resolve(req.target), data, req.signal ? { signal: req.signal } : {});
+    else await run('mount', ['-t', 'overlay', 'overlay', '-o', data, req.target], req.cwd, req.signal);
   }
 
   async unmount(target: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
-    await run('umount', ['-l', target], undefined, opts.signal);
+    if (this.calls) await this.calls.detachMount(resolve(target), opts);
+    else await run('umount', ['-l', target], undefined, opts.signal);
   }
 
   async isMounted(target: string): Promise<boolean> {

@@ -20,7 +20,8 @@
  *   exec     join a running container (setns + cgroup) and exec a process;
  *            see exec_main().
  *   spawner  long-lived: reads "<length>\n<spec>" requests on stdin and does
- *            the shim role for each in a forked child; see spawner_main().
+ *            the shim role for each in a forked child; also overlay mount and
+ *            unmount requests; see spawner_main().
  *   fsops    filesystem operations for image unpacking (fsops.c, helper.h).
  *   version  prints the protocol version.
  *
@@ -1975,13 +1976,92 @@ static int detach_and_supervise(void)
 	return strncmp(buf, "ok ", 3) == 0 ? 0 : 1;
 }
 
+enum { SPAWN_SHIM, SPAWN_MOUNT, SPAWN_UMOUNT };
+
+/*
+ * "mount" request: "<dir>\0<target>\0<overlay options>" (no terminating NUL
+ * needed). Mounts an overlay at target (absolute) with options whose lower,
+ * upper and work paths are relative to dir, as `cd dir && mount -t overlay
+ * overlay -o OPTIONS target` does. The options were checked by the caller
+ * (agent/sys/overlay.ts: no ",", ":" or newlines in paths, under a page).
+ * Runs in a forked child so the spawner's own directory never changes.
+ * Prints "error <message>" on failure; returns the exit status.
+ */
+static int spawner_mount(const char *buf, size_t len)
+{
+	const char *f[3];
+	size_t at = 0;
+	for (int i = 0; i < 3; i++) {
+		f[i] = buf + at;
+		const char *nul = memchr(buf + at, 0, len - at);
+		if (i < 2 && !nul) {
+			printf("error mount request: expected \"dir\\0target\\0options\"\n");
+			return 2;
+		}
+		at = nul ? (size_t)(nul - buf) + 1 : len;
+	}
+	size_t optlen = len - (size_t)(f[2] - buf);
+	if (memchr(f[2], 0, optlen))
+		optlen = strlen(f[2]);
+	char opts[4096];
+	if (optlen >= sizeof opts || f[1][0] != '/' || f[0][0] != '/') {
+		printf("error mount request: expected absolute paths and options under 4096 bytes\n");
+		return 2;
+	}
+	memcpy(opts, f[2], optlen);
+	opts[optlen] = 0;
+	fflush(stdout);
+	pid_t p = fork();
+	if (p < 0) {
+		printf("error mount: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (p == 0) {
+		if (chdir(f[0]) < 0) {
+			printf("error mount: chdir \"%s\": %s\n", f[0], strerror(errno));
+			fflush(stdout);
+			_exit(1);
+		}
+		if (mount("overlay", f[1], "overlay", 0, opts) < 0) {
+			printf("error mount overlay on \"%s\": %s\n", f[1], strerror(errno));
+			fflush(stdout);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	int st = 0;
+	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+/* "umount" request: "<target>" (absolute). Detaches it (MNT_DETACH, as umount -l). */
+static int spawner_umount(const char *buf, size_t len)
+{
+	char target[PATH_MAX];
+	if (len >= sizeof target || buf[0] != '/' || memchr(buf, 0, len)) {
+		printf("error umount request: expected one absolute path\n");
+		return 2;
+	}
+	memcpy(target, buf, len);
+	target[len] = 0;
+	if (umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+		printf("error umount \"%s\": %s\n", target, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * spawner: a long-lived helper the agent keeps so a container start costs a
  * fork instead of Node spawning a process. Requests on stdin:
  * "<length>\n<spec bytes>"; for each it forks P, which does what the "shim"
  * role does (its stdout and stderr both go to the spawner's stdout: the
  * "ok ..."/"error ..." line or a spec error), and then it writes
- * "done <P's exit status>\n". One request at a time. Exits at end of input.
+ * "done <P's exit status>\n". Also "mount <length>\n<request>" and
+ * "umount <length>\n<target>" (spawner_mount, spawner_umount): the agent's
+ * overlay mounts without running mount(8). One request at a time. Exits at
+ * end of input.
  */
 static int spawner_main(void)
 {
@@ -1999,8 +2079,17 @@ static int spawner_main(void)
 				break;
 		}
 		hdr[h] = 0;
+		int op = SPAWN_SHIM;
+		const char *num = hdr;
+		if (!strncmp(hdr, "mount ", 6)) {
+			op = SPAWN_MOUNT;
+			num = hdr + 6;
+		} else if (!strncmp(hdr, "umount ", 7)) {
+			op = SPAWN_UMOUNT;
+			num = hdr + 7;
+		}
 		char *endp;
-		unsigned long len = strtoul(hdr, &endp, 10);
+		unsigned long len = strtoul(num, &endp, 10);
 		if (*endp || len == 0 || len > SPEC_MAX)
 			die("spawner: bad request header \"%s\"", hdr);
 		char *buf = malloc(len);
@@ -2013,6 +2102,13 @@ static int spawner_main(void)
 			if (n <= 0)
 				return 0;
 			got += (size_t)n;
+		}
+		if (op != SPAWN_SHIM) {
+			int code = op == SPAWN_MOUNT ? spawner_mount(buf, len) : spawner_umount(buf, len);
+			free(buf);
+			printf("done %d\n", code);
+			fflush(stdout);
+			continue;
 		}
 		fflush(stdout);
 		pid_t p = fork();

@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OverlaySnapshotter, diskUsage } from '../../../agent/snapshots/index.js';
+import { LinuxSys } from '../../../agent/sys/linux.js';
 import { LinuxOverlayMounter, overlayOptions } from '../../../agent/sys/overlay.js';
 import { sha256 } from '../images/fixtures.js';
 import { FakeOverlayMounter } from './fakes.js';
 
-describe('OverlaySnapshotter', () => {
+for (const via of ['mount(8)', 'the helper spawner'] as const) describe(`OverlaySnapshotter (mounts by ${via})`, () => {
   let root: string;
-  const mounter = new LinuxOverlayMounter();
+  const sys = via === 'mount(8)' ? undefined : new LinuxSys();
+  const mounter = new LinuxOverlayMounter(sys);
   let snaps: OverlaySnapshotter;
+  after(() => sys?.close());
 
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'berth-snap-'));
@@ -44,6 +47,15 @@ describe('OverlaySnapshotter', () => {
     assert.ok(!(await mounter.isMounted(c.rootfs)));
     assert.ok(!existsSync(c.upperdir));
     assert.deepEqual(await snaps.listContainers(), []);
+  });
+
+  it('reports a failed mount with its target and the reason, and leaves nothing mounted', async () => {
+    const target = join(root, 'target');
+    mkdirSync(target);
+    await assert.rejects(mounter.mount({ cwd: root, lowerdirs: ['missing-a', 'missing-b'], target }),
+      (err: Error) => err.message.includes(target));
+    assert.ok(!(await mounter.isMounted(target)));
+    await assert.rejects(mounter.unmount(target), /not mounted|Invalid argument/);
   });
 
   it('aborting a prepared layer leaves nothing; a failed mount leaves no container dir', async () => {
