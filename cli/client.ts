@@ -1,10 +1,10 @@
 /**
  * The controller API as the verbs use it: promise-returning calls with a
  * deadline, and errors turned into BerthErrors with one-line messages.
- * grpc-js and the generated clients are imported here, on the first call,
+ * The gRPC client (cli/rpc.ts) and the generated code are imported here, on the first call,
  * so that `berth --help` and usage errors never load them.
  */
-import type { ServiceError } from '@grpc/grpc-js';
+import type { ServiceError } from './rpc.js';
 import type {
   ApplyRequest,
   ApplyResponse,
@@ -67,7 +67,7 @@ export interface ControllerApi {
   close(): void;
 }
 
-/** Turns a grpc-js error into a BerthError whose message is fit for "error: ..." */
+/** Turns a gRPC error (cli/rpc.ts ServiceError) into a BerthError whose message is fit for "error: ..." */
 export function cliError(err: unknown, ctx: Pick<CliContext, 'controller' | 'timeoutMs'>): BerthError {
   const e = err as Partial<ServiceError>;
   const details = typeof e.details === 'string' ? e.details : typeof e.message === 'string' ? e.message : String(err);
@@ -81,37 +81,37 @@ export function cliError(err: unknown, ctx: Pick<CliContext, 'controller' | 'tim
 }
 
 /**
- * One unary call `client[method](req)` on a generated grpc-js client with the
+ * One unary call `client[method](req)` on a client of cli/rpc.ts with the
  * CLI's deadline (`deadlineMs` overrides it for slow calls); errors become
  * cliError. Closes the client afterwards.
  */
-export async function unaryOnce<Res, C extends { close(): void } = { close(): void }>(
-  ctx: CliContext, client: C, method: keyof C & string, req: object, deadlineMs = ctx.timeoutMs,
+export async function unaryOnce<Res>(
+  ctx: CliContext, client: { close(): void }, method: string, req: object, deadlineMs = ctx.timeoutMs,
 ): Promise<Res> {
-  const { Metadata } = await import('@grpc/grpc-js');
+  const { Metadata } = await import('./rpc.js');
   type Fn = (req: object, md: InstanceType<typeof Metadata>, opts: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown;
   try {
     return await new Promise<Res>((resolve, reject) => {
-      (client[method] as unknown as Fn).call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
+      ((client as unknown as Record<string, Fn>)[method] as Fn).call(client, req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, r) => (err ? reject(cliError(err, ctx)) : resolve(r)));
     });
   } finally {
     client.close();
   }
 }
 
-/** Connects lazily (grpc-js only dials on the first call). Call close() when done. */
+/** Connects lazily (cli/rpc.ts dials on the first call). Call close() when done. */
 export async function openControllerApi(ctx: CliContext): Promise<ControllerApi> {
   const started = Date.now();
-  const grpc = await import('@grpc/grpc-js');
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/controller.js');
   ctx.trace(`loaded gRPC client in ${Date.now() - started} ms`);
   const creds = grpc.credentials.createInsecure();
   const options = { 'grpc.enable_retries': 0 };
-  const workloads = new gen.WorkloadServiceClient(ctx.controller, creds, options);
-  const nodes = new gen.NodeServiceClient(ctx.controller, creds, options);
-  const system = new gen.SystemServiceClient(ctx.controller, creds, options);
-  const containers = new gen.ContainerServiceClient(ctx.controller, creds, options);
-  const events = new gen.EventServiceClient(ctx.controller, creds, options);
+  const workloads = grpc.makeClient(gen.WorkloadServiceService, ctx.controller, creds, options);
+  const nodes = grpc.makeClient(gen.NodeServiceService, ctx.controller, creds, options);
+  const system = grpc.makeClient(gen.SystemServiceService, ctx.controller, creds, options);
+  const containers = grpc.makeClient(gen.ContainerServiceService, ctx.controller, creds, options);
+  const events = grpc.makeClient(gen.EventServiceService, ctx.controller, creds, options);
 
   type Callback<Res> = (err: ServiceError | null, res: Res) => void;
   function call<Res>(what: string, invoke: (md: InstanceType<typeof grpc.Metadata>, opts: { deadline: number }, cb: Callback<Res>) => unknown): Promise<Res> {

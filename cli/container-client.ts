@@ -3,7 +3,7 @@
  * rename, inspect, top, update, stats, cp), with the same error handling as
  * client.ts. Loaded only when one of these verbs runs.
  */
-import type { ServiceError } from '@grpc/grpc-js';
+import type { ServiceError } from './rpc.js';
 import type {
   ContainerStatsRequest, ContainerStatsResponse, InspectContainersResponse, KillContainersResponse, RestartContainersResponse,
   StartContainersResponse, UpdateContainersRequest, UpdateContainersResponse,
@@ -32,9 +32,9 @@ export interface ContainerVerbApi {
 }
 
 export async function withContainerVerbs<T>(ctx: CliContext, fn: (api: ContainerVerbApi) => Promise<T>): Promise<T> {
-  const grpc = await import('@grpc/grpc-js');
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/controller.js');
-  const client = new gen.ContainerServiceClient(ctx.controller, grpc.credentials.createInsecure(), {
+  const client = grpc.makeClient(gen.ContainerServiceService, ctx.controller, grpc.credentials.createInsecure(), {
     'grpc.enable_retries': 0, 'grpc.max_receive_message_length': 64 * 1024 * 1024,
   });
   type Callback<Res> = (err: ServiceError | null, res: Res) => void;

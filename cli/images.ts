@@ -11,11 +11,12 @@
  */
 import { Option, type Command } from 'commander';
 import { BerthError } from '../lib/errors.js';
-import type { ImageListResponse, ImagePruneResponse, ImageRemoveResponse, ImageSearchResponse, ImageServiceClient } from '../proto/gen/berth/v1/controller.js';
+import type { ImageListResponse, ImagePruneResponse, ImageRemoveResponse, ImageSearchResponse, ImageServiceService } from '../proto/gen/berth/v1/controller.js';
 import { LayerPhase, type ImageRemoval, type LayerProgress, type PullProgress } from '../proto/gen/berth/v1/types.js';
 import { confirm } from './confirm.js';
 import { UsageError, type CliContext } from './context.js';
 import { formatAge, formatBytes, formatJson, formatTable, formatYaml, parseOutputFormat } from './output.js';
+import type { RpcClient } from './rpc.js';
 import type { Verb } from './verb.js';
 
 const PHASE_TEXT: Record<number, string> = {
@@ -31,10 +32,10 @@ function shortDigest(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
 }
 
-async function imageClient(ctx: CliContext): Promise<ImageServiceClient> {
-  const grpc = await import('@grpc/grpc-js');
+async function imageClient(ctx: CliContext): Promise<RpcClient<typeof ImageServiceService>> {
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/controller.js');
-  return new gen.ImageServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
+  return grpc.makeClient(gen.ImageServiceService, ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
 }
 
 /** Renders progress: bars on a terminal, phase-change lines otherwise. */
@@ -141,7 +142,7 @@ export async function runPull(ctx: CliContext, reference: string, node: string |
 /** ImageService.List on one node, or on every Ready node when `node` is empty. */
 export async function listImages(ctx: CliContext, node: string | undefined): Promise<ImageListResponse> {
   const { unaryOnce } = await import('./client.js');
-  return unaryOnce<ImageListResponse, ImageServiceClient>(ctx, await imageClient(ctx), 'list', { node: node ?? '' });
+  return unaryOnce<ImageListResponse>(ctx, await imageClient(ctx), 'list', { node: node ?? '' });
 }
 
 export async function runImages(ctx: CliContext, node: string | undefined, output: string | undefined): Promise<number> {
@@ -160,7 +161,7 @@ export async function runImages(ctx: CliContext, node: string | undefined, outpu
 /** One unary ImageService call with the CLI's deadline (`deadlineMs` overrides it for slow calls). */
 async function callImages<Res>(ctx: CliContext, method: 'remove' | 'prune' | 'search', req: object, deadlineMs = ctx.timeoutMs): Promise<Res> {
   const { unaryOnce } = await import('./client.js');
-  return unaryOnce<Res, ImageServiceClient>(ctx, await imageClient(ctx), method, req, deadlineMs);
+  return unaryOnce<Res>(ctx, await imageClient(ctx), method, req, deadlineMs);
 }
 
 /** Prints "error: NODE: REASON" for each node that failed; the exit code: 1 when any did, else 0. */

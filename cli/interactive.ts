@@ -50,10 +50,10 @@ export interface RelayResult {
 
 /** Opens the stream, relays it, and resolves with the process's exit code. */
 export async function relayStream(ctx: CliContext, start: StreamStart, opts: RelayOptions): Promise<RelayResult> {
-  const grpc = await import('@grpc/grpc-js');
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/streams.js');
   const { cliError } = await import('./client.js');
-  const client = new gen.StreamServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
+  const client = grpc.makeClient(gen.StreamServiceService, ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
   const call = start.$case === 'attach' ? client.attach() : client.exec();
   const stdin = ctx.io.stdin as NodeJS.ReadStream;
   const stdout = ctx.io.stdout as NodeJS.WriteStream;

@@ -1,15 +1,15 @@
 /** `berth get services [NAME]` and `berth describe service NAME`: workloads with ports as services (virtual IP, ports, endpoints, traffic). */
 import { Option, type Command } from 'commander';
-import type { ListServicesResponse, Service, ServiceServiceClient } from '../proto/gen/berth/v1/services.js';
+import type { ListServicesResponse, Service } from '../proto/gen/berth/v1/services.js';
 import type { CliContext } from './context.js';
 import { OUTPUT_FORMATS, formatJson, formatTable, formatYaml, parseOutputFormat } from './output.js';
 import type { Verb } from './verb.js';
 
 async function serviceCall<Res>(ctx: CliContext, method: 'list' | 'get', req: object): Promise<Res> {
-  const grpc = await import('@grpc/grpc-js');
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/services.js');
   const { unaryOnce } = await import('./client.js');
-  return unaryOnce<Res, ServiceServiceClient>(ctx, new gen.ServiceServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }), method, req);
+  return unaryOnce<Res>(ctx, grpc.makeClient(gen.ServiceServiceService, ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 }), method, req);
 }
 
 /** `80/tcp`, or `8080->80/tcp` when the port is published on every node's host port 8080. */

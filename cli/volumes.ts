@@ -7,20 +7,21 @@
  */
 import type { Command } from 'commander';
 import { BerthError } from '../lib/errors.js';
-import type { ListVolumesResponse, RemoveVolumesResponse, Volume, VolumeServiceClient } from '../proto/gen/berth/v1/volumes.js';
+import type { ListVolumesResponse, RemoveVolumesResponse, Volume, VolumeServiceService } from '../proto/gen/berth/v1/volumes.js';
 import { confirm } from './confirm.js';
 import { UsageError, type CliContext } from './context.js';
 import { formatAge, formatJson, formatTable, parseSelector } from './output.js';
+import type { RpcClient } from './rpc.js';
 import type { Verb } from './verb.js';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-async function volumeClient(ctx: CliContext): Promise<VolumeServiceClient> {
-  const grpc = await import('@grpc/grpc-js');
+async function volumeClient(ctx: CliContext): Promise<RpcClient<typeof VolumeServiceService>> {
+  const grpc = await import('./rpc.js');
   const gen = await import('../proto/gen/berth/v1/volumes.js');
-  return new gen.VolumeServiceClient(ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
+  return grpc.makeClient(gen.VolumeServiceService, ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
 }
 
 /** Removing a volume deletes its files: allow more than the usual deadline. */
@@ -31,7 +32,7 @@ type Method = 'create' | 'list' | 'inspect' | 'remove' | 'prune';
 /** One unary VolumeService call with the CLI's deadline. */
 async function callVolumes<Res>(ctx: CliContext, method: Method, req: object, deadlineMs = ctx.timeoutMs): Promise<Res> {
   const { unaryOnce } = await import('./client.js');
-  return unaryOnce<Res, VolumeServiceClient>(ctx, await volumeClient(ctx), method, req, deadlineMs);
+  return unaryOnce<Res>(ctx, await volumeClient(ctx), method, req, deadlineMs);
 }
 
 /** A volume as `inspect` and `--format json` print it (Docker's field names where they exist). */

@@ -28,6 +28,8 @@ await build({
   // Dynamic import() of Node's own modules becomes require(): the bundle runs as a vm.Script (for its
   // code cache), which has no loader for import().
   supported: { 'dynamic-import': false },
+  // The CLI's gRPC client is cli/rpc.ts; grpc-js (and protobufjs, which it brings) stays out of the bundle.
+  alias: { '@grpc/grpc-js': './scripts/grpc-js-stub.cjs' },
   logLevel: 'warning',
 });
 // Record the code cache on runs of the commands whose start matters most
