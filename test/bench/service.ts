@@ -52,10 +52,12 @@
  * - The clients reuse their own TIME_WAIT ports (`net.ipv4.tcp_tw_reuse=1`
  *   in the client netns; `--tw-reuse 2` is Linux's default, loopback only):
  *   wrk opens thousands of connections a second to one address, the client
- *   holds TIME_WAIT for a good part of them, and connect() takes only the
- *   even half of net.ipv4.ip_local_port_range (14116 ports); once those are
- *   all in TIME_WAIT every connect() scans the range in the kernel (system
- *   CPU 90%) and the rate falls about 7x, on whichever path got there first.
+ *   holds TIME_WAIT for a good part of them, and connect() looks through
+ *   the even half of net.ipv4.ip_local_port_range first (14116 ports here);
+ *   once those are all in TIME_WAIT every connect() walks them in the kernel
+ *   (`__inet_hash_connect`: system CPU 90%) and the rate falls about 7x, on
+ *   whichever path got there first. Reuse needs a newer TCP timestamp, so it
+ *   is safe, and it changes how a client picks its ports, not the path.
  *
  * Usage (root): node .build-x/test/bench/service.js [--rounds N] [--seconds S] [--connections C] [--cross-node] [--server httpd|node] [--shared-client] [--tw-reuse 0|1|2] [--diagnose]
  */
