@@ -10,12 +10,12 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import {
-  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, envNameProblem, isCode, messageOf, normalizeImageReference, type Logger,
+  AlreadyExistsError, ErrorCode, FailedPreconditionError, InvalidArgumentError, NotFoundError, envNameProblem, isCode, messageOf, normalizeImageReference, type Logger,
 } from '../../lib/index.js';
 import type {
   ContainerLogsRequest, ContainerServiceServer, ListContainersRequest, ListContainersResponse, RemoveContainersRequest, RemoveContainersResponse, RunRequest, StopContainersRequest, StopContainersResponse,
 } from '../../proto/gen/berth/v1/controller.js';
-import { ContainerSpec, ContainerState, type Container, type LogLine } from '../../proto/gen/berth/v1/types.js';
+import { ContainerSpec, ContainerState, type Container, type LogLine, type Node } from '../../proto/gen/berth/v1/types.js';
 import type { AgentDialer } from '../agents/index.js';
 import type { Membership, ObservedState } from '../nodes/index.js';
 import { generateName, placeOneOff, reconcileNodes } from '../reconcile/index.js';
@@ -90,6 +90,11 @@ export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' 
     deps.store.listContainerRecords({}, signal ? { signal } : {}),
     deps.membership ? deps.membership.list(signal ? { signal } : {}) : undefined,
   ]);
+  return mergeContainers(deps, records, nodes);
+}
+
+/** mergedContainers over records and node records already read (Run reads them once for its checks and its placement). */
+export function mergeContainers(deps: Pick<ContainerServiceDeps, 'observed' | 'membership'>, records: readonly Container[], nodes: readonly Node[] | undefined): Container[] {
   const conditions = nodes && deps.membership ? new Map(reconcileNodes(nodes, Date.now() - deps.membership.listeningSinceUnixMs).map((n) => [n.name, n.condition])) : undefined;
   const reasons = new Map((nodes ?? []).map((n) => [n.spec?.name ?? '', n.status?.reason ?? '']));
   const lost = (c: Container): Container => {
@@ -112,6 +117,25 @@ export async function mergedContainers(deps: Pick<ContainerServiceDeps, 'store' 
     for (const c of deps.observed.containers(node)) if (!seen.has(c.id)) out.push(lost({ ...c, node }));
   }
   return out.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+}
+
+/**
+ * Finds one container by name or id prefix like resolveContainer; a full id
+ * (64 hex digits, as clients pass after Run) is read by itself instead of
+ * listing every container.
+ */
+export async function findContainer(deps: Pick<ContainerServiceDeps, 'store' | 'observed' | 'membership'>, ref: string, field: string, signal?: AbortSignal): Promise<Container> {
+  if (/^[0-9a-f]{64}$/.test(ref)) {
+    const record = await deps.store.getContainerRecord(ref, signal ? { signal } : {}).catch((err: unknown) => {
+      if (isCode(err, ErrorCode.NotFound)) return undefined;
+      throw err;
+    });
+    if (record) {
+      const status = deps.observed.get(record.node, record.id)?.status;
+      if (status) return { ...record, status };
+    }
+  }
+  return resolveContainer(await mergedContainers(deps, signal), ref, field);
 }
 
 /** Finds one container by name or unambiguous id prefix. */
@@ -146,7 +170,8 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
       const node = req.node === '' ? undefined : checkName('node', req.node, 'node');
       const nodeSelector = checkLabels('node_selector', req.nodeSelector);
-      const all = await mergedContainers(deps, signal);
+      const [nodes, records] = await Promise.all([membership.list({ signal }), store.listContainerRecords({}, { signal })]);
+      const all = mergeContainers(deps, records, nodes);
       const taken = (n: string): boolean => all.some((c) => c.name === n);
       let name: string;
       if (req.name !== '') {
@@ -155,7 +180,6 @@ export function containerService(deps: ContainerServiceDeps): ContainerServiceSe
       } else {
         name = generateName(() => randomInt(1 << 30) / (1 << 30), taken);
       }
-      const [nodes, records] = await Promise.all([membership.list({ signal }), store.listContainerRecords({}, { signal })]);
       const id = randomBytes(32).toString('hex');
       const placed = placeOneOff(reconcileNodes(nodes, Date.now() - membership.listeningSinceUnixMs), records, {
         id, name, spec: { ...spec, hostname: spec.hostname || name }, ...(node ? { node } : {}), nodeSelector, evalId: `run/${id}`, now: Date.now(),

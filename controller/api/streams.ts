@@ -23,7 +23,7 @@ import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messag
 import type { StreamInput, StreamOutput, StreamServiceServer } from '../../proto/gen/berth/v1/streams.js';
 import { ContainerState } from '../../proto/gen/berth/v1/types.js';
 import type { AgentStream, AgentStreamDialer, AgentStreamMethod } from '../agents/index.js';
-import { mergedContainers, resolveContainer, type ContainerServiceDeps } from './containers.js';
+import { findContainer, type ContainerServiceDeps } from './containers.js';
 
 export interface StreamServiceDeps extends Pick<ContainerServiceDeps, 'store' | 'observed' | 'membership'> {
   streams: AgentStreamDialer;
@@ -78,7 +78,7 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
       }
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort());
-      const c = resolveContainer(await mergedContainers(deps, ac.signal), start.container, `${method}.container`);
+      const c = await findContainer(deps, start.container, `${method}.container`, ac.signal);
       if (GONE.has(c.status?.state ?? ContainerState.CONTAINER_STATE_UNSPECIFIED)) {
         throw new FailedPreconditionError(`failed to ${method} ${method === 'attach' ? 'to' : 'in'} container "${c.name}": it is being removed`);
       }
