@@ -9,6 +9,8 @@ import type { Verb } from './verb.js';
 export interface VersionInfo {
   client: { version: string; apiVersion: string };
   server?: { version: string; apiVersion: string; controllerId: string; leader: boolean; leaderId: string };
+  /** Each registered node's agent, as its last registration said. */
+  agents?: { node: string; version: string; status: string }[];
   /** Why the server part is missing. */
   serverError?: string;
 }
@@ -21,12 +23,13 @@ export function versionText(info: VersionInfo): string {
     lines.push(`Controller: ${s.controllerId || '-'}${s.leader ? ' (leader)' : ''}`);
     lines.push(`Leader: ${s.leaderId || '<none>'}`);
   }
+  for (const a of info.agents ?? []) lines.push(`Agent ${a.node}: ${a.version || 'unknown'} (${a.status})`);
   return lines.join('\n') + '\n';
 }
 
 /**
- * Prints the client's version and, when the controller answers, its version
- * and who leads. Exit code 1 when the controller cannot be reached (the
+ * Prints the client's version and, when the controller answers, its version,
+ * who leads and each node's agent version. Exit code 1 when the controller cannot be reached (the
  * client part is still printed).
  */
 export async function runVersion(ctx: CliContext, output: string | undefined): Promise<number> {
@@ -34,8 +37,10 @@ export async function runVersion(ctx: CliContext, output: string | undefined): P
   const info: VersionInfo = { client: { version: BERTH_VERSION, apiVersion: API_VERSION } };
   const { withController } = await import('./client.js');
   try {
-    const v = await withController(ctx, (api) => api.version());
+    const [v, nodes] = await withController(ctx, (api) => Promise.all([api.version(), api.listNodes()]));
     info.server = { version: v.version, apiVersion: v.apiVersion, controllerId: v.controllerId, leader: v.leader, leaderId: v.leaderId };
+    const { nodeStatus } = await import('./get.js');
+    info.agents = nodes.nodes.map((n) => ({ node: n.spec?.name ?? '', version: n.spec?.agentVersion ?? '', status: nodeStatus(n) }));
   } catch (err) {
     info.serverError = messageOf(err);
   }
@@ -52,8 +57,8 @@ export async function runVersion(ctx: CliContext, output: string | undefined): P
 export const versionVerb: Verb = (program, run) => {
   program
     .command('version')
-    .summary("show the client's and the controller's versions")
-    .description("Show the client's version and, when the controller answers, its version, its id and the current leader. Exits 1 when the controller cannot be reached.")
+    .summary("show the versions of the client, the controller and every node's agent")
+    .description("Show the client's version and, when the controller answers, its version, its id, the current leader and the agent version of every registered node (with the node's status). Exits 1 when the controller cannot be reached.")
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
     .addHelpText('after', `
 Examples:

@@ -183,6 +183,16 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     }
   }
 
+  it('shows the client, controller and each agent version in berth version', async () => {
+    const r = await cli(['version', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const v = JSON.parse(r.stdout) as { client: { version: string }; server: { version: string }; agents: { node: string; version: string; status: string }[] };
+    assert.equal(v.server.version, v.client.version);
+    assert.deepEqual(v.agents, [{ node: 'node-1', version: v.client.version, status: 'Ready' }]);
+    const text = await cli(['version']);
+    assert.match(text.stdout, new RegExp(`\nAgent node-1: ${v.client.version.replace(/\./g, '\\.')} \\(Ready\\)\n$`));
+  });
+
   it('shows a cordoned node in get nodes, and uncordons it', async () => {
     const cordon = await cli(['node', 'cordon', 'node-1']);
     assert.equal(cordon.code, 0, cordon.stderr);
