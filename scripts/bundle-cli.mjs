@@ -10,8 +10,6 @@
 // own modules).
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const dist = process.argv[2] ?? 'dist';
@@ -32,26 +30,8 @@ await build({
   alias: { '@grpc/grpc-js': './scripts/grpc-js-stub.cjs' },
   logLevel: 'warning',
 });
-// Record the code cache on runs of the commands whose start matters most
-// (`version`, `run --rm`), in one process so that every function they compile
-// is in it. The controller address is unreachable on purpose: each call fails
-// at once (exit code 1), after the verb, its flags and the gRPC client ran.
-const train = [
-  ['version', '--controller', '127.0.0.1:1'],
-  ['run', '--rm', '--controller', '127.0.0.1:1', 'busybox', 'true'],
-];
-const recorder = `
-  import { PassThrough, Readable } from 'node:stream';
-  const { loadBundledCli } = await import(${JSON.stringify(pathToFileURL(resolve(dist, 'cmd', 'cli-loader.js')).href)});
-  const cli = loadBundledCli();
-  if (!cli) throw new Error('no bundle to record the code cache of');
-  for (const argv of ${JSON.stringify(train)}) {
-    const code = await cli.runCli(argv, { stdout: new PassThrough(), stderr: new PassThrough(), stdin: Readable.from([]), env: {} });
-    if (code !== 1) throw new Error(\`\${argv[0]}: exit \${code}, expected 1 (controller unreachable)\`);
-  }
-  cli.done();
-`;
-const r = spawnSync(process.execPath, ['--input-type=module', '-e', recorder], {
+// Record V8's code cache for the bundle (scripts/record-cli-cache.mjs).
+const r = spawnSync(process.execPath, [new URL('./record-cli-cache.mjs', import.meta.url).pathname, dist], {
   env: { ...process.env, BERTH_WRITE_CODE_CACHE: '1' },
   stdio: ['ignore', 'ignore', 'pipe'],
 });
