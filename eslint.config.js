@@ -10,8 +10,10 @@ export default tseslint.config(
   { ignores: ['dist/**', '.build-*/**', 'node_modules/**', 'proto/gen/**', 'coverage/**', 'agent/sys/native/**'] },
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: ['**/*.ts', '**/*.cts'],
     rules: {
+      // CommonJS TypeScript (cmd/*.cts) imports with `import x = require(...)`, as verbatimModuleSyntax asks.
+      '@typescript-eslint/no-require-imports': ['error', { allowAsImport: true }],
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],

@@ -1,5 +1,5 @@
 /**
- * `berth controller` and `berth agent` are server commands. cmd/berth.ts runs
+ * `berth controller` and `berth agent` are server commands. cmd/berth.cts runs
  * them before the CLI is loaded; they are declared here only so that `berth
  * --help` lists them.
  */

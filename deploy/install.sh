@@ -122,7 +122,7 @@ fi
 if ((build == 1)); then
   build_stamp=dist/.berth-build-stamp
   needs_build=0
-  if [[ ! -f dist/cmd/berth.js || ! -f "$build_stamp" ]]; then
+  if [[ ! -f dist/cmd/berth.cjs || ! -f "$build_stamp" ]]; then
     needs_build=1
   elif [[ -n "$(find . \( -path ./node_modules -o -path ./dist -o -path './.build-*' -o -path ./.git \) -prune -o \
       -newer "$build_stamp" -type f \( -name '*.ts' -o -name '*.c' -o -name '*.h' -o -name 'Makefile' \

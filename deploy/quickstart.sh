@@ -42,7 +42,7 @@ ETCD_URL="http://127.0.0.1:${ETCD_PORT}"
 NATS_URL="nats://127.0.0.1:${NATS_PORT}"
 REGISTRY="127.0.0.1:${REGISTRY_PORT}"
 CONTROLLER="127.0.0.1:${CONTROLLER_PORT}"
-BERTH_JS="$BERTH_REPO/dist/cmd/berth.js"
+BERTH_JS="$BERTH_REPO/dist/cmd/berth.cjs"
 
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)

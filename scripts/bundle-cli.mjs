@@ -3,7 +3,7 @@
 // into one CommonJS file, DIST/cli-bundle/main.cjs, then runs it (`version`
 // and `run --rm`, in one process) to record V8's code cache for it
 // (DIST/cli-bundle/main-<sha256 of the bundle>.cache).
-// cmd/berth.js loads the bundle with that cache when both are there, and the
+// cmd/berth.cjs loads the bundle with that cache when both are there, and the
 // modules under DIST/cli/ otherwise: one file and precompiled code instead of
 // hundreds of modules to resolve and compile (docs/benchmarks.md, "berth run").
 // The controller and agent are never bundled (they find files next to their

@@ -1,7 +1,7 @@
 // `node scripts/record-cli-cache.mjs DIST` (run by scripts/bundle-cli.mjs with
 // BERTH_WRITE_CODE_CACHE=1): runs the bundled CLI's commands whose start
 // matters most (`version`, `run --rm`) in this one process, so that V8's code
-// cache it writes afterwards (cmd/cli-loader.ts) holds every function they
+// cache it writes afterwards (cmd/cli-loader.cts) holds every function they
 // compile, on the paths a real command takes: a call that succeeds (against a
 // gRPC server started here that answers Version, node List, Run and Attach with fixed
 // messages; it only drives the CLI's code, nothing is checked against it) and
@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 
 const dist = resolve(process.argv[2] ?? 'dist');
 const load = (rel) => import(pathToFileURL(resolve(dist, rel)).href);
-const { loadBundledCli } = await load('cmd/cli-loader.js');
+const { loadBundledCli } = (await load('cmd/cli-loader.cjs')).default;
 const controller = await load('proto/gen/berth/v1/controller.js');
 const streams = await load('proto/gen/berth/v1/streams.js');
 

@@ -7,7 +7,7 @@ import { AgentServiceClient } from '../../proto/gen/berth/v1/agent.js';
 import { freePort, makeTempDir, startProcess, waitFor, type ManagedProcess } from '../harness/index.js';
 import { rmSync } from 'node:fs';
 
-const BERTH_JS = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
+const BERTH_JS = fileURLToPath(new URL('../../cmd/berth.cjs', import.meta.url));
 
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

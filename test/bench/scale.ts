@@ -244,7 +244,7 @@ async function main(): Promise<void> {
   const replicas = intArg('replicas', 10000);
   const workerCount = Math.min(intArg('workers', 4), nodes);
   const workloadCount = Math.min(intArg('workloads', 10), replicas);
-  const berth = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
+  const berth = fileURLToPath(new URL('../../cmd/berth.cjs', import.meta.url));
   const self = fileURLToPath(import.meta.url);
 
   let etcd: Service | undefined;

@@ -4,8 +4,8 @@ import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../../cli/main.js';
 
-/** The compiled entry point of this build (…/<outDir>/cmd/berth.js). */
-export const BERTH_JS = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
+/** The compiled entry point of this build (…/<outDir>/cmd/berth.cjs). */
+export const BERTH_JS = fileURLToPath(new URL('../../cmd/berth.cjs', import.meta.url));
 
 export interface CliResult {
   code: number;

@@ -170,7 +170,7 @@ describe('cli/main', () => {
   });
 
   describe('the built program', () => {
-    it('exits 0 for --help and 2 for an unknown verb through cmd/berth.js', async () => {
+    it('exits 0 for --help and 2 for an unknown verb through cmd/berth.cjs', async () => {
       const help = await berth(['--help']);
       assert.equal(help.code, 0);
       assert.match(help.stdout, /Commands:/);
@@ -179,7 +179,7 @@ describe('cli/main', () => {
       assert.match(bad.stderr, /unknown command 'frobnicate'/);
     });
 
-    it('exits 1 with the unreachable message and no stack through cmd/berth.js', async () => {
+    it('exits 1 with the unreachable message and no stack through cmd/berth.cjs', async () => {
       const address = `127.0.0.1:${await freePort()}`;
       const r = await berth(['get', 'nodes'], { env: cleanEnv({ BERTH_CONTROLLER: address }) });
       assert.equal(r.code, 1);

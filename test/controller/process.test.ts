@@ -1,5 +1,5 @@
 /**
- * Two real controller processes (`node cmd/berth.js controller ...`) against real
+ * Two real controller processes (`node cmd/berth.cjs controller ...`) against real
  * etcd and NATS: leader failover on kill -9, resignation on SIGTERM, and node
  * Ready/NotReady from heartbeats published on NATS.
  */
@@ -12,7 +12,7 @@ import type { VersionResponse } from '../../proto/gen/berth/v1/controller.js';
 import { startEtcd, startNats, startProcess, tailLog, waitFor, type ManagedProcess, type Service } from '../harness/index.js';
 import { call, connectClients, manifest, type Clients } from './helpers.js';
 
-const berth = fileURLToPath(new URL('../../cmd/berth.js', import.meta.url));
+const berth = fileURLToPath(new URL('../../cmd/berth.cjs', import.meta.url));
 
 interface Controller {
   id: string;

@@ -11,7 +11,7 @@ import { freePort, startEtcd, startNats, startProcess, tailLog, waitFor, type Ma
 import { call, connectClients, manifest, type Clients } from '../helpers.js';
 import { FakeAgent } from './fake-agent.js';
 
-const berth = fileURLToPath(new URL('../../../cmd/berth.js', import.meta.url));
+const berth = fileURLToPath(new URL('../../../cmd/berth.cjs', import.meta.url));
 
 describe('reconciler leader failover (two controller processes)', function () {
   this.timeout(120_000);
