@@ -17,6 +17,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ContainerSpec, PullProgress } from "./types.js";
 
 /**
  * Interactive streams to containers: attach to a container's terminal and
@@ -30,6 +31,11 @@ import {
  * runs), then output, and the last message is `exit` with the exit code, after
  * which the server ends the stream. Errors before `ready` (an unknown
  * container, one that is not running) end the call with a status.
+ *
+ * Attach also takes a `run` start (StreamService only; `berth run` without
+ * -d): the controller creates the one-off container as ContainerService.Run
+ * does, relays the progress of an image pull the agent needs first (`pull`
+ * messages, before `ready`), then attaches with start as an AttachStart would.
  */
 
 export interface TerminalSize {
@@ -75,8 +81,32 @@ export interface ExecStart {
   size?: TerminalSize | undefined;
 }
 
+/** Creates a one-off container and attaches to it (see the top of this file). */
+export interface RunStart {
+  /** As RunRequest: name (generated when empty), spec, node, node selector. */
+  name: string;
+  spec?: ContainerSpec | undefined;
+  node: string;
+  nodeSelector: { [key: string]: string };
+  /**
+   * As AttachStart: forward stdin; first window size (spec.tty); remove the
+   * container once it exited (the exit then says `removed`).
+   */
+  stdin: boolean;
+  size?: TerminalSize | undefined;
+  remove: boolean;
+}
+
+export interface RunStart_NodeSelectorEntry {
+  key: string;
+  value: string;
+}
+
 export interface StreamInput {
   input?:
+    | //
+    /** First message of Attach on StreamService: create, then attach. */
+    { $case: "run"; value: RunStart }
     | //
     /** First message of Attach. */
     { $case: "attach"; value: AttachStart }
@@ -118,7 +148,9 @@ export interface StreamOutput {
     value: Buffer;
   } | //
   /** Last message. */
-  { $case: "exit"; value: StreamExit } | undefined;
+  { $case: "exit"; value: StreamExit } | //
+  /** Progress of an image pull a `run` start needed (before `ready`). */
+  { $case: "pull"; value: PullProgress } | undefined;
 }
 
 function createBaseTerminalSize(): TerminalSize {
@@ -485,6 +517,266 @@ export const ExecStart: MessageFns<ExecStart> = {
   },
 };
 
+function createBaseRunStart(): RunStart {
+  return { name: "", spec: undefined, node: "", nodeSelector: {}, stdin: false, size: undefined, remove: false };
+}
+
+export const RunStart: MessageFns<RunStart> = {
+  encode(message: RunStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.spec !== undefined) {
+      ContainerSpec.encode(message.spec, writer.uint32(18).fork()).join();
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
+    }
+    globalThis.Object.entries(message.nodeSelector).forEach(([key, value]: [string, string]) => {
+      RunStart_NodeSelectorEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.stdin !== false) {
+      writer.uint32(40).bool(message.stdin);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(50).fork()).join();
+    }
+    if (message.remove !== false) {
+      writer.uint32(56).bool(message.remove);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.spec = ContainerSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = RunStart_NodeSelectorEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.nodeSelector[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stdin = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.remove = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunStart {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      spec: isSet(object.spec) ? ContainerSpec.fromJSON(object.spec) : undefined,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      nodeSelector: isObject(object.nodeSelector)
+        ? (globalThis.Object.entries(object.nodeSelector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_selector)
+        ? (globalThis.Object.entries(object.node_selector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      stdin: isSet(object.stdin) ? globalThis.Boolean(object.stdin) : false,
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+      remove: isSet(object.remove) ? globalThis.Boolean(object.remove) : false,
+    };
+  },
+
+  toJSON(message: RunStart): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.spec !== undefined) {
+      obj.spec = ContainerSpec.toJSON(message.spec);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.nodeSelector) {
+      const entries = globalThis.Object.entries(message.nodeSelector) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeSelector = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeSelector[k] = v;
+        });
+      }
+    }
+    if (message.stdin !== false) {
+      obj.stdin = message.stdin;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
+    if (message.remove !== false) {
+      obj.remove = message.remove;
+    }
+    return obj;
+  },
+};
+
+function createBaseRunStart_NodeSelectorEntry(): RunStart_NodeSelectorEntry {
+  return { key: "", value: "" };
+}
+
+export const RunStart_NodeSelectorEntry: MessageFns<RunStart_NodeSelectorEntry> = {
+  encode(message: RunStart_NodeSelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunStart_NodeSelectorEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunStart_NodeSelectorEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunStart_NodeSelectorEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RunStart_NodeSelectorEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+};
+
 function createBaseStreamInput(): StreamInput {
   return { input: undefined };
 }
@@ -492,6 +784,9 @@ function createBaseStreamInput(): StreamInput {
 export const StreamInput: MessageFns<StreamInput> = {
   encode(message: StreamInput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     switch (message.input?.$case) {
+      case "run":
+        RunStart.encode(message.input.value, writer.uint32(50).fork()).join();
+        break;
       case "attach":
         AttachStart.encode(message.input.value, writer.uint32(10).fork()).join();
         break;
@@ -524,6 +819,14 @@ export const StreamInput: MessageFns<StreamInput> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.input = { $case: "run", value: RunStart.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 1: {
             if (tag !== 10) {
               break;
@@ -578,7 +881,9 @@ export const StreamInput: MessageFns<StreamInput> = {
 
   fromJSON(object: any): StreamInput {
     return {
-      input: isSet(object.attach)
+      input: isSet(object.run)
+        ? { $case: "run", value: RunStart.fromJSON(object.run) }
+        : isSet(object.attach)
         ? { $case: "attach", value: AttachStart.fromJSON(object.attach) }
         : isSet(object.exec)
         ? { $case: "exec", value: ExecStart.fromJSON(object.exec) }
@@ -596,7 +901,9 @@ export const StreamInput: MessageFns<StreamInput> = {
 
   toJSON(message: StreamInput): unknown {
     const obj: any = {};
-    if (message.input?.$case === "attach") {
+    if (message.input?.$case === "run") {
+      obj.run = RunStart.toJSON(message.input.value);
+    } else if (message.input?.$case === "attach") {
       obj.attach = AttachStart.toJSON(message.input.value);
     } else if (message.input?.$case === "exec") {
       obj.exec = ExecStart.toJSON(message.input.value);
@@ -852,6 +1159,9 @@ export const StreamOutput: MessageFns<StreamOutput> = {
       case "exit":
         StreamExit.encode(message.output.value, writer.uint32(34).fork()).join();
         break;
+      case "pull":
+        PullProgress.encode(message.output.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -901,6 +1211,14 @@ export const StreamOutput: MessageFns<StreamOutput> = {
             message.output = { $case: "exit", value: StreamExit.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.output = { $case: "pull", value: PullProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -923,6 +1241,8 @@ export const StreamOutput: MessageFns<StreamOutput> = {
         ? { $case: "stderr", value: Buffer.from(bytesFromBase64(object.stderr)) }
         : isSet(object.exit)
         ? { $case: "exit", value: StreamExit.fromJSON(object.exit) }
+        : isSet(object.pull)
+        ? { $case: "pull", value: PullProgress.fromJSON(object.pull) }
         : undefined,
     };
   },
@@ -937,6 +1257,8 @@ export const StreamOutput: MessageFns<StreamOutput> = {
       obj.stderr = base64FromBytes(message.output.value);
     } else if (message.output?.$case === "exit") {
       obj.exit = StreamExit.toJSON(message.output.value);
+    } else if (message.output?.$case === "pull") {
+      obj.pull = PullProgress.toJSON(message.output.value);
     }
     return obj;
   },
@@ -1060,6 +1382,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
