@@ -39,13 +39,26 @@ async function imageClient(ctx: CliContext): Promise<RpcClient<typeof ImageServi
 }
 
 /** Renders progress: bars on a terminal, phase-change lines otherwise. */
-interface ProgressView {
+export interface ProgressView {
   update(p: PullProgress): void;
   stop(): void;
 }
 
-function lineView(ctx: CliContext, multiNode: boolean): ProgressView {
+/** Where a progress view writes: stdout (`berth pull`) or stderr (`berth run`, whose stdout is the container's). */
+type ViewStream = 'stdout' | 'stderr';
+
+/** The progress view `berth pull` uses (bars on a terminal, lines otherwise), on the given stream. */
+export async function pullProgressView(ctx: CliContext, opts: { stream: ViewStream; multiNode: boolean }): Promise<ProgressView> {
+  const out = opts.stream === 'stderr' ? ctx.io.stderr : ctx.io.stdout;
+  return (out as NodeJS.WriteStream).isTTY ? barView(ctx, opts.multiNode, opts.stream) : lineView(ctx, opts.multiNode, opts.stream);
+}
+
+function lineView(ctx: CliContext, multiNode: boolean, stream: ViewStream = 'stdout'): ProgressView {
   const seen = new Map<string, LayerPhase>();
+  const write = (line: string): void => {
+    if (stream === 'stdout') ctx.out(line);
+    else ctx.io.stderr.write(`${line}\n`);
+  };
   return {
     update(p) {
       const prefix = multiNode ? `${p.node}: ` : '';
@@ -54,17 +67,17 @@ function lineView(ctx: CliContext, multiNode: boolean): ProgressView {
         if (seen.get(key) === l.phase) continue;
         seen.set(key, l.phase);
         const size = l.totalBytes > 0 && l.phase === LayerPhase.LAYER_PHASE_DOWNLOADING ? ` ${formatBytes(l.totalBytes)}` : '';
-        ctx.out(`${prefix}${shortDigest(l.digest)}: ${PHASE_TEXT[l.phase] ?? 'Unknown'}${size}`);
+        write(`${prefix}${shortDigest(l.digest)}: ${PHASE_TEXT[l.phase] ?? 'Unknown'}${size}`);
       }
     },
     stop() {},
   };
 }
 
-async function barView(ctx: CliContext, multiNode: boolean): Promise<ProgressView> {
+async function barView(ctx: CliContext, multiNode: boolean, stream: ViewStream = 'stdout'): Promise<ProgressView> {
   const { MultiBar, Presets } = (await import('cli-progress')).default;
   const bars = new MultiBar({
-    stream: ctx.io.stdout as NodeJS.WriteStream,
+    stream: (stream === 'stderr' ? ctx.io.stderr : ctx.io.stdout) as NodeJS.WriteStream,
     format: '{label} [{bar}] {phase} {done}/{total}',
     hideCursor: true,
     clearOnComplete: false,

@@ -11,7 +11,8 @@
  * running, as Docker does.
  */
 import type { Command } from 'commander';
-import type { AttachStart, ExecStart, StreamInput, StreamOutput, StreamReady, TerminalSize } from '../proto/gen/berth/v1/streams.js';
+import type { AttachStart, ExecStart, RunStart, StreamInput, StreamOutput, StreamReady, TerminalSize } from '../proto/gen/berth/v1/streams.js';
+import type { PullProgress } from '../proto/gen/berth/v1/types.js';
 import type { RunRequest } from '../proto/gen/berth/v1/controller.js';
 import type { ControllerApi } from './client.js';
 import { separateCommand } from './argv.js';
@@ -21,13 +22,15 @@ import type { Verb } from './verb.js';
 /** Ctrl-P then Ctrl-Q. */
 const DETACH = [0x10, 0x11] as const;
 
-export type StreamStart = { $case: 'attach'; value: AttachStart } | { $case: 'exec'; value: ExecStart };
+export type StreamStart = { $case: 'attach'; value: AttachStart } | { $case: 'exec'; value: ExecStart } | { $case: 'run'; value: RunStart };
 
 export interface RelayOptions {
   /** Forward this program's stdin. */
   stdin: boolean;
   /** Called when the server says the stream is connected. */
   onReady?: (ready: StreamReady) => void;
+  /** Progress of an image pull a run start needed (before ready). */
+  onPull?: (progress: PullProgress) => void;
   /** Ctrl-C without a raw terminal: what to do (default: leave, exit code 130). */
   onInterrupt?: () => void;
 }
@@ -54,7 +57,7 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
   const gen = await import('../proto/gen/berth/v1/streams.js');
   const { cliError } = await import('./client.js');
   const client = grpc.makeClient(gen.StreamServiceService, ctx.controller, grpc.credentials.createInsecure(), { 'grpc.enable_retries': 0 });
-  const call = start.$case === 'attach' ? client.attach() : client.exec();
+  const call = start.$case === 'exec' ? client.exec() : client.attach();
   const stdin = ctx.io.stdin as NodeJS.ReadStream;
   const stdout = ctx.io.stdout as NodeJS.WriteStream;
   let raw = false;
@@ -134,6 +137,9 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
       const o = m.output;
       if (!o) return;
       switch (o.$case) {
+        case 'pull':
+          opts.onPull?.(o.value);
+          break;
         case 'ready': {
           opts.onReady?.(o.value);
           if (o.value.tty) {
@@ -168,7 +174,7 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
     call.on('error', (err: Error & { code?: number }) => {
       restore();
       if (detached) {
-        if (start.$case === 'attach') ctx.io.stderr.write(raw ? '\r\ndetached\r\n' : 'detached\n');
+        if (start.$case !== 'exec') ctx.io.stderr.write(raw ? '\r\ndetached\r\n' : 'detached\n');
         resolve(exitCode !== undefined ? { code: exitCode, detached: false } : { code: start.$case === 'exec' ? 130 : 0, detached: true });
         return;
       }
@@ -184,44 +190,49 @@ export async function relayStream(ctx: CliContext, start: StreamStart, opts: Rel
 }
 
 /**
- * `berth run -t` / `-it` (attached): the container is created waiting for
- * its attach, attached, then started, so nothing it prints is missed; the
- * exit code is the container's. With --rm the attach asks for its removal
- * once it has exited (one call: the stream ends when it is gone); when the
- * server could not remove it, this program removes it.
- * Ctrl-C without -i stops it (as `berth run` does); with -i it goes to the
- * container. A failed attach removes the container it never started.
+ * `berth run` attached (with or without -t / -i): one stream does it all. Its
+ * `run` start has the controller create the container (a missing image is
+ * pulled first; its progress is shown on stderr, as `berth pull` shows it),
+ * attach to it and start it, so nothing it prints is missed; the exit code is
+ * the container's. With --rm the container is removed once it has exited,
+ * before the stream ends; when the server could not remove it, this program
+ * removes it. Ctrl-C without -i stops it (as `docker run` does); with -i it
+ * goes to the container. A container that never got attached (this program
+ * went away, the attach failed) is removed by the controller.
  */
 export async function runWithTerminal(ctx: CliContext, api: ControllerApi, req: RunRequest, opts: { interactive: boolean; rm: boolean }): Promise<number> {
   const size = terminalSize(ctx);
-  const created = api.runContainer({ ...req, waitForAttach: true, ...(size ? { consoleSize: size } : {}) });
-  // The stream's code loads while the controller creates the container (this program only waits then).
-  setImmediate(() => void import('../proto/gen/berth/v1/streams.js').catch(() => undefined));
-  const c = await created;
-  let ready = false;
+  let ready: StreamReady | undefined;
   let stopping = false;
-  let result: RelayResult;
-  try {
-    result = await relayStream(ctx, { $case: 'attach', value: { container: c.id, stdin: opts.interactive, start: true, ...(size ? { size } : {}), ...(opts.rm ? { remove: true } : {}) } }, {
-      stdin: opts.interactive,
-      onReady: () => {
-        ready = true;
-      },
-      onInterrupt: () => {
-        if (stopping) process.exit(130);
-        stopping = true;
-        ctx.io.stderr.write(`stopping container "${c.name}" (Ctrl-C again to leave it running)\n`);
-        api.stopContainers({ containers: [c.id], graceSeconds: 0 }).catch((err: unknown) => {
-          ctx.io.stderr.write(`error: failed to stop container "${c.name}": ${err instanceof Error ? err.message : String(err)}\n`);
-        });
-      },
-    });
-  } catch (err) {
-    if (!ready) await api.removeContainers({ containers: [c.id], force: true }).catch(() => undefined);
-    throw err;
-  }
+  let pulls: Promise<{ update(p: PullProgress): void; stop(): void }> | undefined;
+  const start: RunStart = {
+    name: req.name, spec: req.spec, node: req.node, nodeSelector: req.nodeSelector, stdin: opts.interactive, remove: opts.rm, ...(size ? { size } : {}),
+  };
+  const result = await relayStream(ctx, { $case: 'run', value: start }, {
+    stdin: opts.interactive,
+    onPull: (p) => {
+      if (!pulls) {
+        ctx.io.stderr.write(`Unable to find image "${p.reference}" on node ${p.node}: pulling\n`);
+        pulls = import('./images.js').then((m) => m.pullProgressView(ctx, { stream: 'stderr', multiNode: false }));
+      }
+      void pulls.then((v) => v.update(p));
+    },
+    onReady: (r) => {
+      ready = r;
+      void pulls?.then((v) => v.stop());
+    },
+    onInterrupt: () => {
+      if (stopping || !ready) process.exit(130);
+      stopping = true;
+      const c = ready;
+      ctx.io.stderr.write(`stopping container "${c.containerName}" (Ctrl-C again to leave it running)\n`);
+      api.stopContainers({ containers: [c.containerId], graceSeconds: 0 }).catch((err: unknown) => {
+        ctx.io.stderr.write(`error: failed to stop container "${c.containerName}": ${err instanceof Error ? err.message : String(err)}\n`);
+      });
+    },
+  });
   if (result.detached) return 0;
-  if (opts.rm && !result.removed) await api.removeContainers({ containers: [c.id], force: true });
+  if (opts.rm && !result.removed && ready) await api.removeContainers({ containers: [ready.containerId], force: true });
   return result.code;
 }
 

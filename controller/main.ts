@@ -12,7 +12,7 @@ import { BERTH_VERSION, createLogger, DEFAULT_CLUSTER_CIDR, messageOf, parseClus
 import { startApiServer, type ApiServer } from './api/index.js';
 import { VolumeManager } from './volumes/index.js';
 import { AgentVolumePool, AgentPool, AgentStreamPool } from './agents/index.js';
-import { Membership, NatsActivations, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, ObservedState } from './nodes/index.js';
+import { Membership, NatsActivations, NatsContainerReports, NatsEventPublisher, NatsHeartbeats, NatsNodeMetrics, NatsPullProgress, ObservedState, PullWatchers } from './nodes/index.js';
 import { LeaderAutoscaler } from './autoscale/index.js';
 import { EventRecorder, Reconciler } from './reconcile/index.js';
 import { DEFAULT_SERVICE_CIDR, EtcdElection, EtcdStore, EtcdVipStore, checkRangesApart, parseServiceCidr } from './store/index.js';
@@ -117,6 +117,9 @@ export async function runController(argv: string[]): Promise<number> {
   // Scale from zero: a node holding a connection asks for a replica (the leader acts).
   const activations = new NatsActivations({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-activations`, deliver: (a) => void autoscaler.activate(a.service) });
   const metrics = new NatsNodeMetrics({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-metrics`, deliver: (m, at) => autoscaler.ingest(m, at) });
+  // Image pull progress for the berth run that waits on it.
+  const pulls = new PullWatchers();
+  const pullProgress = new NatsPullProgress({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-pulls`, deliver: (p) => pulls.deliver(p) });
   const trafficTable = new TrafficTable();
   const traffic = new NatsNodeTraffic({ servers: cfg.nats, logger, name: `berth-controller-${cfg.id}-traffic`, deliver: (m, at) => trafficTable.ingest(m, at) });
   const serviceDirectory = new ServiceDirectory({ vips: new EtcdVipStore(store, cfg.serviceCidr), workloads: store, observed, nodeState: (n) => membership.liveStatus(n).state, traffic: trafficTable, logger });
@@ -133,6 +136,7 @@ export async function runController(argv: string[]): Promise<number> {
     await activations.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await metrics.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     await traffic.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
+    await pullProgress.stop().catch((err: unknown) => logger.warn('failed to close NATS', { error: messageOf(err) }));
     agents.close();
     volumePool.close();
     agentStreams.close();
@@ -154,6 +158,7 @@ export async function runController(argv: string[]): Promise<number> {
     reports.start().catch((err: unknown) => logger.error('failed to subscribe to container reports', { error: messageOf(err) }));
     metrics.start().catch((err: unknown) => logger.error('failed to subscribe to node metrics', { error: messageOf(err) }));
     traffic.start().catch((err: unknown) => logger.error('failed to subscribe to node traffic', { error: messageOf(err) }));
+    pullProgress.start().catch((err: unknown) => logger.error('failed to subscribe to pull progress', { error: messageOf(err) }));
     activations.start().catch((err: unknown) => logger.error('failed to subscribe to activations', { error: messageOf(err) }));
     publisher.start().catch((err: unknown) => logger.error('failed to connect the event publisher', { error: messageOf(err) }));
     api = await startApiServer({
@@ -161,7 +166,7 @@ export async function runController(argv: string[]): Promise<number> {
       store,
       election,
       membership,
-      containers: { store, observed, volumes, agents, streams: agentStreams },
+      containers: { store, observed, volumes, agents, streams: agentStreams, pulls },
       logger,
       ...(cfg.defaultRegistry ? { defaultRegistry: cfg.defaultRegistry } : {}),
       clusterCidr: cfg.clusterCidr,

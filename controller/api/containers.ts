@@ -154,60 +154,78 @@ export function resolveContainer(all: readonly Container[], ref: string, field: 
   throw new NotFoundError('container', ref);
 }
 
+/** What runOneOff's caller may do while it runs (StreamService's `run` start). */
+export interface RunHooks {
+  /** The container was placed on `node` and the agent is about to create it (and pull `image` if missing); returns a function called when that ends. */
+  onPlaced?(node: string, image: string): (() => void) | undefined;
+}
+
+/**
+ * ContainerService.Run: checks the request, places the one-off container,
+ * records it and has the agent create it (started, or waiting for an attach
+ * with wait_for_attach). Returns it and its node's address. Nothing is left
+ * behind when it fails.
+ */
+export async function runOneOff(deps: ContainerServiceDeps, req: RunRequest, signal: AbortSignal, hooks: RunHooks = {}): Promise<{ container: Container; address: string }> {
+  const { store } = deps;
+  const membership = deps.membership;
+  if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');
+  const spec = checkRunSpec(req.spec, deps.defaultRegistry);
+  for (const [f, v] of [['console_size.rows', req.consoleSize?.rows ?? 0], ['console_size.cols', req.consoleSize?.cols ?? 0]] as const) {
+    if (v > 65535) throw new InvalidArgumentError(`${f}: expected 0 (unset) to 65535, got ${v}`, { field: f });
+  }
+  checkMounts(spec.mounts);
+  const volumes = deps.volumes;
+  if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
+  const node = req.node === '' ? undefined : checkName('node', req.node, 'node');
+  const nodeSelector = checkLabels('node_selector', req.nodeSelector);
+  const [nodes, records] = await Promise.all([membership.list({ signal }), store.listContainerRecords({}, { signal })]);
+  const all = mergeContainers(deps, records, nodes);
+  const taken = (n: string): boolean => all.some((c) => c.name === n);
+  let name: string;
+  if (req.name !== '') {
+    name = checkName('name', req.name, 'container');
+    if (taken(name)) throw new AlreadyExistsError('container', name, { message: `failed to run container "${name}": the name is already in use; expected a new name (or remove the old container first)` });
+  } else {
+    name = generateName(() => randomInt(1 << 30) / (1 << 30), taken);
+  }
+  const id = randomBytes(32).toString('hex');
+  const placed = placeOneOff(reconcileNodes(nodes, Date.now() - membership.listeningSinceUnixMs), records, {
+    id, name, spec: { ...spec, hostname: spec.hostname || name }, ...(node ? { node } : {}), nodeSelector, evalId: `run/${id}`, now: Date.now(),
+    volumes: volumes ? await volumes.locate(spec.mounts, { signal }) : [],
+  });
+  if ('unplaced' in placed) throw new FailedPreconditionError(`failed to run container "${name}": no node can take it: ${placed.unplaced}`);
+  const record = placed.record;
+  // Volumes used for the first time live where the container landed.
+  const claimed = volumes ? await volumes.claim(spec.mounts, record.node, { signal }) : [];
+  // The record first: a controller that dies now leaves a record, never an unrecorded container.
+  await store.writeContainerRecords({ put: [record] }, { signal });
+  const address = nodes.find((n) => n.spec?.name === record.node)?.spec?.address ?? '';
+  const agent = deps.agents.agent(record.node, address);
+  const unwatch = hooks.onPlaced?.(record.node, spec.image);
+  try {
+    const started = await agent.runContainer({
+      id, name, spec: record.spec as ContainerSpec, workload: '', revision: 0, replica: 0,
+      ...(req.waitForAttach ? { waitForAttach: true } : {}), ...(req.consoleSize ? { consoleSize: req.consoleSize } : {}),
+    }, { signal });
+    deps.logger.info('container started', { containerId: id, name, node: record.node, image: spec.image });
+    return { container: { ...record, status: started.status }, address };
+  } catch (err) {
+    // Nothing half-made stays behind: remove whatever the agent made, then the record.
+    await agent.removeContainer({ id, force: true }).catch(() => undefined);
+    await store.writeContainerRecords({ delete: [id] }).catch((e: unknown) => deps.logger.warn('failed to delete the record of a container that did not start', { containerId: id, error: messageOf(e) }));
+    await volumes?.release(claimed, record.node);
+    throw err;
+  } finally {
+    unwatch?.();
+  }
+}
+
 export function containerService(deps: ContainerServiceDeps): ContainerServiceServer {
   const { store, logger } = deps;
   return {
     ...containerVerbs(deps),
-    run: unary(logger, 'ContainerRun', async (req: RunRequest, { signal }): Promise<Container> => {
-      const membership = deps.membership;
-      if (!membership) throw new FailedPreconditionError('failed to run a container: this controller has no node membership');
-      const spec = checkRunSpec(req.spec, deps.defaultRegistry);
-      for (const [f, v] of [['console_size.rows', req.consoleSize?.rows ?? 0], ['console_size.cols', req.consoleSize?.cols ?? 0]] as const) {
-        if (v > 65535) throw new InvalidArgumentError(`${f}: expected 0 (unset) to 65535, got ${v}`, { field: f });
-      }
-      checkMounts(spec.mounts);
-      const volumes = deps.volumes;
-      if (spec.mounts.length > 0 && !volumes) throw new FailedPreconditionError('failed to run a container with mounts: this controller does not manage volumes');
-      const node = req.node === '' ? undefined : checkName('node', req.node, 'node');
-      const nodeSelector = checkLabels('node_selector', req.nodeSelector);
-      const [nodes, records] = await Promise.all([membership.list({ signal }), store.listContainerRecords({}, { signal })]);
-      const all = mergeContainers(deps, records, nodes);
-      const taken = (n: string): boolean => all.some((c) => c.name === n);
-      let name: string;
-      if (req.name !== '') {
-        name = checkName('name', req.name, 'container');
-        if (taken(name)) throw new AlreadyExistsError('container', name, { message: `failed to run container "${name}": the name is already in use; expected a new name (or remove the old container first)` });
-      } else {
-        name = generateName(() => randomInt(1 << 30) / (1 << 30), taken);
-      }
-      const id = randomBytes(32).toString('hex');
-      const placed = placeOneOff(reconcileNodes(nodes, Date.now() - membership.listeningSinceUnixMs), records, {
-        id, name, spec: { ...spec, hostname: spec.hostname || name }, ...(node ? { node } : {}), nodeSelector, evalId: `run/${id}`, now: Date.now(),
-        volumes: volumes ? await volumes.locate(spec.mounts, { signal }) : [],
-      });
-      if ('unplaced' in placed) throw new FailedPreconditionError(`failed to run container "${name}": no node can take it: ${placed.unplaced}`);
-      const record = placed.record;
-      // Volumes used for the first time live where the container landed.
-      const claimed = volumes ? await volumes.claim(spec.mounts, record.node, { signal }) : [];
-      // The record first: a controller that dies now leaves a record, never an unrecorded container.
-      await store.writeContainerRecords({ put: [record] }, { signal });
-      const address = nodes.find((n) => n.spec?.name === record.node)?.spec?.address ?? '';
-      const agent = deps.agents.agent(record.node, address);
-      try {
-        const started = await agent.runContainer({
-          id, name, spec: record.spec as ContainerSpec, workload: '', revision: 0, replica: 0,
-          ...(req.waitForAttach ? { waitForAttach: true } : {}), ...(req.consoleSize ? { consoleSize: req.consoleSize } : {}),
-        }, { signal });
-        logger.info('container started', { containerId: id, name, node: record.node, image: spec.image });
-        return { ...record, status: started.status };
-      } catch (err) {
-        // Nothing half-made stays behind: remove whatever the agent made, then the record.
-        await agent.removeContainer({ id, force: true }).catch(() => undefined);
-        await store.writeContainerRecords({ delete: [id] }).catch((e: unknown) => logger.warn('failed to delete the record of a container that did not start', { containerId: id, error: messageOf(e) }));
-        await volumes?.release(claimed, record.node);
-        throw err;
-      }
-    }),
+    run: unary(logger, 'ContainerRun', async (req: RunRequest, { signal }): Promise<Container> => (await runOneOff(deps, req, signal)).container),
 
     list: unary(logger, 'ContainerList', async (req: ListContainersRequest, { signal }): Promise<ListContainersResponse> => {
       const selector = checkLabels('selector', req.selector);

@@ -23,6 +23,7 @@ import { workloadService } from './workloads.js';
 import { serviceService } from './services.js';
 import { ServiceServiceService } from '../../proto/gen/berth/v1/services.js';
 import type { ServiceDirectory } from '../services/index.js';
+import type { PullWatchers } from '../nodes/index.js';
 
 /** Largest request accepted (a 1 MiB workload file plus framing). */
 export const MAX_RECEIVE_BYTES = 2 * 1024 * 1024;
@@ -40,6 +41,8 @@ export interface ApiServerOptions {
     streams?: AgentStreamDialer;
     /** Named volumes: VolumeService is served, and one-off containers may mount volumes, when given. */
     volumes?: VolumeManager;
+    /** Pull progress from agents, relayed to `berth run` (a `run` start on StreamService) when given. */
+    pulls?: PullWatchers;
   };
   election: Pick<LeaderElection, 'controllerId' | 'isLeader' | 'leaderId'>;
   membership: Membership;
@@ -73,7 +76,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     server.addService(EventServiceService, eventService({ store: opts.containers.store, logger }));
     if (opts.containers.streams) {
       server.addService(StreamServiceService, streamService({
-        store: opts.containers.store, observed: opts.containers.observed, membership: opts.membership, streams: opts.containers.streams, logger, stopping: stopping.signal,
+        ...opts.containers, streams: opts.containers.streams, membership: opts.membership, logger, stopping: stopping.signal,
+        ...(opts.defaultRegistry ? { defaultRegistry: opts.defaultRegistry } : {}),
       }));
     }
     if (opts.containers.volumes) server.addService(VolumeServiceService, volumeService({ volumes: opts.containers.volumes, logger }));

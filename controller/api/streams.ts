@@ -19,16 +19,17 @@
  * fails, `exit` goes on with `removed` false (the client removes it then).
  */
 import type * as grpc from '@grpc/grpc-js';
-import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messageOf, toGrpcStatus, type Logger } from '../../lib/index.js';
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError, messageOf, toGrpcStatus } from '../../lib/index.js';
 import type { StreamInput, StreamOutput, StreamServiceServer } from '../../proto/gen/berth/v1/streams.js';
-import { ContainerState } from '../../proto/gen/berth/v1/types.js';
+import { ContainerState, type Container } from '../../proto/gen/berth/v1/types.js';
 import type { AgentStream, AgentStreamDialer, AgentStreamMethod } from '../agents/index.js';
-import { findContainer, type ContainerServiceDeps } from './containers.js';
+import { findContainer, runOneOff, type ContainerServiceDeps } from './containers.js';
+import type { PullWatchers } from '../nodes/index.js';
 
-export interface StreamServiceDeps extends Pick<ContainerServiceDeps, 'store' | 'observed' | 'membership'> {
+export interface StreamServiceDeps extends ContainerServiceDeps {
   streams: AgentStreamDialer;
-  logger: Logger;
-  stopping: AbortSignal;
+  /** Pull progress from agents, for `run` starts (none relayed without it). */
+  pulls?: PullWatchers;
 }
 
 type Call = grpc.ServerDuplexStream<StreamInput, StreamOutput>;
@@ -63,22 +64,55 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
     call.on('cancelled', () => {
       finished = true;
       cleanup();
+      dropUnattached();
     });
     call.on('error', () => cleanup());
 
+    /** Removes a container a run start created that never got attached (the client went away, or the attach failed). */
+    const removeCreated = async (c: Container, address: string): Promise<void> => {
+      await deps.agents.agent(c.node, address).removeContainer({ id: c.id, force: true }).catch(() => undefined);
+      await deps.store.writeContainerRecords({ delete: [c.id] })
+        .then(() => deps.observed.forget(c.node, c.id))
+        .catch((err: unknown) => log.warn('failed to delete the record of a container whose attach failed', { containerId: c.id, error: messageOf(err) }));
+    };
+    let createdUnattached: { container: Container; address: string } | undefined;
+    const dropUnattached = (): void => {
+      const c = createdUnattached;
+      createdUnattached = undefined;
+      if (c) void removeCreated(c.container, c.address);
+    };
+
     const open = async (m: StreamInput): Promise<void> => {
-      const input = m.input;
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      let input = m.input;
+      // A run start: create the container (relaying the progress of a pull it needs), then attach with start.
+      let created: { container: Container; address: string } | undefined;
+      if (input?.$case === 'run' && method === 'attach') {
+        const r = input.value;
+        created = await runOneOff(deps, {
+          name: r.name, spec: r.spec, node: r.node, nodeSelector: r.nodeSelector, waitForAttach: true, ...(r.size ? { consoleSize: r.size } : {}),
+        }, ac.signal, {
+          onPlaced: (node, image) => deps.pulls?.watch(node, image, (p) => {
+            if (!finished) call.write({ output: { $case: 'pull', value: p } });
+          }),
+        });
+        createdUnattached = created;
+        if (finished) {
+          dropUnattached();
+          return;
+        }
+        input = { $case: 'attach', value: { container: created.container.id, stdin: r.stdin, start: true, ...(r.size ? { size: r.size } : {}), ...(r.remove ? { remove: true } : {}) } };
+      }
       const start = input?.$case === 'attach' && method === 'attach'
         ? { container: input.value.container, withId: (id: string): StreamInput => ({ input: { $case: 'attach', value: { ...input.value, container: id } } }) }
         : input?.$case === 'exec' && method === 'exec'
           ? { container: input.value.container, withId: (id: string): StreamInput => ({ input: { $case: 'exec', value: { ...input.value, container: id } } }) }
           : undefined;
       if (!start) {
-        throw new InvalidArgumentError(`${method}: expected the first message to be ${method === 'attach' ? 'an attach' : 'an exec'} start, got ${m.input?.$case ?? 'nothing'}`, { field: method });
+        throw new InvalidArgumentError(`${method}: expected the first message to be ${method === 'attach' ? 'an attach or run' : 'an exec'} start, got ${m.input?.$case ?? 'nothing'}`, { field: method });
       }
-      const ac = new AbortController();
-      call.on('cancelled', () => ac.abort());
-      const c = await findContainer(deps, start.container, `${method}.container`, ac.signal);
+      const c = created?.container ?? await findContainer(deps, start.container, `${method}.container`, ac.signal);
       if (GONE.has(c.status?.state ?? ContainerState.CONTAINER_STATE_UNSPECIFIED)) {
         throw new FailedPreconditionError(`failed to ${method} ${method === 'attach' ? 'to' : 'in'} container "${c.name}": it is being removed`);
       }
@@ -86,9 +120,12 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
       if (remove && c.workload !== '') {
         throw new FailedPreconditionError(`failed to attach to container "${c.name}" with remove: it is a replica of workload "${c.workload}"; expected a one-off container (berth run)`);
       }
-      const node = await deps.store.getNode(c.node, { signal: ac.signal });
-      if (finished) return;
-      const s = deps.streams.open(c.node, node.spec?.address ?? '', method);
+      const address = created ? created.address : (await deps.store.getNode(c.node, { signal: ac.signal })).spec?.address ?? '';
+      if (finished) {
+        dropUnattached();
+        return;
+      }
+      const s = deps.streams.open(c.node, address, method);
       agent = s;
       // Output in order; an exit after a removal waits for the record's delete.
       let sending = Promise.resolve();
@@ -106,6 +143,7 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
         }
       };
       s.on('data', (out: StreamOutput) => {
+        if (out.output?.$case === 'ready') createdUnattached = undefined;
         sending = sending.then(async () => {
           const o = await forget(out);
           if (!finished) call.write(o);
@@ -120,6 +158,7 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
         });
       });
       s.on('error', (err: grpc.ServiceError) => {
+        dropUnattached();
         if (finished) return;
         finished = true;
         deps.stopping.removeEventListener('abort', onStop);
@@ -136,7 +175,10 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
       if (finished) return;
       if (first) {
         first = false;
-        open(m).catch(fail);
+        open(m).catch((err: unknown) => {
+          fail(err);
+          dropUnattached();
+        });
         return;
       }
       if (agent) agent.write(m);

@@ -13,3 +13,4 @@ export { NatsEventPublisher, EVENTS_SUBJECT, type EventPublisher } from './event
 export { connectWithRetry, closeGracefully, subscribeParsed, ParsedSubscription, type Parsed, type ParsedSubscriptionOptions } from './connect.js';
 export { NatsActivations, type NatsActivationsOptions } from './activations.js';
 export { NatsNodeMetrics, parseNodeMetrics, metricsSubject, METRICS_SUBJECT_WILDCARD, MAX_METRICS_BYTES, MAX_METRICS_REPLICAS, type NatsNodeMetricsOptions } from './metrics.js';
+export { NatsPullProgress, PullWatchers, parsePullProgress, PULL_SUBJECT_WILDCARD, MAX_PULL_BYTES, MAX_PULL_LAYERS, type NatsPullProgressOptions } from './pulls.js';

@@ -183,6 +183,19 @@ describe('cli container verbs end to end (real etcd, NATS, controller, agent, re
     }
   }
 
+  it('pulls a missing image for an attached run with per-layer progress on stderr, then runs it; a second run pulls nothing', async () => {
+    const first = await cli(['run', '--rm', image, 'echo', 'hi']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout, 'hi\n');
+    assert.match(first.stderr, new RegExp(`^Unable to find image "${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" on node node-1: pulling\n`));
+    assert.match(first.stderr, /^[0-9a-f]{12}: Pull complete$/m);
+    const second = await cli(['run', '--rm', image, 'echo', 'again']);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.stdout, 'again\n');
+    assert.equal(second.stderr, '');
+    assert.deepEqual(await ps(), []);
+  });
+
   it('shows the client, controller and each agent version in berth version', async () => {
     const r = await cli(['version', '-o', 'json']);
     assert.equal(r.code, 0, r.stderr);
