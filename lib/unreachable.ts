@@ -22,7 +22,12 @@ export function connectFailureReason(details: string): string {
   return details.replace(/\s*Resolution note:\s*$/, '').replace(/^No connection established\.\s*Last error:\s*(Error:\s*)?/, '').trim() || 'unavailable';
 }
 
-/** True when gRPC details describe a failure to connect (rather than an UNAVAILABLE sent by the server). */
+/**
+ * True when gRPC details describe this client's failure to connect (rather
+ * than an UNAVAILABLE the server sent, whose message may itself relay a
+ * refused connection further down, such as an agent that cannot reach a
+ * registry): the client-side wording starts the details.
+ */
 export function isConnectFailure(details: string): boolean {
-  return /No connection established|ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EADDRNOTAVAIL|Name resolution failed|Connection dropped|getaddrinfo/i.test(details);
+  return /^(No connection established|Connection dropped|Name resolution failed|Socket closed|getaddrinfo|(connect|read|write) E[A-Z]+)/i.test(details.trim());
 }

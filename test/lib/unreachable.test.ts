@@ -17,5 +17,9 @@ describe('lib/unreachable', () => {
 
   it('does not treat an UNAVAILABLE sent by the server as a connection failure', () => {
     assert.equal(isConnectFailure('failed to reach etcd: not the leader'), false);
+    // A server relaying a refused connection further down (an agent that cannot reach a registry) is not this client's failure.
+    assert.equal(isConnectFailure('failed to call RunContainer on node "n1" at "10.0.0.2:7071": failed to reach registry "127.0.0.1:5000" after 5 attempts: connect ECONNREFUSED 127.0.0.1:5000'), false);
+    assert.equal(isConnectFailure('Connection dropped: Error: read ECONNRESET'), true);
+    assert.equal(isConnectFailure('Name resolution failed for target dns:nowhere.invalid:7070'), true);
   });
 });
