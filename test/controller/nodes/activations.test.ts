@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { connect, type NatsConnection } from 'nats';
 import { NatsActivations } from '../../../controller/nodes/index.js';
 import { activateSubject, encodeActivation, parseActivation, type ServiceActivation } from '../../../lib/index.js';
-import { startNats, type Service } from '../../harness/index.js';
+import { deliverOverNats } from './over-nats.js';
 
 const text = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
 
@@ -31,31 +30,13 @@ describe('service activations', () => {
     });
   }
 
-  describe('over real NATS', function () {
+  it('delivers accepted activations and counts dropped ones over real NATS', async function () {
     this.timeout(30_000);
-    let nats: Service | undefined;
-    let nc: NatsConnection | undefined;
-    let sub: NatsActivations | undefined;
-    before(async () => {
-      nats = await startNats();
-      nc = await connect({ servers: nats.url });
-    });
-    after(async () => {
-      await sub?.stop();
-      await nc?.close();
-      await nats?.stop();
-    });
-
-    it('delivers accepted activations and counts dropped ones', async () => {
-      const got: ServiceActivation[] = [];
-      sub = new NatsActivations({ servers: [nats!.url], deliver: (a) => got.push(a) });
-      await sub.start();
-      nc!.publish(activateSubject('web'), encodeActivation({ service: 'web', node: 'n2', held: 1 }));
-      nc!.publish(activateSubject('web'), text({ version: 1, service: 'other', node: 'n2', held: 1 }));
-      await nc!.flush();
-      for (let i = 0; i < 100 && (got.length < 1 || sub.dropped < 1); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual(got, [{ version: 1, service: 'web', node: 'n2', held: 1 }]);
-      assert.equal(sub.dropped, 1);
-    });
+    const r = await deliverOverNats<ServiceActivation>((servers, deliver) => new NatsActivations({ servers, deliver: (a) => deliver(a, Date.now()) }), [
+      [activateSubject('web'), encodeActivation({ service: 'web', node: 'n2', held: 1 })],
+      [activateSubject('web'), text({ version: 1, service: 'other', node: 'n2', held: 1 })],
+    ], { accepted: 1, dropped: 1 });
+    assert.deepEqual(r.got, [{ version: 1, service: 'web', node: 'n2', held: 1 }]);
+    assert.equal(r.dropped, 1);
   });
 });

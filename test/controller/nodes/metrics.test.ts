@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { connect, type NatsConnection } from 'nats';
 import { NatsNodeMetrics, metricsSubject, parseNodeMetrics } from '../../../controller/nodes/index.js';
 import { NodeMetrics, type ReplicaMetrics } from '../../../proto/gen/berth/v1/metrics.js';
-import { startNats, type Service } from '../../harness/index.js';
+import { deliverOverNats } from './over-nats.js';
 
 const id = (): string => randomBytes(32).toString('hex');
 
@@ -40,33 +39,15 @@ describe('node metrics', () => {
     });
   }
 
-  describe('over real NATS', function () {
+  it('delivers accepted messages with the receipt time and counts dropped ones over real NATS', async function () {
     this.timeout(30_000);
-    let nats: Service | undefined;
-    let nc: NatsConnection | undefined;
-    let sub: NatsNodeMetrics | undefined;
-    before(async () => {
-      nats = await startNats();
-      nc = await connect({ servers: nats.url });
-    });
-    after(async () => {
-      await sub?.stop();
-      await nc?.close();
-      await nats?.stop();
-    });
-
-    it('delivers accepted messages with the receipt time and counts dropped ones', async () => {
-      const got: [NodeMetrics, number][] = [];
-      sub = new NatsNodeMetrics({ servers: [nats!.url], deliver: (m, at) => got.push([m, at]) });
-      await sub.start();
-      const before = Date.now();
-      nc!.publish(metricsSubject('n1'), encode({ unixMs: 1 }));
-      nc!.publish(metricsSubject('n1'), encode({ version: 9 }));
-      await nc!.flush();
-      for (let i = 0; i < 100 && (got.length < 1 || sub.dropped < 1); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(got.length, 1);
-      assert.equal(sub.dropped, 1);
-      assert.ok((got[0]?.[1] ?? 0) >= before, 'receipt time is the controller\'s clock, not the agent\'s');
-    });
+    const before = Date.now();
+    const r = await deliverOverNats<NodeMetrics>((servers, deliver) => new NatsNodeMetrics({ servers, deliver }), [
+      [metricsSubject('n1'), encode({ unixMs: 1 })],
+      [metricsSubject('n1'), encode({ version: 9 })],
+    ], { accepted: 1, dropped: 1 });
+    assert.equal(r.got.length, 1);
+    assert.equal(r.dropped, 1);
+    assert.ok((r.receivedMs[0] ?? 0) >= before, 'receipt time is the controller\'s clock, not the agent\'s');
   });
 });

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect, type NatsConnection } from 'nats';
 import { MAX_PULL_BYTES, NatsPullProgress, PullWatchers, parsePullProgress } from '../../../controller/nodes/index.js';
 import { pullSubject } from '../../../lib/index.js';
 import { LayerPhase, PullProgress } from '../../../proto/gen/berth/v1/types.js';
-import { startNats, type Service } from '../../harness/index.js';
+import { deliverOverNats } from './over-nats.js';
 
 function progress(over: Partial<PullProgress> = {}): PullProgress {
   return {
@@ -48,32 +47,14 @@ describe('pull progress from agents', () => {
     assert.deepEqual(got, ['a:n1', 'b:n2']);
   });
 
-  describe('over real NATS', function () {
-    this.timeout(20_000);
-    let nats: Service | undefined;
-    let nc: NatsConnection | undefined;
-    let sub: NatsPullProgress | undefined;
-    before(async () => {
-      nats = await startNats();
-      nc = await connect({ servers: nats.url });
-    });
-    after(async () => {
-      await sub?.stop();
-      await nc?.close();
-      await nats?.stop();
-    });
-
-    it('delivers accepted messages and counts dropped ones', async () => {
-      const got: PullProgress[] = [];
-      sub = new NatsPullProgress({ servers: [nats!.url], deliver: (p) => got.push(p) });
-      await sub.start();
-      nc!.publish(pullSubject('n1'), encode(progress({ finished: true, digest: 'sha256:x' })));
-      nc!.publish(pullSubject('n1'), encode(progress({ node: 'n9' })));
-      await nc!.flush();
-      for (let i = 0; i < 100 && (got.length < 1 || sub.dropped < 1); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(got.length, 1);
-      assert.equal(got[0]?.finished, true);
-      assert.equal(sub.dropped, 1);
-    });
+  it('delivers accepted messages and counts dropped ones over real NATS', async function () {
+    this.timeout(30_000);
+    const r = await deliverOverNats<PullProgress>((servers, deliver) => new NatsPullProgress({ servers, deliver: (p) => deliver(p, Date.now()) }), [
+      [pullSubject('n1'), encode(progress({ finished: true, digest: 'sha256:x' }))],
+      [pullSubject('n1'), encode(progress({ node: 'n9' }))],
+    ], { accepted: 1, dropped: 1 });
+    assert.equal(r.got.length, 1);
+    assert.equal(r.got[0]?.finished, true);
+    assert.equal(r.dropped, 1);
   });
 });

@@ -5,12 +5,11 @@
  * NatsNodeTraffic receives them from a real NATS server.
  */
 import assert from 'node:assert/strict';
-import { connect, type NatsConnection } from 'nats';
 import { NatsNodeTraffic, TrafficTable, parseNodeTraffic, serviceEndpoints } from '../../../controller/services/index.js';
 import { TRAFFIC_VERSION, trafficSubject } from '../../../lib/index.js';
 import { NodeTraffic, type EndpointTraffic } from '../../../proto/gen/berth/v1/traffic.js';
 import { Container, ContainerState, ContainerStatus, NodeState } from '../../../proto/gen/berth/v1/types.js';
-import { startNats, waitFor } from '../../harness/index.js';
+import { deliverOverNats } from '../nodes/over-nats.js';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
@@ -83,29 +82,15 @@ describe('TrafficTable', () => {
 
 describe('NatsNodeTraffic (real NATS)', function () {
   this.timeout(30_000);
-  let nats: Awaited<ReturnType<typeof startNats>> | undefined;
-  let sub: NatsNodeTraffic | undefined;
-  let pub: NatsConnection | undefined;
-
-  afterEach(async () => {
-    await pub?.close();
-    await sub?.stop();
-    await nats?.stop();
-    pub = undefined;
-    sub = undefined;
-    nats = undefined;
-  });
 
   it('delivers accepted reports and counts dropped ones', async () => {
-    nats = await startNats();
-    const got: NodeTraffic[] = [];
-    sub = new NatsNodeTraffic({ servers: [nats.url], deliver: (m) => got.push(m) });
-    await sub.start();
-    pub = await connect({ servers: nats.url });
-    pub.publish(trafficSubject('n1'), bytes(report('n2', [endpoint(A)])));
-    pub.publish(trafficSubject('n1'), bytes(report('n1', [endpoint(A)])));
-    await pub.flush();
-    await waitFor('the report to arrive', () => got.length === 1 && sub?.dropped === 1, 10_000);
-    assert.equal(got[0]?.endpoints[0]?.requestsPerSecond, 12.5);
+    const r = await deliverOverNats<NodeTraffic>((servers, deliver) => new NatsNodeTraffic({ servers, deliver }), [
+      [trafficSubject('n1'), bytes(report('n2', [endpoint(A)]))],
+      [trafficSubject('n1'), bytes(report('n1', [endpoint(A)]))],
+    ], { accepted: 1, dropped: 1 });
+    assert.equal(r.got.length, 1);
+    assert.equal(r.dropped, 1);
+    assert.equal(r.got[0]?.endpoints[0]?.requestsPerSecond, 12.5);
   });
 });
+
