@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, startRegistryWithImages, tailLog, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
+import { tailLog, waitFor, type ManagedProcess } from '../harness/index.js';
+import { startNetCluster, type NetCluster, type TestCluster } from './cluster.js';
 
 const CLUSTER = '10.244.0.0/16';
 const SERVICES = '10.96.0.0/16';
@@ -27,35 +27,23 @@ function uptime(): number {
 
 describe('service names end to end (the node resolver on two namespace-host nodes)', function () {
   this.timeout(300_000);
-  let reg: RegistryWithImages | undefined;
-  let hosts: TestHosts | undefined;
+  let net: NetCluster | undefined;
   let cluster: TestCluster | undefined;
   let dir = '';
   let image = '';
-  const agents: ManagedProcess[] = [];
+  let agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(2, { guardRanges: [CLUSTER, SERVICES] });
+    net = await startNetCluster({ nodes: 2, clusterCidr: CLUSTER, serviceCidr: SERVICES, agentArgs: () => ['--dns-upstream', 'none'] });
+    ({ cluster, agents, image } = net);
     dir = mkdtempSync(join(tmpdir(), 'berth-test-dns-e2e-'));
-    cluster = await startCluster();
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--dns-upstream', 'none', '--cleanup']));
-    }
-    const c = cluster;
-    await waitFor('two Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 2;
-    }, 60_000, 500);
   });
 
   after(async () => {
     const problems: string[] = [];
-    await cluster?.stop().catch((e: Error) => problems.push(e.message));
-    await hosts?.cleanup().catch((e: Error) => problems.push(e.message));
-    await reg?.stop().catch((e: Error) => problems.push(e.message));
+    await net?.cluster.stop().catch((e: Error) => problems.push(e.message));
+    await net?.hosts.cleanup().catch((e: Error) => problems.push(e.message));
+    await net?.reg.stop().catch((e: Error) => problems.push(e.message));
     if (dir) rmSync(dir, { recursive: true, force: true });
     if (problems.length > 0) throw new Error(problems.join('; '));
   });

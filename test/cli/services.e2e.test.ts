@@ -14,8 +14,8 @@ import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeHosts, startRegistryWithImages, tailLog, tryRunIn, waitFor, type ManagedProcess, type RegistryWithImages, type TestHosts } from '../harness/index.js';
-import { startCluster, type TestCluster } from './cluster.js';
+import { tailLog, tryRunIn, waitFor, type ManagedProcess, type TestHosts } from '../harness/index.js';
+import { startNetCluster, type NetCluster, type TestCluster } from './cluster.js';
 
 const execFileP = promisify(execFile);
 const CLUSTER = '10.244.0.0/16';
@@ -30,35 +30,24 @@ interface ServiceJson {
 
 describe('services end to end (virtual IPs balanced over replicas on three namespace-host nodes)', function () {
   this.timeout(300_000);
-  let reg: RegistryWithImages | undefined;
+  let net: NetCluster | undefined;
   let hosts: TestHosts | undefined;
   let cluster: TestCluster | undefined;
   let dir = '';
   let image = '';
-  const agents: ManagedProcess[] = [];
+  let agents: ManagedProcess[] = [];
 
   before(async () => {
-    reg = await startRegistryWithImages(['busybox']);
-    image = reg.images['busybox']?.reference ?? '';
-    hosts = await makeHosts(3, { guardRanges: [CLUSTER, SERVICES] });
+    net = await startNetCluster({ nodes: 3, clusterCidr: CLUSTER, serviceCidr: SERVICES });
+    ({ hosts, cluster, agents, image } = net);
     dir = mkdtempSync(join(tmpdir(), 'berth-test-services-e2e-'));
-    cluster = await startCluster();
-    for (const [i, h] of hosts.hosts.entries()) {
-      agents.push(cluster.startAgent(`node-${i}`, ['--network', 'cni', '--node-netns', `/run/netns/${h.netns}`, '--internal-ip', h.address, '--cleanup']));
-    }
-    const c = cluster;
-    await waitFor('three Ready nodes', async () => {
-      for (const a of agents) if (a.exited()) throw new Error(`agent exited early:\n${tailLog(a)}`);
-      const r = await c.cli(['get', 'nodes', '-o', 'json']);
-      return r.code === 0 && (r.stdout.match(/NODE_STATE_READY/g) ?? []).length === 3;
-    }, 60_000, 500);
   });
 
   after(async () => {
     const problems: string[] = [];
-    await cluster?.stop().catch((e: Error) => problems.push(e.message));
-    await hosts?.cleanup().catch((e: Error) => problems.push(e.message));
-    await reg?.stop().catch((e: Error) => problems.push(e.message));
+    await net?.cluster.stop().catch((e: Error) => problems.push(e.message));
+    await net?.hosts.cleanup().catch((e: Error) => problems.push(e.message));
+    await net?.reg.stop().catch((e: Error) => problems.push(e.message));
     if (dir) rmSync(dir, { recursive: true, force: true });
     if (problems.length > 0) throw new Error(problems.join('; '));
   });
