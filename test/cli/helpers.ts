@@ -35,7 +35,7 @@ export async function cliInProcess(argv: string[], options: { stdin?: string; en
   return { code, stdout: out(), stderr: err() };
 }
 
-/** Runs `node berth.js ARGS` to completion (killed after timeoutMs). */
+/** Runs `node berth.cjs ARGS` to completion (killed after timeoutMs). */
 export function berth(args: string[], options: { stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BERTH_JS, ...args], { env: options.env ?? cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'] });

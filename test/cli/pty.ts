@@ -22,7 +22,7 @@ export interface PtySession {
   kill(): void;
 }
 
-/** Runs `node berth.js ARGS` in a new pty of the given size. */
+/** Runs `node berth.cjs ARGS` in a new pty of the given size. */
 export function berthInPty(args: string[], options: { controller: string; cols?: number; rows?: number }): PtySession {
   const p: IPty = spawn(process.execPath, [BERTH_JS, ...args], {
     name: 'xterm',

@@ -165,7 +165,7 @@ describe('deploy/quickstart.sh', function () {
 
   it('reports what is already running, starts nothing and leaves a changed hello alone when run again', async () => {
     const before = new Map(pids);
-    const scaled = await tryRun('node', [join(REPO, 'dist', 'cmd', 'berth.js'), '--controller', controller, 'scale', 'hello', '--replicas', '2'], { cwd: REPO, env });
+    const scaled = await tryRun('node', [join(REPO, 'dist', 'cmd', 'berth.cjs'), '--controller', controller, 'scale', 'hello', '--replicas', '2'], { cwd: REPO, env });
     assert.equal(scaled.code, 0, output(scaled));
     const res = await quickstart('up');
     assert.equal(res.code, 0, output(res));
