@@ -19,6 +19,9 @@
 #   controller 127.0.0.1:7070                BERTH_QS_CONTROLLER_PORT
 #   agent API  127.0.0.1:7071                BERTH_QS_AGENT_PORT
 # The agent's node name is the host name (BERTH_QS_NODE to override).
+# `up` puts the `berth` command on PATH: a link BERTH_QS_LINK (default
+# /usr/local/bin/berth) to this checkout's dist/cmd/berth.cjs, unless
+# something else is there already; `down --purge` removes the link it made.
 # Demo images pushed to the registry: BERTH_QS_IMAGES (default busybox,whalesay).
 set -euo pipefail
 # shellcheck source=deploy/lib.sh
@@ -43,11 +46,12 @@ NATS_URL="nats://127.0.0.1:${NATS_PORT}"
 REGISTRY="127.0.0.1:${REGISTRY_PORT}"
 CONTROLLER="127.0.0.1:${CONTROLLER_PORT}"
 BERTH_JS="$BERTH_REPO/dist/cmd/berth.cjs"
+BERTH_LINK="${BERTH_QS_LINK:-/usr/local/bin/berth}"
 
 # Start order; `down` stops in reverse.
 SERVICES=(etcd nats registry controller agent)
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 berth() { BERTH_CONTROLLER="$CONTROLLER" node "$BERTH_JS" "$@"; }
 
@@ -246,6 +250,25 @@ wait_workload() {
   warn "$name has ${ready:-no} replicas ready after ${WORKLOAD_WAIT_SECONDS}s; check again with \`berth get workloads\` and see $(log_file agent)"
 }
 
+# The berth command on PATH: a link to this checkout's entry point (executable, `#!/usr/bin/env node`).
+link_command() {
+  if [[ -L "$BERTH_LINK" && "$(readlink "$BERTH_LINK")" == "$BERTH_JS" ]]; then return 0; fi
+  if [[ -e "$BERTH_LINK" || -L "$BERTH_LINK" ]]; then
+    warn "$BERTH_LINK is already there and is not this checkout's berth: left as it is (run node $BERTH_JS instead)"
+    return 0
+  fi
+  mkdir -p "$(dirname "$BERTH_LINK")"
+  ln -s "$BERTH_JS" "$BERTH_LINK"
+  say "berth command: $BERTH_LINK -> $BERTH_JS"
+}
+
+unlink_command() {
+  if [[ -L "$BERTH_LINK" && "$(readlink "$BERTH_LINK")" == "$BERTH_JS" ]]; then
+    rm -f "$BERTH_LINK"
+    say "removed the berth command $BERTH_LINK"
+  fi
+}
+
 cmd_up() {
   require_root "deploy/quickstart.sh"
   # BERTH_QS_SKIP_INSTALL=1: the checkout is already installed and built (the
@@ -253,6 +276,7 @@ cmd_up() {
   if [[ "${BERTH_QS_SKIP_INSTALL:-0}" != 1 ]]; then "$BERTH_REPO/deploy/install.sh"; fi
   [[ -f "$BERTH_JS" ]] || die "$BERTH_JS is missing: build Berth first (deploy/install.sh)"
   mkdir -p "$STATE/run" "$STATE/logs"
+  link_command
 
   local name pid started=0
   for name in "${SERVICES[@]}"; do
@@ -288,10 +312,11 @@ cmd_up() {
   cat <<EOF
 
 The cluster is up (state and logs in $STATE). Next, from $BERTH_REPO:
-  export BERTH_CONTROLLER=$CONTROLLER
-  npx berth get workloads            # or: node $BERTH_JS get workloads
-  npx berth apply -f examples/hello.yaml
-  npx berth --help
+$( [[ "$CONTROLLER" == 127.0.0.1:7070 ]] || printf '  export BERTH_CONTROLLER=%s\n' "$CONTROLLER" )
+  berth get workloads                # the berth command is $BERTH_LINK (or: node $BERTH_JS ...)
+  berth run whalesay cowsay "Hello, berth"
+  berth apply -f examples/hello.yaml
+  berth --help
   $0 status       # what is running
   $0 down         # stop it all (add --purge to delete $STATE)
 EOF
@@ -400,7 +425,7 @@ cmd_down() {
   done
   if ((purge_too == 1)); then containers delete; else containers stop; fi
   say "the quickstart cluster is stopped"
-  if ((purge_too == 1)); then purge; else say "data kept in $STATE (delete it with: $0 down --purge)"; fi
+  if ((purge_too == 1)); then purge; unlink_command; else say "data kept in $STATE (delete it with: $0 down --purge)"; fi
 }
 
 main() {

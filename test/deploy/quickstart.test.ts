@@ -132,6 +132,8 @@ describe('deploy/quickstart.sh', function () {
       BERTH_QS_IMAGES: 'busybox',
       BERTH_QS_SKIP_INSTALL: '1',
       BERTH_QS_WORKLOAD_WAIT_SECONDS: '60',
+      // The berth command's link goes into the state dir, not /usr/local/bin.
+      BERTH_QS_LINK: join(state, 'bin', 'berth'),
     };
   });
 
@@ -161,6 +163,12 @@ describe('deploy/quickstart.sh', function () {
     assert.match(res.stderr, /^hello: 1\/1 replicas ready$/m, `hello's replica should run\n${output(res)}`);
     assert.match(res.stdout, /^hello\s+1\/1\s/m, `berth get workloads should list hello ready\n${output(res)}`);
     assert.match(res.stdout, new RegExp(`^${NODE}\\s+Ready`, 'm'), `berth get nodes should show ${NODE} Ready\n${output(res)}`);
+    // The berth command it put on PATH is this checkout's and works.
+    const link = join(state, 'bin', 'berth');
+    assert.equal(readlinkSync(link), join(REPO, 'dist', 'cmd', 'berth.cjs'));
+    const viaLink = await tryRun(link, ['--controller', controller, 'get', 'workloads'], { cwd: REPO, env });
+    assert.equal(viaLink.code, 0, output(viaLink));
+    assert.match(viaLink.stdout, /^hello\s+1\/1\s/m, output(viaLink));
   });
 
   it('reports what is already running, starts nothing and leaves a changed hello alone when run again', async () => {
