@@ -309,11 +309,12 @@ cmd_up() {
   echo
   step "berth get workloads"
   berth get workloads
+  local export_line=''
+  [[ "$CONTROLLER" == 127.0.0.1:7070 ]] || export_line="  export BERTH_CONTROLLER=$CONTROLLER"$'\n'
   cat <<EOF
 
 The cluster is up (state and logs in $STATE). Next, from $BERTH_REPO:
-$( [[ "$CONTROLLER" == 127.0.0.1:7070 ]] || printf '  export BERTH_CONTROLLER=%s\n' "$CONTROLLER" )
-  berth get workloads                # the berth command is $BERTH_LINK (or: node $BERTH_JS ...)
+${export_line}  berth get workloads                # the berth command is $BERTH_LINK (or: node $BERTH_JS ...)
   berth run whalesay cowsay "Hello, berth"
   berth apply -f examples/hello.yaml
   berth --help
