@@ -5,54 +5,17 @@
  * Real etcd and NATS behind the real API server.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
-import { silentLogger } from '../../../lib/index.js';
-import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
-import { Membership, NatsHeartbeats } from '../../../controller/nodes/index.js';
-import { EtcdStore, SoloElection } from '../../../controller/store/index.js';
-import { startEtcd, startNats, type Service } from '../../harness/index.js';
-import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
+import { useApiServer } from './api-fixture.js';
+import { call, grpcError, manifest, type Clients } from '../helpers.js';
 
 const ports = (...entries: string[]) => ['  ports:', ...entries.map((e) => `    - ${e}`)].join('\n');
 
 describe('WorkloadService.Apply (published ports)', () => {
-  let etcd: Service;
-  let nats: Service;
-  let raw: Etcd3;
-  let prefix: string;
-  let store: EtcdStore;
-  let election: SoloElection;
-  let membership: Membership;
-  let api: ApiServer;
+  const f = useApiServer('ctl-mesh');
   let c: Clients;
-
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
-  beforeEach(async () => {
-    prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
-    store = new EtcdStore({ endpoints: [etcd.url], prefix });
-    election = new SoloElection('ctl-mesh');
-    election.start();
-    membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [nats.url] }) });
-    await membership.start();
-    api = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, defaultRegistry: '127.0.0.1:5000', clusterCidr: '10.244.0.0/16', logger: silentLogger() });
-    c = connectClients(api.address);
-  });
-  afterEach(async () => {
-    c?.close();
-    await api?.stop(1000);
-    await membership?.stop();
-    await election?.stop();
-    await store?.close();
-    await raw.delete().prefix(prefix);
+  beforeEach(() => {
+    c = f.c;
   });
 
   const apply = (text: string, dryRun = false) => call(c.workloads, c.workloads.apply, { manifest: text, source: 'test.yaml', dryRun });
