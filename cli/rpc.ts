@@ -215,7 +215,9 @@ interface CallSetup {
 export class Call extends Duplex {
   private readonly stream: ClientHttp2Stream;
   private readonly setup: CallSetup;
-  private pending: Buffer = Buffer.alloc(0);
+  /** Received bytes not yet parsed into messages: chunks, joined only once a whole message is there. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private headers: IncomingHttpHeaders | undefined;
   private trailers: IncomingHttpHeaders | undefined;
   private finished = false;
@@ -279,18 +281,24 @@ export class Call extends Duplex {
 
   private onData(chunk: Buffer): void {
     if (this.finished) return;
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    while (this.pending.length >= 5) {
-      const compressed = this.pending[0] !== 0;
-      const length = this.pending.readUInt32BE(1);
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= 5) {
+      if ((this.chunks[0] as Buffer).length < 5) this.chunks = [Buffer.concat(this.chunks)];
+      const head = this.chunks[0] as Buffer;
+      const compressed = head[0] !== 0;
+      const length = head.readUInt32BE(1);
       const max = this.setup.maxReceive;
       if (max >= 0 && length > max) {
         this.fail(serviceError(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${max})`), true);
         return;
       }
-      if (this.pending.length < 5 + length) return;
-      const body = this.pending.subarray(5, 5 + length);
-      this.pending = this.pending.subarray(5 + length);
+      if (this.buffered < 5 + length) return;
+      const all = this.chunks.length === 1 ? head : Buffer.concat(this.chunks, this.buffered);
+      const body = all.subarray(5, 5 + length);
+      const rest = all.subarray(5 + length);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.buffered = rest.length;
       if (compressed) {
         this.fail(serviceError(Status.INTERNAL, 'Received a compressed message, which this client did not ask for'), true);
         return;

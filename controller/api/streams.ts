@@ -55,7 +55,10 @@ export function streamService(deps: StreamServiceDeps): StreamServiceServer {
       if (s.code === 13) log.error('stream failed', { method, reason: messageOf(err) });
       call.emit('error', { code: s.code, details: s.details });
     };
-    const onStop = (): void => fail(new UnavailableError('the controller is stopping'));
+    const onStop = (): void => {
+      fail(new UnavailableError('the controller is stopping'));
+      dropUnattached();
+    };
     deps.stopping.addEventListener('abort', onStop, { once: true });
     const cleanup = (): void => {
       deps.stopping.removeEventListener('abort', onStop);
