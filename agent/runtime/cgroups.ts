@@ -187,7 +187,8 @@ export class CgroupV1Manager implements CgroupManager {
   }
 
   async destroy(cg: ContainerCgroup): Promise<void> {
-    for (const d of new Set(Object.values(cg.dirs))) await this.fs.cgroupRmdir(d);
+    // One directory per hierarchy, independent of each other: removed side by side.
+    await Promise.all([...new Set(Object.values(cg.dirs))].map((d) => this.fs.cgroupRmdir(d)));
     await removeParents(this.fs, Object.values(cg.dirs));
   }
 }
@@ -260,9 +261,9 @@ export class CgroupV2Manager implements CgroupManager {
 
 /** Removes the (shared) parent directories when no other container uses them. */
 async function removeParents(fs: CgroupFs, dirs: string[]): Promise<void> {
-  for (const parent of new Set(dirs.map((d) => d.slice(0, d.lastIndexOf('/'))))) {
-    await fs.cgroupRmdir(parent, { timeoutMs: 0 }).catch(() => undefined); // busy: another container lives there
-  }
+  await Promise.all([...new Set(dirs.map((d) => d.slice(0, d.lastIndexOf('/'))))].map(
+    (parent) => fs.cgroupRmdir(parent, { timeoutMs: 0 }).catch(() => undefined), // busy: another container lives there
+  ));
 }
 
 /**

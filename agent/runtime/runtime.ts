@@ -348,7 +348,11 @@ export class Runtime implements ContainerRuntime {
   }
 
   async state(id: string): Promise<ContainerInfo> {
-    const s = await this.load(id);
+    return this.stateOf(id, await this.load(id));
+  }
+
+  /** state() over a state.json already loaded (delete reads it once for both). */
+  private async stateOf(id: string, s: PersistedState): Promise<ContainerInfo> {
     const dir = this.stateDir(id);
     const base = {
       id, bundle: s.bundle, rootfs: s.rootfs, createdAt: s.createdAt, annotations: s.annotations, stateDir: dir,
@@ -490,7 +494,7 @@ export class Runtime implements ContainerRuntime {
   /** Removes a stopped container (with force: kills it first). */
   async delete(id: string, options: { force?: boolean } = {}): Promise<void> {
     const s = await this.load(id);
-    let info = await this.state(id);
+    let info = await this.stateOf(id, s);
     if (info.status !== 'stopped') {
       if (!options.force && info.status !== 'creating') {
         throw new ContainerStateError(id, info.status, `failed to delete container "${id}": it is ${info.status}; stop it first or use force`);
