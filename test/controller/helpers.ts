@@ -1,5 +1,7 @@
 /** Test helpers for the controller: promise wrappers over the generated gRPC clients, and manifests. */
 import * as grpc from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { startEtcd, startNats, type Service } from '../harness/index.js';
 import {
   ContainerServiceClient, EventServiceClient, NodeServiceClient, SystemServiceClient, WorkloadServiceClient,
 } from '../../proto/gen/berth/v1/controller.js';
@@ -71,5 +73,32 @@ export function grpcError(code: grpc.status, pattern: RegExp): (err: unknown) =>
     if (e.code !== code) throw new Error(`expected status ${grpc.status[code]}, got ${grpc.status[e.code] ?? String(e.code)}: ${e.details ?? String(err)}`);
     if (!pattern.test(e.details)) throw new Error(`expected details matching ${String(pattern)}, got "${e.details}"`);
     return true;
+  };
+}
+
+/**
+ * Real etcd and NATS for a mocha suite (started in `before`, stopped in
+ * `after`), with an etcd client for raw reads; read them inside hooks and tests.
+ */
+export function useEtcdAndNats(): { readonly etcd: Service; readonly nats: Service; readonly raw: Etcd3 } {
+  let etcd: Service | undefined;
+  let nats: Service | undefined;
+  let raw: Etcd3 | undefined;
+  before(async () => {
+    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
+    raw = new Etcd3({ hosts: etcd.url });
+  });
+  after(async () => {
+    raw?.close();
+    await Promise.all([etcd?.stop(), nats?.stop()]);
+  });
+  const need = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`no ${what}: read it inside a hook or a test`);
+    return v;
+  };
+  return {
+    get etcd() { return need(etcd, 'etcd'); },
+    get nats() { return need(nats, 'NATS'); },
+    get raw() { return need(raw, 'etcd client'); },
   };
 }

@@ -1,17 +1,16 @@
 /**
  * A controller API server for a mocha suite, on real etcd and NATS: etcd and
- * NATS once for the suite; for each test a fresh key prefix, store, solo
+ * NATS once for the suite (useEtcdAndNats); for each test a fresh key prefix, store, solo
  * election, node membership, API server on a free port and gRPC clients,
  * all stopped (and the prefix deleted) after the test.
  */
 import { randomBytes } from 'node:crypto';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { silentLogger } from '../../../lib/index.js';
 import { startApiServer, type ApiServer } from '../../../controller/api/index.js';
 import { Membership, NatsHeartbeats } from '../../../controller/nodes/index.js';
 import { EtcdStore, SoloElection } from '../../../controller/store/index.js';
-import { startEtcd, startNats, type Service } from '../../harness/index.js';
-import { connectClients, type Clients } from '../helpers.js';
+import { connectClients, useEtcdAndNats, type Clients } from '../helpers.js';
 
 export interface ApiFixture {
   /** The current test's clients, store, prefix, server; etcd for raw reads. */
@@ -23,9 +22,7 @@ export interface ApiFixture {
 }
 
 export function useApiServer(controllerId: string): ApiFixture {
-  let etcd: Service | undefined;
-  let nats: Service | undefined;
-  let raw: Etcd3 | undefined;
+  const svc = useEtcdAndNats();
   let prefix = '';
   let store: EtcdStore | undefined;
   let election: SoloElection | undefined;
@@ -33,20 +30,12 @@ export function useApiServer(controllerId: string): ApiFixture {
   let api: ApiServer | undefined;
   let c: Clients | undefined;
 
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
   beforeEach(async () => {
     prefix = `/test-${randomBytes(4).toString('hex')}/berth/v1/`;
-    store = new EtcdStore({ endpoints: [etcd!.url], prefix });
+    store = new EtcdStore({ endpoints: [svc.etcd.url], prefix });
     election = new SoloElection(controllerId);
     election.start();
-    membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [nats!.url] }) });
+    membership = new Membership({ store, election, heartbeats: new NatsHeartbeats({ servers: [svc.nats.url] }) });
     await membership.start();
     api = await startApiServer({ listen: '127.0.0.1:0', store, election, membership, defaultRegistry: '127.0.0.1:5000', clusterCidr: '10.244.0.0/16', logger: silentLogger() });
     c = connectClients(api.address);
@@ -57,7 +46,7 @@ export function useApiServer(controllerId: string): ApiFixture {
     await membership?.stop();
     await election?.stop();
     await store?.close();
-    await raw?.delete().prefix(prefix);
+    if (prefix !== '') await svc.raw.delete().prefix(prefix);
   });
 
   const need = <T>(v: T | undefined, what: string): T => {
@@ -69,6 +58,6 @@ export function useApiServer(controllerId: string): ApiFixture {
     get store() { return need(store, 'store'); },
     get prefix() { return prefix; },
     get api() { return need(api, 'API server'); },
-    get raw() { return need(raw, 'etcd client'); },
+    get raw() { return svc.raw; },
   };
 }

@@ -5,23 +5,20 @@
  */
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
 import { connect } from 'nats';
 import { ContainerSpec, Event, type LogLine } from '../../../proto/gen/berth/v1/types.js';
 import type { RunRequest } from '../../../proto/gen/berth/v1/controller.js';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
 import { EVENTS_SUBJECT } from '../../../controller/nodes/index.js';
-import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
-import { call, connectClients, grpcError, manifest, type Clients } from '../helpers.js';
+import { waitFor } from '../../harness/index.js';
+import { call, connectClients, grpcError, manifest, type Clients, useEtcdAndNats } from '../helpers.js';
 import type { FakeAgent } from './fake-agent.js';
 import { startController, type TestController } from './controller.js';
 import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 
 describe('reconciler with fake agents', function () {
   this.timeout(120_000);
-  let etcd: Service;
-  let nats: Service;
-  let raw: Etcd3;
+  const svc = useEtcdAndNats();
   let prefix: string;
   let ctl: TestController | undefined;
   let ctl2: TestController | undefined;
@@ -29,16 +26,8 @@ describe('reconciler with fake agents', function () {
   let agents: FakeAgent[] = [];
   let fc: FakeCluster | undefined;
 
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
   beforeEach(async () => {
-    fc = await startFakeCluster(etcd, nats, raw);
+    fc = await startFakeCluster(svc.etcd, svc.nats, svc.raw);
     ({ prefix, ctl, clients: c, agents } = fc);
   });
   afterEach(async () => {
@@ -113,7 +102,7 @@ describe('reconciler with fake agents', function () {
     const old = [...n3.containers.keys()];
     assert.equal(old.length, 2);
     const published: Event[] = [];
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect({ servers: svc.nats.url });
     nc.subscribe(EVENTS_SUBJECT, { callback: (_err, msg) => published.push(Event.decode(msg.data)) });
     await nc.flush();
     n3.pause();
@@ -176,7 +165,7 @@ describe('reconciler with fake agents', function () {
   it('lets a second controller adopt records and observed state without starting anything twice', async () => {
     await apply(manifest('web', { replicas: 3, image: '127.0.0.1:5000/web:1' }));
     await waitFor('3 replicas running', () => total() === 3, 15_000);
-    ctl2 = await startController(etcd.url, nats.url, prefix, 'ctl-b');
+    ctl2 = await startController(svc.etcd.url, svc.nats.url, prefix, 'ctl-b');
     const before = agents.map((a) => a.calls.filter((k) => k.method === 'RunContainer').length);
     await (ctl as TestController).stop();
     ctl = undefined;

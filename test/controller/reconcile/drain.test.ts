@@ -9,12 +9,11 @@
  * a replaced replica drains.
  */
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
 import { validateWorkloadFile } from '../../../lib/index.js';
 import { containerSpecFor, templateKey } from '../../../controller/reconcile/index.js';
 import { ContainerState, type Container } from '../../../proto/gen/berth/v1/types.js';
-import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
-import { call, manifest } from '../helpers.js';
+import { waitFor } from '../../harness/index.js';
+import { call, manifest, useEtcdAndNats } from '../helpers.js';
 import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 
 function spec(...specLines: string[]) {
@@ -41,21 +40,11 @@ describe('containerSpecFor drainSeconds', () => {
 
 describe('reconciler with draining agents', function () {
   this.timeout(120_000);
-  let etcd: Service;
-  let nats: Service;
-  let raw: Etcd3;
+  const svc = useEtcdAndNats();
   let fc: FakeCluster | undefined;
 
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
   beforeEach(async () => {
-    fc = await startFakeCluster(etcd, nats, raw);
+    fc = await startFakeCluster(svc.etcd, svc.nats, svc.raw);
     for (const a of fc.agents) a.drainMs = 3000;
   });
   afterEach(async () => {

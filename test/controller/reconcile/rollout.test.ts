@@ -9,13 +9,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
 import { ContainerState } from '../../../proto/gen/berth/v1/types.js';
-import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
+import { waitFor } from '../../harness/index.js';
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../../cli/main.js';
 import { cleanEnv, cliInProcess, type CliResult } from '../../cli/helpers.js';
-import { call, grpcError, manifest, type Clients } from '../helpers.js';
+import { call, grpcError, manifest, type Clients, useEtcdAndNats } from '../helpers.js';
 import type { FakeAgent } from './fake-agent.js';
 import type { TestController } from './controller.js';
 import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
@@ -23,26 +22,16 @@ import { restartedAtLabelValue } from '../../../controller/reconcile/index.js';
 
 describe('rollouts with fake agents', function () {
   this.timeout(120_000);
-  let etcd: Service;
-  let nats: Service;
-  let raw: Etcd3;
+  const svc = useEtcdAndNats();
   let ctl: TestController | undefined;
   let c: Clients | undefined;
   let agents: FakeAgent[] = [];
   let fc: FakeCluster | undefined;
   let dir = '';
 
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-test-rollout-'));
-    fc = await startFakeCluster(etcd, nats, raw);
+    fc = await startFakeCluster(svc.etcd, svc.nats, svc.raw);
     ({ ctl, clients: c, agents } = fc);
   });
   afterEach(async () => {

@@ -7,32 +7,21 @@
  * fake agents (real gRPC servers and NATS traffic).
  */
 import assert from 'node:assert/strict';
-import { Etcd3 } from 'etcd3';
 import type { Event } from '../../../proto/gen/berth/v1/types.js';
-import { startEtcd, startNats, waitFor, type Service } from '../../harness/index.js';
-import { call, manifest, type Clients } from '../helpers.js';
+import { waitFor } from '../../harness/index.js';
+import { call, manifest, type Clients, useEtcdAndNats } from '../helpers.js';
 import type { FakeAgent } from './fake-agent.js';
 import { startFakeCluster, type FakeCluster } from './fake-cluster.js';
 
 describe('reconciler when a node becomes unreachable during a rollout', function () {
   this.timeout(120_000);
-  let etcd: Service;
-  let nats: Service;
-  let raw: Etcd3;
+  const svc = useEtcdAndNats();
   let c: Clients | undefined;
   let agents: FakeAgent[] = [];
   let fc: FakeCluster | undefined;
 
-  before(async () => {
-    [etcd, nats] = await Promise.all([startEtcd(), startNats()]);
-    raw = new Etcd3({ hosts: etcd.url });
-  });
-  after(async () => {
-    raw?.close();
-    await Promise.all([etcd?.stop(), nats?.stop()]);
-  });
   beforeEach(async () => {
-    fc = await startFakeCluster(etcd, nats, raw);
+    fc = await startFakeCluster(svc.etcd, svc.nats, svc.raw);
     ({ clients: c, agents } = fc);
   });
   afterEach(async () => {
