@@ -13,6 +13,7 @@
 import type { Command } from 'commander';
 import type { AttachStart, ExecStart, RunStart, StreamInput, StreamOutput, StreamReady, TerminalSize } from '../proto/gen/berth/v1/streams.js';
 import type { PullProgress } from '../proto/gen/berth/v1/types.js';
+import type { ProgressView } from './images.js';
 import type { RunRequest } from '../proto/gen/berth/v1/controller.js';
 import type { ControllerApi } from './client.js';
 import { separateCommand } from './argv.js';
@@ -204,7 +205,7 @@ export async function runWithTerminal(ctx: CliContext, api: ControllerApi, req: 
   const size = terminalSize(ctx);
   let ready: StreamReady | undefined;
   let stopping = false;
-  let pulls: Promise<{ update(p: PullProgress): void; stop(): void }> | undefined;
+  let pulls: Promise<ProgressView> | undefined;
   const start: RunStart = {
     name: req.name, spec: req.spec, node: req.node, nodeSelector: req.nodeSelector, stdin: opts.interactive, remove: opts.rm, ...(size ? { size } : {}),
   };

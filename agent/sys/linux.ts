@@ -41,7 +41,7 @@ function errnoOf(err: unknown): string | undefined {
 /** The spawner's "error ..." line of a failed request, or what it printed. */
 function spawnerError(lines: string[], code: number): string {
   const report = lines.find((l) => l.startsWith('error '));
-  return report ? report.slice(6) : (lines.join('; ').replace(/berth-helper: /g, '') || `helper request failed with status ${code}`);
+  return report ? report.slice(6) : (lines.join('; ').replace(/berth-helper: /g, '') || `helper exited with status ${code}`);
 }
 
 export class LinuxSys implements Sys {
@@ -149,9 +149,7 @@ export class LinuxSys implements Sys {
     const { lines, code } = await this.spawnerRequest(encodeInitSpec(spec));
     const ok = lines.map((l) => /^ok (\d+) (\d+) (\d+)$/.exec(l)).find((m) => m);
     if (code === 0 && ok) return { initPid: Number(ok[1]), shimPid: Number(ok[2]), initStartTime: Number(ok[3]) };
-    const report = lines.find((l) => l.startsWith('error '));
-    const detail = report ? report.slice(6) : (lines.join('; ').replace(/berth-helper: /g, '') || `helper exited with status ${code}`);
-    throw new ContainerSetupError(detail);
+    throw new ContainerSetupError(spawnerError(lines, code));
   }
 
   private createBySpawn(spec: InitSpec, opts: { signal?: AbortSignal } = {}): Promise<CreatedContainer> {
